@@ -1,0 +1,285 @@
+"""Leaderboard: per-node alignment records aggregated per (task, student, teacher, loss) (METHOD.md, Alignment).
+
+One row per teacher and teacher loss (``rkl``, ``fkl``, ``jsd``, ``sampled``) plus one ``grpo`` reference row per
+(task, student). GRPO's direction has no teacher in it, so every teacher carries the same ``align_grpo`` values; the
+reference row is computed once, from the first teacher's rows, and labelled teacher ``"-"``.
+
+The aggregate columns are a list of :class:`Column` specs evaluated on a :class:`Cell` (the node rows of one
+leaderboard row plus its informative mask), so significance columns (cluster-bootstrap CIs, paired p-values; METHOD.md,
+Statistics) can be added later by appending specs instead of rewriting :func:`leaderboard`::
+
+    leaderboard(nodes, columns=[*COLUMNS, Column("align_ci_lo", my_bootstrap_lo)])
+
+Rendering: :func:`format_table` (md / csv / json / latex strings) and :func:`print_rich` (terminal tables).
+:func:`load_run` reads a run directory back.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.records import LOSS_NAMES, read_nodes, read_questions
+
+REFERENCE_LOSS = "grpo"
+TEACHER_LOSSES = tuple(name for name in LOSS_NAMES if name != REFERENCE_LOSS)  # rkl, fkl, jsd, sampled
+REFERENCE_TEACHER = "-"  # the grpo row belongs to no teacher
+KEY_COLUMNS = ("task", "student", "teacher", "loss")
+FORMATS = ("md", "csv", "json", "latex")
+ZERO_GRAD_NOTE = "zero distillation gradient (teacher = student): alignment 0 by definition"
+
+
+@dataclass(frozen=True, eq=False)
+class Cell:
+    """The node rows behind one leaderboard row, and which of them count as informative for its loss.
+
+    ``rows`` holds every node of the selection (uninformative and no-context nodes included, because the counts
+    must state them); ``mask`` picks the nodes whose alignment enters the averages.
+    """
+
+    task: str
+    student: str
+    teacher: str
+    loss: str
+    rows: pd.DataFrame
+    mask: np.ndarray
+
+    @cached_property
+    def align(self) -> np.ndarray:
+        return self.rows[f"align_{self.loss}"].to_numpy(dtype=float, na_value=np.nan)[self.mask]
+
+    @cached_property
+    def weights(self) -> np.ndarray:
+        return self.rows["ideal_norm"].to_numpy(dtype=float, na_value=np.nan)[self.mask]
+
+    @cached_property
+    def correct(self) -> np.ndarray:
+        """Per informative node: True / False path grade; a missing grade is neither (see ``incorrect``)."""
+        return self.rows["rollout_correct"].eq(True).to_numpy(dtype=bool, na_value=False)[self.mask]
+
+    @cached_property
+    def incorrect(self) -> np.ndarray:
+        # not simply ~correct: a node with a null grade must not be counted as an incorrect path
+        return self.rows["rollout_correct"].eq(False).to_numpy(dtype=bool, na_value=False)[self.mask]
+
+    @cached_property
+    def question_ids(self) -> np.ndarray:
+        """Question of each informative node: the resampling cluster for CIs and tests (METHOD.md, Statistics)."""
+        return self.rows["question_id"].to_numpy(dtype=object)[self.mask]
+
+    @cached_property
+    def dnorm(self) -> np.ndarray:
+        return self.rows[f"dnorm_{self.loss}"].to_numpy(dtype=float, na_value=np.nan)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One aggregate column: ``compute(cell)`` returns its value; it must return NaN (not raise) on empty input."""
+
+    name: str
+    compute: Callable[[Cell], Any]
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(np.mean(values)) if values.size else math.nan
+
+
+def _weighted_mean(values: np.ndarray, weights: np.ndarray) -> float:
+    ok = np.isfinite(weights)  # a node without a usable weight cannot enter a weighted mean
+    total = float(weights[ok].sum())
+    if not ok.any() or total <= 0.0:
+        return math.nan
+    return float(np.dot(values[ok], weights[ok]) / total)
+
+
+def _true(rows: pd.DataFrame, column: str) -> np.ndarray:
+    """``rows[column] is True`` as a writable numpy mask; a null counts as False."""
+    # copy=True: under pandas copy-on-write the array may be a read-only view, and callers combine masks in place
+    return rows[column].eq(True).to_numpy(dtype=bool, na_value=False, copy=True)
+
+
+def _zero_grad(cell: Cell) -> float:
+    # Denominator: nodes with an ideal signal and a teacher context, whether or not the writer stored the undefined
+    # cosine of a zero vector as 0.0 or as NaN, so a zero-gradient teacher shows up as 1.0 either way.
+    base = _true(cell.rows, "informative")
+    if cell.loss != REFERENCE_LOSS:
+        base &= _true(cell.rows, "context_ok")
+    if not base.any():
+        return math.nan
+    return float(np.mean(cell.dnorm[base] == 0.0))
+
+
+COLUMNS: list[Column] = [
+    Column("questions", lambda c: int(c.rows["question_id"].nunique())),
+    Column("rollouts", lambda c: int(len(c.rows[["question_id", "rollout_id"]].drop_duplicates()))),
+    Column("nodes", lambda c: int(len(c.rows))),
+    Column("informative", lambda c: int(c.mask.sum())),
+    Column("no_context", lambda c: int(c.rows["context_ok"].eq(False).sum())),
+    Column("align", lambda c: _mean(c.align)),
+    Column("align_correct", lambda c: _mean(c.align[c.correct])),
+    Column("align_incorrect", lambda c: _mean(c.align[c.incorrect])),
+    Column("walign", lambda c: _weighted_mean(c.align, c.weights)),
+    Column("pos_frac", lambda c: _mean((c.align > 0).astype(float))),
+    Column("zero_grad", _zero_grad),
+]
+
+
+def informative_mask(rows: pd.DataFrame, loss: str) -> np.ndarray:
+    """Nodes whose ``align_<loss>`` enters the averages: informative, teacher context built, finite alignment.
+
+    For ``grpo`` the context gate is skipped: its direction uses no teacher, so a teacher whose context failed at
+    a node must not remove that node from the teacher-independent reference row.
+    """
+    mask = _true(rows, "informative")
+    if loss != REFERENCE_LOSS:
+        mask &= _true(rows, "context_ok")
+    mask &= np.isfinite(rows[f"align_{loss}"].to_numpy(dtype=float, na_value=np.nan))
+    return mask
+
+
+def iter_cells(nodes: pd.DataFrame):
+    """Yield the :class:`Cell` of every leaderboard row, in table order before ranking."""
+    for (task, student), group in nodes.groupby(["task", "student"], sort=False, dropna=False):
+        teachers = list(pd.unique(group["teacher"]))
+        for teacher in teachers:
+            rows = group[group["teacher"] == teacher]
+            for loss in TEACHER_LOSSES:
+                yield Cell(task, student, teacher, loss, rows, informative_mask(rows, loss))
+        if teachers:
+            # teacher-independent: the first teacher's rows stand for all of them
+            rows = group[group["teacher"] == teachers[0]]
+            yield Cell(task, student, REFERENCE_TEACHER, REFERENCE_LOSS, rows, informative_mask(rows, REFERENCE_LOSS))
+
+
+def leaderboard(nodes: pd.DataFrame, columns: Sequence[Column] | None = None) -> pd.DataFrame:
+    """Aggregate a nodes table (``nodes.parquet`` as pandas) into the leaderboard.
+
+    Rows are ranked by ``walign`` (descending, NaN last) within each (task, student); (task, student) groups keep
+    their order of first appearance.
+    """
+    columns = list(COLUMNS if columns is None else columns)
+    names = [*KEY_COLUMNS, *(column.name for column in columns)]
+    records = []
+    for cell in iter_cells(nodes):
+        record: dict[str, Any] = {"task": cell.task, "student": cell.student, "teacher": cell.teacher, "loss": cell.loss}
+        for column in columns:
+            record[column.name] = column.compute(cell)
+        records.append(record)
+    table = pd.DataFrame.from_records(records, columns=names)
+    if table.empty or "walign" not in table.columns:
+        return table.reset_index(drop=True)
+    ranked = []
+    for _, group in table.groupby(["task", "student"], sort=False, dropna=False):
+        ranked.append(group.sort_values("walign", ascending=False, na_position="last", kind="stable"))
+    return pd.concat(ranked).reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _float_columns(df: pd.DataFrame) -> list[str]:
+    return [name for name in df.columns if pd.api.types.is_float_dtype(df[name])]
+
+
+def _with_missing(df: pd.DataFrame) -> pd.DataFrame:
+    """Float columns as objects with NaN -> None, so tabulate prints its ``missingval`` instead of "nan"."""
+    out = df.copy()
+    for name in _float_columns(out):
+        out[name] = [None if pd.isna(v) else float(v) for v in out[name]]
+    return out
+
+
+def format_table(df: pd.DataFrame, fmt: str) -> str:
+    """Render a leaderboard as ``md`` (GitHub), ``csv``, ``json`` (records, NaN -> null) or ``latex`` (booktabs).
+
+    Floats are rounded to 3 decimals in every format.
+    """
+    from tabulate import tabulate
+
+    if fmt == "md":
+        return tabulate(_with_missing(df), headers="keys", tablefmt="github", floatfmt=".3f", showindex=False,
+                        missingval="—")
+    if fmt == "latex":
+        # "--" rather than an em dash: pdflatex without unicode input chokes on U+2014
+        return tabulate(_with_missing(df), headers="keys", tablefmt="latex_booktabs", floatfmt=".3f",
+                        showindex=False, missingval="--")
+    if fmt == "csv":
+        return df.to_csv(index=False, float_format="%.3f")
+    if fmt == "json":
+        floats = set(_float_columns(df))
+        records = [
+            {
+                name: (None if pd.isna(value) else round(float(value), 3)) if name in floats
+                else (value.item() if isinstance(value, np.generic) else value)
+                for name, value in row.items()
+            }
+            for row in df.to_dict(orient="records")
+        ]
+        return json.dumps(records, indent=2, allow_nan=False)
+    raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+
+
+def _cell_text(value: Any) -> str:
+    if isinstance(value, (float, np.floating)):
+        return "—" if math.isnan(value) else f"{value:.3f}"
+    return str(value)
+
+
+def _count_text(values: pd.Series) -> str:
+    lo, hi = int(values.min()), int(values.max())
+    return str(lo) if lo == hi else f"{lo}–{hi}"
+
+
+def print_rich(df: pd.DataFrame, console=None) -> None:
+    """Print one rich Table per (task, student), with n stated in the caption and the zero-gradient footnote."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    if df.empty:
+        console.print("(empty leaderboard: no nodes)")
+        return
+    shown = [name for name in df.columns if name not in ("task", "student")]
+    for (task, student), group in df.groupby(["task", "student"], sort=False, dropna=False):
+        has_zero = "zero_grad" in group.columns and bool((group["zero_grad"] == 1.0).any())
+        caption = None
+        if {"questions", "rollouts", "informative"} <= set(group.columns):
+            caption = (f"n = {_count_text(group['questions'])} questions · {_count_text(group['rollouts'])} rollouts"
+                       f" · {_count_text(group['informative'])} informative nodes")
+        table = Table(title=f"{task} · student {student}", caption=caption)
+        for name in shown:
+            numeric = pd.api.types.is_numeric_dtype(group[name])
+            table.add_column(name, justify="right" if numeric else "left")
+        for _, row in group.iterrows():
+            cells = [_cell_text(row[name]) for name in shown]
+            if has_zero and row.get("zero_grad") == 1.0 and "teacher" in shown:
+                # mark the row, keep the number itself plain: 1.000 is a true value, not an error
+                cells[shown.index("teacher")] += " †"
+            table.add_row(*cells)
+        console.print(table)
+        if has_zero:
+            console.print(f"† {ZERO_GRAD_NOTE}")
+
+
+# ---------------------------------------------------------------- run directories
+
+
+def load_run(run_dir) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """``(nodes, questions, run_json)`` of a run directory; a missing ``run.json`` reads as ``{}``."""
+    run_dir = Path(run_dir)
+    for name in ("nodes.parquet", "questions.parquet"):
+        if not (run_dir / name).is_file():
+            raise FileNotFoundError(
+                f"{run_dir / name} not found: {run_dir} is not a finished run directory "
+                f"(create one with `opd run --out RUN_DIR`)"
+            )
+    run_json_path = run_dir / "run.json"
+    run_json = json.loads(run_json_path.read_text()) if run_json_path.is_file() else {}
+    return read_nodes(run_dir), read_questions(run_dir), run_json

@@ -1,0 +1,1 @@
+"""Built-in task adapters; each module registers one task."""

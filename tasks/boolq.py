@@ -1,0 +1,103 @@
+"""BoolQ: yes/no questions about a Wikipedia passage (the SuperGLUE dev set, 3270 questions).
+
+Local data: ``<data_dir>/boolq/validation.jsonl`` with ``{"idx", "question", "passage", "answer": bool}``.
+Without a data directory the public hub dataset ``google/boolq`` (split ``validation``) is used.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+from harness.answers import extract_yes_no, yes_no_answer_is_final
+from harness.data import DataError, load_hub, local_file, read_jsonl
+from harness.task import Grade, Question, register_task
+
+LOCAL_FILE = "boolq/validation.jsonl"
+HUB_PATH = "google/boolq"
+HUB_SPLIT = "validation"
+
+INSTRUCTION = (
+    "Answer the question using the passage. Give brief reasoning (one or two sentences), then end with a final "
+    "line that is exactly `Answer: yes` or `Answer: no`."
+)
+# Demonstrations are deliberately generic: they must be correct for every question without inventing facts
+# about the passage that nobody checked.
+DEMONSTRATIONS = {
+    "yes": "The passage supports this.\nAnswer: yes",
+    "no": "The passage does not support this.\nAnswer: no",
+}
+
+
+def format_question(question: str) -> str:
+    """BoolQ questions are lower-case without a question mark ("is the sky blue"); make them read as questions."""
+    text = question.strip()
+    if text:
+        text = text[0].upper() + text[1:]
+    return text if text.endswith("?") else text + "?"
+
+
+def build_prompt(passage: str, question: str) -> str:
+    return f"Passage: {passage.strip()}\n\nQuestion: {format_question(question)}\n\n{INSTRUCTION}"
+
+
+@dataclass(frozen=True)
+class BoolQ:
+    """The BoolQ task: a passage, a yes/no question about it, graded by exact yes/no match."""
+
+    name: str = "boolq"
+    description: str = "BoolQ (SuperGLUE dev, 3270): yes/no questions about a Wikipedia passage"
+    max_new_tokens: int = 96
+
+    def load(self, data_dir: Path | None, limit: int | None = None) -> Sequence[Question]:
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be None or >= 0, got {limit}")
+        if data_dir is None:
+            return self._load_hub(limit)
+        path = local_file(data_dir, LOCAL_FILE, self.name)
+        rows = read_jsonl(
+            path, ("idx", "question", "passage", "answer"), types={"answer": bool, "question": str, "passage": str}
+        )
+        return [
+            self._question(row["idx"], row["question"], row["passage"], row["answer"], source=str(path))
+            for row in rows[:limit]
+        ]
+
+    def _load_hub(self, limit: int | None) -> list[Question]:
+        rows = load_hub(HUB_PATH, None, HUB_SPLIT)
+        questions = []
+        for index, row in enumerate(islice(rows, limit)):
+            if not isinstance(row.get("answer"), bool):
+                raise DataError(
+                    f"Hub dataset {HUB_PATH} ({HUB_SPLIT}) row {index} has answer={row.get('answer')!r}, expected a "
+                    f"boolean; the hub schema may have changed. Use --data-dir with a local copy instead."
+                )
+            questions.append(self._question(index, row["question"], row["passage"], row["answer"], source=HUB_PATH))
+        return questions
+
+    @staticmethod
+    def _question(idx: object, question: str, passage: str, answer: bool, source: str) -> Question:
+        gold = "yes" if answer else "no"
+        return Question(
+            id=f"boolq-{idx}",
+            prompt=build_prompt(passage, question),
+            gold=gold,
+            demonstration=DEMONSTRATIONS[gold],
+            meta={"idx": idx, "question": question, "passage": passage, "source": source},
+        )
+
+    def grade(self, question: Question, response: str) -> Grade:
+        extracted = extract_yes_no(response)
+        return Grade(extracted=extracted, correct=extracted is not None and extracted == question.gold)
+
+    def answer_is_final(self, response: str) -> bool:
+        return yes_no_answer_is_final(response)
+
+
+@register_task("boolq")
+def boolq(argument: str | None = None) -> BoolQ:
+    """BoolQ: yes/no questions about a Wikipedia passage (SuperGLUE dev set)."""
+    if argument:
+        raise ValueError(f"The boolq task takes no argument (got 'boolq:{argument}'); use plain 'boolq'.")
+    return BoolQ()

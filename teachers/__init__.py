@@ -1,0 +1,1 @@
+"""Built-in teachers; each module registers one teacher (or one family, such as ``model:<spec>``)."""

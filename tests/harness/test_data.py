@@ -1,0 +1,137 @@
+"""Tests for data-source resolution and JSONL reading (harness.data); no network."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import harness.data as data
+from harness.data import DataError, local_file, read_jsonl, resolve_data_dir
+
+
+@pytest.fixture
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A cwd with no data layout nearby, no env var, and no repo-relative candidate."""
+    work = tmp_path / "work" / "cwd"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
+    monkeypatch.setattr(data, "_REPO_ROOT", tmp_path / "nowhere" / "repo")
+    return work
+
+
+def make_layout(root: Path, task: str = "boolq") -> Path:
+    (root / task).mkdir(parents=True)
+    return root
+
+
+def test_explicit_wins_over_env_and_autodetect(isolated: Path, tmp_path: Path, monkeypatch) -> None:
+    explicit = make_layout(tmp_path / "explicit")
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(make_layout(tmp_path / "env")))
+    make_layout(isolated / "data")
+    assert resolve_data_dir(explicit) == explicit.resolve()
+    assert resolve_data_dir(str(explicit)) == explicit.resolve()
+
+
+def test_explicit_missing_raises(isolated: Path, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="does not exist.*--data-dir"):
+        resolve_data_dir(tmp_path / "missing")
+
+
+def test_env_used_when_no_flag(isolated: Path, tmp_path: Path, monkeypatch) -> None:
+    env = make_layout(tmp_path / "env", "mmlu")
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(env))
+    make_layout(isolated / "data")
+    assert resolve_data_dir(None) == env.resolve()
+
+
+def test_env_missing_raises(isolated: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path / "typo"))
+    with pytest.raises(DataError, match="OPD_DATA_DIR"):
+        resolve_data_dir(None)
+
+
+def test_autodetect_cwd_data(isolated: Path) -> None:
+    make_layout(isolated / "data", "aime")
+    assert resolve_data_dir(None) == (isolated / "data").resolve()
+
+
+def test_autodetect_sibling_shared_data(isolated: Path) -> None:
+    shared = make_layout(isolated.parent / "shared" / "data")
+    assert resolve_data_dir(None) == shared.resolve()
+
+
+def test_autodetect_repo_relative(isolated: Path, tmp_path: Path, monkeypatch) -> None:
+    repo = tmp_path / "elsewhere" / "repo"
+    repo.mkdir(parents=True)
+    monkeypatch.setattr(data, "_REPO_ROOT", repo)
+    shared = make_layout(repo.parent / "shared" / "data")
+    assert resolve_data_dir(None) == shared.resolve()
+
+
+def test_dir_without_layout_is_ignored(isolated: Path) -> None:
+    (isolated / "data" / "unrelated").mkdir(parents=True)
+    assert resolve_data_dir(None) is None
+
+
+def test_nothing_found_means_hub(isolated: Path) -> None:
+    assert resolve_data_dir(None) is None
+
+
+def test_read_jsonl_ok_skips_blank_lines(tmp_path: Path) -> None:
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"a": 1, "b": "x"}\n\n{"a": 2, "b": "y", "extra": true}\n', encoding="utf-8")
+    assert read_jsonl(path, ["a", "b"]) == [{"a": 1, "b": "x"}, {"a": 2, "b": "y", "extra": True}]
+
+
+def test_read_jsonl_bad_json_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"a": 1}\n{"a": 2}\n{"a": \n', encoding="utf-8")
+    with pytest.raises(DataError) as info:
+        read_jsonl(path, ["a"])
+    message = str(info.value)
+    assert str(path) in message and "line 3" in message and "not valid JSON" in message
+
+
+def test_read_jsonl_missing_field_names_field_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "missing.jsonl"
+    path.write_text('{"a": 1, "b": 2}\n{"a": 1}\n', encoding="utf-8")
+    with pytest.raises(DataError) as info:
+        read_jsonl(path, ["a", "b"])
+    message = str(info.value)
+    assert str(path) in message and "line 2" in message and "b" in message
+
+
+def test_read_jsonl_non_object_row(tmp_path: Path) -> None:
+    path = tmp_path / "list.jsonl"
+    path.write_text("[1, 2]\n", encoding="utf-8")
+    with pytest.raises(DataError, match="line 1.*not an object"):
+        read_jsonl(path, ["a"])
+
+
+def test_read_jsonl_type_check(tmp_path: Path) -> None:
+    path = tmp_path / "typed.jsonl"
+    path.write_text('{"answer": true}\n{"answer": "false"}\n', encoding="utf-8")
+    with pytest.raises(DataError, match="line 2.*'answer'.*expected bool"):
+        read_jsonl(path, ["answer"], types={"answer": bool})
+
+
+def test_read_jsonl_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="Cannot read"):
+        read_jsonl(tmp_path / "absent.jsonl", ["a"])
+
+
+def test_local_file(tmp_path: Path) -> None:
+    target = tmp_path / "boolq" / "validation.jsonl"
+    target.parent.mkdir()
+    target.write_text("", encoding="utf-8")
+    assert local_file(tmp_path, "boolq/validation.jsonl", "boolq") == target
+    with pytest.raises(DataError) as info:
+        local_file(tmp_path, "mmlu/test.jsonl", "mmlu")
+    message = str(info.value)
+    assert "mmlu" in message and str(tmp_path / "mmlu" / "test.jsonl") in message
+    assert "--data-dir" in message and "OPD_DATA_DIR" in message and "shared/data" in message
+
+
+def test_data_error_is_value_error() -> None:
+    assert issubclass(DataError, ValueError)
