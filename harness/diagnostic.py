@@ -23,7 +23,14 @@ from harness.alignment import (
     success_rates,
     support_tokens,
 )
-from harness.generation import STOP_CHECK_TAIL_TOKENS, continue_prefix, forward_logits, make_generator, prefill
+from harness.generation import (
+    STOP_CHECK_TAIL_TOKENS,
+    Branch,
+    forward_logits,
+    generate_branches,
+    make_generator,
+    prefill,
+)
 from harness.losses import Loss, NodeDistributions, jsd_rbar
 from harness.models import LoadedModel
 from harness.prompting import chat_prompt_ids
@@ -91,11 +98,10 @@ def diagnose_question(question: Question, who: Participants, settings: Settings,
     result = QuestionResult()
 
     cache, logits = prefill(student, prompt_ids)
-    rollouts = continue_prefix(
-        student, cache, len(prompt_ids), logits[-1], settings.rollouts,
-        max_new_tokens=max_new, temperature=settings.temperature,
+    rollouts = generate_branches(
+        student, cache, [Branch(len(prompt_ids), None, max_new)] * settings.rollouts,
+        temperature=settings.temperature, first_logits=logits[-1], is_final=task.answer_is_final,
         generator=make_generator(student.device, who.seed, question.id, "rollouts"),
-        is_final=task.answer_is_final,
     )
     del cache
     progress.advance("rollouts", len(rollouts))
@@ -166,16 +172,22 @@ def _diagnose_rollout(question, rollout: _Rollout, prompt_ids, views, who: Parti
     priority = torch.where(finite.cpu(), priority, torch.nan)  # non-finite logits: never a node
     nodes = select_nodes(priority.tolist(), settings.nodes_per_window)
 
-    grpo_loss = next(loss for loss in who.losses if not loss.uses_teacher)
-    teacher_losses = [loss for loss in who.losses if loss.uses_teacher]
+    plans = []
     for position, window in nodes:
         logp = torch.log_softmax(student_logits[position].double(), dim=-1).cpu()
         extra = []
         if settings.priority == "disagreement":
             extra = [int(q[position].argmax()) for q in teacher_logits if isinstance(q, torch.Tensor)]
-        support = support_tokens(logp, y[position], settings.top_k, extra, MIN_SUPPORT_PROB)
-        correct, trials = _branch(student, task, question, full_cache, prompt_ids, rollout, position, support,
-                                  settings, max_new, who.seed, progress, result)
+        plans.append((position, window, logp, support_tokens(logp, y[position], settings.top_k, extra,
+                                                              MIN_SUPPORT_PROB)))
+    outcomes = _branch_all(student, task, question, full_cache, len(prompt_ids), rollout,
+                           [(position, support) for position, _, _, support in plans], settings, max_new, who.seed,
+                           progress, result)
+    del full_cache
+
+    grpo_loss = next(loss for loss in who.losses if not loss.uses_teacher)
+    teacher_losses = [loss for loss in who.losses if loss.uses_teacher]
+    for (position, window, logp, support), (correct, trials) in zip(plans, outcomes):
         s_hat = success_rates(correct, trials)
         p_support = logp[support].exp().numpy()
         ideal = ideal_gradient(p_support, s_hat)
@@ -204,32 +216,57 @@ def _diagnose_rollout(question, rollout: _Rollout, prompt_ids, views, who: Parti
             result.node_rows.append(row)
 
 
-def _branch(student, task, question, full_cache, prompt_ids, rollout: _Rollout, position: int, support: list[int],
-            settings: Settings, max_new: int, seed: int, progress: Progress, result: QuestionResult):
-    """M forced continuations per support token, as one batch sharing the node's prefix KV cache; grade each.
+def branch_batch_rows(device: torch.device) -> int:
+    """Rows per branching batch: on 2 CPU cores throughput stops growing near 64 rows; a GPU wants many more."""
+    return 256 if device.type == "cuda" else 64
 
-    Returns per-support-token (correct, trials); the rollout itself is one more trial of its sampled token.
+
+def _branch_all(student, task, question, full_cache, prompt_len: int, rollout: _Rollout,
+                nodes: Sequence[tuple[int, list[int]]], settings: Settings, max_new: int, seed: int,
+                progress: Progress, result: QuestionResult) -> list[tuple[np.ndarray, np.ndarray]]:
+    """M forced continuations per support token of every node of one rollout, graded.
+
+    All branches of the rollout are generated together in batches over its one KV cache: a node's prefix is never
+    recomputed, and nodes at different depths share a batch. Returns per node and support token
+    (correct, trials); the rollout itself is one more trial of its sampled token (support[0]).
     """
     y, m = rollout.tokens, settings.continuations
-    forced = [token for token in support for _ in range(m)]
-    progress.add_total("branch continuations", len(forced))
-    branches = continue_prefix(
-        student, full_cache, len(prompt_ids) + position, None, len(forced), forced=forced,
-        max_new_tokens=max_new - position, temperature=settings.temperature,
-        generator=make_generator(student.device, seed, question.id, rollout.rollout_id, position, "branches"),
-        is_final=task.answer_is_final, context_tail=y[max(0, position - STOP_CHECK_TAIL_TOKENS):position],
-    )
-    correct = np.zeros(len(support), dtype=np.int64)
-    trials = np.zeros(len(support), dtype=np.int64)
-    for index, branch in enumerate(branches):
-        text = student.tokenizer.decode(y[:position] + list(branch.tokens), skip_special_tokens=True)
-        correct[index // m] += int(task.grade(question, text).correct)
-        trials[index // m] += 1
-        result.generated_tokens += len(branch.tokens)
-    progress.advance("branch continuations", len(forced))
-    correct[0] += int(rollout.correct)  # support[0] is the sampled token: the rollout is one more trial of it
-    trials[0] += 1
-    return correct, trials
+    requests, owners = [], []
+    for node_index, (position, support) in enumerate(nodes):
+        tail = tuple(y[max(0, position - STOP_CHECK_TAIL_TOKENS):position])
+        for support_index, token in enumerate(support):
+            for _ in range(m):
+                requests.append(Branch(prompt_len + position, token, max_new - position, tail))
+                owners.append((node_index, support_index, position))
+    progress.add_total("branch continuations", len(requests))
+    generator = make_generator(student.device, seed, question.id, rollout.rollout_id, "branches")
+    outcomes = [(np.zeros(len(support), dtype=np.int64), np.zeros(len(support), dtype=np.int64))
+                for _, support in nodes]
+    batch = branch_batch_rows(student.device)
+    start = 0
+    while start < len(requests):
+        chunk = requests[start:start + batch]
+        try:
+            generated = generate_branches(student, full_cache, chunk, temperature=settings.temperature,
+                                          generator=generator, is_final=task.answer_is_final)
+        except torch.OutOfMemoryError:
+            if batch == 1:
+                raise
+            batch //= 2  # out of GPU memory: halve the batch and carry on
+            torch.cuda.empty_cache()
+            continue
+        for (node_index, support_index, position), branch in zip(owners[start:start + batch], generated):
+            text = student.tokenizer.decode(y[:position] + list(branch.tokens), skip_special_tokens=True)
+            correct, trials = outcomes[node_index]
+            correct[support_index] += int(task.grade(question, text).correct)
+            trials[support_index] += 1
+            result.generated_tokens += len(branch.tokens)
+        progress.advance("branch continuations", len(chunk))
+        start += len(chunk)
+    for correct, trials in outcomes:
+        correct[0] += int(rollout.correct)
+        trials[0] += 1
+    return outcomes
 
 
 def _no_context_columns(teacher_losses: Sequence[Loss]) -> dict[str, Any]:

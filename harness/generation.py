@@ -61,6 +61,25 @@ class PreallocatedLayer(DynamicLayer):
         self.is_initialized = True
         self._refresh_views()
 
+    @classmethod
+    def right_aligned(cls, keys: torch.Tensor, values: torch.Tensor, prefix_lens: Sequence[int], headroom: int):
+        """Row r holds the first ``prefix_lens[r]`` positions of the batch-1 ``keys``/``values``, ending at a
+        common column (left gap zero-filled, to be masked); rows with equal prefixes share one broadcast copy."""
+        longest = max(prefix_lens)
+        layer = cls(keys[:, :, :longest], values[:, :, :longest], len(prefix_lens), headroom)
+        if min(prefix_lens) != longest:
+            lens = torch.tensor(prefix_lens)
+            for length in sorted(set(prefix_lens)):
+                if length == longest:
+                    continue
+                rows = (lens == length).nonzero().squeeze(-1).to(keys.device)
+                gap = longest - length
+                layer._key_buffer[rows, :, :gap] = 0
+                layer._value_buffer[rows, :, :gap] = 0
+                layer._key_buffer[rows, :, gap:longest] = keys[:, :, :length]
+                layer._value_buffer[rows, :, gap:longest] = values[:, :, :length]
+        return layer
+
     def _refresh_views(self) -> None:
         self.keys = self._key_buffer[:, :, : self._length]
         self.values = self._value_buffer[:, :, : self._length]
@@ -99,16 +118,6 @@ class PreallocatedLayer(DynamicLayer):
         self._refresh_views()
 
 
-def branch_cache(source: DynamicCache, length: int, rows: int, headroom: int, config) -> DynamicCache:
-    """A cache of ``rows`` copies of the first ``length`` positions of the batch-1 ``source``, with head-room."""
-    cache = DynamicCache(config=config)
-    cache.layers = [
-        PreallocatedLayer(layer.keys[:, :, :length], layer.values[:, :, :length], rows, headroom)
-        for layer in source.layers
-    ]
-    return cache
-
-
 def slicable(cache: DynamicCache) -> bool:
     """Plain full-attention layers can be sliced; sliding-window or recurrent layers need a fresh prefill."""
     return all(type(layer) in (DynamicLayer, PreallocatedLayer) for layer in cache.layers)
@@ -134,59 +143,92 @@ def sample_tokens(logits: torch.Tensor, temperature: float, generator: torch.Gen
     return torch.searchsorted(cdf, uniform, right=True).squeeze(-1).clamp_(max=cdf.shape[-1] - 1)
 
 
+@dataclass(frozen=True)
+class Branch:
+    """One row to generate: continue the first ``prefix_len`` positions of the source cache.
+
+    ``first_token`` forces the row's first token (a branch at a node); None samples it from the prefix's
+    next-token logits. ``context_tail`` is the end of the response before this row, for the answer-fixed test.
+    """
+
+    prefix_len: int
+    first_token: int | None
+    max_new_tokens: int
+    context_tail: tuple[int, ...] = ()
+
+
 @torch.inference_mode()
-def continue_prefix(
+def generate_branches(
     lm: LoadedModel,
-    prefix_cache: DynamicCache,
-    prefix_len: int,
-    next_logits: torch.Tensor,
-    n_rows: int,
+    source: DynamicCache,
+    branches: Sequence[Branch],
     *,
-    max_new_tokens: int,
     temperature: float,
     generator: torch.Generator,
-    forced: Sequence[int] | None = None,
+    first_logits: torch.Tensor | None = None,
     is_final: Callable[[str], bool] | None = None,
-    context_tail: Sequence[int] = (),
 ) -> list[Generated]:
-    """Sample ``n_rows`` continuations of the first ``prefix_len`` positions of ``prefix_cache`` (batch 1, unchanged).
+    """Generate every branch in one batch that shares the batch-1 ``source`` cache (left unchanged).
 
-    ``next_logits`` are the prefix's next-token logits. With ``forced``, row r's first token is ``forced[r]``
-    instead of a sample (a branch at a node); forced tokens count toward ``max_new_tokens``. ``is_final(text)``
-    says the answer is fixed; it sees ``context_tail`` (the end of the response so far) plus the new tokens.
+    Rows may continue prefixes of different lengths (nodes at different depths of one rollout): each row's
+    prefix is copied right-aligned into one buffer, the gap on its left is masked out, and positions are given
+    explicitly, as for left-padded batch generation. Forced tokens count toward ``max_new_tokens``.
     """
-    eos = lm.eos_token_ids
+    n_rows = len(branches)
     rows: list[list[int]] = [[] for _ in range(n_rows)]
     finish: list[str | None] = [None] * n_rows
-    if max_new_tokens <= 0:
-        return [Generated((), "length") for _ in range(n_rows)]
-    # prefill once, share for the branches: the prefix KV is copied into every row, never recomputed
-    cache = branch_cache(prefix_cache, prefix_len, n_rows, max_new_tokens + 1, lm.model.config)
-    active = torch.arange(n_rows, device=lm.device)
-    if forced is not None:
-        step_tokens = torch.tensor(list(forced), device=lm.device)
+    live = [r for r, b in enumerate(branches) if b.max_new_tokens > 0]
+    for r in set(range(n_rows)) - set(live):
+        finish[r] = "length"
+    if not live:
+        return [Generated((), "length") for _ in branches]
+    branches_live = [branches[r] for r in live]
+    prefix_lens = [b.prefix_len for b in branches_live]
+    longest = max(prefix_lens)
+    headroom = max(b.max_new_tokens for b in branches_live) + 1
+    cache = DynamicCache(config=lm.model.config)
+    cache.layers = [PreallocatedLayer.right_aligned(layer.keys, layer.values, prefix_lens, headroom)
+                    for layer in source.layers]
+    ragged = min(prefix_lens) != longest
+    device = lm.device
+    active = torch.tensor(live, device=device)
+    positions = torch.tensor(prefix_lens, device=device)
+    mask = None
+    if ragged:  # 1 where a row has a real prefix position, 0 in its left gap
+        mask = (torch.arange(longest, device=device)[None, :] >= (longest - positions)[:, None]).long()
+    forced = [b.first_token for b in branches_live]
+    if all(token is not None for token in forced):
+        step_tokens = torch.tensor(forced, device=device)
     else:
-        step_tokens = sample_tokens(next_logits.expand(n_rows, -1), temperature, generator)
+        assert first_logits is not None, "unforced branches need the prefix's next-token logits"
+        step_tokens = sample_tokens(first_logits.expand(len(live), -1), temperature, generator)
+        for slot, token in enumerate(forced):
+            if token is not None:
+                step_tokens[slot] = token
     while True:
         keep = []
         for slot, (row, token) in enumerate(zip(active.tolist(), step_tokens.tolist())):
             rows[row].append(token)
-            if token in eos:
+            if token in lm.eos_token_ids:
                 finish[row] = "eos"
-            elif is_final is not None and is_final(_tail_text(lm, context_tail, rows[row])):
+            elif is_final is not None and is_final(_tail_text(lm, branches[row].context_tail, rows[row])):
                 finish[row] = "answer"
-            elif len(rows[row]) >= max_new_tokens:
+            elif len(rows[row]) >= branches[row].max_new_tokens:
                 finish[row] = "length"
             else:
                 keep.append(slot)
         if not keep:
             break
-        if len(keep) < len(active):
-            index = torch.tensor(keep, device=lm.device)
+        if len(keep) < len(active):  # finished rows leave the batch
+            index = torch.tensor(keep, device=device)
             cache.batch_select_indices(index)
-            active, step_tokens = active[index], step_tokens[index]
-        out = lm.model(input_ids=step_tokens[:, None], past_key_values=cache, use_cache=True)
-        cache = out.past_key_values
+            active, step_tokens, positions = active[index], step_tokens[index], positions[index]
+            mask = mask[index] if mask is not None else None
+        if mask is not None:
+            mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
+        out = lm.model(input_ids=step_tokens[:, None], past_key_values=cache, use_cache=True,
+                       attention_mask=mask, position_ids=positions[:, None] if ragged else None)
+        cache, positions = out.past_key_values, positions + 1
         step_tokens = sample_tokens(out.logits[:, -1], temperature, generator)
     return [Generated(tuple(tokens), str(reason)) for tokens, reason in zip(rows, finish)]
 

@@ -131,13 +131,16 @@ def run(config: RunConfig, out: Path, progress: Progress | None = None, overwrit
     validate(config)
     started = time.perf_counter()
     progress = progress or NoProgress()
-    out = prepare_out_dir(out, overwrite)
+    # names, data and models are all checked before the output directory is touched or any sampling starts
+    for spec in config.teachers:
+        resolve_teacher(spec)
     data_dir = resolve_data_dir(config.data_dir)
     task = resolve_task(config.task)
     questions = list(task.load(data_dir, config.limit))
     if not questions:
         raise ConfigError(f"No questions selected for task {config.task!r}: check --limit and the data.")
     who = resolve_participants(config)
+    out = prepare_out_dir(out, overwrite)
     setup_s = time.perf_counter() - started
 
     meta = {
@@ -151,6 +154,7 @@ def run(config: RunConfig, out: Path, progress: Progress | None = None, overwrit
         "status": "running",
     }
     write_json(meta, out / "run.json")
+    progress.add_total("questions", len(questions))
     progress.add_total("rollouts", len(questions) * config.settings.rollouts)
     progress.add_total("teacher passes", len(questions) * config.settings.rollouts * len(config.teachers))
     node_rows: list[dict[str, Any]] = []

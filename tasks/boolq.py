@@ -18,15 +18,16 @@ LOCAL_FILE = "boolq/validation.jsonl"
 HUB_PATH = "google/boolq"
 HUB_SPLIT = "validation"
 
-INSTRUCTION = (
-    "Answer the question using the passage. Give brief reasoning (one or two sentences), then end with a final "
-    "line that is exactly `Answer: yes` or `Answer: no`."
-)
+# Instruction first and an explicit two-line format: with SmolLM2-135M this gave shorter responses and more
+# format-following than "reason, then end with Answer:" placed after the passage (measured on 6 questions x 8 samples).
+INSTRUCTION = "Read the passage and answer the question with yes or no."
+FORMAT = "Format:\nReasoning: <one sentence>\nAnswer: <yes or no>"
+
 # Demonstrations are deliberately generic: they must be correct for every question without inventing facts
 # about the passage that nobody checked.
 DEMONSTRATIONS = {
-    "yes": "The passage supports this.\nAnswer: yes",
-    "no": "The passage does not support this.\nAnswer: no",
+    "yes": "Reasoning: The passage supports this.\nAnswer: yes",
+    "no": "Reasoning: The passage does not support this.\nAnswer: no",
 }
 
 
@@ -39,7 +40,7 @@ def format_question(question: str) -> str:
 
 
 def build_prompt(passage: str, question: str) -> str:
-    return f"Passage: {passage.strip()}\n\nQuestion: {format_question(question)}\n\n{INSTRUCTION}"
+    return f"{INSTRUCTION}\n\nPassage: {passage.strip()}\n\nQuestion: {format_question(question)}\n\n{FORMAT}"
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class BoolQ:
 
     name: str = "boolq"
     description: str = "BoolQ (SuperGLUE dev, 3270): yes/no questions about a Wikipedia passage"
-    max_new_tokens: int = 96
+    max_new_tokens: int = 64
 
     def load(self, data_dir: Path | None, limit: int | None = None) -> Sequence[Question]:
         if limit is not None and limit < 0:

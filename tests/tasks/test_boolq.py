@@ -38,7 +38,7 @@ def test_registered_and_protocol() -> None:
     assert "boolq" in TASKS
     task = resolve_task("boolq")
     assert isinstance(task, BoolQ) and isinstance(task, Task)
-    assert task.name == "boolq" and task.max_new_tokens == 96 and task.description
+    assert task.name == "boolq" and task.max_new_tokens == 64 and task.description
     with pytest.raises(ValueError, match="no argument"):
         resolve_task("boolq:extra")
 
@@ -89,7 +89,7 @@ def test_load_real_data() -> None:
     assert first.id == "boolq-0"
     assert first.gold in {"yes", "no"}
     assert "Does ethanol take more energy make that produces?" in first.prompt
-    assert "Answer: yes" in first.prompt and "Answer: no" in first.prompt
+    assert "Answer: <yes or no>" in first.prompt and "Reasoning:" in first.prompt
     assert len({q.id for q in questions}) == 3
 
 

@@ -1,0 +1,178 @@
+"""The ``opd`` command line: ``run``, ``leaderboard`` and ``list``.
+
+Known mistakes (unknown names, bad numbers, missing data, tokenizer mismatch...) print one paragraph saying what to
+fix and exit with status 2; ``--debug`` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+DEMO_ARGS = ["--task", "boolq", "--student", "smollm2-135m", "--teacher", "self:correct-demo", "--teacher", "self",
+             "--limit", "3", "--rollouts", "4", "--nodes-per-window", "1", "--continuations", "2"]
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="opd", description="Training-free diagnostic of on-policy distillation.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("--include", action="append", default=[], metavar="FILE.py",
+                        help="import a plugin file that registers tasks/teachers/models/losses (repeatable)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the diagnostic (no arguments: a small BoolQ demo)")
+    run.add_argument("--task", default="boolq", help="task name (opd list tasks)")
+    run.add_argument("--student", default="smollm2-135m", help="student model spec (opd list models)")
+    run.add_argument("--teacher", action="append", dest="teachers", metavar="SPEC",
+                     help="teacher spec, repeatable (opd list teachers); default: self:correct-demo and self")
+    run.add_argument("--limit", type=int, default=None, help="first N questions (default: all)")
+    run.add_argument("--data-dir", default=None,
+                     help="local dataset root laid out like shared/data (default: $OPD_DATA_DIR, ./data, "
+                          "../shared/data, else the public hub dataset)")
+    run.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<task>_<student>_<time>)")
+    run.add_argument("--overwrite", action="store_true", help="replace the records in an existing --out")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--device", default=None, help="auto (default), cpu or cuda[:n]")
+    knobs = run.add_argument_group("METHOD knobs (defaults are METHOD.md's)")
+    knobs.add_argument("--rollouts", type=int, default=8, metavar="G", help="student samples per question")
+    knobs.add_argument("--temperature", type=float, default=1.0, metavar="T")
+    knobs.add_argument("--nodes-per-window", type=int, default=2, metavar="B")
+    knobs.add_argument("--top-k", type=int, default=4, metavar="K", help="top-K student tokens in the support")
+    knobs.add_argument("--continuations", type=int, default=4, metavar="M", help="forced continuations per token")
+    knobs.add_argument("--priority", default="entropy", help="node priority: entropy | disagreement")
+    knobs.add_argument("--jsd-beta", type=float, default=0.5)
+    knobs.add_argument("--max-new-tokens", type=int, default=None, help="default: the task's")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    board = commands.add_parser("leaderboard", help="per teacher x loss alignment table of a run")
+    board.add_argument("run_dir", type=Path)
+    board.add_argument("--format", default="rich", choices=["rich", "md", "csv", "json", "latex"])
+
+    listing = commands.add_parser("list", help="registered tasks, teachers, models or losses")
+    listing.add_argument("what", choices=["tasks", "teachers", "models", "losses"])
+    return parser
+
+
+def _config_from(args: argparse.Namespace):
+    from harness.diagnostic import Settings
+    from harness.runner import RunConfig
+
+    settings = Settings(
+        rollouts=args.rollouts, temperature=args.temperature, nodes_per_window=args.nodes_per_window,
+        top_k=args.top_k, continuations=args.continuations, priority=args.priority, jsd_beta=args.jsd_beta,
+        max_new_tokens=args.max_new_tokens,
+    )
+    teachers = tuple(args.teachers or ("self:correct-demo", "self"))
+    return RunConfig(task=args.task, student=args.student, teachers=teachers, limit=args.limit,
+                     data_dir=args.data_dir, seed=args.seed, settings=settings, device=args.device)
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def cmd_run(args: argparse.Namespace, console) -> int:
+    from harness.leaderboard import leaderboard, load_run, print_rich
+    from harness.progress import RichProgress
+    from harness.runner import default_out_dir, run
+
+    _quiet_libraries()
+    config = _config_from(args)
+    out = args.out or default_out_dir(config)
+    started = time.perf_counter()
+    if args.quiet:
+        meta = run(config, out, overwrite=args.overwrite)
+    else:
+        with RichProgress() as progress:
+            meta = run(config, out, progress, overwrite=args.overwrite)
+    nodes, _, _ = load_run(out)
+    print_rich(leaderboard(nodes), console)
+    counts, timings = meta["counts"], meta["timings"]
+    console.print(
+        f"[bold]{counts['nodes']}[/] nodes diagnosed ({counts['informative_nodes']} informative) on "
+        f"{counts['questions']} questions x {config.settings.rollouts} rollouts in {time.perf_counter() - started:.0f} s "
+        f"({timings['nodes_per_minute']:.1f} nodes/min). Records: [cyan]{out}[/] "
+        f"(nodes.parquet, questions.parquet, run.json). Table again: opd leaderboard {out}"
+    )
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace, console) -> int:
+    from harness.leaderboard import format_table, leaderboard, load_run, print_rich
+
+    nodes, _, _ = load_run(args.run_dir)
+    table = leaderboard(nodes)
+    if args.format == "rich":
+        print_rich(table, console)
+    else:
+        print(format_table(table, args.format))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace, console) -> int:
+    from rich.table import Table
+
+    from harness.losses import LOSSES
+    from harness.models import MODELS
+    from harness.task import TASKS
+    from harness.teacher import TEACHERS
+
+    registry = {"tasks": TASKS, "teachers": TEACHERS, "models": MODELS, "losses": LOSSES}[args.what]
+    table = Table(title=f"registered {args.what}")
+    table.add_column("name", style="bold")
+    table.add_column("description")
+    for name in registry.names():
+        table.add_row(name, registry.describe(name))
+    console.print(table)
+    return 0
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from harness.data import DataError
+    from harness.models import ModelError
+    from harness.registry import RegistryError
+    from harness.runner import ConfigError
+
+    return (RegistryError, ConfigError, DataError, ModelError, FileNotFoundError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rich.console import Console
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    console = Console()
+    if argv == ["run"]:
+        console.print("[bold]Embedded demo:[/] opd run " + " ".join(DEMO_ARGS))
+        argv = ["run", *DEMO_ARGS]
+    args = build_parser().parse_args(argv)
+    try:
+        from harness.plugins import load_all
+
+        load_all(args.include)
+        handler = {"run": cmd_run, "leaderboard": cmd_leaderboard, "list": cmd_list}[args.command]
+        return handler(args, console)
+    except _known_errors() as error:
+        if args.debug:
+            raise
+        console.print(f"[bold red]error:[/] {error}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        console.print("[yellow]Interrupted.[/] Records of finished questions are in the run directory.")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""A rich progress display for long runs: questions, rollouts, teacher passes and branch continuations."""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+KINDS = ("questions", "rollouts", "teacher passes", "branch continuations")
+
+
+class RichProgress:
+    """Implements the diagnostic's ``Progress`` protocol with one bar per kind of work."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self._progress = Progress(
+            TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TimeRemainingColumn(), console=console or Console(stderr=True), transient=False,
+        )
+        self._tasks = {kind: self._progress.add_task(kind, total=0) for kind in KINDS}
+
+    def __enter__(self) -> "RichProgress":
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._progress.stop()
+
+    def add_total(self, kind: str, amount: int) -> None:
+        task_id = self._tasks[kind]
+        total = self._progress.tasks[task_id].total or 0
+        self._progress.update(task_id, total=total + amount)
+
+    def advance(self, kind: str, amount: int = 1) -> None:
+        self._progress.advance(self._tasks[kind], amount)
