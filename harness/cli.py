@@ -11,8 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+# `opd run` without any selection flag (--task, --student, --teacher, --limit or a METHOD knob) runs this demo
 DEMO_ARGS = ["--task", "boolq", "--student", "smollm2-135m", "--teacher", "self:correct-demo", "--teacher", "self",
              "--limit", "3", "--rollouts", "4", "--nodes-per-window", "1", "--continuations", "2"]
+_SELECTION_FLAGS = ("--task", "--student", "--teacher", "--limit", "--rollouts", "--temperature", "--nodes-per-window",
+                    "--top-k", "--continuations", "--priority", "--jsd-beta", "--max-new-tokens")
 
 
 def _positive_int(text: str) -> int:
@@ -153,10 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    console = Console()
-    if argv == ["run"]:
-        console.print("[bold]Embedded demo:[/] opd run " + " ".join(DEMO_ARGS))
-        argv = ["run", *DEMO_ARGS]
+    # piped output (files, CI logs) gets room for the whole table instead of rich's 80-column default
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    if "run" in argv and not any(arg.split("=")[0] in _SELECTION_FLAGS for arg in argv):
+        console.print("[bold]Embedded demo:[/] opd run " + " ".join(DEMO_ARGS) + " (pass --task etc. to choose)")
+        argv = [*argv, *DEMO_ARGS]
     args = build_parser().parse_args(argv)
     try:
         from harness.plugins import load_all

@@ -237,6 +237,11 @@ def _count_text(values: pd.Series) -> str:
     return str(lo) if lo == hi else f"{lo}–{hi}"
 
 
+# terminal headers: short enough that the whole table fits an 100-column terminal
+RICH_HEADERS = {"questions": "q", "rollouts": "roll", "nodes": "nodes", "informative": "inform", "no_context": "no ctx",
+                "align_correct": "align ok", "align_incorrect": "align bad", "pos_frac": "pos", "zero_grad": "zero d"}
+
+
 def print_rich(df: pd.DataFrame, console=None) -> None:
     """Print one rich Table per (task, student), with n stated in the caption and the zero-gradient footnote."""
     from rich.console import Console
@@ -256,7 +261,8 @@ def print_rich(df: pd.DataFrame, console=None) -> None:
         table = Table(title=f"{task} · student {student}", caption=caption)
         for name in shown:
             numeric = pd.api.types.is_numeric_dtype(group[name])
-            table.add_column(name, justify="right" if numeric else "left")
+            table.add_column(RICH_HEADERS.get(name, name), justify="right" if numeric else "left",
+                             no_wrap=not numeric)
         for _, row in group.iterrows():
             cells = [_cell_text(row[name]) for name in shown]
             if has_zero and row.get("zero_grad") == 1.0 and "teacher" in shown:

@@ -1,0 +1,31 @@
+"""The one generic registry: duplicates raise, unknown names suggest, families take arguments."""
+import pytest
+
+from harness.registry import Registry, RegistryError, resolve_spec
+
+
+def _registry():
+    registry = Registry("widget")
+    registry.register("alpha", "first")(lambda: "A")
+    registry.register("beta")(lambda arg: f"B({arg})")
+    return registry
+
+
+def test_duplicate_names_raise():
+    registry = _registry()
+    with pytest.raises(RegistryError, match="already registered"):
+        registry.register("alpha")(lambda: None)
+
+
+def test_unknown_names_suggest_close_matches():
+    with pytest.raises(RegistryError, match=r"Did you mean 'alpha'\?.*opd list widgets"):
+        _registry().get("alpah")
+
+
+def test_resolve_exact_names_and_families():
+    registry = _registry()
+    assert resolve_spec(registry, "alpha") == "A"
+    assert resolve_spec(registry, "beta:x:y") == "B(x:y)"
+    with pytest.raises(RegistryError, match="Unknown widget 'alpha:oops'"):
+        resolve_spec(registry, "alpha:oops")  # alpha takes no argument: not a family
+    assert registry.names() == ["alpha", "beta"] and registry.describe("alpha") == "first"
