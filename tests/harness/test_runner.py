@@ -151,3 +151,29 @@ def test_bad_input_is_one_clear_error(argv, message, tmp_path, capsys):
     printed = " ".join(capsys.readouterr().out.split())
     assert message in printed and "Traceback" not in printed
     assert not (tmp_path / "out").exists()  # nothing was started
+
+
+def test_disagreement_priority_uses_teacher_tv_and_teacher_top_tokens(tmp_path):
+    from harness.generation import forward_logits
+    from harness.models import load_model
+    from harness.prompting import chat_prompt_ids
+    from harness.task import resolve_task
+
+    config = RunConfig(task="test-parity", student="tiny-random", teachers=("model:tiny-random:1",), limit=1,
+                       settings=Settings(rollouts=2, continuations=2, max_new_tokens=8, priority="disagreement"),
+                       device="cpu")
+    run(config, tmp_path / "dis")
+    df = pq.read_table(tmp_path / "dis" / "nodes.parquet").to_pandas()
+    questions = pq.read_table(tmp_path / "dis" / "questions.parquet").to_pandas()
+    teacher = load_model("tiny-random:1", "cpu")
+    question = resolve_task("test-parity").load(None, 1)[0]
+    assert len(df) > 0
+    for row in df.itertuples():
+        # the stored priority is max_t TV(p, q_t); with one teacher it equals the node's TV column
+        assert row.priority == pytest.approx(row.tv, abs=1e-5)
+        response = questions[questions.rollout_id == row.rollout_id].response.iloc[0]
+        tokens = teacher.tokenizer(response, add_special_tokens=False)["input_ids"]
+        tokens += [teacher.tokenizer.eos_token_id] * (row.rollout_len - len(tokens))  # EOS is not in the text
+        ids = chat_prompt_ids(teacher.tokenizer, question.prompt) + tokens
+        q_logits = forward_logits(teacher, ids, logits_to_keep=len(tokens) + 1)[: len(tokens)]
+        assert int(q_logits[row.position].argmax()) in list(row.support_token_ids)
