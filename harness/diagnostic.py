@@ -115,6 +115,7 @@ def diagnose_question(question: Question, who: Participants, settings: Settings,
         result.question_rows.append({
             "task": task.name, "student": who.student_name, "question_id": question.id, "rollout_id": r,
             "prompt_tokens": len(prompt_ids), "response": texts[r], "response_tokens": len(gen.tokens),
+            "response_token_ids": list(gen.tokens),
             "finish_reason": gen.finish_reason, "extracted": grade.extracted, "gold": question.gold,
             "correct": grade.correct, "grpo_advantage": float(advantages[r]),
         })

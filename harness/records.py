@@ -66,6 +66,7 @@ QUESTION_SCHEMA = pa.schema(
         ("prompt_tokens", _i32),
         ("response", pa.string()),
         ("response_tokens", _i32),
+        ("response_token_ids", pa.list_(_i32)),  # the exact tokens (text round-trips are not exact for every tokenizer)
         ("finish_reason", pa.string()),  # "eos" | "answer" (answer fixed, stopped early) | "length"
         ("extracted", pa.string()),
         ("gold", pa.string()),

@@ -108,7 +108,7 @@ def run_dir(tmp_path):
     write_table(rows_to_table(rows, NODE_SCHEMA), tmp_path / "nodes.parquet")
     questions = [
         {"task": TASK, "student": STUDENT, "question_id": q, "rollout_id": r, "prompt_tokens": 10, "response": "x",
-         "response_tokens": 3, "finish_reason": "eos", "extracted": "1", "gold": "1", "correct": ok,
+         "response_tokens": 3, "response_token_ids": [1, 2, 3], "finish_reason": "eos", "extracted": "1", "gold": "1", "correct": ok,
          "grpo_advantage": 0.0}
         for (q, r), ok in CORRECT.items()
     ]

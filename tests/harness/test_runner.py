@@ -171,9 +171,8 @@ def test_disagreement_priority_uses_teacher_tv_and_teacher_top_tokens(tmp_path):
     for row in df.itertuples():
         # the stored priority is max_t TV(p, q_t); with one teacher it equals the node's TV column
         assert row.priority == pytest.approx(row.tv, abs=1e-5)
-        response = questions[questions.rollout_id == row.rollout_id].response.iloc[0]
-        tokens = teacher.tokenizer(response, add_special_tokens=False)["input_ids"]
-        tokens += [teacher.tokenizer.eos_token_id] * (row.rollout_len - len(tokens))  # EOS is not in the text
+        tokens = list(questions[questions.rollout_id == row.rollout_id].response_token_ids.iloc[0])
+        assert len(tokens) == row.rollout_len and tokens[row.position] == row.sampled_token_id
         ids = chat_prompt_ids(teacher.tokenizer, question.prompt) + tokens
         q_logits = forward_logits(teacher, ids, logits_to_keep=len(tokens) + 1)[: len(tokens)]
         assert int(q_logits[row.position].argmax()) in list(row.support_token_ids)
