@@ -55,14 +55,28 @@ def build_parser() -> argparse.ArgumentParser:
     knobs.add_argument("--jsd-beta", type=float, default=0.5)
     knobs.add_argument("--max-new-tokens", type=int, default=None, help="default: the task's")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(handler=cmd_run)
 
     board = commands.add_parser("leaderboard", help="per teacher x loss alignment table of a run")
     board.add_argument("run_dir", type=Path)
     board.add_argument("--format", default="rich", choices=["rich", "md", "csv", "json", "latex"])
+    board.set_defaults(handler=cmd_leaderboard)
 
     listing = commands.add_parser("list", help="registered tasks, teachers, models or losses")
     listing.add_argument("what", choices=["tasks", "teachers", "models", "losses"])
+    listing.set_defaults(handler=cmd_list)
+    _register_extra_commands(commands)
     return parser
+
+
+def _register_extra_commands(commands) -> None:
+    import importlib
+    import pkgutil
+
+    import harness.commands
+
+    for module in sorted(pkgutil.iter_modules(harness.commands.__path__), key=lambda m: m.name):
+        importlib.import_module(f"harness.commands.{module.name}").register(commands)
 
 
 def _config_from(args: argparse.Namespace):
@@ -166,8 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         from harness.plugins import load_all
 
         load_all(args.include)
-        handler = {"run": cmd_run, "leaderboard": cmd_leaderboard, "list": cmd_list}[args.command]
-        return handler(args, console)
+        return args.handler(args, console)
     except _known_errors() as error:
         if args.debug:
             raise
