@@ -7,14 +7,24 @@ Each answer format gets one section with two functions:
   It is called on every generation step (on the tail of the text), so it must stay a single cheap regex scan.
 
 The two must agree: whenever ``*_answer_is_final`` is True, extracting from that same text gives the answer that
-made it final. Formats: yes/no (BoolQ). Multiple-choice letters (MMLU) and integers via math-verify (AIME) go
-in their own sections below, following the same pattern.
+made it final. Formats: yes/no (BoolQ), multiple-choice letters (MMLU) and math answers compared with
+math-verify (AIME). Math answers have no cheap "final" test: the last answer wins and generation stops at EOS.
 """
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Sequence
+from functools import lru_cache
 
-__all__ = ["extract_yes_no", "yes_no_answer_is_final"]
+__all__ = [
+    "choice_answer_is_final",
+    "extract_choice_letter",
+    "extract_math_answer",
+    "extract_yes_no",
+    "math_answers_equal",
+    "yes_no_answer_is_final",
+]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -98,3 +108,197 @@ def yes_no_answer_is_final(text: str) -> bool:
         if not following.isalpha():
             return True
     return False
+
+
+# --------------------------------------------------------------------------------------------------------------
+# multiple-choice letters
+# --------------------------------------------------------------------------------------------------------------
+
+# What introduces an answer: "Answer:", "Final answer:", "the answer is", "the correct choice is", "best option:",
+# and "\boxed{C}" from math-tuned models. "choice"/"option" need "is" or a colon so "the choice A seems wrong" is
+# prose, not an answer. Case-insensitive on its own; the letter after it is case-sensitive (see _choice_patterns).
+_CHOICE_CUE = (
+    r"(?i:\b(?:answer|choice|option)\b[*_`\s]*(?:[:=]|(?:is|would\s+be|should\s+be)\b:?)"
+    r"|\\boxed\s*\{\s*(?:\\text(?:bf)?\s*\{)?)"
+)
+# Markdown, quotes and brackets between the cue and the letter ("**Answer:** (C)", "Answer: `B`").
+_CHOICE_FILL = r"[\s*_`'\"(\[]*"
+# A final answer that declines to pick ("Answer: I cannot determine this", "none of the options").
+_CHOICE_REFUSAL = re.compile(
+    r"\b(?:none\s+of|cannot|can't|can\s+not|unable|not\s+sure|(?:don't|do\s+not)\s+know|unknown|no\s+(?:correct|valid)"
+    r"|insufficient)\b|\bn/a\b",
+    re.IGNORECASE,
+)
+# Characters after the letter that close it: "Answer: C." / "C)" / "C\n" / "**C**". A space or comma does not,
+# since "Answer: A lot" or "Answer: A, C" may follow.
+_CHOICE_CLOSERS = ".)]}*_`'\"\n:;!"
+_REFUSED = object()  # verdict: the final answer explicitly picks no single letter
+
+
+@lru_cache(maxsize=8)
+def _choice_patterns(letters: str) -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+    """(cue, letter-at-start, second-letter, final) regexes for one letter set, compiled once per set."""
+    upper, lower = re.escape(letters.upper()), re.escape(letters.lower())
+    # An upper-case letter must stand alone ("C", "C.", "(C)", not "Cats" or "A's"); a lower-case one only counts
+    # where it cannot be the article "a" ("answer: c." or at the end of the line).
+    letter = (
+        rf"(?:(?P<upper>[{upper}])(?!\w|'\w)"
+        rf"|(?P<lower>[{lower}])(?=[.)\]}}*_`'\"]|[ \t]*(?:\n|$)))"
+    )
+    cue = re.compile(_CHOICE_CUE)
+    at_start = re.compile(_CHOICE_FILL + letter)
+    # "A or B", "A, C", "A/B", "(A) and (C)": the final answer names a second letter.
+    second = re.compile(rf"[\s)\]*_`'\".]*(?:,|/|&|\bor\b|\band\b)[\s(\[*_`'\"]*([{upper}])(?!\w|'\w)", re.IGNORECASE)
+    final = re.compile(_CHOICE_CUE + _CHOICE_FILL + rf"[{upper}](?=[{re.escape(_CHOICE_CLOSERS)}])")
+    return cue, at_start, second, final
+
+
+def _normalise_choice(text: str) -> str:
+    """Choice text compared loosely: markup, quotes and a trailing full stop do not matter, nor does case."""
+    return re.sub(r"[\s*_`\"']+", " ", text).strip(" .!").casefold()
+
+
+def _letter_of_choice_text(text: str, choices: Sequence[str], letters: str) -> str | None:
+    """The letter whose choice text ``text`` repeats exactly, if exactly one does."""
+    wanted = _normalise_choice(text)
+    hits = {letters[i] for i, choice in enumerate(choices[: len(letters)]) if wanted and _normalise_choice(choice) == wanted}
+    return hits.pop() if len(hits) == 1 else None
+
+
+def _choice_verdict(remainder: str, choices: Sequence[str], letters: str) -> object:
+    """What the text after one answer cue commits to: a letter, _REFUSED, or None (no answer there: keep looking)."""
+    _, at_start, second, _ = _choice_patterns(letters)
+    line = remainder.split("\n", 1)[0]
+    if not line.strip():  # "Answer:\nC": the answer sits on the next non-empty line
+        line = next((part for part in remainder.splitlines() if part.strip()), "")
+    found = at_start.match(line)
+    if found:
+        letter = (found.group("upper") or found.group("lower")).upper()
+        other = second.match(line, found.end())
+        if other and other.group(1).upper() != letter:
+            return _REFUSED
+        return letter
+    by_text = _letter_of_choice_text(line, choices, letters)
+    if by_text:
+        return by_text
+    return _REFUSED if _CHOICE_REFUSAL.search(line) else None
+
+
+def extract_choice_letter(text: str, choices: Sequence[str] = (), letters: str = "ABCD") -> str | None:
+    """The letter ("A".."D") the response commits to, or None.
+
+    The last explicit answer wins: "Answer: C", "the answer is (C)", "**Answer:** c.", "\\boxed{C}", or the text of
+    one choice after the cue ("Answer: Paris"). A final answer that refuses or names two different letters
+    ("Answer: A or B") gives None rather than an earlier answer. Without any cue, a last line that is just the
+    letter ("(C)", "C.", "**C**"), the letter with its choice text ("C. Paris") or one choice's text is accepted.
+    """
+    if not text:
+        return None
+    letters = letters.upper()[: len(choices)] if choices else letters.upper()
+    cue, _, _, _ = _choice_patterns(letters)
+    for match in reversed(list(cue.finditer(text))):
+        verdict = _choice_verdict(text[match.end():], choices, letters)
+        if verdict is _REFUSED:
+            return None
+        if verdict is not None:
+            return verdict  # type: ignore[return-value]
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return None
+    last = lines[-1]
+    lone = re.fullmatch(rf"[\W_]*([{re.escape(letters)}])[\W_]*", last, re.IGNORECASE)
+    if lone:
+        return lone.group(1).upper()
+    labelled = re.fullmatch(rf"[\W_]*([{re.escape(letters)}])[.):]\s+(.+)", last)
+    if labelled and choices:
+        index = letters.index(labelled.group(1))
+        if _normalise_choice(labelled.group(2)) == _normalise_choice(choices[index]):
+            return labelled.group(1)
+    return _letter_of_choice_text(last, choices, letters)
+
+
+def choice_answer_is_final(text: str, letters: str = "ABCD") -> bool:
+    """True once ``text`` holds an explicit upper-case answer letter closed by punctuation or a newline.
+
+    "Answer: C" at the very end is not final (the next token may be "ats" or ", D"), nor is "Answer: C " (space);
+    "Answer: C." / "Answer: C\\n" / "**Answer: C**" are. Agrees with :func:`extract_choice_letter` on that text.
+    """
+    if "nswer" not in text and "NSWER" not in text and "hoice" not in text and "ption" not in text and "boxed" not in text:
+        return False
+    return _choice_patterns(letters.upper())[3].search(text) is not None
+
+
+# --------------------------------------------------------------------------------------------------------------
+# math answers (math-verify)
+# --------------------------------------------------------------------------------------------------------------
+
+_BOXED_OPEN = re.compile(r"\\(?:boxed|fbox)\s*\{")
+# "Answer: 204", "Final answer: $\frac{1}{2}$", "the final answer is 33." - the fallback when nothing is boxed.
+# The value must look like math (a number or a $...$ / \( \) span), so "the answer is not obvious" is ignored.
+_MATH_ANSWER_LINE = re.compile(
+    r"(?i:\banswer\b)[*_`\s]*(?:is\b)?[*_`\s]*[:=]?[ \t*_`]*"
+    r"(?:\$+(?P<dollar>[^$\n]+)\$|\\\((?P<paren>.+?)\\\)|(?P<number>[+-]?\d+(?:[.,/]\d+)*))"
+)
+_THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+")
+
+
+def _last_boxed(text: str) -> str | None:
+    """Content of the last closed, non-empty ``\\boxed{...}`` (nested braces balanced), or None."""
+    for match in reversed(list(_BOXED_OPEN.finditer(text))):
+        depth, end = 1, match.end()
+        while end < len(text) and depth:
+            depth += {"{": 1, "}": -1}.get(text[end], 0)
+            end += 1
+        content = text[match.end(): end - 1].strip()
+        if depth == 0 and content:
+            return content
+    return None
+
+
+def extract_math_answer(text: str) -> str | None:
+    """The final math answer in ``text`` as written ("070", "\\frac{1}{2}"), or None.
+
+    The last ``\\boxed{...}`` wins; without one, the last "Answer: N" / "final answer is $x$" is used.
+    """
+    if not text:
+        return None
+    boxed = _last_boxed(text)
+    if boxed is not None:
+        return boxed
+    last = None
+    for last in _MATH_ANSWER_LINE.finditer(text):
+        pass
+    if last is None:
+        return None
+    return (last.group("dollar") or last.group("paren") or last.group("number")).strip()
+
+
+def _as_integer(text: str) -> int | None:
+    """``text`` as an integer when it plainly is one ("070", "$204$", "1,000"); None otherwise."""
+    cleaned = re.sub(r"\s|\$|\\[,!;: ]", "", text).replace("{,}", ",")
+    if _THOUSANDS.fullmatch(cleaned):
+        cleaned = cleaned.replace(",", "")
+    return int(cleaned) if re.fullmatch(r"[+-]?\d{1,50}", cleaned) else None
+
+
+def math_answers_equal(pred: str | None, gold: str) -> bool:
+    """Whether ``pred`` and ``gold`` are the same answer: integers by value ("070" == "70"), anything else by
+    math-verify (symbolic equivalence). Never raises; an unparsable prediction is simply wrong.
+    """
+    if pred is None or not pred.strip():
+        return False
+    as_ints = _as_integer(pred), _as_integer(gold)
+    if None not in as_ints:  # AIME answers: exact and fast, no sympy involved
+        return as_ints[0] == as_ints[1]
+    try:
+        from math_verify import parse, verify
+
+        # math-verify times out with SIGALRM, which only the main thread may install.
+        timeout = 5 if threading.current_thread() is threading.main_thread() else None
+        gold_parsed = parse(f"\\boxed{{{gold}}}", parsing_timeout=timeout)
+        pred_parsed = parse(f"\\boxed{{{pred}}}", parsing_timeout=timeout)
+        if gold_parsed and pred_parsed:
+            return bool(verify(gold_parsed, pred_parsed, timeout_seconds=timeout))
+    except Exception:  # noqa: BLE001 - sympy/latex2sympy raise many types on odd input; odd input is not a match
+        pass
+    return pred.strip() == gold.strip()

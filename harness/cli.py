@@ -187,7 +187,9 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[bold red]error:[/] {error}", highlight=False)
         return 2
     except KeyboardInterrupt:
-        console.print("[yellow]Interrupted.[/] Records of finished questions are in the run directory.")
+        resume = "opd " + " ".join(argv)
+        console.print(f"[yellow]Interrupted.[/] Every finished question is saved; run the same command again to "
+                      f"resume where it stopped: {resume}", highlight=False)
         return 130
 
 

@@ -5,17 +5,22 @@ fails in seconds. Records are rewritten atomically after each question, so an in
 """
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import json
 import platform
 import re
+import shutil
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 
 from harness.data import resolve_data_dir
@@ -23,6 +28,8 @@ from harness.diagnostic import NoProgress, Participants, Progress, QuestionResul
 from harness.losses import resolve_loss
 from harness.models import check_same_tokenizer, load_model
 from harness.records import LOSS_NAMES, NODE_SCHEMA, QUESTION_SCHEMA, rows_to_table, write_json, write_table
+
+PARTS_DIR = "parts"
 from harness.selection import PRIORITIES
 from harness.task import resolve_task
 from harness.teacher import resolve_teacher
@@ -79,27 +86,6 @@ def default_out_dir(config: RunConfig) -> Path:
     return Path("runs") / f"{slug}_{stamp}"
 
 
-def prepare_out_dir(out: Path, overwrite: bool) -> Path:
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file, not a directory: choose another --out.")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ConfigError(
-            f"--out {out} already holds files from another run. Use a new --out, or --overwrite to replace them."
-        )
-    if out.exists() and overwrite:
-        for name in ("nodes.parquet", "questions.parquet", "run.json"):
-            (out / name).unlink(missing_ok=True)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise ConfigError(f"Cannot write to --out {out} ({error.strerror}): choose a writable directory.") from None
-    return out
-
-
 def resolve_participants(config: RunConfig, student_model=None) -> Participants:
     """Resolve task, teachers and losses, and load the models; fails before any generation work."""
     task = resolve_task(config.task)
@@ -126,8 +112,18 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def config_fingerprint(config: RunConfig) -> str:
+    """What the records depend on: a re-run with the same fingerprint may resume, a different one may not mix in."""
+    return hashlib.sha256(json.dumps(asdict(config), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def run(config: RunConfig, out: Path, progress: Progress | None = None, overwrite: bool = False) -> dict[str, Any]:
-    """Run the diagnostic and write ``nodes.parquet``, ``questions.parquet`` and ``run.json`` under ``out``."""
+    """Run the diagnostic and write ``nodes.parquet``, ``questions.parquet`` and ``run.json`` under ``out``.
+
+    Work is committed per question (``out/parts/``, atomic writes). Re-running the same command on the same ``out``
+    resumes after the last committed question and yields the same records as an uninterrupted run, because every
+    random stream is seeded from (seed, question id, rollout, ...), not from what ran before.
+    """
     validate(config)
     started = time.perf_counter()
     progress = progress or NoProgress()
@@ -140,49 +136,132 @@ def run(config: RunConfig, out: Path, progress: Progress | None = None, overwrit
     if not questions:
         raise ConfigError(f"No questions selected for task {config.task!r}: check --limit and the data.")
     who = resolve_participants(config)
-    out = prepare_out_dir(out, overwrite)
-    setup_s = time.perf_counter() - started
+    fingerprint = config_fingerprint(config)
+    with RunDirectory(Path(out), fingerprint, overwrite) as run_dir:
+        return _run_questions(config, questions, who, run_dir, data_dir, progress, started)
 
+
+def _run_questions(config: RunConfig, questions, who: Participants, run_dir: "RunDirectory", data_dir, progress,
+                   started: float) -> dict[str, Any]:
+    setup_s = time.perf_counter() - started
+    todo = [(index, q) for index, q in enumerate(questions) if run_dir.part_key(index, q.id) not in run_dir.done]
     meta = {
         "config": asdict(config),
+        "fingerprint": run_dir.fingerprint,
+        "seeds": {"base": config.seed, "streams": "sha256(seed, question id, rollout, purpose): order-independent"},
         "data_source": str(data_dir) if data_dir else "hub",
         "device": str(who.student.device),
         "dtype": str(who.student.dtype).replace("torch.", ""),
         "threads": torch.get_num_threads(),
         "versions": package_versions(),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "resumed_questions": len(questions) - len(todo),
         "status": "running",
     }
-    write_json(meta, out / "run.json")
-    progress.add_total("questions", len(questions))
-    progress.add_total("rollouts", len(questions) * config.settings.rollouts)
-    progress.add_total("teacher passes", len(questions) * config.settings.rollouts * len(config.teachers))
-    node_rows: list[dict[str, Any]] = []
-    question_rows: list[dict[str, Any]] = []
-    generated = 0
-    for question in questions:
-        result: QuestionResult = diagnose_question(question, who, config.settings, progress)
-        node_rows += result.node_rows
-        question_rows += result.question_rows
-        generated += result.generated_tokens
-        _write_records(out, node_rows, question_rows)  # after every question: an interruption keeps finished work
-        progress.advance("questions")
-
+    write_json(meta, run_dir.path / "run.json")
+    progress.add_total("questions", len(todo))
+    progress.add_total("rollouts", len(todo) * config.settings.rollouts)
+    progress.add_total("teacher passes", len(todo) * config.settings.rollouts * len(config.teachers))
+    generated = diagnosed = 0
+    try:
+        for index, question in todo:
+            result: QuestionResult = diagnose_question(question, who, config.settings, progress)
+            run_dir.commit(index, question.id, result)
+            run_dir.merge()  # the merged files stay current: an interruption keeps every finished question
+            generated += result.generated_tokens
+            diagnosed += len(result.node_rows) // len(config.teachers)
+            progress.advance("questions")
+    except BaseException:
+        meta.update(status="interrupted", committed_questions=len(run_dir.done))
+        write_json(meta, run_dir.path / "run.json")
+        raise
+    run_dir.merge()
+    nodes = pq.read_table(run_dir.path / "nodes.parquet", columns=["informative", "teacher"])
+    teachers = max(len(config.teachers), 1)
     elapsed = time.perf_counter() - started
-    informative = sum(1 for row in node_rows if row["informative"]) // max(len(config.teachers), 1)
-    diagnosed = len(node_rows) // max(len(config.teachers), 1)
     meta.update(
         status="complete",
         finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        counts={"questions": len(questions), "rollouts": len(question_rows), "nodes": diagnosed,
-                "informative_nodes": informative, "generated_tokens": generated},
+        counts={"questions": len(questions), "rollouts": len(questions) * config.settings.rollouts,
+                "nodes": nodes.num_rows // teachers,
+                "informative_nodes": int(sum(nodes.column("informative").to_pylist())) // teachers,
+                "generated_tokens_this_session": generated},
         timings={"setup_s": round(setup_s, 2), "total_s": round(elapsed, 2),
                  "nodes_per_minute": round(60 * diagnosed / max(elapsed - setup_s, 1e-9), 2)},
     )
-    write_json(meta, out / "run.json")
+    write_json(meta, run_dir.path / "run.json")
     return meta
 
 
-def _write_records(out: Path, node_rows: Sequence[dict], question_rows: Sequence[dict]) -> None:
-    write_table(rows_to_table(node_rows, NODE_SCHEMA), out / "nodes.parquet")
-    write_table(rows_to_table(question_rows, QUESTION_SCHEMA), out / "questions.parquet")
+class RunDirectory:
+    """The output directory of one run: lock, per-question parts, merged records.
+
+    A question is committed when its ``.questions.parquet`` part exists (written after its nodes part, each
+    atomically). An exclusive ``flock`` on ``.lock`` refuses a second writer; the kernel drops it if we are killed.
+    """
+
+    def __init__(self, path: Path, fingerprint: str, overwrite: bool) -> None:
+        self.path, self.fingerprint, self.overwrite = path, fingerprint, overwrite
+        self.done: set[str] = set()
+        self._lock = None
+
+    def __enter__(self) -> "RunDirectory":
+        path = self.path
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"--out {path} is a file, not a directory: choose another --out.")
+        previous = _read_fingerprint(path / "run.json")
+        has_files = path.is_dir() and any(p.name != ".lock" for p in path.iterdir())
+        if has_files and not self.overwrite and previous != self.fingerprint:
+            what = "a run with a different configuration" if previous else "files that are not from opd run"
+            raise ConfigError(f"--out {path} holds {what}; its records must not be mixed with this one. "
+                              f"Use a new --out, or --overwrite to replace them.")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            self._lock = open(path / ".lock", "a+")
+        except OSError as error:
+            raise ConfigError(f"Cannot write to --out {path} ({error.strerror}): choose a writable directory.") from None
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise ConfigError(f"Another `opd run` is writing to {path} right now; wait for it, or use another --out.") from None
+        if self.overwrite:
+            for name in ("nodes.parquet", "questions.parquet", "run.json"):
+                (path / name).unlink(missing_ok=True)
+            shutil.rmtree(path / PARTS_DIR, ignore_errors=True)
+        (path / PARTS_DIR).mkdir(exist_ok=True)
+        self.done = {p.name[: -len(".questions.parquet")] for p in (path / PARTS_DIR).glob("*.questions.parquet")}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._lock is not None:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+
+    @staticmethod
+    def part_key(index: int, question_id: str) -> str:
+        # ids come from data files: keep them out of path syntax so a run name can never escape the directory
+        return f"{index:06d}-" + re.sub(r"[^A-Za-z0-9._-]+", "_", question_id)[:80]
+
+    def commit(self, index: int, question_id: str, result: QuestionResult) -> None:
+        key = self.part_key(index, question_id)
+        parts = self.path / PARTS_DIR
+        write_table(rows_to_table(result.node_rows, NODE_SCHEMA), parts / f"{key}.nodes.parquet")
+        write_table(rows_to_table(result.question_rows, QUESTION_SCHEMA), parts / f"{key}.questions.parquet")
+        self.done.add(key)
+
+    def merge(self) -> None:
+        """Concatenate the committed parts, in question order, into the run's two record files."""
+        parts = self.path / PARTS_DIR
+        keys = sorted(self.done)
+        for kind, schema in (("nodes", NODE_SCHEMA), ("questions", QUESTION_SCHEMA)):
+            tables = [pq.read_table(parts / f"{key}.{kind}.parquet", schema=schema) for key in keys]
+            merged = pa.concat_tables(tables) if tables else schema.empty_table()
+            write_table(merged, self.path / f"{kind}.parquet")
+
+
+def _read_fingerprint(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text()).get("fingerprint")
+    except (OSError, ValueError):
+        return None

@@ -1,105 +1,19 @@
-"""Test fakes, registered exactly like real plugins (tasks, models), plus shared fixtures.
-
-* ``test-parity``: a task whose reward is the parity of the number of lowercase ASCII letters in the response. A
-  random-weight model gets it right about half the time and every token matters, so nodes are informative.
-* ``test-oracle`` model + ``test-count-a`` task (reward: an "a" in the response): a 4-token vocabulary (a, b, c, EOS) and a 4-token horizon, small
-  enough to enumerate every future and compute success probabilities exactly.
-"""
+"""Shared fixtures; the test fakes (tasks, models) live in fakes.py and load like a user's --include plugin."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from harness.models import ModelSource, register_model  # noqa: E402
 from harness.plugins import load_all  # noqa: E402
-from harness.task import Grade, Question, register_task  # noqa: E402
 
-load_all()
+FAKES = Path(__file__).resolve().parent / "fakes.py"
+load_all(include=[FAKES])
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-@dataclass(frozen=True)
-class ParityTask:
-    name: str = "test-parity"
-    description: str = "test fake: reward = parity of the number of lowercase letters"
-    max_new_tokens: int = 12
-
-    def load(self, data_dir, limit=None):
-        questions = [Question(id=f"parity-{i}", prompt=f"Question {i}: write something.", gold="even",
-                              demonstration="ab", meta={}) for i in range(5)]
-        return questions[:limit]
-
-    def grade(self, question, response):
-        letters = sum(ch.islower() and ch.isascii() for ch in response)
-        return Grade(extracted=str(letters), correct=letters % 2 == 0)
-
-    def answer_is_final(self, response):
-        return False
-
-
-@register_task("test-parity")
-def parity_task() -> ParityTask:
-    return ParityTask()
-
-
-ORACLE_VOCAB = {"a": 0, "b": 1, "c": 2, "<eos>": 3}
-ORACLE_HORIZON = 4
-
-
-@dataclass(frozen=True)
-class CountATask:
-    name: str = "test-count-a"
-    description: str = "test fake: reward 1 iff the response holds an 'a' token"
-    max_new_tokens: int = ORACLE_HORIZON
-
-    def load(self, data_dir, limit=None):
-        return [Question(id="oracle-0", prompt="b", gold="", demonstration="a a", meta={})][:limit]
-
-    def grade(self, question, response):
-        count = response.split().count("a")
-        return Grade(extracted=str(count), correct=count >= 1)
-
-    def answer_is_final(self, response):
-        return False
-
-
-@register_task("test-count-a")
-def count_a_task() -> CountATask:
-    return CountATask()
-
-
-def oracle_tokenizer():
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    core = Tokenizer(models.WordLevel(vocab=ORACLE_VOCAB, unk_token="<eos>"))
-    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<eos>", unk_token="<eos>")
-
-
-def _load_oracle(seed: int):
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(vocab_size=len(ORACLE_VOCAB), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
-                         initializer_range=0.15, tie_word_embeddings=False)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = LlamaForCausalLM(config)
-    model.generation_config.eos_token_id = ORACLE_VOCAB["<eos>"]
-    return model, oracle_tokenizer()
-
-
-@register_model("test-oracle", "test fake: 4-token vocabulary Llama; test-oracle:<seed>")
-def oracle_model(seed: str = "0") -> ModelSource:
-    return ModelSource(f"test-oracle:{seed}", "4-token test model", lambda: _load_oracle(int(seed or 0)))
 
 
 @pytest.fixture

@@ -1,0 +1,95 @@
+"""Resumable runs: SIGKILL mid-run then re-run equals an uninterrupted run; mixed work and two writers are refused."""
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from harness.cli import main
+from harness.diagnostic import Settings
+from harness.runner import ConfigError, RunConfig, run
+
+FAKES = Path(__file__).resolve().parents[1] / "fakes.py"
+ARGS = ["run", "--task", "test-parity", "--student", "tiny-random", "--teacher", "self", "--teacher",
+        "model:tiny-random:1", "--limit", "5", "--rollouts", "4", "--continuations", "3", "--max-new-tokens", "12",
+        "--quiet", "--device", "cpu"]
+
+
+def _frames(out: Path):
+    return (pq.read_table(out / "nodes.parquet").to_pandas(), pq.read_table(out / "questions.parquet").to_pandas())
+
+
+def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path):
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    assert main(["--include", str(FAKES), *ARGS, "--out", str(full)]) == 0
+
+    command = [sys.executable, "-m", "harness.cli", "--include", str(FAKES), *ARGS, "--out", str(killed)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        if len(list((killed / "parts").glob("*.questions.parquet"))) >= 1:
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    committed = len(list((killed / "parts").glob("*.questions.parquet")))
+    assert 1 <= committed < 5, f"kill landed after {committed} committed questions"
+
+    assert main(["--include", str(FAKES), *ARGS, "--out", str(killed)]) == 0  # same command: resumes
+    for resumed, uninterrupted in zip(_frames(killed), _frames(full)):
+        pd.testing.assert_frame_equal(resumed, uninterrupted)
+    nodes = _frames(killed)[0]
+    assert not nodes.duplicated(["question_id", "rollout_id", "position", "teacher"]).any()
+
+
+def _config(**settings):
+    return RunConfig(task="test-parity", student="tiny-random", teachers=("self",), limit=1,
+                     settings=Settings(rollouts=2, continuations=2, max_new_tokens=4, **settings), device="cpu")
+
+
+def test_different_configuration_is_refused_and_overwrite_replaces(tmp_path):
+    run(_config(), tmp_path)
+    with pytest.raises(ConfigError, match="different configuration.*--overwrite"):
+        run(_config(temperature=0.7), tmp_path)
+    run(_config(temperature=0.7), tmp_path, overwrite=True)
+    assert pq.read_table(tmp_path / "questions.parquet").num_rows == 2
+
+
+def test_rerun_of_a_finished_run_does_no_new_work(tmp_path):
+    first = run(_config(), tmp_path)
+    again = run(_config(), tmp_path)
+    assert again["resumed_questions"] == 1 and again["counts"]["generated_tokens_this_session"] == 0
+    assert again["counts"]["nodes"] == first["counts"]["nodes"]
+
+
+def test_second_writer_is_refused(tmp_path):
+    tmp_path.mkdir(exist_ok=True)
+    with open(tmp_path / ".lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(ConfigError, match="Another `opd run` is writing"):
+            run(_config(), tmp_path)
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
+    out = tmp_path / "interrupted"
+    command = [sys.executable, "-m", "harness.cli", "--include", str(FAKES), *ARGS, "--out", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "COLUMNS": "200"})
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((out / "parts").glob("*.questions.parquet")):
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    if process.returncode == 0:
+        pytest.skip("the run finished before the interrupt landed")
+    assert process.returncode == 130
+    text = " ".join(output.split())
+    assert "Interrupted" in text and "run the same command again to resume" in text
