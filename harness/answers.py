@@ -161,7 +161,8 @@ def _normalise_choice(text: str) -> str:
 def _letter_of_choice_text(text: str, choices: Sequence[str], letters: str) -> str | None:
     """The letter whose choice text ``text`` repeats exactly, if exactly one does."""
     wanted = _normalise_choice(text)
-    hits = {letters[i] for i, choice in enumerate(choices[: len(letters)]) if wanted and _normalise_choice(choice) == wanted}
+    hits = {letters[i] for i, choice in enumerate(choices[: len(letters)])
+            if wanted and _normalise_choice(choice) == wanted}
     return hits.pop() if len(hits) == 1 else None
 
 
@@ -223,7 +224,7 @@ def choice_answer_is_final(text: str, letters: str = "ABCD") -> bool:
     "Answer: C" at the very end is not final (the next token may be "ats" or ", D"), nor is "Answer: C " (space);
     "Answer: C." / "Answer: C\\n" / "**Answer: C**" are. Agrees with :func:`extract_choice_letter` on that text.
     """
-    if "nswer" not in text and "NSWER" not in text and "hoice" not in text and "ption" not in text and "boxed" not in text:
+    if not any(cue in text for cue in ("nswer", "NSWER", "hoice", "HOICE", "ption", "PTION", "boxed")):
         return False
     return _choice_patterns(letters.upper())[3].search(text) is not None
 

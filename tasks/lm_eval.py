@@ -187,7 +187,7 @@ class LmEvalTask:
 
 
 @register_task("lm_eval", "Any generate_until task of lm-evaluation-harness: lm_eval:<task name>")
-def lm_eval_task(argument: str) -> LmEvalTask:
+def lm_eval_task(argument: str | None = None) -> LmEvalTask:
     """Any generate_until task of lm-evaluation-harness: lm_eval:<task name> (user YAMLs: --include-path)."""
     name = (argument or "").strip()
     if not name:

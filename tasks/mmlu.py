@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -70,13 +69,19 @@ def question_block(question: str, choices: Sequence[str]) -> str:
 
 
 def demonstration(choices: Sequence[str], answer: int) -> str:
-    return f"The correct choice is {choices[answer]}.\nAnswer: {LETTERS[answer]}"
+    text = choices[answer].strip()
+    end = "" if text.endswith((".", "?", "!")) else "."  # choices are often full sentences already
+    return f"The correct choice is {text}{end}\nAnswer: {LETTERS[answer]}"
 
 
 def build_prompt(subject: str, question: str, choices: Sequence[str], shots: Sequence[Mapping[str, Any]] = ()) -> str:
     """The instruction, optional worked examples (each a question block and its demonstration), then the question."""
-    parts = [f"The following is a multiple choice question about {topic(subject)}. {FORMAT}"]
-    parts += [f"{question_block(s['question'], s['choices'])}\n\n{demonstration(s['choices'], s['answer'])}" for s in shots]
+    intro = (f"The following are multiple choice questions about {topic(subject)}, each worked example followed by "
+             f"its answer; answer the last one." if shots else
+             f"The following is a multiple choice question about {topic(subject)}.")
+    parts = [f"{intro} {FORMAT}"]
+    parts += [f"{question_block(s['question'], s['choices'])}\n\n{demonstration(s['choices'], s['answer'])}"
+              for s in shots]
     parts.append(question_block(question, choices))
     return "\n\n".join(parts)
 
@@ -98,7 +103,8 @@ def parse_subjects(argument: str | None) -> tuple[str, ...] | None:
 def _check_row(row: Mapping[str, Any], where: str) -> None:
     """Types a JSON schema check cannot express: four string choices and an answer index into them."""
     choices, answer = row["choices"], row["answer"]
-    if not (isinstance(choices, (list, tuple)) and len(choices) == len(LETTERS) and all(isinstance(c, str) for c in choices)):
+    four_strings = isinstance(choices, (list, tuple)) and len(choices) == len(LETTERS)
+    if not (four_strings and all(isinstance(c, str) for c in choices)):
         raise DataError(f"Malformed MMLU data: {where} has choices={choices!r}; expected a list of 4 strings.")
     if isinstance(answer, bool) or not isinstance(answer, int) or not 0 <= answer < len(LETTERS):
         raise DataError(f"Malformed MMLU data: {where} has answer={answer!r}; expected an integer index 0-3.")

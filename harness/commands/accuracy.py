@@ -1,0 +1,76 @@
+"""``opd accuracy``: task accuracy of the student alone and of each teacher answering with its own context.
+
+    opd accuracy --task boolq --student smollm2-135m --teacher self:correct-demo --limit 50 [--samples 8]
+        [--data-dir DIR] [--format rich|md|csv|json] [--out FILE.json] [--seed S] [--device D]
+        [--include-path DIR]   # lm-eval YAML directories for --task lm_eval:<name>
+
+See :mod:`harness.accuracy` for what is measured.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def register(commands) -> None:
+    from harness.accuracy import FORMATS
+
+    parser = commands.add_parser(
+        "accuracy", help="accuracy of the student alone and of each teacher with its context (Wilson CI, McNemar)")
+    parser.add_argument("--task", required=True, help="task name (opd list tasks), e.g. boolq or lm_eval:gsm8k")
+    parser.add_argument("--student", required=True, help="student model spec (opd list models)")
+    parser.add_argument("--teacher", action="append", dest="teachers", default=[], metavar="SPEC",
+                        help="teacher spec, repeatable (opd list teachers); none: the student row only")
+    parser.add_argument("--limit", type=int, default=None, help="first N questions (default: all)")
+    parser.add_argument("--samples", type=int, default=None, metavar="K",
+                        help="K answers per question at temperature 1, averaged (default: one greedy answer)")
+    parser.add_argument("--data-dir", default=None,
+                        help="local dataset root laid out like shared/data (default: $OPD_DATA_DIR, ./data, "
+                             "../shared/data, else the public hub dataset)")
+    parser.add_argument("--format", default="rich", choices=FORMATS, help="output format (default: rich table)")
+    parser.add_argument("--out", type=Path, default=None, metavar="FILE.json",
+                        help="also write the full report, with every answer, as JSON")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None, help="auto (default), cpu or cuda[:n]")
+    # a separate dest from any top-level flag of the same name, so neither overwrites the other in the namespace
+    parser.add_argument("--include-path", action="append", dest="lm_eval_include_path", default=[], metavar="DIR",
+                        help="directory of lm-eval task YAML files for --task lm_eval:<name> (repeatable)")
+    parser.set_defaults(handler=cmd_accuracy)
+
+
+def cmd_accuracy(args: argparse.Namespace, console) -> int:
+    from harness.accuracy import AccuracyConfig, evaluate, format_report, print_rich, write_report
+    from harness.cli import _quiet_libraries
+    from tasks.lm_eval import INCLUDE_PATH_ENV
+
+    if args.lm_eval_include_path:
+        # the lm_eval task family reads its include paths from the environment, so any way of resolving a task
+        # (this command, `opd run`, a plugin) sees the same user YAMLs
+        existing = [p for p in os.environ.get(INCLUDE_PATH_ENV, "").split(os.pathsep) if p]
+        given = [str(Path(p).resolve()) for p in args.lm_eval_include_path]
+        os.environ[INCLUDE_PATH_ENV] = os.pathsep.join([*given, *existing])
+    _quiet_libraries()
+    config = AccuracyConfig(
+        task=args.task, student=args.student, teachers=tuple(args.teachers), limit=args.limit, samples=args.samples,
+        data_dir=args.data_dir, seed=args.seed, device=args.device,
+    )
+    if args.format == "rich" and sys.stderr.isatty():
+        from rich.progress import Progress
+
+        with Progress(transient=True) as bar:
+            job = bar.add_task("answering", total=None)
+            report = evaluate(config, lambda done, total: bar.update(job, completed=done, total=total))
+    else:
+        report = evaluate(config)
+    if args.format == "rich":
+        print_rich(report, console)
+    else:
+        print(format_report(report, args.format))
+    if args.out is not None:
+        write_report(report, args.out)
+        if args.format == "rich":
+            console.print(f"Full report with every answer: [cyan]{args.out}[/]")
+    return 0
+
