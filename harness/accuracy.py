@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
 from harness.data import resolve_data_dir
-from harness.generation import Branch, generate_branches, make_generator, prefill
+from harness.generation import Branch, generate_branches, make_generator, prefill, rows_per_batch
 from harness.models import LoadedModel, load_model
 from harness.prompting import chat_prompt_ids
 from harness.runner import ConfigError
@@ -130,24 +131,38 @@ class AccuracyReport:
 # ---------------------------------------------------------------- answering
 
 
-def answer(lm: LoadedModel, task: Task, question: Question, prompt: str, samples: int, temperature: float,
-           seed: int, max_new_tokens: int | None = None) -> list[Answer]:
-    """``samples`` answers of ``lm`` to ``prompt``, graded against ``question``; one shared prefill."""
-    ids = chat_prompt_ids(lm.tokenizer, prompt)
-    cache, logits = prefill(lm, ids)
-    # the stream depends on the question, not on the condition: every row sees the same random numbers,
-    # which makes the paired comparison against the student sharper
-    generated = generate_branches(
-        lm, cache, [Branch(len(ids), None, max_new_tokens or task.max_new_tokens)] * samples,
-        temperature=temperature, first_logits=logits[-1], is_final=task.answer_is_final,
-        generator=make_generator(lm.device, seed, question.id, "accuracy"),
-    )
-    answers = []
-    for gen in generated:
-        text = lm.tokenizer.decode(list(gen.tokens), skip_special_tokens=True)
-        grade = task.grade(question, text)
-        answers.append(Answer(text, grade.extracted, grade.correct, gen.finish_reason))
-    return answers
+def answer_all(lm: LoadedModel, task: Task, items: Sequence[tuple[Question, str]], samples: int,
+               temperature: float, seed: int, max_new_tokens: int | None = None) -> list[list[Answer]]:
+    """``samples`` answers of ``lm`` to each ``(question, prompt)``, graded; questions share generation batches.
+
+    Each prompt is prefilled once; many questions then decode together (ragged prefixes, one KV buffer), which on
+    CPU is several times faster than one question at a time.
+    """
+    max_new = max_new_tokens or task.max_new_tokens
+    prompts = [chat_prompt_ids(lm.tokenizer, prompt) for _, prompt in items]
+    results: list[list[Answer]] = []
+    start = 0
+    while start < len(items):
+        rows = rows_per_batch(lm.device, max(len(ids) for ids in prompts[start:]) + max_new)
+        chunk = list(range(start, min(len(items), start + max(1, rows // samples))))
+        prefilled = [prefill(lm, prompts[i]) for i in chunk]
+        branches = [Branch(len(prompts[i]), None, max_new, source=k) for k, i in enumerate(chunk)
+                    for _ in range(samples)]
+        generated = generate_branches(
+            lm, [cache for cache, _ in prefilled], branches, temperature=temperature,
+            first_logits=torch.stack([logits[-1] for _, logits in prefilled]), is_final=task.answer_is_final,
+            generator=make_generator(lm.device, seed, items[chunk[0]][0].id, "accuracy"),
+        )
+        for k, i in enumerate(chunk):
+            question = items[i][0]
+            answers = []
+            for gen in generated[k * samples:(k + 1) * samples]:
+                text = lm.tokenizer.decode(list(gen.tokens), skip_special_tokens=True)
+                grade = task.grade(question, text)
+                answers.append(Answer(text, grade.extracted, grade.correct, gen.finish_reason))
+            results.append(answers)
+        start = chunk[-1] + 1
+    return results
 
 
 def conditions_for(config: AccuracyConfig) -> list[Condition]:
@@ -179,14 +194,20 @@ def evaluate(config: AccuracyConfig, progress: Callable[[int, int], None] | None
                 progress(done, total)
             continue
         per_question: dict[str, list[Answer] | None] = {}
+        items = []
         for question in questions:
             prompt = condition.prompt(task, question)
-            per_question[question.id] = None if prompt is None else answer(
-                models[condition.model], task, question, prompt, config.n_samples, config.temperature, config.seed)
-            done += 1
-            if progress:
-                progress(done, total)
-        outcomes[condition.name] = per_question
+            if prompt is None:
+                per_question[question.id] = None
+            else:
+                items.append((question, prompt))
+        answers = answer_all(models[condition.model], task, items, config.n_samples, config.temperature, config.seed)
+        for (question, _), question_answers in zip(items, answers):
+            per_question[question.id] = question_answers
+        done += len(questions)
+        if progress:
+            progress(done, total)
+        outcomes[condition.name] = {q.id: per_question[q.id] for q in questions}
     report = summarise(questions, conditions, outcomes, config.n_samples)
     report.config = {**asdict(config), "task_name": task.name, "decoding": config.decoding,
                      "temperature": config.temperature, "data_source": str(data_dir) if data_dir else "hub",

@@ -30,6 +30,7 @@ from harness.generation import (
     generate_branches,
     make_generator,
     prefill,
+    rows_per_batch,
 )
 from harness.losses import Loss, NodeDistributions, jsd_rbar
 from harness.models import LoadedModel
@@ -217,11 +218,6 @@ def _diagnose_rollout(question, rollout: _Rollout, prompt_ids, views, who: Parti
             result.node_rows.append(row)
 
 
-def branch_batch_rows(device: torch.device) -> int:
-    """Rows per branching batch: on 2 CPU cores throughput stops growing near 64 rows; a GPU wants many more."""
-    return 256 if device.type == "cuda" else 64
-
-
 def _branch_all(student, task, question, full_cache, prompt_len: int, rollout: _Rollout,
                 nodes: Sequence[tuple[int, list[int]]], settings: Settings, max_new: int, seed: int,
                 progress: Progress, result: QuestionResult) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -243,7 +239,7 @@ def _branch_all(student, task, question, full_cache, prompt_len: int, rollout: _
     generator = make_generator(student.device, seed, question.id, rollout.rollout_id, "branches")
     outcomes = [(np.zeros(len(support), dtype=np.int64), np.zeros(len(support), dtype=np.int64))
                 for _, support in nodes]
-    batch = branch_batch_rows(student.device)
+    batch = rows_per_batch(student.device, prompt_len + max_new)
     start = 0
     while start < len(requests):
         chunk = requests[start:start + batch]

@@ -48,37 +48,29 @@ class PreallocatedLayer(DynamicLayer):
     decoding time on CPU; here each step copies only the new position. ``keys``/``values`` are views of the used part.
     """
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, rows: int, headroom: int) -> None:
+    def __init__(self, sources: Sequence[tuple[torch.Tensor, torch.Tensor]], rows: Sequence[tuple[int, int]],
+                 headroom: int) -> None:
+        """Row r holds the first ``length`` positions of batch-1 source ``rows[r] = (source, length)``, all ending
+        at one common column (the left gap is zero-filled, to be masked). Rows with the same (source, length)
+        are filled by one broadcast copy: a prefix is never recomputed, only copied."""
         super().__init__()
-        batch, heads, length, dim = keys.shape
-        self.dtype, self.device = keys.dtype, keys.device
-        self._key_buffer = keys.new_empty(rows, heads, length + headroom, dim)
-        self._value_buffer = values.new_empty(rows, heads, length + headroom, values.shape[-1])
-        # batch-1 prefix broadcast to every row: one copy, no repeat_interleave + cat
-        self._key_buffer[:, :, :length] = keys.expand(rows, -1, -1, -1)
-        self._value_buffer[:, :, :length] = values.expand(rows, -1, -1, -1)
-        self._length = length
+        longest = max(length for _, length in rows)
+        keys0, values0 = sources[rows[0][0]]
+        self.dtype, self.device = keys0.dtype, keys0.device
+        self._key_buffer = keys0.new_zeros(len(rows), keys0.shape[1], longest + headroom, keys0.shape[-1])
+        self._value_buffer = values0.new_zeros(len(rows), values0.shape[1], longest + headroom, values0.shape[-1])
+        groups: dict[tuple[int, int], list[int]] = {}
+        for row, key in enumerate(rows):
+            groups.setdefault(tuple(key), []).append(row)
+        for (source, length), members in groups.items():
+            keys, values = sources[source]
+            index = torch.tensor(members, device=keys.device)
+            gap = longest - length
+            self._key_buffer[index, :, gap:longest] = keys[:, :, :length]
+            self._value_buffer[index, :, gap:longest] = values[:, :, :length]
+        self._length = longest
         self.is_initialized = True
         self._refresh_views()
-
-    @classmethod
-    def right_aligned(cls, keys: torch.Tensor, values: torch.Tensor, prefix_lens: Sequence[int], headroom: int):
-        """Row r holds the first ``prefix_lens[r]`` positions of the batch-1 ``keys``/``values``, ending at a
-        common column (left gap zero-filled, to be masked); rows with equal prefixes share one broadcast copy."""
-        longest = max(prefix_lens)
-        layer = cls(keys[:, :, :longest], values[:, :, :longest], len(prefix_lens), headroom)
-        if min(prefix_lens) != longest:
-            lens = torch.tensor(prefix_lens)
-            for length in sorted(set(prefix_lens)):
-                if length == longest:
-                    continue
-                rows = (lens == length).nonzero().squeeze(-1).to(keys.device)
-                gap = longest - length
-                layer._key_buffer[rows, :, :gap] = 0
-                layer._value_buffer[rows, :, :gap] = 0
-                layer._key_buffer[rows, :, gap:longest] = keys[:, :, :length]
-                layer._value_buffer[rows, :, gap:longest] = values[:, :, :length]
-        return layer
 
     def _refresh_views(self) -> None:
         self.keys = self._key_buffer[:, :, : self._length]
@@ -145,7 +137,7 @@ def sample_tokens(logits: torch.Tensor, temperature: float, generator: torch.Gen
 
 @dataclass(frozen=True)
 class Branch:
-    """One row to generate: continue the first ``prefix_len`` positions of the source cache.
+    """One row to generate: continue the first ``prefix_len`` positions of a source cache.
 
     ``first_token`` forces the row's first token (a branch at a node); None samples it from the prefix's
     next-token logits. ``context_tail`` is the end of the response before this row, for the answer-fixed test.
@@ -155,12 +147,13 @@ class Branch:
     first_token: int | None
     max_new_tokens: int
     context_tail: tuple[int, ...] = ()
+    source: int = 0  # which of the batch-1 source caches (and first-logit rows) this row continues
 
 
 @torch.inference_mode()
 def generate_branches(
     lm: LoadedModel,
-    source: DynamicCache,
+    sources: DynamicCache | Sequence[DynamicCache],
     branches: Sequence[Branch],
     *,
     temperature: float,
@@ -168,9 +161,11 @@ def generate_branches(
     first_logits: torch.Tensor | None = None,
     is_final: Callable[[str], bool] | None = None,
 ) -> list[Generated]:
-    """Generate every branch in one batch that shares the batch-1 ``source`` cache (left unchanged).
+    """Generate every branch in one batch over batch-1 source caches (left unchanged).
 
-    Rows may continue prefixes of different lengths (nodes at different depths of one rollout): each row's
+    ``first_logits`` holds each source's next-token logits ([V] for one source, [n_sources, V] for several); only
+    rows without a forced first token use them. Rows may continue prefixes of different lengths and of different
+    sources (nodes at different depths, different rollouts or questions): each row's
     prefix is copied right-aligned into one buffer, the gap on its left is masked out, and positions are given
     explicitly, as for left-padded batch generation. Forced tokens count toward ``max_new_tokens``.
     """
@@ -186,9 +181,13 @@ def generate_branches(
     prefix_lens = [b.prefix_len for b in branches_live]
     longest = max(prefix_lens)
     headroom = max(b.max_new_tokens for b in branches_live) + 1
+    sources = [sources] if isinstance(sources, DynamicCache) else list(sources)
+    row_keys = [(b.source, b.prefix_len) for b in branches_live]
     cache = DynamicCache(config=lm.model.config)
-    cache.layers = [PreallocatedLayer.right_aligned(layer.keys, layer.values, prefix_lens, headroom)
-                    for layer in source.layers]
+    cache.layers = [
+        PreallocatedLayer([(src.layers[i].keys, src.layers[i].values) for src in sources], row_keys, headroom)
+        for i in range(len(sources[0].layers))
+    ]
     ragged = min(prefix_lens) != longest
     device = lm.device
     active = torch.tensor(live, device=device)
@@ -201,7 +200,8 @@ def generate_branches(
         step_tokens = torch.tensor(forced, device=device)
     else:
         assert first_logits is not None, "unforced branches need the prefix's next-token logits"
-        step_tokens = sample_tokens(first_logits.expand(len(live), -1), temperature, generator)
+        per_source = first_logits.reshape(-1, first_logits.shape[-1])
+        step_tokens = sample_tokens(per_source[[b.source for b in branches_live]], temperature, generator)
         for slot, token in enumerate(forced):
             if token is not None:
                 step_tokens[slot] = token
@@ -236,6 +236,13 @@ def generate_branches(
 def _tail_text(lm: LoadedModel, context_tail: Sequence[int], new_tokens: list[int]) -> str:
     tail = (list(context_tail) + new_tokens)[-STOP_CHECK_TAIL_TOKENS:]
     return lm.tokenizer.decode(tail, skip_special_tokens=True)
+
+
+def rows_per_batch(device: torch.device, positions_per_row: int) -> int:
+    """How many rows one generation batch takes. On 2 CPU cores throughput stops growing near 64 rows; the KV
+    buffer is also capped (about 32k cached positions) so long-horizon tasks stay within a few GB of memory."""
+    rows, positions = (256, 1 << 20) if device.type == "cuda" else (64, 1 << 15)
+    return max(1, min(rows, positions // max(positions_per_row, 1)))
 
 
 @torch.inference_mode()

@@ -256,26 +256,28 @@ def _compare_to_leader(table: pd.DataFrame, cells: list[Cell], alpha: float) -> 
 
 
 def _accuracy_of(accuracy: Any, task: str, student: str, teacher: str) -> float:
-    """Look a teacher up in an ``accuracy.json`` mapping: ``{teacher: acc}``, ``{teacher: {"accuracy": acc}}`` or
-    records ``[{"task", "student", "teacher", "accuracy"}]`` (task/student optional)."""
+    """A teacher's accuracy from the contents of ``accuracy.json``; NaN when it is not there.
+
+    Accepted shapes: ``{teacher: acc}``, ``{teacher: {"accuracy": acc, ...}}``, either wrapped as
+    ``{"teachers": ...}`` / ``{"accuracy": ...}``, or records ``[{"teacher", "accuracy", "task"?, "student"?}]``.
+    """
     if isinstance(accuracy, Mapping):
-        accuracy = accuracy.get("accuracy", accuracy) if not isinstance(accuracy.get("accuracy"), (int, float)) \
-            else accuracy
-        value = accuracy.get(teacher) if isinstance(accuracy, Mapping) else None
+        for wrapper in ("teachers", "accuracy"):
+            if isinstance(accuracy.get(wrapper), (Mapping, list)):
+                accuracy = accuracy[wrapper]
+                break
+    value = None
+    if isinstance(accuracy, list):
+        for record in accuracy:
+            if (isinstance(record, Mapping) and record.get("teacher") == teacher
+                    and record.get("task", task) == task and record.get("student", student) == student):
+                value = record.get("accuracy")
+    elif isinstance(accuracy, Mapping):
+        value = accuracy.get(teacher)
         if isinstance(value, Mapping):
             value = value.get("accuracy")
-        if isinstance(accuracy, list):
-            return _accuracy_of(accuracy, task, student, teacher)
-    elif isinstance(accuracy, list):
-        value = None
-        for record in accuracy:
-            if record.get("teacher") == teacher and record.get("task", task) == task and \
-                    record.get("student", student) == student:
-                value = record.get("accuracy")
-    else:
-        value = None
     try:
-        return float(value) if value is not None else math.nan
+        return float(value)
     except (TypeError, ValueError):
         return math.nan
 
@@ -320,40 +322,61 @@ def leaderboard(nodes: pd.DataFrame, columns: Sequence[Column] | None = None, *,
 
 # ---------------------------------------------------------------- rendering
 
+# interval columns shown next to their estimate in the terminal: estimate -> (lo, hi); align's own interval is left
+# to the file formats, so that the table fits a 160-column terminal
+INTERVALS = {"walign": ("walign_lo", "walign_hi"), "corr_minus_incorr": ("diff_lo", "diff_hi")}
+RICH_HIDDEN = ("task", "student", "p_corr_incorr", "align_lo", "align_hi")
+# counts stated once in the caption, shown as columns only where they differ between rows
+CAPTION_COUNTS = ("questions", "rollouts", "nodes", "no_context")
+
 
 def _float_columns(df: pd.DataFrame) -> list[str]:
     return [name for name in df.columns if pd.api.types.is_float_dtype(df[name])]
+
+
+def _is_pvalue(name: str) -> bool:
+    # p-values keep 3 significant digits: 3 decimals would print a strong result (p = 1e-4) as 0.000
+    return name.startswith(("p_", "q_"))
+
+
+def _round(name: str, value: float) -> float:
+    return float(f"{value:.3g}") if _is_pvalue(name) else round(float(value), 3)
 
 
 def _with_missing(df: pd.DataFrame) -> pd.DataFrame:
     """Float columns as objects with NaN -> None, so tabulate prints its ``missingval`` instead of "nan"."""
     out = df.copy()
     for name in _float_columns(out):
-        out[name] = [None if pd.isna(v) else float(v) for v in out[name]]
+        # dtype=object: a plain list would be re-inferred as float64, turning None back into NaN ("nan" in the table)
+        out[name] = pd.Series([None if pd.isna(v) else float(v) for v in out[name]], index=out.index, dtype=object)
     return out
 
 
 def format_table(df: pd.DataFrame, fmt: str) -> str:
     """Render a leaderboard as ``md`` (GitHub), ``csv``, ``json`` (records, NaN -> null) or ``latex`` (booktabs).
 
-    Floats are rounded to 3 decimals in every format.
+    Floats are rounded to 3 decimals in every format, p-values (``p_*``, ``q_*``) to 3 significant digits.
     """
     from tabulate import tabulate
 
+    floatfmt = [".3g" if _is_pvalue(name) else ".3f" for name in df.columns]
     if fmt == "md":
-        return tabulate(_with_missing(df), headers="keys", tablefmt="github", floatfmt=".3f", showindex=False,
+        return tabulate(_with_missing(df), headers="keys", tablefmt="github", floatfmt=floatfmt, showindex=False,
                         missingval="—")
     if fmt == "latex":
         # "--" rather than an em dash: pdflatex without unicode input chokes on U+2014
-        return tabulate(_with_missing(df), headers="keys", tablefmt="latex_booktabs", floatfmt=".3f",
+        return tabulate(_with_missing(df), headers="keys", tablefmt="latex_booktabs", floatfmt=floatfmt,
                         showindex=False, missingval="--")
     if fmt == "csv":
-        return df.to_csv(index=False, float_format="%.3f")
+        out = df.copy()
+        for name in _float_columns(out):
+            out[name] = [math.nan if pd.isna(v) else _round(name, v) for v in out[name]]
+        return out.to_csv(index=False)
     if fmt == "json":
         floats = set(_float_columns(df))
         records = [
             {
-                name: (None if pd.isna(value) else round(float(value), 3)) if name in floats
+                name: (None if pd.isna(value) else _round(name, value)) if name in floats
                 else (value.item() if isinstance(value, np.generic) else value)
                 for name, value in row.items()
             }
@@ -363,10 +386,22 @@ def format_table(df: pd.DataFrame, fmt: str) -> str:
     raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
-def _cell_text(value: Any) -> str:
+def _cell_text(value: Any, name: str = "") -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else ""
     if isinstance(value, (float, np.floating)):
-        return "—" if math.isnan(value) else f"{value:.3f}"
+        if math.isnan(value):
+            return "—"
+        return f"{value:.3g}" if _is_pvalue(name) else f"{value:.3f}"
     return str(value)
+
+
+def _interval_text(row: pd.Series, name: str) -> str:
+    lo, hi = (row[bound] for bound in INTERVALS[name])
+    text = _cell_text(row[name])
+    if pd.isna(lo) or pd.isna(hi):
+        return text
+    return f"{row[name]:.2f} [{lo:.2f},{hi:.2f}]"
 
 
 def _count_text(values: pd.Series) -> str:
@@ -374,13 +409,19 @@ def _count_text(values: pd.Series) -> str:
     return str(lo) if lo == hi else f"{lo}–{hi}"
 
 
-# terminal headers: short enough that the whole table fits an 100-column terminal
+# terminal headers: short enough that the table fits a wide terminal
 RICH_HEADERS = {"questions": "q", "rollouts": "roll", "nodes": "nodes", "informative": "inform", "no_context": "no ctx",
-                "align_correct": "align ok", "align_incorrect": "align bad", "pos_frac": "pos", "zero_grad": "zero d"}
+                "walign": "walign [95% CI]", "align_correct": "align ok",
+                "align_incorrect": "align bad", "corr_minus_incorr": "ok − bad [95% CI]", "p_corr_incorr": "p ok/bad",
+                "q_corr_incorr": "q ok/bad (BH)", "p_vs_leader": "p vs lead (Holm)", "pos_frac": "pos",
+                "zero_grad": "zero d", "accuracy": "acc"}
 
 
 def print_rich(df: pd.DataFrame, console=None) -> None:
-    """Print one rich Table per (task, student), with n stated in the caption and the zero-gradient footnote."""
+    """Print one rich Table per (task, student), with n stated in the caption and the zero-gradient footnote.
+
+    Interval bounds are shown next to their estimate (``INTERVALS``) rather than as columns of their own.
+    """
     from rich.console import Console
     from rich.table import Table
 
@@ -388,20 +429,32 @@ def print_rich(df: pd.DataFrame, console=None) -> None:
     if df.empty:
         console.print("(empty leaderboard: no nodes)")
         return
-    shown = [name for name in df.columns if name not in ("task", "student")]
+    bounds = {bound for name, pair in INTERVALS.items() if name in df.columns and set(pair) <= set(df.columns)
+              for bound in pair}
+    # the terminal shows only the BH-corrected ok/bad p-value (the raw one is in every file format)
+    columns = [name for name in df.columns if name not in RICH_HIDDEN and name not in bounds]
+    if "accuracy" in columns and df["accuracy"].isna().all():
+        columns.remove("accuracy")  # no accuracy.json: an all-dash column says nothing
     for (task, student), group in df.groupby(["task", "student"], sort=False, dropna=False):
+        shown = [name for name in columns if name not in CAPTION_COUNTS or group[name].nunique(dropna=False) > 1]
         has_zero = "zero_grad" in group.columns and bool((group["zero_grad"] == 1.0).any())
         caption = None
         if {"questions", "rollouts", "informative"} <= set(group.columns):
             caption = (f"n = {_count_text(group['questions'])} questions · {_count_text(group['rollouts'])} rollouts"
                        f" · {_count_text(group['informative'])} informative nodes")
+            if "nodes" in group.columns:
+                caption += f" (of {_count_text(group['nodes'])})"
+            if "no_context" in group.columns and group["no_context"].max() > 0:
+                caption += f" · {_count_text(group['no_context'])} without teacher context"
         table = Table(title=f"{task} · student {student}", caption=caption)
         for name in shown:
-            numeric = pd.api.types.is_numeric_dtype(group[name])
+            # interval cells stay on one line; a wrapped "[lo,\n hi]" is hard to read
+            numeric = pd.api.types.is_numeric_dtype(group[name]) and not pd.api.types.is_bool_dtype(group[name])
             table.add_column(RICH_HEADERS.get(name, name), justify="right" if numeric else "left",
-                             no_wrap=not numeric)
+                             no_wrap=not numeric or name in INTERVALS)
         for _, row in group.iterrows():
-            cells = [_cell_text(row[name]) for name in shown]
+            cells = [_interval_text(row, name) if INTERVALS.get(name, ("",))[0] in bounds else _cell_text(row[name], name)
+                     for name in shown]
             if has_zero and row.get("zero_grad") == 1.0 and "teacher" in shown:
                 # mark the row, keep the number itself plain: 1.000 is a true value, not an error
                 cells[shown.index("teacher")] += " †"
@@ -409,13 +462,43 @@ def print_rich(df: pd.DataFrame, console=None) -> None:
         console.print(table)
         if has_zero:
             console.print(f"† {ZERO_GRAD_NOTE}")
+        if "behind" in shown and bool(group["behind"].any()):
+            console.print("behind: significantly below the loss's leader by walign (paired sign-flip test over "
+                          f"questions, Holm-corrected, alpha {ALPHA})")
+
+
+def format_sections(sections: Mapping[str, pd.DataFrame], fmt: str, console=None) -> str | None:
+    """Several named tables (``opd analyze``, ``opd compare``) in one output: ``rich`` prints (returns None), ``json``
+    is one object keyed by section, the other formats put a heading line before each table."""
+    if fmt == "rich":
+        from rich.console import Console
+        from rich.table import Table
+
+        console = console or Console()
+        for name, df in sections.items():
+            table = Table(title=name)
+            for column in df.columns:
+                table.add_column(str(column), justify="right" if pd.api.types.is_numeric_dtype(df[column]) else "left")
+            for _, row in df.iterrows():
+                table.add_row(*(_cell_text(row[column], str(column)) for column in df.columns))
+            console.print(table)
+        return None
+    if fmt == "json":
+        return json.dumps({name: json.loads(format_table(df, "json")) for name, df in sections.items()}, indent=2)
+    heading = {"md": "## {}", "latex": "% {}", "csv": "# {}"}[fmt] if fmt in FORMATS else None
+    if heading is None:
+        raise ValueError(f"unknown format {fmt!r}; expected rich or one of {', '.join(FORMATS)}")
+    return "\n\n".join(f"{heading.format(name)}\n\n{format_table(df, fmt)}" for name, df in sections.items())
 
 
 # ---------------------------------------------------------------- run directories
 
 
 def load_run(run_dir) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """``(nodes, questions, run_json)`` of a run directory; a missing ``run.json`` reads as ``{}``."""
+    """``(nodes, questions, run_json)`` of a run directory; a missing ``run.json`` reads as ``{}``.
+
+    An ``accuracy.json`` next to the records is read into ``nodes.attrs["accuracy"]``.
+    """
     run_dir = Path(run_dir)
     for name in ("nodes.parquet", "questions.parquet"):
         if not (run_dir / name).is_file():
@@ -425,4 +508,9 @@ def load_run(run_dir) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
             )
     run_json_path = run_dir / "run.json"
     run_json = json.loads(run_json_path.read_text()) if run_json_path.is_file() else {}
-    return read_nodes(run_dir), read_questions(run_dir), run_json
+    nodes = read_nodes(run_dir)
+    accuracy_path = run_dir / "accuracy.json"
+    if accuracy_path.is_file():
+        # carried on the frame so that `leaderboard(nodes)` (as the CLI calls it) shows the accuracy column
+        nodes.attrs["accuracy"] = json.loads(accuracy_path.read_text())
+    return nodes, read_questions(run_dir), run_json

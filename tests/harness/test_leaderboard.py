@@ -10,8 +10,10 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
+from harness import stats
 from harness.leaderboard import (
     COLUMNS,
+    COMPARISON_COLUMNS,
     REFERENCE_TEACHER,
     TEACHER_LOSSES,
     ZERO_GRAD_NOTE,
@@ -96,6 +98,7 @@ def expected(rows, teacher, loss):
         "align": a.mean(),
         "align_correct": a[c].mean(),
         "align_incorrect": a[~c].mean(),
+        "corr_minus_incorr": a[c].mean() - a[~c].mean(),
         "walign": (a * w).sum() / w.sum(),
         "pos_frac": (a > 0).mean(),
         "zero_grad": np.mean([r[f"dnorm_{loss}"] == 0.0 for r in base]),
@@ -121,7 +124,8 @@ def test_every_column_matches_hand_recomputation(run_dir):
     nodes, questions, run_json = load_run(run_dir)
     assert run_json == {} and len(questions) == 4 and len(nodes) == 24
     board = leaderboard(nodes)
-    assert list(board.columns) == ["task", "student", "teacher", "loss", *(c.name for c in COLUMNS)]
+    assert list(board.columns) == ["task", "student", "teacher", "loss", *(c.name for c in COLUMNS),
+                                   *COMPARISON_COLUMNS]
     assert len(board) == 2 * len(TEACHER_LOSSES) + 1
     for teacher in (SELF, DEMO):
         for loss in TEACHER_LOSSES:
@@ -243,8 +247,11 @@ def test_print_rich_footnote_caption_and_nan(run_dir):
 def test_extra_column_spec(run_dir):
     extra = Column("n_questions_informative", lambda cell: len(set(cell.question_ids)))
     board = leaderboard(load_run(run_dir)[0], columns=[*COLUMNS, extra])
-    assert board.columns[-1] == "n_questions_informative"
+    assert board.columns[-1 - len(COMPARISON_COLUMNS)] == "n_questions_informative"
     assert (board.n_questions_informative == 2).all()
+    # the old call shape still works: a custom column list without walign gets no comparison columns
+    plain = leaderboard(load_run(run_dir)[0], columns=[extra])
+    assert list(plain.columns) == ["task", "student", "teacher", "loss", "n_questions_informative"]
 
 
 def test_load_run_errors_and_run_json(tmp_path, run_dir):
@@ -258,3 +265,125 @@ def test_load_run_errors_and_run_json(tmp_path, run_dir):
     write_table(rows_to_table([], QUESTION_SCHEMA), fresh / "questions.parquet")
     write_json({"seed": 7}, fresh / "run.json")
     assert load_run(fresh)[2] == {"seed": 7}
+
+
+# ---------------------------------------------------------------- significance columns
+
+
+def informative_rows(rows, teacher, loss):
+    return [r for r in rows if r["teacher"] == teacher and r["informative"] and (loss == "grpo" or r["context_ok"])
+            and np.isfinite(r[f"align_{loss}"])]
+
+
+def test_intervals_match_direct_bootstrap(run_dir):
+    rows = synthetic_rows()
+    board = leaderboard(load_run(run_dir)[0], resamples=300, permutations=500, seed=3)
+    for teacher in (SELF, DEMO):
+        for loss in TEACHER_LOSSES:
+            inf = informative_rows(rows, teacher, loss)
+            a = np.array([r[f"align_{loss}"] for r in inf])
+            w = np.array([r["ideal_norm"] for r in inf])
+            q = [r["question_id"] for r in inf]
+            got = board[(board.teacher == teacher) & (board.loss == loss)].iloc[0]
+            ci = stats.cluster_bootstrap(a, q, resamples=300, seed=3)
+            wci = stats.cluster_bootstrap(a, q, w, resamples=300, seed=3)
+            assert (got.align_lo, got.align_hi) == pytest.approx((ci.lo, ci.hi))
+            assert (got.walign_lo, got.walign_hi) == pytest.approx((wci.lo, wci.hi))
+            assert got.align_lo <= got["align"] + 1e-12 and got["align"] <= got.align_hi + 1e-12
+            # with 2 questions a resample is q0 twice, q1 twice, or both: the interval lies between those means
+            means = [a[np.isin(q, keep)].mean() for keep in (["q0"], ["q1"])]
+            assert min(means) - 1e-12 <= got.align_lo and got.align_hi <= max(means) + 1e-12
+
+
+def exact_sign_flip(d):
+    """Two-sided sign-flip p-value by full enumeration of the 2^n sign patterns."""
+    flips = np.array(np.meshgrid(*[[1, -1]] * len(d))).reshape(len(d), -1).T
+    null = np.abs((flips * d).mean(axis=1))
+    return np.mean(null >= abs(np.mean(d)) - 1e-12)
+
+
+def test_p_vs_leader_is_exact_paired_sign_flip(run_dir):
+    rows = synthetic_rows()
+    board = leaderboard(load_run(run_dir)[0], resamples=50, permutations=1000)
+    for loss in TEACHER_LOSSES:
+        family = board[board.loss == loss]
+        leader = family.loc[family.walign.idxmax()]
+        other = family[family.teacher != leader.teacher].iloc[0]
+        assert np.isnan(leader.p_vs_leader) and not leader.behind
+        # direct recomputation: per question, ||g*||-weighted mean difference over nodes informative for both
+        lead = {(r["question_id"], r["rollout_id"], r["position"]): r for r in informative_rows(rows, leader.teacher, loss)}
+        diffs = {}
+        for r in informative_rows(rows, other.teacher, loss):
+            key = (r["question_id"], r["rollout_id"], r["position"])
+            if key in lead:
+                num, den = diffs.get(r["question_id"], (0.0, 0.0))
+                w = lead[key]["ideal_norm"]
+                diffs[r["question_id"]] = (num + w * (r[f"align_{loss}"] - lead[key][f"align_{loss}"]), den + w)
+        d = np.array([num / den for num, den in diffs.values()])
+        # one comparison per family: Holm leaves it unchanged; 2^2 patterns < permutations: scipy is exact
+        assert other.p_vs_leader == pytest.approx(exact_sign_flip(d))
+        assert not other.behind  # with 2 questions the smallest possible p is 0.5
+
+
+def exact_within_question_permutation(rows, loss):
+    """p of align_correct - align_incorrect, enumerating every within-question relabelling of the rollouts."""
+    import itertools
+
+    inf = informative_rows(rows, DEMO, loss)
+    label = {key: ok for key, ok in CORRECT.items()}
+    per_q = {q: sorted({r["rollout_id"] for r in inf if r["question_id"] == q}) for q in ("q0", "q1")}
+
+    def stat(lab):
+        a = np.array([r[f"align_{loss}"] for r in inf])
+        c = np.array([lab[(r["question_id"], r["rollout_id"])] for r in inf])
+        return a[c].mean() - a[~c].mean()
+
+    observed = stat(label)
+    null = []
+    for perms in itertools.product(*[itertools.permutations(per_q[q]) for q in ("q0", "q1")]):
+        lab = {}
+        for q, perm in zip(("q0", "q1"), perms):
+            for rid, src in zip(per_q[q], perm):
+                lab[(q, rid)] = label[(q, src)]
+        null.append(stat(lab))
+    return np.mean(np.abs(null) >= abs(observed) - 1e-12)
+
+
+def test_p_corr_incorr_matches_enumeration_and_bh(run_dir):
+    rows = synthetic_rows()
+    board = leaderboard(load_run(run_dir)[0], resamples=50, permutations=4000)
+    for loss in TEACHER_LOSSES:
+        got = board[(board.teacher == DEMO) & (board.loss == loss)].iloc[0]
+        assert got.p_corr_incorr == pytest.approx(exact_within_question_permutation(rows, loss), abs=0.03)
+        assert got.diff_lo <= got.diff_hi
+    np.testing.assert_allclose(board.q_corr_incorr, stats.benjamini_hochberg(board.p_corr_incorr))
+
+
+def test_accuracy_from_run_dir(run_dir):
+    assert leaderboard(load_run(run_dir)[0], resamples=20, permutations=20).accuracy.isna().all()
+    write_json({DEMO: 0.75, SELF: {"accuracy": 0.5, "n": 4}}, run_dir / "accuracy.json")
+    board = leaderboard(load_run(run_dir)[0], resamples=20, permutations=20)
+    assert (board[board.teacher == DEMO].accuracy == 0.75).all()
+    assert (board[board.teacher == SELF].accuracy == 0.5).all()
+    assert board[board.teacher == REFERENCE_TEACHER].accuracy.isna().all()
+    records = [{"task": TASK, "student": STUDENT, "teacher": DEMO, "accuracy": 0.25}]
+    board = leaderboard(load_run(run_dir)[0], resamples=20, permutations=20, accuracy=records)
+    assert (board[board.teacher == DEMO].accuracy == 0.25).all() and board[board.teacher == SELF].accuracy.isna().all()
+
+
+def test_json_has_estimates_intervals_n_and_corrected_p(run_dir):
+    board = leaderboard(load_run(run_dir)[0], resamples=50, permutations=200)
+    records = json.loads(format_table(board, "json"))
+    for record in records:
+        for key in ("align", "align_lo", "align_hi", "walign", "walign_lo", "walign_hi", "corr_minus_incorr",
+                    "diff_lo", "diff_hi", "p_corr_incorr", "q_corr_incorr", "p_vs_leader", "behind",
+                    "questions", "rollouts", "informative", "accuracy"):
+            assert key in record, key
+    assert format_table(board, "latex").count("\\midrule") == 1
+
+
+def test_seed_makes_intervals_reproducible(run_dir):
+    nodes = load_run(run_dir)[0]
+    one = leaderboard(nodes, resamples=100, permutations=100, seed=1)
+    two = leaderboard(nodes, resamples=100, permutations=100, seed=1)
+    pd.testing.assert_frame_equal(one, two)

@@ -1,0 +1,26 @@
+"""``opd plot RUN_DIR [--out DIR]``: depth, correctness and divergence figures as PNG and PDF (:mod:`harness.plots`)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def register(commands) -> None:
+    parser = commands.add_parser("plot", help="figures of a run (PNG and PDF)")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default RUN_DIR/plots)")
+    parser.add_argument("--loss", default="rkl", help="loss of the divergence figure")
+    parser.add_argument("--resamples", type=int, default=2000, help="question-level bootstrap resamples of the bands")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(handler=handle)
+
+
+def handle(args, console) -> int:
+    from harness.leaderboard import load_run
+    from harness.plots import plot_run
+
+    nodes, _, _ = load_run(args.run_dir)
+    paths = plot_run(nodes, args.out or args.run_dir / "plots", loss=args.loss, resamples=args.resamples,
+                     seed=args.seed)
+    for path in paths:
+        console.print(f"wrote [cyan]{path}[/]")
+    return 0
