@@ -1,0 +1,146 @@
+"""``opd suite SUITE.toml``: a grid of tasks x students (x teachers x losses) run as ordinary resumable runs.
+
+Each cell is ``run(RunConfig)`` into ``<out>/<task>/<student>/``, so an interrupted suite resumes cell by cell and
+question by question. After the grid, every cell gets its leaderboard (``leaderboard.md``/``.json``) and every task
+with two or more students a cross-student comparison (``<out>/<task>/compare.md``). With ``--ray`` the cells run as
+Ray tasks (one CPU each by default, one GPU each when the cluster has GPUs) and results are merged in grid order,
+so the files are the same whichever worker finished first.
+"""
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from harness.diagnostic import Settings
+from harness.runner import ConfigError, RunConfig
+
+_SETTING_NAMES = {f.name for f in fields(Settings)}
+_RUN_KEYS = {"limit", "data_dir", "device"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    task: str
+    student: str
+    config: RunConfig
+    out: Path
+    losses: tuple[str, ...]  # the leaderboard rows to keep (every loss is always computed)
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    out: Path
+    cells: tuple[Cell, ...]
+    losses: tuple[str, ...]
+
+
+def slug(text: str) -> str:
+    """A directory name for a spec: never a path separator, so cells cannot escape the suite directory."""
+    return re.sub(r"[^A-Za-z0-9._@-]+", "_", text).strip("._") or "_"
+
+
+def load_suite(path: Path, out: Path | None = None) -> Suite:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"Suite file {path} not found.") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"Suite file {path} is not valid TOML: {error}.") from None
+    head = data.get("suite", {})
+    students, teachers = head.get("students", []), head.get("teachers", [])
+    tasks = data.get("tasks", {})
+    if not students or not teachers or not tasks:
+        raise ConfigError(f"Suite {path} needs [suite] students = [...], teachers = [...] and at least one "
+                          f"[tasks.<name>] table (see suites/example.toml).")
+    from harness.records import LOSS_NAMES
+
+    losses = tuple(head.get("losses", LOSS_NAMES))
+    unknown = set(losses) - set(LOSS_NAMES)
+    if unknown:
+        raise ConfigError(f"Suite {path}: unknown losses {sorted(unknown)}; known: {', '.join(LOSS_NAMES)}.")
+    root = Path(out or head.get("out", f"runs/suite-{slug(head.get('name', path.stem))}"))
+    cells = []
+    for task, task_options in tasks.items():
+        options = {**data.get("defaults", {}), **(task_options or {})}
+        bad = set(options) - _SETTING_NAMES - _RUN_KEYS
+        if bad:
+            raise ConfigError(f"Suite {path}, task {task}: unknown options {sorted(bad)}; use opd run option names "
+                              f"with underscores ({', '.join(sorted(_SETTING_NAMES | _RUN_KEYS))}).")
+        settings = Settings(**{k: v for k, v in options.items() if k in _SETTING_NAMES})
+        for student in students:
+            config = RunConfig(task=task, student=student, teachers=tuple(teachers), limit=options.get("limit"),
+                               data_dir=options.get("data_dir", head.get("data_dir")), seed=head.get("seed", 0),
+                               settings=settings, device=options.get("device"))
+            cells.append(Cell(task, student, config, root / slug(task) / slug(student), losses))
+    return Suite(head.get("name", path.stem), root, tuple(cells), losses)
+
+
+def run_cell(cell: Cell, include: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One grid cell: a resumable run plus its leaderboard files (also the unit a Ray worker executes).
+
+    ``include``: plugin files to import first; a Ray worker is a fresh process that must register them again.
+    """
+    from harness.leaderboard import format_table, leaderboard, load_run
+    from harness.plugins import load_all
+    from harness.runner import run
+
+    load_all(include)
+    meta = run(cell.config, cell.out)
+    nodes, _, _ = load_run(cell.out)
+    board = leaderboard(nodes)
+    board = board[board["loss"].isin(cell.losses)]
+    (cell.out / "leaderboard.md").write_text(format_table(board, "md") + "\n")
+    (cell.out / "leaderboard.json").write_text(format_table(board, "json") + "\n")
+    return {"task": cell.task, "student": cell.student, "out": str(cell.out), "counts": meta["counts"]}
+
+
+def run_suite(suite: Suite, ray_address: str | None = None, use_ray: bool = False, console=None,
+              include: tuple[str, ...] = ()) -> list[dict]:
+    include = tuple(str(Path(path).resolve()) for path in include)
+    if use_ray:
+        results = _run_with_ray(suite, ray_address, include)
+    else:
+        results = []
+        for index, cell in enumerate(suite.cells, 1):
+            if console:
+                console.print(f"[bold]cell {index}/{len(suite.cells)}[/]: {cell.task} x {cell.student} -> {cell.out}")
+            results.append(run_cell(cell, include))
+    _write_comparisons(suite)
+    return results
+
+
+def _run_with_ray(suite: Suite, address: str | None, include: tuple[str, ...]) -> list[dict]:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--ray needs Ray: pip install 'ray[default]'") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address or None, include_dashboard=False, log_to_driver=False)
+    try:
+        gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+        remote = ray.remote(num_cpus=1, num_gpus=gpus)(run_cell)
+        # ray.get keeps grid order, whatever order workers finish in: merged outputs are deterministic
+        return ray.get([remote.remote(cell, include) for cell in suite.cells])
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _write_comparisons(suite: Suite) -> None:
+    from harness.compare import compare, load_runs
+    from harness.leaderboard import format_sections
+
+    by_task: dict[str, list[Cell]] = {}
+    for cell in suite.cells:
+        by_task.setdefault(cell.task, []).append(cell)
+    for task, cells in by_task.items():
+        if len(cells) < 2:
+            continue
+        tables = compare(load_runs([cell.out for cell in cells]))
+        (suite.out / slug(task) / "compare.md").write_text(format_sections(tables, "md", None) + "\n")

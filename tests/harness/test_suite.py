@@ -1,0 +1,80 @@
+"""`opd suite`: a grid of tasks x students runs cell by cell, writes leaderboards and a cross-student comparison."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.runner import ConfigError
+from harness.suite import load_suite, run_suite
+
+FAKES = Path(__file__).resolve().parents[1] / "fakes.py"
+SUITE = """
+[suite]
+name = "tiny"
+students = ["tiny-random", "tiny-random:1"]
+teachers = ["self", "self:correct-demo"]
+losses = ["rkl", "grpo"]
+
+[defaults]
+rollouts = 3
+continuations = 2
+max_new_tokens = 8
+
+[tasks.test-parity]
+limit = 2
+"""
+
+
+def _write(tmp_path: Path, text: str = SUITE) -> Path:
+    path = tmp_path / "suite.toml"
+    path.write_text(text)
+    return path
+
+
+def test_suite_runs_every_cell_and_compares_students(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["suite", str(_write(tmp_path)), "--out", str(out)]) == 0
+    for student in ("tiny-random", "tiny-random_1"):
+        cell = out / "test-parity" / student
+        rows = json.loads((cell / "leaderboard.json").read_text())
+        assert {row["loss"] for row in rows} == {"rkl", "grpo"}
+        assert (cell / "nodes.parquet").is_file()
+    compare = (out / "test-parity" / "compare.md").read_text()
+    assert "tiny-random:1" in compare and "tiny-random" in compare
+    assert "2 cells done" in capsys.readouterr().out
+
+
+def test_bad_suite_files_are_clear_errors(tmp_path):
+    with pytest.raises(ConfigError, match="needs \\[suite\\] students"):
+        load_suite(_write(tmp_path, "[suite]\nname='x'\n"))
+    with pytest.raises(ConfigError, match="unknown options \\['rolouts'\\]"):
+        load_suite(_write(tmp_path, SUITE.replace("rollouts = 3", "rolouts = 3")))
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_suite(_write(tmp_path, "[suite"))
+
+
+def test_example_suite_parses():
+    suite = load_suite(Path(__file__).resolve().parents[2] / "suites" / "example.toml")
+    assert {(c.task, c.student) for c in suite.cells} >= {("boolq", "smollm2-135m"), ("mmlu", "tiny-random")}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs `pip install ray`")
+def test_suite_on_a_local_ray_instance_matches_sequential(tmp_path):
+    import pyarrow.parquet as pq
+
+    suite = load_suite(_write(tmp_path), tmp_path / "seq")
+    run_suite(suite)
+    ray_suite = load_suite(_write(tmp_path), tmp_path / "ray")
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        run_suite(ray_suite, use_ray=True, include=(str(FAKES),))
+    finally:
+        ray.shutdown()
+    for seq_cell, ray_cell in zip(suite.cells, ray_suite.cells):
+        assert pq.read_table(seq_cell.out / "nodes.parquet").equals(pq.read_table(ray_cell.out / "nodes.parquet"))
