@@ -147,7 +147,10 @@ def _teacher_logits(teacher: Teacher, model: LoadedModel, inputs: ContextInputs,
     if text is None:
         return None
     ids = chat_prompt_ids(model.tokenizer, text) + tokens
-    return forward_logits(model, ids, logits_to_keep=len(tokens) + 1)[: len(tokens)]
+    logits = forward_logits(model, ids, logits_to_keep=len(tokens) + 1)[: len(tokens)]
+    # a teacher may carry unused padding rows beyond the student's vocabulary (check_same_tokenizer allows only
+    # that): q_t is over the student's vocabulary, so the padding rows are dropped before any softmax
+    return logits[:, : inputs.student.vocab_size] if inputs.student is not None else logits
 
 
 def _diagnose_rollout(question, rollout: _Rollout, prompt_ids, views, who: Participants, settings: Settings,
@@ -157,7 +160,7 @@ def _diagnose_rollout(question, rollout: _Rollout, prompt_ids, views, who: Parti
     # one pass over prompt + response: p at every position, and the KV cache every node's branches start from
     full_cache, logits = prefill(student, prompt_ids + y, logits_to_keep=n + 1)
     student_logits = logits[:n]  # row i is the distribution y_i was sampled from
-    inputs = ContextInputs(task, question, rollout.rollout_id, views)
+    inputs = ContextInputs(task, question, rollout.rollout_id, views, student=student, seed=who.seed)
     teacher_logits = []
     for teacher, model in who.teachers:
         teacher_logits.append(_teacher_logits(teacher, model, inputs, y))

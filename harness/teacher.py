@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
-from harness.registry import Registry, resolve_spec
+from harness.registry import Registry, RegistryError, _takes_argument, resolve_spec
 from harness.task import Question, Task
+
+if TYPE_CHECKING:  # harness.models pulls in torch; builders that generate import it lazily
+    from harness.models import LoadedModel
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,18 @@ class ContextInputs:
     question: Question
     rollout_id: int  # the rollout being scored: a builder must never show it to the teacher
     rollouts: Sequence[RolloutView]
+    # optional, so older callers and tests keep working: builders that generate or score text (summary,
+    # larger-demo, idp) use the student; without it they fall back or return None
+    student: LoadedModel | None = None
+    seed: int = 0  # the run's seed: text a builder samples is seeded from it and the question id
+
+    def other_rollouts(self, correct: bool | None = None) -> list[RolloutView]:
+        """Rollouts other than the scored one, in rollout order; ``correct`` filters by grade.
+
+        Every builder that shows student rollouts picks from here, so none can leak the scored rollout.
+        """
+        return [view for view in self.rollouts
+                if view.rollout_id != self.rollout_id and (correct is None or view.correct == correct)]
 
 
 class ContextBuilder(Protocol):
@@ -51,6 +66,10 @@ class Teacher:
     needs: tuple[str, ...] = ()  # e.g. ("gold",), ("rollouts",), ("second model",)
 
     @property
+    def needs_text(self) -> str:
+        return needs_text(self.needs)
+
+    @property
     def is_student_itself(self) -> bool:
         """Same model and same prompt as the student: q == p exactly, no forward pass needed."""
         return self.model is None and self.context is None
@@ -64,10 +83,112 @@ def register_teacher(name: str, description: str | None = None) -> Callable:
 
 
 def resolve_teacher(spec: str) -> Teacher:
-    """``self``, ``self:correct-demo`` (exact names) or a family with an argument (``model:<spec>``)."""
+    """``self``, ``self:correct-demo`` (exact names) or a family with an argument (``model:<spec>``).
+
+    A registered name whose factory takes an argument is also a family of its own: ``self:summary:<model>`` calls
+    the ``self:summary`` factory with ``<model>``. The longest such name wins, because the generic rule would
+    send the whole rest after the first ``:`` to the ``self`` teacher, which takes no argument.
+    """
+    if spec not in TEACHERS:
+        for name in sorted(TEACHERS.names(), key=len, reverse=True):
+            if ":" in name and spec.startswith(name + ":") and _takes_argument(TEACHERS.get(name)):
+                return TEACHERS.get(name)(spec[len(name) + 1:])
     return resolve_spec(TEACHERS, spec)
 
 
 def question_with_context(question: Question, preamble: str) -> str:
     """Shared layout for context teachers: the privileged material first, then the unchanged question."""
     return f"{preamble.strip()}\n\n{question.prompt}"
+
+
+NEEDS_LABELS = {
+    "gold": "gold answers",
+    "rollouts": "other student rollouts",
+    "second model": "a second model",
+    "generation": "extra generation",
+}
+
+
+def needs_text(needs: Sequence[str]) -> str:
+    """``("gold", "rollouts")`` -> ``"needs gold answers, other student rollouts"`` (``"needs nothing"``)."""
+    return "needs " + (", ".join(NEEDS_LABELS.get(need, need) for need in needs) or "nothing")
+
+
+def describe(summary: str, needs: Sequence[str]) -> str:
+    """The one line ``opd list teachers`` prints: what the teacher is, then what it needs."""
+    return f"{summary}; {needs_text(needs)}"
+
+
+def unknown_context_error(spec: str, why: str) -> RegistryError:
+    return RegistryError(f"{spec!r} cannot be used as a context: {why}. Pick a context teacher from "
+                         f"`opd list teachers` (self:correct-demo, self:self-demo, ...).")
+
+
+def resolve_context_teacher(spec: str) -> Teacher:
+    """A teacher used for its context only (``correct-demo`` is short for ``self:correct-demo``)."""
+    name = spec if spec in TEACHERS or spec.startswith(("self:", "idp:")) else f"self:{spec}"
+    teacher = resolve_teacher(name)
+    if teacher.context is None or teacher.model is not None:
+        raise unknown_context_error(spec, "it is not a context teacher on the student")
+    return teacher
+
+
+# ----------------------------------------------------------------------------- helpers for builders that compute
+
+
+def generate_texts(lm: LoadedModel, user_text: str, n: int, max_new_tokens: int, temperature: float,
+                   seed_parts: Sequence[object], is_final: Callable[[str], bool] | None = None) -> list[str]:
+    """``n`` seeded samples of ``lm`` answering ``user_text`` (one batch over one prefilled prompt)."""
+    from harness.generation import Branch, generate_branches, make_generator, prefill
+    from harness.prompting import chat_prompt_ids
+
+    ids = chat_prompt_ids(lm.tokenizer, user_text)
+    cache, logits = prefill(lm, ids)
+    generated = generate_branches(lm, cache, [Branch(len(ids), None, max_new_tokens)] * n, temperature=temperature,
+                                  first_logits=logits[-1], generator=make_generator(lm.device, *seed_parts),
+                                  is_final=is_final)
+    return [lm.tokenizer.decode(list(g.tokens), skip_special_tokens=True).strip() for g in generated]
+
+
+def mean_logprob_of_tail(lm: LoadedModel, user_text: str, tail: str) -> float:
+    """Mean token log-likelihood under ``lm`` of the last occurrence of ``tail`` in the user turn ``user_text``.
+
+    The user turn is rendered exactly as the teacher sees it (chat template and all) and the tokens whose
+    character span lies inside ``tail`` are scored, so the template's closing tokens never count.
+    """
+    import torch
+
+    from harness.generation import forward_logits
+
+    tokenizer = lm.tokenizer
+    if getattr(tokenizer, "chat_template", None):  # the same rendering as harness.prompting.chat_prompt_ids
+        rendered = tokenizer.apply_chat_template([{"role": "user", "content": user_text}], tokenize=False,
+                                                 add_generation_prompt=True)
+        encoded = tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True)
+    else:
+        rendered = user_text.rstrip() + "\n\n"
+        encoded = tokenizer(rendered, return_offsets_mapping=True)
+    begin = rendered.rfind(tail)
+    if begin < 0:
+        raise ValueError("the scored text is not part of the user turn")
+    end = begin + len(tail)
+    ids = list(encoded["input_ids"])
+    scored = [i for i, (a, b) in enumerate(encoded["offset_mapping"]) if i > 0 and b > begin and a < end and b > a]
+    if not scored:
+        return float("-inf")
+    first = scored[0]
+    logits = forward_logits(lm, ids, logits_to_keep=len(ids) - first + 1)  # rows predict ids[first - 1 + j + 1]
+    logp = torch.log_softmax(logits[:, : lm.vocab_size].double(), dim=-1)
+    rows = torch.tensor([i - first for i in scored], device=logp.device)
+    targets = torch.tensor([ids[i] for i in scored], device=logp.device)
+    return float(logp[rows, targets].mean())
+
+
+def text_model(spec: str | None, inputs: ContextInputs) -> LoadedModel | None:
+    """The model a builder writes text with: ``spec`` loaded on the student's device, or the student itself
+    (None when neither is available, e.g. a builder called without a student and without a model spec)."""
+    if not spec:
+        return inputs.student
+    from harness.models import load_model
+
+    return load_model(spec, str(inputs.student.device) if inputs.student is not None else None)

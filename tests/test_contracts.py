@@ -6,7 +6,8 @@ import pytest
 from harness.task import TASKS, Task, resolve_task
 from harness.teacher import TEACHERS, ContextInputs, RolloutView, Teacher, resolve_teacher
 
-FAMILY_ARGUMENTS = {"model": "tiny-random:1"}  # families need an argument to be instantiated
+# families need an argument to be instantiated; self:larger-demo takes an optional one (its default model is real)
+FAMILY_ARGUMENTS = {"model": "tiny-random:1", "idp": "default", "self:larger-demo": "tiny-random:2"}
 REAL_DATA_TASKS = {"boolq", "mmlu", "aime", "aime24", "aime25"}
 
 

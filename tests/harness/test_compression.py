@@ -1,0 +1,120 @@
+"""Compressed students (``@int4``, ``@int8``, ``@prune:<f>``) and teachers with padded output rows."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.diagnostic import _teacher_logits
+from harness.generation import Branch, generate_branches, make_generator, prefill
+from harness.models import (
+    LoadedModel,
+    ModelError,
+    _load_tiny,
+    check_same_tokenizer,
+    layers_to_drop,
+    load_model,
+    prune_layers,
+    quantise_dequantise,
+    split_compression,
+    tiny_model,
+    tiny_tokenizer,
+)
+from harness.task import resolve_task
+from harness.teacher import ContextInputs, RolloutView, resolve_teacher
+
+
+def linear_weights(model) -> dict[str, torch.Tensor]:
+    return {name: m.weight.detach().clone() for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_quantised_weights_stay_within_half_a_step_of_the_originals(bits):
+    original = linear_weights(_load_tiny(0)[0])
+    quantised = load_model(f"tiny-random@int{bits}", "cpu")
+    qmax = 2 ** (bits - 1) - 1
+    for name, weight in linear_weights(quantised.model).items():
+        step = original[name].abs().amax(dim=1, keepdim=True) / qmax
+        error = (weight - original[name]).abs()
+        assert (error <= step / 2 + 1e-7).all(), name
+        levels = weight / step  # every entry is an integer number of steps within [-qmax, qmax]
+        assert torch.allclose(levels, levels.round(), atol=1e-4) and levels.abs().max() <= qmax + 1e-4
+        assert error.max() > 0  # something was actually rounded
+
+
+def test_int4_is_coarser_than_int8_and_zero_rows_survive():
+    weight = torch.randn(16, 64)
+    weight[3] = 0
+    err4 = (quantise_dequantise(weight, 4) - weight).abs().mean()
+    err8 = (quantise_dequantise(weight, 8) - weight).abs().mean()
+    assert err8 < err4 / 8
+    assert torch.equal(quantise_dequantise(weight, 4)[3], torch.zeros(64))
+
+
+def test_compressed_specs_are_cached_apart_from_the_original():
+    plain, int8 = load_model("tiny-random", "cpu"), load_model("tiny-random@int8", "cpu")
+    assert plain is not int8 and int8.spec == "tiny-random@int8"
+    assert not torch.equal(plain.model.lm_head.weight, int8.model.lm_head.weight)
+    assert load_model("tiny-random@int8", "cpu") is int8
+
+
+def test_compression_suffixes_parse_and_bad_ones_say_how_to_fix_them():
+    assert split_compression("smollm2-135m") == ("smollm2-135m", None)
+    base, compression = split_compression("hf:org/model@prune:0.25")
+    assert base == "hf:org/model" and compression.fraction == 0.25
+    assert split_compression("tiny-random:3@int4")[1].bits == 4
+    for bad in ("smollm2-135m@int3", "smollm2-135m@prune:1.5", "smollm2-135m@prune:0"):
+        with pytest.raises(ModelError):
+            split_compression(bad)
+
+
+def test_prune_drops_evenly_spaced_layers():
+    assert layers_to_drop(8, 0.25) == [2, 6]
+    assert layers_to_drop(30, 0.25) == [1, 5, 9, 13, 16, 20, 24, 28]  # round(7.5) = 8 layers
+    assert layers_to_drop(2, 0.25) == [1]  # at least one
+    with pytest.raises(ModelError):
+        layers_to_drop(2, 0.9)
+
+
+def test_pruned_model_keeps_the_right_layers_and_still_generates():
+    tokenizer = tiny_tokenizer()
+    model = tiny_model(len(tokenizer), seed=0, layers=8)
+    model.config.layer_types = [f"full_attention_{i}" for i in range(8)]
+    originals = [layer.mlp.up_proj.weight.clone() for layer in model.model.layers]
+    kept = prune_layers(model, 0.25)
+    assert kept == [0, 1, 3, 4, 5, 7]
+    assert model.config.num_hidden_layers == 6 and len(model.model.layers) == 6
+    assert model.config.layer_types == [f"full_attention_{i}" for i in kept]
+    for new, old in enumerate(kept):
+        assert torch.equal(model.model.layers[new].mlp.up_proj.weight, originals[old])
+        assert model.model.layers[new].self_attn.layer_idx == new
+    model.config.layer_types = ["full_attention"] * 6  # real layer names, so the KV cache can be built from them
+    lm = LoadedModel("pruned", model.eval(), tokenizer, torch.device("cpu"), torch.float32)
+    cache, logits = prefill(lm, [1, 2, 3, 4])
+    out = generate_branches(lm, cache, [Branch(4, None, 5)] * 2, temperature=1.0, first_logits=logits[-1],
+                            generator=make_generator(lm.device, 0))
+    assert all(len(g.tokens) >= 1 for g in out) and len(cache.layers) == 6
+
+
+def test_pruned_spec_loads_and_runs():
+    lm = load_model("tiny-random@prune:0.5", "cpu")
+    assert lm.model.config.num_hidden_layers == 1
+    assert torch.isfinite(prefill(lm, [5, 6, 7])[1]).all()
+
+
+def padded(spec: str, extra: int) -> LoadedModel:
+    """A teacher whose output matrix has ``extra`` unused padding rows beyond the tokenizer."""
+    model, tokenizer = _load_tiny(1)
+    model.resize_token_embeddings(len(tokenizer) + extra)
+    return LoadedModel(spec, model.eval(), tokenizer, torch.device("cpu"), torch.float32)
+
+
+def test_a_teacher_with_padding_rows_is_accepted_and_sliced_to_the_students_vocabulary():
+    student, teacher = load_model("tiny-random", "cpu"), padded("padded", 64)
+    check_same_tokenizer(student, teacher)
+    with pytest.raises(ModelError):  # the other way round the student's tokens would have no teacher row
+        check_same_tokenizer(teacher, student)
+    task = resolve_task("test-parity")
+    question = task.load(None, 1)[0]
+    inputs = ContextInputs(task, question, 0, [RolloutView(0, "ab", True)], student=student)
+    logits = _teacher_logits(resolve_teacher("model:padded"), teacher, inputs, [10, 11, 12])
+    assert logits.shape == (3, student.vocab_size)
