@@ -211,7 +211,8 @@ def _diagnose_rollout(question, rollout: _Rollout, prompt_ids, views, who: Parti
         base["align_grpo"] = cosine(ideal, grpo_d) if informative else float("nan")
         base["dnorm_grpo"] = float(np.linalg.norm(grpo_d))
         for (teacher, _), q_logits in zip(who.teachers, teacher_logits):
-            row = dict(base, teacher=teacher.name)
+            row = dict(base, teacher=teacher.name,
+                       context_choice=teacher.choice(question.id, rollout.rollout_id) if teacher.choice else None)
             if q_logits is None:
                 row.update(_no_context_columns(teacher_losses))
             else:

@@ -52,6 +52,7 @@ NODE_SCHEMA = pa.schema(
         ("ideal_norm", _f64),  # ||g*||, the walign weight
         ("informative", pa.bool_()),
         ("context_ok", pa.bool_()),  # False: the teacher's context could not be built for this question
+        ("context_choice", pa.string()),  # the context a choosing teacher (idp) used here; null for others
         *[(f"align_{name}", _f64) for name in LOSS_NAMES],  # NaN when uninformative (or no context)
         *[(f"dnorm_{name}", _f64) for name in LOSS_NAMES],  # ||d|| on support+tail: 0 shows a zero gradient
     ]
@@ -76,13 +77,16 @@ QUESTION_SCHEMA = pa.schema(
 )
 
 
+OPTIONAL_COLUMNS = frozenset({"context_choice"})  # may be left out of a row: null
+
+
 def rows_to_table(rows: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
-    """Rows (dicts keyed by column) -> a table with exactly ``schema``; a missing column is an error."""
+    """Rows (dicts keyed by column) -> a table with exactly ``schema``; a missing required column is an error."""
     rows = list(rows)
     columns = {}
     for name in schema.names:
         try:
-            columns[name] = [row[name] for row in rows]
+            columns[name] = [row.get(name) if name in OPTIONAL_COLUMNS else row[name] for row in rows]
         except KeyError:
             raise KeyError(f"record is missing column {name!r}") from None
     return pa.Table.from_pydict(columns, schema=schema)

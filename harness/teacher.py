@@ -64,6 +64,9 @@ class Teacher:
     model: str | None = None
     context: ContextBuilder | None = None
     needs: tuple[str, ...] = ()  # e.g. ("gold",), ("rollouts",), ("second model",)
+    # for teachers that choose among contexts (idp): (question_id, rollout_id) -> the chosen context's name,
+    # stored per node in nodes.parquet's `context_choice`
+    choice: Callable[[str, int], str | None] | None = None
 
     @property
     def needs_text(self) -> str:

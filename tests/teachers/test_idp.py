@@ -79,3 +79,19 @@ def test_unbuildable_contexts_rank_last_and_none_when_nothing_builds():
     (ranking,) = idp.rankings(teacher.name).values()
     assert all(math.isinf(score) for score in ranking.scores)
     assert idp.chosen_contexts(teacher.name) == {}
+
+
+def test_idp_choice_is_recorded_per_node(tmp_path):
+    import pyarrow.parquet as pq
+
+    from harness.diagnostic import Settings
+    from harness.runner import RunConfig, run
+
+    config = RunConfig(task="test-parity", student="tiny-random", teachers=("idp:default", "self"), limit=1,
+                       settings=Settings(rollouts=3, continuations=2, max_new_tokens=6), device="cpu")
+    run(config, tmp_path)
+    nodes = pq.read_table(tmp_path / "nodes.parquet").to_pandas()
+    idp_rows = nodes[nodes.teacher == "idp:default"]
+    chosen = idp_rows.loc[idp_rows.context_ok, "context_choice"]
+    assert len(chosen) and chosen.notna().all()
+    assert nodes.loc[nodes.teacher == "self", "context_choice"].isna().all()
