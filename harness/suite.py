@@ -4,7 +4,8 @@ Each cell is ``run(RunConfig)`` into ``<out>/<task>/<student>/``, so an interrup
 question by question. After the grid, every cell gets its leaderboard (``leaderboard.md``/``.json``) and every task
 with two or more students a cross-student comparison (``<out>/<task>/compare.md``). With ``--ray`` the cells run as
 Ray tasks (one CPU each by default, one GPU each when the cluster has GPUs) and results are merged in grid order,
-so the files are the same whichever worker finished first.
+so the files are the same whichever worker finished first. (Records are bit-identical to a sequential run on
+the same number of torch threads: a Ray task with ``num_cpus=1`` runs one thread, and float sums depend on that.)
 """
 from __future__ import annotations
 
