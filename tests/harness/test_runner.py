@@ -147,6 +147,10 @@ def test_cli_run_leaderboard_and_list(tmp_path, capsys):
     ],
 )
 def test_bad_input_is_one_clear_error(argv, message, tmp_path, capsys):
+    _assert_one_clear_error(argv, message, tmp_path, capsys)
+
+
+def _assert_one_clear_error(argv, message, tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path / "out"), "--quiet", "--device", "cpu"]) == 2
     printed = " ".join(capsys.readouterr().out.split())
     assert message in printed and "Traceback" not in printed
@@ -176,3 +180,23 @@ def test_disagreement_priority_uses_teacher_tv_and_teacher_top_tokens(tmp_path):
         ids = chat_prompt_ids(teacher.tokenizer, question.prompt) + tokens
         q_logits = forward_logits(teacher, ids, logits_to_keep=len(tokens) + 1)[: len(tokens)]
         assert int(q_logits[row.position].argmax()) in list(row.support_token_ids)
+
+
+def test_bad_data_rows_and_output_paths_are_clear_errors(tmp_path, capsys):
+    data = tmp_path / "data"
+    (data / "boolq").mkdir(parents=True)
+    (data / "boolq" / "validation.jsonl").write_text(
+        '{"idx": 0, "question": "is it", "passage": "p", "answer": true}\n'
+        '{"idx": 1, "question": "is it", "passage": "p"}\n'  # the gold answer is missing on line 2
+    )
+    _assert_one_clear_error(["run", "--task", "boolq", "--student", "tiny-random", "--data-dir", str(data)],
+                            "validation.jsonl, line 2", tmp_path, capsys)
+    (data / "boolq" / "validation.jsonl").write_text('{"idx": 0, "question": "is it", "passage": "p", "answer": tr\n')
+    _assert_one_clear_error(["run", "--task", "boolq", "--student", "tiny-random", "--data-dir", str(data)],
+                            "line 1", tmp_path, capsys)
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("not a directory")
+    code = main(["run", "--task", "test-parity", "--student", "tiny-random", "--teacher", "self", "--limit", "1",
+                 "--rollouts", "1", "--max-new-tokens", "2", "--out", str(a_file), "--quiet", "--device", "cpu"])
+    assert code == 2 and "is a file, not a directory" in " ".join(capsys.readouterr().out.split())
+    assert a_file.read_text() == "not a directory"
