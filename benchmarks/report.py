@@ -31,6 +31,9 @@ def main(path: str) -> None:
           f"{cpu.get('count', '?')} logical cores, Python {machine.get('python_version')}, CPU only; "
           "each ratio compares two implementations timed side by side in one process.\n")
     print(tabulate(rows, headers=["benchmark", "ratio / value", "aim", "details"], tablefmt="github"))
+    print("\nNot yet benchmarked here: targeted depth-window selection vs uniform random nodes at an equal token "
+          "budget, end-to-end nodes per CPU-minute on the demo (the demo prints it; see run.json timings), and GPU "
+          "runs (no GPU was lent to this session).")
     print("\nRegenerate: `python -m pytest benchmarks --benchmark-only --benchmark-json=.benchmarks/latest.json && "
           "python benchmarks/report.py .benchmarks/latest.json > docs/benchmarks.md`")
 

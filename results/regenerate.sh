@@ -22,4 +22,4 @@ regenerate() {  # name, then the `opd run` selection flags
 }
 
 regenerate boolq-smollm2-135m --task boolq --limit 2 --rollouts 4
-regenerate mmlu-smollm2-135m --task mmlu --limit 20 --rollouts 4
+regenerate mmlu-smollm2-135m --task mmlu --limit 2 --rollouts 4 --nodes-per-window 1 --continuations 2 --max-new-tokens 96
