@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default=None, help="auto (default), cpu or cuda[:n]")
     run.add_argument("--trust-remote-code", action="store_true",
                      help="allow hub models to run their own Python code (off by default)")
+    run.add_argument("--summarizer", default=None, metavar="MODEL",
+                     help="model that writes self:summary's summaries (default: the student itself)")
     run.add_argument("--include-path", action="append", default=[], metavar="DIR",
                      help="extra lm-eval task YAML directory for --task lm_eval:<name> (repeatable)")
     knobs = run.add_argument_group("METHOD knobs (defaults are METHOD.md's)")
@@ -93,6 +95,8 @@ def _config_from(args: argparse.Namespace):
         max_new_tokens=args.max_new_tokens,
     )
     teachers = tuple(args.teachers or ("self:correct-demo", "self"))
+    if args.summarizer:  # read by teachers/summary.py (self:summary:<model> names one per teacher instead)
+        os.environ["OPD_SUMMARIZER"] = args.summarizer
     if args.include_path:  # read by the lm_eval task family when it builds lm-eval's TaskManager
         os.environ["OPD_LM_EVAL_INCLUDE_PATH"] = os.pathsep.join(str(Path(p).resolve()) for p in args.include_path)
     return RunConfig(task=args.task, student=args.student, teachers=teachers, limit=args.limit,
