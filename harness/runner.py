@@ -13,6 +13,7 @@ import re
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -31,8 +32,8 @@ from harness.records import LOSS_NAMES, NODE_SCHEMA, QUESTION_SCHEMA, rows_to_ta
 
 PARTS_DIR = "parts"
 from harness.selection import PRIORITIES
-from harness.task import resolve_task
-from harness.teacher import resolve_teacher
+from harness.task import Task, resolve_task
+from harness.teacher import Teacher, resolve_teacher
 
 
 class ConfigError(ValueError):
@@ -87,13 +88,11 @@ def default_out_dir(config: RunConfig) -> Path:
     return Path("runs") / f"{slug}_{stamp}"
 
 
-def resolve_participants(config: RunConfig, student_model=None) -> Participants:
-    """Resolve task, teachers and losses, and load the models; fails before any generation work."""
-    task = resolve_task(config.task)
-    teachers = [resolve_teacher(spec) for spec in config.teachers]
+def resolve_participants(config: RunConfig, task: Task, teachers: Sequence[Teacher]) -> Participants:
+    """Resolve the losses and load the models (tokenizers checked); fails before any generation work."""
     losses = [resolve_loss(name, beta=config.settings.jsd_beta) if name == "jsd" else resolve_loss(name)
               for name in LOSS_NAMES]
-    student = student_model or load_model(config.student, config.device, config.trust_remote_code)
+    student = load_model(config.student, config.device, config.trust_remote_code)
     placed = []
     for teacher in teachers:
         model = student if teacher.model is None else load_model(teacher.model, config.device,
@@ -130,14 +129,13 @@ def run(config: RunConfig, out: Path, progress: Progress | None = None, overwrit
     started = time.perf_counter()
     progress = progress or NoProgress()
     # names, data and models are all checked before the output directory is touched or any sampling starts
-    for spec in config.teachers:
-        resolve_teacher(spec)
+    teachers = [resolve_teacher(spec) for spec in config.teachers]
     data_dir = resolve_data_dir(config.data_dir)
     task = resolve_task(config.task)
     questions = list(task.load(data_dir, config.limit))
     if not questions:
         raise ConfigError(f"No questions selected for task {config.task!r}: check --limit and the data.")
-    who = resolve_participants(config)
+    who = resolve_participants(config, task, teachers)
     fingerprint = config_fingerprint(config)
     with RunDirectory(Path(out), fingerprint, overwrite) as run_dir:
         return _run_questions(config, questions, who, run_dir, data_dir, progress, started)

@@ -104,6 +104,14 @@ def question_with_context(question: Question, preamble: str) -> str:
     return f"{preamble.strip()}\n\n{question.prompt}"
 
 
+def demonstration_context(question: Question, demonstration: str, what: str) -> str:
+    """The one layout of the demonstration teachers: ``what`` says whose correct response ``demonstration`` is
+    (e.g. "a correct worked response to it"); the response is shown verbatim, then the question."""
+    preamble = (f"Here is a question together with {what}. Study it, then answer the question yourself in the same "
+                f"format.\n\n### Correct response\n{demonstration}\n\n### Question")
+    return question_with_context(question, preamble)
+
+
 NEEDS_LABELS = {
     "gold": "gold answers",
     "rollouts": "other student rollouts",

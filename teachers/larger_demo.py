@@ -13,9 +13,9 @@ import os
 from harness.teacher import (
     ContextInputs,
     Teacher,
+    demonstration_context,
     describe,
     generate_texts,
-    question_with_context,
     register_teacher,
     text_model,
 )
@@ -47,10 +47,7 @@ def larger_demo_context(spec: str):
         demo = larger_demo_of(inputs, spec)
         if demo is None:
             return None
-        preamble = ("Here is a question together with a correct response written by a stronger model. Study it, "
-                    f"then answer the question yourself in the same format.\n\n### Correct response\n{demo}\n\n"
-                    "### Question")
-        return question_with_context(inputs.question, preamble)
+        return demonstration_context(inputs.question, demo, "a correct response written by a stronger model")
 
     return build
 

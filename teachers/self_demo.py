@@ -4,7 +4,7 @@ The demonstration is the first correct rollout (lowest rollout id) other than th
 deterministic and never the response being scored. With no such rollout the context cannot be built (None:
 ``context_ok = False`` on every node of that rollout).
 """
-from harness.teacher import ContextInputs, Teacher, describe, question_with_context, register_teacher
+from harness.teacher import ContextInputs, Teacher, demonstration_context, describe, register_teacher
 
 NEEDS = ("rollouts",)
 DESCRIPTION = describe("The student shown another of its own correct rollouts on the question (never the scored one)",
@@ -15,11 +15,7 @@ def self_demo_context(inputs: ContextInputs) -> str | None:
     correct = inputs.other_rollouts(correct=True)
     if not correct:
         return None
-    preamble = (
-        "Here is a question together with a correct response to it. Study it, then answer the question yourself "
-        f"in the same format.\n\n### Correct response\n{correct[0].response.strip()}\n\n### Question"
-    )
-    return question_with_context(inputs.question, preamble)
+    return demonstration_context(inputs.question, correct[0].response.strip(), "a correct response to it")
 
 
 @register_teacher("self:self-demo", DESCRIPTION)
