@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="model that writes self:summary's summaries (default: the student itself)")
     run.add_argument("--include-path", action="append", default=[], metavar="DIR",
                      help="extra lm-eval task YAML directory for --task lm_eval:<name> (repeatable)")
+    add_cache_arguments(run)
+    run.add_argument("--backend", default="transformers",
+                     help="who generates rollouts and continuations: transformers (default) or vllm (GPU, "
+                          "pip install 'opd-harness[vllm]')")
     knobs = run.add_argument_group("METHOD knobs (defaults are METHOD.md's)")
     knobs.add_argument("--rollouts", type=int, default=8, metavar="G", help="student samples per question")
     knobs.add_argument("--temperature", type=float, default=1.0, metavar="T")
@@ -66,6 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     board = commands.add_parser("leaderboard", help="per teacher x loss alignment table of a run")
     board.add_argument("run_dir", type=Path)
     board.add_argument("--format", default="rich", choices=["rich", "md", "csv", "json", "latex"])
+    board.add_argument("--loss", action="append", dest="losses", default=[], metavar="NAME",
+                       help="show only this loss's rows, repeatable (opd list losses; grpo: the reference row)")
+    board.add_argument("--seed", type=int, default=0, help="seed of the bootstrap intervals and permutation tests")
+    # None: harness.stats' defaults (RESAMPLES, PERMUTATIONS)
+    board.add_argument("--resamples", type=int, default=None, metavar="N",
+                       help="question-level bootstrap resamples of the intervals (default: 2000)")
+    board.add_argument("--permutations", type=int, default=None, metavar="N",
+                       help="permutation / sign-flip draws of the p-values (default: 10000)")
     board.set_defaults(handler=cmd_leaderboard)
 
     listing = commands.add_parser("list", help="registered tasks, teachers, models or losses")
@@ -73,6 +85,20 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(handler=cmd_list)
     _register_extra_commands(commands)
     return parser
+
+
+def add_cache_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="reuse cache of rollouts, continuations and teacher rows (default: $OPD_WORK_CACHE_DIR or "
+                             "~/.cache/opd-harness/work; see `opd cache`)")
+    parser.add_argument("--no-cache", action="store_true", help="neither read nor write the reuse cache")
+
+
+def cache_from(args: argparse.Namespace):
+    """The reuse cache the flags ask for (None with --no-cache)."""
+    from harness.cache import WorkCache
+
+    return None if args.no_cache else WorkCache(args.cache_dir)
 
 
 def _register_extra_commands(commands) -> None:
@@ -101,7 +127,7 @@ def _config_from(args: argparse.Namespace):
         os.environ["OPD_LM_EVAL_INCLUDE_PATH"] = os.pathsep.join(str(Path(p).resolve()) for p in args.include_path)
     return RunConfig(task=args.task, student=args.student, teachers=teachers, limit=args.limit,
                      data_dir=args.data_dir, seed=args.seed, settings=settings, device=args.device,
-                     trust_remote_code=args.trust_remote_code)
+                     trust_remote_code=args.trust_remote_code, backend=args.backend)
 
 
 def _quiet_libraries() -> None:
@@ -121,11 +147,14 @@ def cmd_run(args: argparse.Namespace, console) -> int:
     config = _config_from(args)
     out = args.out or default_out_dir(config)
     started = time.perf_counter()
+    cache = cache_from(args)
     if args.quiet:
-        meta = run(config, out, overwrite=args.overwrite)
+        meta = run(config, out, overwrite=args.overwrite, cache=cache)
     else:
         with RichProgress() as progress:
-            meta = run(config, out, progress, overwrite=args.overwrite)
+            meta = run(config, out, progress, overwrite=args.overwrite, cache=cache)
+    if meta.get("added_teachers"):
+        console.print(f"Added {', '.join(meta['added_teachers'])} to the run in {out}.")
     nodes, _, _ = load_run(out)
     print_rich(leaderboard(nodes), console)
     counts, timings = meta["counts"], meta["timings"]
@@ -135,14 +164,31 @@ def cmd_run(args: argparse.Namespace, console) -> int:
         f"({timings['nodes_per_minute']:.1f} nodes/min). Records: [cyan]{out}[/] "
         f"(nodes.parquet, questions.parquet, run.json). Table again: opd leaderboard {out}"
     )
+    hits = meta.get("cache_hits")
+    if hits and (hits["sampled_hits"] or any(hits["teacher_hits"].values())):
+        reused = ", ".join(f"{name} ({n})" for name, n in hits["teacher_hits"].items()) or "none"
+        console.print(f"Reused from the cache ({meta['cache']}): sampled work of {hits['sampled_hits']} question(s); "
+                      f"rows of teachers {reused}; generated {counts['generated_tokens_this_session']} new tokens.",
+                      highlight=False)
     return 0
 
 
 def cmd_leaderboard(args: argparse.Namespace, console) -> int:
-    from harness.leaderboard import format_table, leaderboard, load_run, print_rich
+    from harness.leaderboard import (
+        check_losses,
+        check_options,
+        format_table,
+        leaderboard,
+        load_run,
+        print_rich,
+        select_losses,
+    )
 
+    # flags and loss names are checked before any record is read
+    settings = check_options(seed=args.seed, resamples=args.resamples, permutations=args.permutations)
+    losses = check_losses(args.losses)
     nodes, _, _ = load_run(args.run_dir)
-    table = leaderboard(nodes)
+    table = select_losses(leaderboard(nodes, **settings), losses)
     if args.format == "rich":
         print_rich(table, console)
     else:

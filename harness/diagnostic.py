@@ -3,6 +3,17 @@
 This is METHOD.md's "Targeted rollouts", "Distillation gradients" and "Alignment" sections in code, producing the
 rows of ``nodes.parquet`` and ``questions.parquet`` for one question. Orchestration, I/O and progress live in
 ``harness.runner``.
+
+The work splits in two phases so that it can be reused (``harness.cache``):
+
+1. **Sampling** (teacher-independent under entropy priority, and by far the costliest): rollouts, node selection,
+   supports and forced continuations, giving per node the success counts behind ``S_hat``. Kept as the question
+   rows plus one :class:`NodePlan` per node.
+2. **Scoring**, per teacher: one forward pass per (teacher, rollout) for q_t, then every node's divergences,
+   loss directions and alignments. Kept as that teacher's node rows.
+
+A fresh question runs both phases rollout by rollout (so only one rollout's logits are ever held); with a warm
+cache the first phase is read back and only the teachers without cached rows get their forward passes.
 """
 from __future__ import annotations
 
@@ -23,18 +34,22 @@ from harness.alignment import (
     success_rates,
     support_tokens,
 )
-from harness.generation import (
-    STOP_CHECK_TAIL_TOKENS,
-    Branch,
-    forward_logits,
-    generate_branches,
-    make_generator,
-    prefill,
-    rows_per_batch,
+from harness.backends import Backend, Continuation, TransformersBackend
+from harness.cache import (
+    CACHE_FORMAT,
+    WorkCache,
+    code_fingerprint,
+    digest,
+    library_versions,
+    model_fingerprint,
+    question_fingerprint,
+    source_file,
 )
+from harness.generation import forward_logits, prefill
 from harness.losses import Loss, NodeDistributions, jsd_rbar
 from harness.models import LoadedModel
 from harness.prompting import chat_prompt_ids
+from harness.records import LOSS_NAMES, NODE_SCHEMA, QUESTION_SCHEMA
 from harness.selection import entropy_rows, select_nodes, tv_rows
 from harness.task import Question, Task
 from harness.teacher import ContextInputs, RolloutView, Teacher
@@ -66,6 +81,11 @@ class Participants:
     teachers: Sequence[tuple[Teacher, LoadedModel]]  # each teacher with the model it runs on
     losses: Sequence[Loss]
     seed: int
+    backend: Backend | None = None  # None: in-process transformers generation
+
+    @property
+    def sampler(self) -> Backend:
+        return self.backend if self.backend is not None else TransformersBackend(self.student)
 
 
 class Progress(Protocol):
@@ -86,56 +106,109 @@ class NoProgress:
 class QuestionResult:
     node_rows: list[dict[str, Any]] = field(default_factory=list)
     question_rows: list[dict[str, Any]] = field(default_factory=list)
-    generated_tokens: int = 0  # rollouts + branch continuations, for throughput figures
+    generated_tokens: int = 0  # rollouts + branch continuations generated now (0 when read from the cache)
+    teacher_passes: int = 0  # teacher forward passes run now
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """One student rollout as the diagnostic uses it."""
+
+    rollout_id: int
+    tokens: tuple[int, ...]
+    correct: bool
+    advantage: float
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """The teacher-independent part of one node: where it is, its support, and its continuations' successes
+    (the rollout itself already counted as one more trial of ``support[0]``, its sampled token)."""
+
+    rollout_id: int
+    position: int
+    window: int
+    priority: float
+    support_token_ids: tuple[int, ...]
+    succ_correct: tuple[int, ...]
+    succ_trials: tuple[int, ...]
 
 
 _SAME_AS_STUDENT = object()  # marker: teacher distribution is the student's own, bit for bit
 
 
-def diagnose_question(question: Question, who: Participants, settings: Settings, progress: Progress) -> QuestionResult:
+def diagnose_question(question: Question, who: Participants, settings: Settings, progress: Progress,
+                      cache: WorkCache | None = None) -> QuestionResult:
     task, student = who.task, who.student
     max_new = settings.max_new_tokens or task.max_new_tokens
     prompt_ids = chat_prompt_ids(student.tokenizer, question.prompt)
     result = QuestionResult()
+    sampled_key = sampling_key(question, who, settings, max_new)
+    teacher_keys = [teacher_key(sampled_key, teacher, model, settings) for teacher, model in who.teachers]
 
-    cache, logits = prefill(student, prompt_ids)
-    rollouts = generate_branches(
-        student, cache, [Branch(len(prompt_ids), None, max_new)] * settings.rollouts,
-        temperature=settings.temperature, first_logits=logits[-1], is_final=task.answer_is_final,
-        generator=make_generator(student.device, who.seed, question.id, "rollouts"),
-    )
-    del cache
-    progress.advance("rollouts", len(rollouts))
-    texts = [student.tokenizer.decode(list(g.tokens), skip_special_tokens=True) for g in rollouts]
+    sampled = cache.load_sampled(sampled_key) if cache is not None else None
+    if sampled is None:
+        result.question_rows = _sample_rollouts(question, who, settings, max_new, prompt_ids, result)
+        plans: list[NodePlan] | None = None
+    else:
+        result.question_rows, plan_rows = sampled
+        plans = [NodePlan(**{k: tuple(v) if isinstance(v, list) else v for k, v in row.items()}) for row in plan_rows]
+    progress.advance("rollouts", len(result.question_rows))
+    rollouts = [Rollout(row["rollout_id"], tuple(row["response_token_ids"]), row["correct"], row["grpo_advantage"])
+                for row in result.question_rows]
+    views = [RolloutView(row["rollout_id"], row["response"], row["correct"]) for row in result.question_rows]
+
+    # teacher rows are reused only on top of reused sampling: freshly sampled plans (e.g. after the sampled entry
+    # was deleted, on a GPU whose sampling is not bit-reproducible) must never meet rows scored on other plans
+    rows_by_teacher: list[list[dict] | None] = [
+        cache.load_rows(key, teacher.name) if cache is not None and plans is not None else None
+        for (teacher, _), key in zip(who.teachers, teacher_keys)]
+    todo = [index for index, rows in enumerate(rows_by_teacher) if rows is None]
+    for index in todo:
+        rows_by_teacher[index] = []
+    new_plans: list[NodePlan] = []
+    for rollout, question_row in zip(rollouts, result.question_rows):
+        if rollout.tokens and (plans is None or todo):
+            rollout_plans = None if plans is None else [p for p in plans if p.rollout_id == rollout.rollout_id]
+            made, rows = _rollout_work(question, rollout, question_row, prompt_ids, views, who, todo, settings,
+                                       max_new, progress, result, rollout_plans)
+            new_plans.extend(made)
+            for index, teacher_rows in zip(todo, rows):
+                rows_by_teacher[index].extend(teacher_rows)
+        progress.advance("teacher passes", len(who.teachers))
+
+    if cache is not None:
+        if plans is None:
+            cache.save_sampled(sampled_key, result.question_rows, [_plan_row(p) for p in new_plans], QUESTION_SCHEMA)
+        for index in todo:
+            cache.save_rows(teacher_keys[index], rows_by_teacher[index], NODE_SCHEMA)
+    # one row per (node, teacher), nodes in rollout and position order, teachers in the order given: the same
+    # records whether a teacher's rows were computed now or read back
+    for node_rows in zip(*rows_by_teacher):
+        result.node_rows.extend(node_rows)
+    return result
+
+
+def _sample_rollouts(question: Question, who: Participants, settings: Settings, max_new: int,
+                     prompt_ids: list[int], result: QuestionResult) -> list[dict[str, Any]]:
+    task = who.task
+    rollouts = who.sampler.rollouts(prompt_ids, settings.rollouts, max_new, temperature=settings.temperature,
+                                    seed_parts=(who.seed, question.id, "rollouts"), is_final=task.answer_is_final)
+    texts = [who.student.tokenizer.decode(list(g.tokens), skip_special_tokens=True) for g in rollouts]
     grades = [task.grade(question, text) for text in texts]
     rewards = np.array([float(g.correct) for g in grades])
     advantages = rewards - rewards.mean()
     result.generated_tokens += sum(len(g.tokens) for g in rollouts)
-    views = [RolloutView(r, texts[r], grades[r].correct) for r in range(len(rollouts))]
-    for r, (gen, grade) in enumerate(zip(rollouts, grades)):
-        result.question_rows.append({
-            "task": task.name, "student": who.student_name, "question_id": question.id, "rollout_id": r,
-            "prompt_tokens": len(prompt_ids), "response": texts[r], "response_tokens": len(gen.tokens),
-            "response_token_ids": list(gen.tokens),
-            "finish_reason": gen.finish_reason, "extracted": grade.extracted, "gold": question.gold,
-            "correct": grade.correct, "grpo_advantage": float(advantages[r]),
-        })
-    for r, gen in enumerate(rollouts):
-        if gen.tokens:
-            rollout = _Rollout(r, list(gen.tokens), grades[r].correct, float(advantages[r]))
-            _diagnose_rollout(question, rollout, prompt_ids, views, who, settings, max_new, progress, result)
-    return result
+    return [{
+        "task": task.name, "student": who.student_name, "question_id": question.id, "rollout_id": r,
+        "prompt_tokens": len(prompt_ids), "response": texts[r], "response_tokens": len(gen.tokens),
+        "response_token_ids": list(gen.tokens),
+        "finish_reason": gen.finish_reason, "extracted": grade.extracted, "gold": question.gold,
+        "correct": grade.correct, "grpo_advantage": float(advantages[r]), "nonfinite_positions": 0,
+    } for r, (gen, grade) in enumerate(zip(rollouts, grades))]
 
 
-@dataclass(frozen=True)
-class _Rollout:
-    rollout_id: int
-    tokens: list[int]
-    correct: bool
-    advantage: float
-
-
-def _teacher_logits(teacher: Teacher, model: LoadedModel, inputs: ContextInputs, tokens: list[int]):
+def _teacher_logits(teacher: Teacher, model: LoadedModel, inputs: ContextInputs, tokens: Sequence[int]):
     """One forward pass per (teacher, rollout): q_t at every response position, [n, V] float32.
 
     Returns the student marker when the teacher *is* the student (same model, same prompt), and None when the
@@ -146,134 +219,205 @@ def _teacher_logits(teacher: Teacher, model: LoadedModel, inputs: ContextInputs,
     text = teacher.context(inputs) if teacher.context is not None else inputs.question.prompt
     if text is None:
         return None
-    ids = chat_prompt_ids(model.tokenizer, text) + tokens
+    ids = chat_prompt_ids(model.tokenizer, text) + list(tokens)
     logits = forward_logits(model, ids, logits_to_keep=len(tokens) + 1)[: len(tokens)]
     # a teacher may carry unused padding rows beyond the student's vocabulary (check_same_tokenizer allows only
     # that): q_t is over the student's vocabulary, so the padding rows are dropped before any softmax
     return logits[:, : inputs.student.vocab_size] if inputs.student is not None else logits
 
 
-def _diagnose_rollout(question, rollout: _Rollout, prompt_ids, views, who: Participants, settings: Settings,
-                      max_new: int, progress: Progress, result: QuestionResult) -> None:
-    student, task, y = who.student, who.task, rollout.tokens
+def _rollout_work(question: Question, rollout: Rollout, question_row: dict, prompt_ids: list[int], views,
+                  who: Participants, todo: Sequence[int], settings: Settings, max_new: int, progress: Progress,
+                  result: QuestionResult, plans: list[NodePlan] | None) -> tuple[list[NodePlan], list[list[dict]]]:
+    """One rollout: plan its nodes (when ``plans`` is None) and score them for the teachers at ``todo``.
+
+    Returns the plans made now (empty when given) and, per teacher in ``todo``, its node rows.
+    """
+    student, y = who.student, list(rollout.tokens)
     n = len(y)
     # one pass over prompt + response: p at every position, and the KV cache every node's branches start from
     full_cache, logits = prefill(student, prompt_ids + y, logits_to_keep=n + 1)
     student_logits = logits[:n]  # row i is the distribution y_i was sampled from
-    inputs = ContextInputs(task, question, rollout.rollout_id, views, student=student, seed=who.seed)
-    teacher_logits = []
-    for teacher, model in who.teachers:
-        teacher_logits.append(_teacher_logits(teacher, model, inputs, y))
-        progress.advance("teacher passes")
+    inputs = ContextInputs(who.task, question, rollout.rollout_id, views, student=student, seed=who.seed)
+    planning = plans is None
+    # under disagreement priority every teacher takes part in choosing the nodes
+    needed = range(len(who.teachers)) if planning and settings.priority == "disagreement" else todo
+    teacher_logits = {}
+    for index in needed:
+        teacher, model = who.teachers[index]
+        teacher_logits[index] = _teacher_logits(teacher, model, inputs, y)
+        result.teacher_passes += int(isinstance(teacher_logits[index], torch.Tensor))
 
-    finite = torch.isfinite(student_logits).all(dim=-1)
-    if settings.priority == "disagreement":
-        priority = torch.zeros(n)
-        for q_logits in teacher_logits:
-            if isinstance(q_logits, torch.Tensor):
-                priority = torch.maximum(priority, tv_rows(student_logits, q_logits).cpu())
-    else:
-        priority = entropy_rows(student_logits).cpu()
-    priority = torch.where(finite.cpu(), priority, torch.nan)  # non-finite logits: never a node
-    nodes = select_nodes(priority.tolist(), settings.nodes_per_window)
-
-    plans = []
-    for position, window in nodes:
-        logp = torch.log_softmax(student_logits[position].double(), dim=-1).cpu()
-        extra = []
-        if settings.priority == "disagreement":
-            extra = [int(q[position].argmax()) for q in teacher_logits if isinstance(q, torch.Tensor)]
-        plans.append((position, window, logp, support_tokens(logp, y[position], settings.top_k, extra,
-                                                              MIN_SUPPORT_PROB)))
-    outcomes = _branch_all(student, task, question, full_cache, len(prompt_ids), rollout,
-                           [(position, support) for position, _, _, support in plans], settings, max_new, who.seed,
-                           progress, result)
+    made: list[NodePlan] = []
+    if planning:
+        plans = made
+        made.extend(_plan_nodes(question, rollout, question_row, prompt_ids, student_logits, teacher_logits,
+                                full_cache, who, settings, max_new, progress, result))
     del full_cache
 
     grpo_loss = next(loss for loss in who.losses if not loss.uses_teacher)
     teacher_losses = [loss for loss in who.losses if loss.uses_teacher]
-    for (position, window, logp, support), (correct, trials) in zip(plans, outcomes):
-        s_hat = success_rates(correct, trials)
-        p_support = logp[support].exp().numpy()
-        ideal = ideal_gradient(p_support, s_hat)
-        informative = is_informative(s_hat)
-        base = {
-            "task": task.name, "student": who.student_name, "question_id": question.id,
-            "rollout_id": rollout.rollout_id, "position": position, "rollout_len": n, "depth_norm": position / n,
-            "window": window, "priority": float(priority[position]), "entropy": entropy(logp),
-            "rollout_correct": rollout.correct, "support_token_ids": support, "sampled_token_id": y[position],
-            "grpo_advantage": rollout.advantage, "student_logprobs": logp[support].tolist(),
-            "succ_correct": correct.tolist(), "succ_trials": trials.tolist(), "ideal_grad": ideal.tolist(),
-            "ideal_norm": float(np.linalg.norm(ideal)), "informative": informative,
-        }
-        grpo_d = project_to_support(
-            grpo_loss.full_direction(NodeDistributions(logp, None, y[position], rollout.advantage)), support)
-        base["align_grpo"] = cosine(ideal, grpo_d) if informative else float("nan")
-        base["dnorm_grpo"] = float(np.linalg.norm(grpo_d))
-        for (teacher, _), q_logits in zip(who.teachers, teacher_logits):
+    rows: list[list[dict]] = [[] for _ in todo]
+    for plan in plans:
+        position = plan.position
+        logp = torch.log_softmax(student_logits[position].double(), dim=-1).cpu()
+        support = list(plan.support_token_ids)
+        base = _node_columns(question, rollout, plan, logp, who, grpo_loss, n)
+        ideal, informative = np.asarray(base["ideal_grad"]), base["informative"]
+        for slot, index in enumerate(todo):
+            teacher, _ = who.teachers[index]
+            q_logits = teacher_logits[index]
             row = dict(base, teacher=teacher.name,
                        context_choice=teacher.choice(question.id, rollout.rollout_id) if teacher.choice else None)
             if q_logits is None:
-                row.update(_no_context_columns(teacher_losses))
+                row.update(_unscored_columns(teacher_losses, context_ok=False))
+            elif q_logits is not _SAME_AS_STUDENT and not bool(torch.isfinite(q_logits[position]).all()):
+                row.update(_unscored_columns(teacher_losses, context_ok=True))  # marked, and out of every average
             else:
                 logq = logp if q_logits is _SAME_AS_STUDENT else torch.log_softmax(q_logits[position].double(), -1).cpu()
                 row.update(_teacher_columns(logp, logq, y[position], rollout.advantage, support, ideal,
                                             informative, teacher_losses, settings.jsd_beta))
-            result.node_rows.append(row)
+            rows[slot].append(row)
+    return made, rows
 
 
-def _branch_all(student, task, question, full_cache, prompt_len: int, rollout: _Rollout,
-                nodes: Sequence[tuple[int, list[int]]], settings: Settings, max_new: int, seed: int,
-                progress: Progress, result: QuestionResult) -> list[tuple[np.ndarray, np.ndarray]]:
-    """M forced continuations per support token of every node of one rollout, graded.
+def _plan_nodes(question, rollout: Rollout, question_row: dict, prompt_ids, student_logits, teacher_logits,
+                full_cache, who: Participants, settings: Settings, max_new: int, progress: Progress,
+                result: QuestionResult) -> list[NodePlan]:
+    """METHOD's node selection and support, then the forced continuations of every node of the rollout."""
+    y, n = list(rollout.tokens), len(rollout.tokens)
+    finite = torch.isfinite(student_logits).all(dim=-1).cpu()
+    question_row["nonfinite_positions"] = int((~finite).sum())
+    scored = [q for q in teacher_logits.values() if isinstance(q, torch.Tensor)]
+    if settings.priority == "disagreement":
+        priority = torch.zeros(n)
+        for q_logits in scored:  # fmax: a teacher with non-finite logits at a position does not veto the others
+            priority = torch.fmax(priority, tv_rows(student_logits, q_logits).cpu())
+    else:
+        priority = entropy_rows(student_logits).cpu()
+    priority = torch.where(finite, priority, torch.nan)  # non-finite student logits: never a node
+    nodes = select_nodes(priority.tolist(), settings.nodes_per_window)
+    supports = []
+    for position, _ in nodes:
+        logp = torch.log_softmax(student_logits[position].double(), dim=-1).cpu()
+        extra = [int(q[position].argmax()) for q in scored] if settings.priority == "disagreement" else []
+        supports.append(support_tokens(logp, y[position], settings.top_k, extra, MIN_SUPPORT_PROB))
+    outcomes = branch_nodes(who, question, prompt_ids, rollout, list(zip([p for p, _ in nodes], supports)),
+                            settings, max_new, progress, result, prefix_cache=full_cache)
+    return [NodePlan(rollout.rollout_id, position, window, float(priority[position]), tuple(support),
+                     tuple(int(c) for c in correct), tuple(int(t) for t in trials))
+            for (position, window), support, (correct, trials) in zip(nodes, supports, outcomes)]
 
-    All branches of the rollout are generated together in batches over its one KV cache: a node's prefix is never
-    recomputed, and nodes at different depths share a batch. Returns per node and support token
-    (correct, trials); the rollout itself is one more trial of its sampled token (support[0]).
+
+def branch_nodes(who: Participants, question: Question, prompt_ids: Sequence[int], rollout: Rollout,
+                 nodes: Sequence[tuple[int, Sequence[int]]], settings: Settings, max_new: int,
+                 progress: Progress | None = None, result: QuestionResult | None = None,
+                 prefix_cache: Any = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """M forced continuations per support token of every ``(position, support)`` node of one rollout, graded.
+
+    All of the rollout's continuations go to the backend in one call (the transformers backend batches them over
+    the rollout's one KV cache, ``prefix_cache`` when given). Returns per node and support token ``(correct,
+    trials)``; the rollout itself is one more trial of its sampled token (``support[0]``). Generated tokens are
+    added to ``result.generated_tokens``.
     """
-    y, m = rollout.tokens, settings.continuations
+    progress = progress or NoProgress()
+    task, y, m = who.task, list(rollout.tokens), settings.continuations
     requests, owners = [], []
     for node_index, (position, support) in enumerate(nodes):
-        tail = tuple(y[max(0, position - STOP_CHECK_TAIL_TOKENS):position])
         for support_index, token in enumerate(support):
             for _ in range(m):
-                requests.append(Branch(prompt_len + position, token, max_new - position, tail))
+                requests.append(Continuation(position, int(token), max_new - position))
                 owners.append((node_index, support_index, position))
     progress.add_total("branch continuations", len(requests))
-    generator = make_generator(student.device, seed, question.id, rollout.rollout_id, "branches")
+    generated = who.sampler.continuations(
+        prompt_ids, y, requests, temperature=settings.temperature, is_final=task.answer_is_final,
+        seed_parts=(who.seed, question.id, rollout.rollout_id, "branches"), prefix_cache=prefix_cache,
+        on_progress=lambda done: progress.advance("branch continuations", done))
     outcomes = [(np.zeros(len(support), dtype=np.int64), np.zeros(len(support), dtype=np.int64))
                 for _, support in nodes]
-    batch = rows_per_batch(student.device, prompt_len + max_new)
-    start = 0
-    while start < len(requests):
-        chunk = requests[start:start + batch]
-        try:
-            generated = generate_branches(student, full_cache, chunk, temperature=settings.temperature,
-                                          generator=generator, is_final=task.answer_is_final)
-        except torch.OutOfMemoryError:
-            if batch == 1:
-                raise
-            batch //= 2  # out of GPU memory: halve the batch and carry on
-            torch.cuda.empty_cache()
-            continue
-        for (node_index, support_index, position), branch in zip(owners[start:start + batch], generated):
-            text = student.tokenizer.decode(y[:position] + list(branch.tokens), skip_special_tokens=True)
-            correct, trials = outcomes[node_index]
-            correct[support_index] += int(task.grade(question, text).correct)
-            trials[support_index] += 1
+    for (node_index, support_index, position), branch in zip(owners, generated):
+        text = who.student.tokenizer.decode(y[:position] + list(branch.tokens), skip_special_tokens=True)
+        correct, trials = outcomes[node_index]
+        correct[support_index] += int(task.grade(question, text).correct)
+        trials[support_index] += 1
+        if result is not None:
             result.generated_tokens += len(branch.tokens)
-        progress.advance("branch continuations", len(chunk))
-        start += len(chunk)
     for correct, trials in outcomes:
         correct[0] += int(rollout.correct)
         trials[0] += 1
     return outcomes
 
 
-def _no_context_columns(teacher_losses: Sequence[Loss]) -> dict[str, Any]:
+def _node_columns(question: Question, rollout: Rollout, plan: NodePlan, logp: torch.Tensor, who: Participants,
+                  grpo_loss: Loss, n: int) -> dict[str, Any]:
+    """The columns every teacher's row of a node shares: position, support, S_hat, g* and the GRPO alignment."""
+    support, sampled = list(plan.support_token_ids), rollout.tokens[plan.position]
+    correct, trials = np.asarray(plan.succ_correct), np.asarray(plan.succ_trials)
+    s_hat = success_rates(correct, trials)
+    ideal = ideal_gradient(logp[support].exp().numpy(), s_hat)
+    informative = is_informative(s_hat)
+    grpo_d = project_to_support(
+        grpo_loss.full_direction(NodeDistributions(logp, None, sampled, rollout.advantage)), support)
+    return {
+        "task": who.task.name, "student": who.student_name, "question_id": question.id,
+        "rollout_id": rollout.rollout_id, "position": plan.position, "rollout_len": n, "depth_norm": plan.position / n,
+        "window": plan.window, "priority": plan.priority, "entropy": entropy(logp),
+        "rollout_correct": rollout.correct, "support_token_ids": support, "sampled_token_id": sampled,
+        "grpo_advantage": rollout.advantage, "student_logprobs": logp[support].tolist(),
+        "succ_correct": correct.tolist(), "succ_trials": trials.tolist(), "ideal_grad": ideal.tolist(),
+        "ideal_norm": float(np.linalg.norm(ideal)), "informative": informative,
+        "align_grpo": cosine(ideal, grpo_d) if informative else float("nan"),
+        "dnorm_grpo": float(np.linalg.norm(grpo_d)),
+    }
+
+
+def _plan_row(plan: NodePlan) -> dict[str, Any]:
+    return {name: list(value) if isinstance(value, tuple) else value for name, value in plan.__dict__.items()}
+
+
+# ------------------------------------------------------------------------------------------------ cache keys
+
+
+def teacher_identity(teacher: Teacher, model: LoadedModel) -> dict[str, Any]:
+    """Everything a teacher's q depends on besides the question and the rollout."""
+    return {"name": teacher.name, "variant": teacher.variant, "model": model_fingerprint(model),
+            "code": code_fingerprint(source_file(teacher.context)) if teacher.context is not None else ""}
+
+
+def sampling_key(question: Question, who: Participants, settings: Settings, max_new: int) -> dict[str, Any]:
+    """Everything the sampling phase of one question depends on (see ``harness.cache``)."""
+    key = {
+        "kind": "sampled", "format": CACHE_FORMAT, "code": code_fingerprint(source_file(who.task)),
+        "libraries": library_versions(), "task": who.task.name, "student_name": who.student_name,
+        "question": question_fingerprint(question), "student": model_fingerprint(who.student),
+        "backend": who.sampler.name, "seed": who.seed, "max_new_tokens": max_new,
+        "min_support_prob": MIN_SUPPORT_PROB,
+        "settings": {"rollouts": settings.rollouts, "temperature": settings.temperature,
+                     "nodes_per_window": settings.nodes_per_window, "top_k": settings.top_k,
+                     "continuations": settings.continuations, "priority": settings.priority},
+    }
+    if settings.priority == "disagreement":  # the teachers choose the nodes
+        key["teachers"] = [teacher_identity(teacher, model) for teacher, model in who.teachers]
+    return key
+
+
+def teacher_key(sampled_key: dict[str, Any], teacher: Teacher, model: LoadedModel,
+                settings: Settings) -> dict[str, Any]:
+    return {"kind": "teacher", "format": CACHE_FORMAT, "sampled": digest(sampled_key),
+            "teacher": teacher_identity(teacher, model), "jsd_beta": settings.jsd_beta, "losses": list(LOSS_NAMES)}
+
+
+# ------------------------------------------------------------------------------------------------ row columns
+
+
+def _unscored_columns(teacher_losses: Sequence[Loss], context_ok: bool) -> dict[str, Any]:
+    """A teacher row without q: its context could not be built (``context_ok`` False), or its logits at the node
+    are not finite (``logits_finite`` False). Every q-dependent column is NaN, so no average counts the row."""
     nan = float("nan")
-    columns = {"teacher_logprobs": None, "context_ok": False, "kl_student_teacher": nan, "kl_teacher_student": nan,
-               "l2": nan, "cos_pq": nan, "tv": nan, "topk_shared_mass": nan, "jsd_rbar": nan}
+    columns = {"teacher_logprobs": None, "context_ok": context_ok,
+               "logits_finite": False if context_ok else None,  # no context, no logits: unknown rather than finite
+               "kl_student_teacher": nan, "kl_teacher_student": nan, "l2": nan, "cos_pq": nan, "tv": nan,
+               "topk_shared_mass": nan, "jsd_rbar": nan}
     for loss in teacher_losses:
         columns[f"align_{loss.name}"] = nan
         columns[f"dnorm_{loss.name}"] = nan
@@ -282,7 +426,7 @@ def _no_context_columns(teacher_losses: Sequence[Loss]) -> dict[str, Any]:
 
 def _teacher_columns(logp, logq, sampled: int, advantage: float, support: list[int], ideal: np.ndarray,
                      informative: bool, teacher_losses: Sequence[Loss], jsd_beta: float) -> dict[str, Any]:
-    columns: dict[str, Any] = {"teacher_logprobs": logq[support].tolist(), "context_ok": True}
+    columns: dict[str, Any] = {"teacher_logprobs": logq[support].tolist(), "context_ok": True, "logits_finite": True}
     columns.update(divergences(logp, logq))
     columns["jsd_rbar"] = jsd_rbar(logp, logq, jsd_beta)
     # q == p exactly (the student as its own teacher): every distillation gradient is analytically zero; write

@@ -53,6 +53,7 @@ NODE_SCHEMA = pa.schema(
         ("informative", pa.bool_()),
         ("context_ok", pa.bool_()),  # False: the teacher's context could not be built for this question
         ("context_choice", pa.string()),  # the context a choosing teacher (idp) used here; null for others
+        ("logits_finite", pa.bool_()),  # False: the teacher's logits at the node were NaN/inf (row marked, excluded)
         *[(f"align_{name}", _f64) for name in LOSS_NAMES],  # NaN when uninformative (or no context)
         *[(f"dnorm_{name}", _f64) for name in LOSS_NAMES],  # ||d|| on support+tail: 0 shows a zero gradient
     ]
@@ -73,11 +74,13 @@ QUESTION_SCHEMA = pa.schema(
         ("gold", pa.string()),
         ("correct", pa.bool_()),
         ("grpo_advantage", _f64),
+        ("nonfinite_positions", _i32),  # response positions whose student logits were NaN/inf (never nodes)
     ]
 )
 
 
-OPTIONAL_COLUMNS = frozenset({"context_choice"})  # may be left out of a row: null
+# may be left out of a row (null): columns added after the first record files, so older rows still load
+OPTIONAL_COLUMNS = frozenset({"context_choice", "logits_finite", "nonfinite_positions"})
 
 
 def rows_to_table(rows: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:

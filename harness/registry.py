@@ -22,9 +22,11 @@ class RegistryError(KeyError):
 class Registry(Generic[T]):
     """Name -> factory mapping for one kind of plugin (``kind`` is used in messages)."""
 
-    def __init__(self, kind: str, cli_hint: str | None = None) -> None:
+    def __init__(self, kind: str, cli_hint: str | None = None, plural: str | None = None) -> None:
         self.kind = kind
-        self.cli_hint = cli_hint or f"opd list {kind}s"
+        # "loss" -> "losses", not "losss": the plural appears in messages and in `opd list <plural>`
+        self.plural = plural or (f"{kind}es" if kind.endswith(("s", "x", "ch", "sh")) else f"{kind}s")
+        self.cli_hint = cli_hint or f"opd list {self.plural}"
         self._factories: dict[str, Callable[..., T]] = {}
         self._descriptions: dict[str, str] = {}
 
@@ -59,10 +61,12 @@ class Registry(Generic[T]):
             raise RegistryError(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
-        close = difflib.get_close_matches(name, list(self._factories), n=3, cutoff=0.5)
+        # compared case-insensitively, so that "JSD" suggests 'jsd'
+        by_lower = {known.lower(): known for known in self._factories}
+        close = [by_lower[c] for c in difflib.get_close_matches(name.lower(), list(by_lower), n=3, cutoff=0.5)]
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         known = ", ".join(sorted(self._factories)) or "(none registered)"
-        return f"Unknown {self.kind} {name!r}.{hint} Known {self.kind}s: {known}. See `{self.cli_hint}`."
+        return f"Unknown {self.kind} {name!r}.{hint} Known {self.plural}: {known}. See `{self.cli_hint}`."
 
     def describe(self, name: str) -> str:
         return self._descriptions.get(name, "")

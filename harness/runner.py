@@ -24,16 +24,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from harness.backends import BACKENDS, resolve_backend
+from harness.cache import WorkCache
 from harness.data import resolve_data_dir
 from harness.diagnostic import NoProgress, Participants, Progress, QuestionResult, Settings, diagnose_question
 from harness.losses import resolve_loss
 from harness.models import check_same_tokenizer, load_model
 from harness.records import LOSS_NAMES, NODE_SCHEMA, QUESTION_SCHEMA, rows_to_table, write_json, write_table
-
-PARTS_DIR = "parts"
 from harness.selection import PRIORITIES
 from harness.task import Task, resolve_task
 from harness.teacher import Teacher, resolve_teacher
+
+PARTS_DIR = "parts"
 
 
 class ConfigError(ValueError):
@@ -51,6 +53,7 @@ class RunConfig:
     settings: Settings = field(default_factory=Settings)
     device: str | None = None
     trust_remote_code: bool = False  # only ever True when the user passes --trust-remote-code
+    backend: str = "transformers"  # who generates rollouts and continuations (harness.backends)
 
 
 def validate(config: RunConfig) -> None:
@@ -80,6 +83,7 @@ def validate(config: RunConfig) -> None:
         problems.append("a teacher is listed twice")
     if problems:
         raise ConfigError("Invalid run configuration: " + "; ".join(problems) + ".")
+    BACKENDS.get(config.backend)  # unknown backend: RegistryError with a suggestion
 
 
 def default_out_dir(config: RunConfig) -> Path:
@@ -100,7 +104,8 @@ def resolve_participants(config: RunConfig, task: Task, teachers: Sequence[Teach
         if model is not student:
             check_same_tokenizer(student, model)
         placed.append((teacher, model))
-    return Participants(task, student, config.student, placed, losses, config.seed)
+    backend = None if config.backend == "transformers" else resolve_backend(config.backend, student)
+    return Participants(task, student, config.student, placed, losses, config.seed, backend)
 
 
 def package_versions() -> dict[str, str]:
@@ -113,17 +118,36 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def config_fingerprint(config: RunConfig) -> str:
-    """What the records depend on: a re-run with the same fingerprint may resume, a different one may not mix in."""
-    return hashlib.sha256(json.dumps(asdict(config), sort_keys=True, default=str).encode()).hexdigest()[:16]
+def config_fingerprint(config: RunConfig, teachers: Sequence[Teacher] = ()) -> str:
+    """What the records depend on: a re-run with the same fingerprint may resume, a different one may not mix in.
+
+    ``teachers`` (resolved) add their variants, e.g. the summariser an environment variable chose."""
+    content = {**asdict(config), "variants": [teacher.variant for teacher in teachers]}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def run(config: RunConfig, out: Path, progress: Progress | None = None, overwrite: bool = False) -> dict[str, Any]:
+def sampling_fingerprint(config: RunConfig) -> str:
+    """The configuration without its teachers: two runs that agree here share all teacher-independent work
+    (under ``--priority disagreement`` the teachers choose the nodes, so they stay in)."""
+    if config.settings.priority == "disagreement":
+        return config_fingerprint(config)
+    content = asdict(config)
+    content.pop("teachers")
+    content["settings"].pop("jsd_beta")
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run(config: RunConfig, out: Path, progress: Progress | None = None, overwrite: bool = False,
+        cache: WorkCache | None = None) -> dict[str, Any]:
     """Run the diagnostic and write ``nodes.parquet``, ``questions.parquet`` and ``run.json`` under ``out``.
 
     Work is committed per question (``out/parts/``, atomic writes). Re-running the same command on the same ``out``
     resumes after the last committed question and yields the same records as an uninterrupted run, because every
     random stream is seeded from (seed, question id, rollout, ...), not from what ran before.
+
+    With a ``cache`` (``harness.cache.WorkCache``; the CLI passes one unless ``--no-cache``), teacher-independent
+    work and each teacher's rows are read back when everything they depend on matches: adding a teacher to a
+    finished run (same ``out`` with more ``--teacher``s, or a new ``out``) runs only the new teacher's passes.
     """
     validate(config)
     started = time.perf_counter()
@@ -136,18 +160,19 @@ def run(config: RunConfig, out: Path, progress: Progress | None = None, overwrit
     if not questions:
         raise ConfigError(f"No questions selected for task {config.task!r}: check --limit and the data.")
     who = resolve_participants(config, task, teachers)
-    fingerprint = config_fingerprint(config)
-    with RunDirectory(Path(out), fingerprint, overwrite) as run_dir:
-        return _run_questions(config, questions, who, run_dir, data_dir, progress, started)
+    identity = RunIdentity(config_fingerprint(config, teachers), sampling_fingerprint(config), config.teachers)
+    with RunDirectory(Path(out), identity, overwrite) as run_dir:
+        return _run_questions(config, questions, who, run_dir, data_dir, progress, started, cache)
 
 
 def _run_questions(config: RunConfig, questions, who: Participants, run_dir: "RunDirectory", data_dir, progress,
-                   started: float) -> dict[str, Any]:
+                   started: float, cache: WorkCache | None) -> dict[str, Any]:
     setup_s = time.perf_counter() - started
     todo = [(index, q) for index, q in enumerate(questions) if run_dir.part_key(index, q.id) not in run_dir.done]
     meta = {
         "config": asdict(config),
-        "fingerprint": run_dir.fingerprint,
+        "fingerprint": run_dir.identity.fingerprint,
+        "sampling_fingerprint": run_dir.identity.sampling,
         "seeds": {"base": config.seed, "streams": "sha256(seed, question id, rollout, purpose): order-independent"},
         "data_source": str(data_dir) if data_dir else "hub",
         "device": str(who.student.device),
@@ -156,19 +181,22 @@ def _run_questions(config: RunConfig, questions, who: Participants, run_dir: "Ru
         "versions": package_versions(),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "resumed_questions": len(questions) - len(todo),
+        "added_teachers": list(run_dir.added_teachers),
+        "cache": str(cache.root) if cache is not None else None,
         "status": "running",
     }
     write_json(meta, run_dir.path / "run.json")
     progress.add_total("questions", len(todo))
     progress.add_total("rollouts", len(todo) * config.settings.rollouts)
     progress.add_total("teacher passes", len(todo) * config.settings.rollouts * len(config.teachers))
-    generated = diagnosed = 0
+    generated = diagnosed = teacher_passes = 0
     try:
         for index, question in todo:
-            result: QuestionResult = diagnose_question(question, who, config.settings, progress)
+            result: QuestionResult = diagnose_question(question, who, config.settings, progress, cache)
             run_dir.commit(index, question.id, result)
             run_dir.merge()  # the merged files stay current: an interruption keeps every finished question
             generated += result.generated_tokens
+            teacher_passes += result.teacher_passes
             diagnosed += len(result.node_rows) // len(config.teachers)
             progress.advance("questions")
     except BaseException:
@@ -176,7 +204,7 @@ def _run_questions(config: RunConfig, questions, who: Participants, run_dir: "Ru
         write_json(meta, run_dir.path / "run.json")
         raise
     run_dir.merge()
-    nodes = pq.read_table(run_dir.path / "nodes.parquet", columns=["informative", "teacher"])
+    nodes = pq.read_table(run_dir.path / "nodes.parquet", columns=["informative", "teacher", "logits_finite"])
     teachers = max(len(config.teachers), 1)
     elapsed = time.perf_counter() - started
     meta.update(
@@ -185,12 +213,24 @@ def _run_questions(config: RunConfig, questions, who: Participants, run_dir: "Ru
         counts={"questions": len(questions), "rollouts": len(questions) * config.settings.rollouts,
                 "nodes": nodes.num_rows // teachers,
                 "informative_nodes": int(sum(nodes.column("informative").to_pylist())) // teachers,
-                "generated_tokens_this_session": generated},
+                "generated_tokens_this_session": generated, "teacher_passes_this_session": teacher_passes,
+                "nonfinite_teacher_rows": int(nodes.column("logits_finite").to_pandas().eq(False).sum())},
         timings={"setup_s": round(setup_s, 2), "total_s": round(elapsed, 2),
                  "nodes_per_minute": round(60 * diagnosed / max(elapsed - setup_s, 1e-9), 2)},
     )
+    if cache is not None:
+        meta["cache_hits"] = asdict(cache.counts)
     write_json(meta, run_dir.path / "run.json")
     return meta
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """What a run directory's records depend on, as run.json stores it."""
+
+    fingerprint: str  # the whole configuration
+    sampling: str  # the configuration without its teachers
+    teachers: tuple[str, ...]
 
 
 class RunDirectory:
@@ -200,32 +240,43 @@ class RunDirectory:
     atomically). An exclusive ``flock`` on ``.lock`` refuses a second writer; the kernel drops it if we are killed.
     """
 
-    def __init__(self, path: Path, fingerprint: str, overwrite: bool) -> None:
-        self.path, self.fingerprint, self.overwrite = path, fingerprint, overwrite
+    def __init__(self, path: Path, identity: RunIdentity, overwrite: bool) -> None:
+        self.path, self.identity, self.overwrite = path, identity, overwrite
         self.done: set[str] = set()
+        self.added_teachers: tuple[str, ...] = ()
         self._lock = None
 
     def __enter__(self) -> "RunDirectory":
         path = self.path
         if path.exists() and not path.is_dir():
             raise ConfigError(f"--out {path} is a file, not a directory: choose another --out.")
-        previous = _read_fingerprint(path / "run.json")
+        previous = _read_identity(path / "run.json")
         has_files = path.is_dir() and any(p.name != ".lock" for p in path.iterdir())
-        if has_files and not self.overwrite and previous != self.fingerprint:
-            what = "a run with a different configuration" if previous else "files that are not from opd run"
-            raise ConfigError(f"--out {path} holds {what}; its records must not be mixed with this one. "
-                              f"Use a new --out, or --overwrite to replace them.")
+        extending = False
+        if has_files and not self.overwrite and (previous is None or previous.fingerprint != self.identity.fingerprint):
+            # the same run with teachers added: its records are rebuilt, the old teachers' rows and all sampling
+            # coming back from the reuse cache (or recomputed identically without one)
+            extending = (previous is not None and previous.sampling == self.identity.sampling
+                         and set(previous.teachers) < set(self.identity.teachers))
+            if not extending:
+                what = "a run with a different configuration" if previous else "files that are not from opd run"
+                raise ConfigError(f"--out {path} holds {what}; its records must not be mixed with this one. "
+                                  f"Use a new --out, or --overwrite to replace them.")
+            self.added_teachers = tuple(t for t in self.identity.teachers if t not in previous.teachers)
         try:
             path.mkdir(parents=True, exist_ok=True)
             self._lock = open(path / ".lock", "a+")
         except OSError as error:
-            raise ConfigError(f"Cannot write to --out {path} ({error.strerror}): choose a writable directory.") from None
+            blocker = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
+            why = f"{blocker} is a file, not a directory" if blocker else error.strerror
+            raise ConfigError(f"Cannot create or write --out {path} ({why}): choose a writable directory, e.g. "
+                              f"runs/<name>.") from None
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._lock.close()
             raise ConfigError(f"Another `opd run` is writing to {path} right now; wait for it, or use another --out.") from None
-        if self.overwrite:
+        if self.overwrite or extending:
             for name in ("nodes.parquet", "questions.parquet", "run.json"):
                 (path / name).unlink(missing_ok=True)
             shutil.rmtree(path / PARTS_DIR, ignore_errors=True)
@@ -260,8 +311,12 @@ class RunDirectory:
             write_table(merged, self.path / f"{kind}.parquet")
 
 
-def _read_fingerprint(path: Path) -> str | None:
+def _read_identity(path: Path) -> RunIdentity | None:
     try:
-        return json.loads(path.read_text()).get("fingerprint")
+        meta = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    if not isinstance(meta, dict) or "fingerprint" not in meta:
+        return None
+    return RunIdentity(meta["fingerprint"], meta.get("sampling_fingerprint", ""),
+                       tuple(meta.get("config", {}).get("teachers", ())))

@@ -81,17 +81,19 @@ def load_suite(path: Path, out: Path | None = None) -> Suite:
     return Suite(head.get("name", path.stem), root, tuple(cells), losses)
 
 
-def run_cell(cell: Cell, include: tuple[str, ...] = ()) -> dict[str, Any]:
+def run_cell(cell: Cell, include: tuple[str, ...] = (), cache_dir: str | None = None) -> dict[str, Any]:
     """One grid cell: a resumable run plus its leaderboard files (also the unit a Ray worker executes).
 
     ``include``: plugin files to import first; a Ray worker is a fresh process that must register them again.
+    ``cache_dir``: the reuse cache (None: none); cells that share a task and student share its sampled work.
     """
+    from harness.cache import WorkCache
     from harness.leaderboard import format_table, leaderboard, load_run
     from harness.plugins import load_all
     from harness.runner import run
 
     load_all(include)
-    meta = run(cell.config, cell.out)
+    meta = run(cell.config, cell.out, cache=WorkCache(cache_dir) if cache_dir else None)
     nodes, _, _ = load_run(cell.out)
     board = leaderboard(nodes)
     board = board[board["loss"].isin(cell.losses)]
@@ -101,21 +103,21 @@ def run_cell(cell: Cell, include: tuple[str, ...] = ()) -> dict[str, Any]:
 
 
 def run_suite(suite: Suite, ray_address: str | None = None, use_ray: bool = False, console=None,
-              include: tuple[str, ...] = ()) -> list[dict]:
+              include: tuple[str, ...] = (), cache_dir: str | None = None) -> list[dict]:
     include = tuple(str(Path(path).resolve()) for path in include)
     if use_ray:
-        results = _run_with_ray(suite, ray_address, include)
+        results = _run_with_ray(suite, ray_address, include, cache_dir)
     else:
         results = []
         for index, cell in enumerate(suite.cells, 1):
             if console:
                 console.print(f"[bold]cell {index}/{len(suite.cells)}[/]: {cell.task} x {cell.student} -> {cell.out}")
-            results.append(run_cell(cell, include))
+            results.append(run_cell(cell, include, cache_dir))
     _write_comparisons(suite)
     return results
 
 
-def _run_with_ray(suite: Suite, address: str | None, include: tuple[str, ...]) -> list[dict]:
+def _run_with_ray(suite: Suite, address: str | None, include: tuple[str, ...], cache_dir: str | None) -> list[dict]:
     try:
         import ray
     except ImportError:
@@ -127,7 +129,7 @@ def _run_with_ray(suite: Suite, address: str | None, include: tuple[str, ...]) -
         gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
         remote = ray.remote(num_cpus=1, num_gpus=gpus)(run_cell)
         # ray.get keeps grid order, whatever order workers finish in: merged outputs are deterministic
-        return ray.get([remote.remote(cell, include) for cell in suite.cells])
+        return ray.get([remote.remote(cell, include, cache_dir) for cell in suite.cells])
     finally:
         if started_here:
             ray.shutdown()

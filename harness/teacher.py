@@ -67,6 +67,9 @@ class Teacher:
     # for teachers that choose among contexts (idp): (question_id, rollout_id) -> the chosen context's name,
     # stored per node in nodes.parquet's `context_choice`
     choice: Callable[[str, int], str | None] | None = None
+    # what else q depends on beyond name and model, e.g. the summariser an environment variable chose: part of the
+    # run fingerprint and of the reuse cache's keys, so a different variant never reuses or mixes records
+    variant: str = ""
 
     @property
     def needs_text(self) -> str:

@@ -116,4 +116,5 @@ def idp(pool: str) -> Teacher:
     needs = tuple(dict.fromkeys(need for member in members for need in member.needs))
     name = f"idp:{pool}"
     return Teacher(name=name, description=describe(DESCRIPTION_SUMMARY, needs), context=idp_context(name, members),
-                   needs=needs, choice=lambda question_id, rollout_id: chosen_contexts(name).get((question_id, rollout_id)))
+                   needs=needs, choice=lambda question_id, rollout_id: chosen_contexts(name).get((question_id, rollout_id)),
+                   variant=";".join(member.variant for member in members if member.variant))

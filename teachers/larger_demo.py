@@ -56,4 +56,5 @@ def larger_demo_context(spec: str):
 def larger_demo(model: str = "") -> Teacher:
     name = f"self:larger-demo:{model}" if model else "self:larger-demo"
     spec = model or os.environ.get("OPD_LARGER_DEMO_MODEL") or DEFAULT_MODEL
-    return Teacher(name=name, description=DESCRIPTION, context=larger_demo_context(spec), needs=NEEDS)
+    return Teacher(name=name, description=DESCRIPTION, context=larger_demo_context(spec), needs=NEEDS,
+                   variant=f"writer={spec}")

@@ -23,4 +23,4 @@ def model_teacher(spec: str) -> Teacher:
     context = resolve_context_teacher(context_spec)
     needs = tuple(dict.fromkeys(NEEDS + context.needs))
     return Teacher(name=f"model:{spec}", description=describe(f"{model_spec} shown the {context.name} context", needs),
-                   model=model_spec, context=context.context, needs=needs)
+                   model=model_spec, context=context.context, needs=needs, variant=context.variant)

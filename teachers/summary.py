@@ -63,5 +63,6 @@ def summary_context(summarizer: str | None):
 @register_teacher("self:summary", DESCRIPTION)
 def summary(summarizer: str = "") -> Teacher:
     name = f"self:summary:{summarizer}" if summarizer else "self:summary"
-    return Teacher(name=name, description=DESCRIPTION,
-                   context=summary_context(summarizer or os.environ.get("OPD_SUMMARIZER") or None), needs=NEEDS)
+    writer = summarizer or os.environ.get("OPD_SUMMARIZER") or None
+    return Teacher(name=name, description=DESCRIPTION, context=summary_context(writer), needs=NEEDS,
+                   variant=f"summarizer={writer or 'student'}")

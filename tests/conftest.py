@@ -22,3 +22,9 @@ def shared_data() -> Path:
     if not (path / "boolq").is_dir():
         pytest.skip(f"real data not found at {path} (set OPD_DATA_DIR)")
     return path
+
+
+@pytest.fixture(autouse=True)
+def private_reuse_cache(tmp_path_factory, monkeypatch):
+    """Each test gets its own empty reuse cache (subprocesses inherit it), so no test reads another's work."""
+    monkeypatch.setenv("OPD_WORK_CACHE_DIR", str(tmp_path_factory.mktemp("reuse-cache")))

@@ -2,6 +2,8 @@
 
 * ``test-parity``: a task whose reward is the parity of the number of lowercase ASCII letters in the response. A
   random-weight model gets it right about half the time and every token matters, so nodes are informative.
+* ``test-nan`` model: ``tiny-random`` whose logits are NaN wherever the input token id is even (about half of all
+  positions), for the non-finite-logits path; same tokenizer as ``tiny-random``, so it can be a teacher of it.
 * ``test-oracle`` model + ``test-count-a`` task (reward: an "a" in the response): a 4-token vocabulary (a, b, c,
   EOS) and a 4-token horizon, small enough to enumerate every future and compute success probabilities exactly.
 """
@@ -91,3 +93,24 @@ def oracle_model(seed: str = "0") -> ModelSource:
     return ModelSource(f"test-oracle:{seed}", "4-token test model", lambda **_: _load_oracle(int(seed or 0)))
 
 
+
+
+def _load_nan():
+    from harness.models import _load_tiny
+
+    model, tokenizer = _load_tiny(0)
+
+    def poison(module, args, kwargs, output):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        kept = output.logits.shape[1]
+        even = (ids[:, -kept:] % 2 == 0).unsqueeze(-1)
+        output.logits = output.logits.masked_fill(even, float("nan"))
+        return output
+
+    model.register_forward_hook(poison, with_kwargs=True)
+    return model, tokenizer
+
+
+@register_model("test-nan", "test fake: tiny-random with NaN logits after every even token id")
+def nan_model() -> ModelSource:
+    return ModelSource("test-nan", "tiny random Llama with NaN logits", lambda **_: _load_nan())

@@ -10,17 +10,21 @@ def register(commands) -> None:
     parser.add_argument("--out", type=Path, default=None, help="suite directory (default: the file's [suite] out)")
     parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                         help="spread cells over a Ray cluster (no ADDRESS: a local instance)")
+    from harness.cli import add_cache_arguments
+
+    add_cache_arguments(parser)
     parser.set_defaults(handler=handle)
 
 
 def handle(args, console) -> int:
-    from harness.cli import _quiet_libraries
+    from harness.cli import _quiet_libraries, cache_from
     from harness.suite import load_suite, run_suite
 
     _quiet_libraries()
     suite = load_suite(args.suite_file, args.out)
+    cache = cache_from(args)  # a path, so that Ray workers on this machine (or a shared disk) use the same one
     run_suite(suite, ray_address=args.ray or None, use_ray=args.ray is not None, console=console,
-              include=tuple(args.include))
+              include=tuple(args.include), cache_dir=str(cache.root.resolve()) if cache is not None else None)
     console.print(f"Suite {suite.name!r}: {len(suite.cells)} cells done under {suite.out} "
                   f"(leaderboard.md per cell, compare.md per task)")
     return 0

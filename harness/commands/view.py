@@ -10,7 +10,7 @@ def register(commands) -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--question", required=True, help="question_id")
     parser.add_argument("--teacher", default=None, help="teacher spec (default: the run's first)")
-    parser.add_argument("--loss", default="rkl", choices=["rkl", "fkl", "jsd", "sampled", "grpo"])
+    parser.add_argument("--loss", default="rkl", help="rkl (default), fkl, jsd, sampled or grpo")
     parser.add_argument("--out", type=Path, default=None, help="HTML file (default RUN_DIR/view-QUESTION.html)")
     parser.add_argument("--no-tokenizer", action="store_true",
                         help="do not load the student tokenizer: show the response text, positions by index")
@@ -18,9 +18,10 @@ def register(commands) -> None:
 
 
 def handle(args, console) -> int:
-    from harness.leaderboard import load_run
+    from harness.leaderboard import check_losses, load_run
     from harness.viewer import render, student_tokenizer
 
+    check_losses([args.loss])  # unknown: the registry's error with "did you mean"
     nodes, questions, run_json = load_run(args.run_dir)
     tokenizer = None if args.no_tokenizer else student_tokenizer(run_json)
     try:

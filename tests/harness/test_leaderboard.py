@@ -387,3 +387,55 @@ def test_seed_makes_intervals_reproducible(run_dir):
     one = leaderboard(nodes, resamples=100, permutations=100, seed=1)
     two = leaderboard(nodes, resamples=100, permutations=100, seed=1)
     pd.testing.assert_frame_equal(one, two)
+
+
+# ---------------------------------------------------------------- opd leaderboard flags
+
+
+def test_cli_loss_seed_and_resamples(run_dir, capsys):
+    from harness.cli import main
+
+    argv = ["leaderboard", str(run_dir), "--format", "json", "--seed", "3", "--resamples", "300",
+            "--permutations", "500"]
+    assert main(argv) == 0
+    every = json.loads(capsys.readouterr().out)
+    # the flags reach leaderboard() unchanged
+    direct = json.loads(format_table(leaderboard(load_run(run_dir)[0], seed=3, resamples=300, permutations=500),
+                                     "json"))
+    assert every == direct
+    assert main([*argv, "--loss", "jsd", "--loss", "grpo", "--loss", "jsd"]) == 0
+    chosen = json.loads(capsys.readouterr().out)
+    assert {r["loss"] for r in chosen} == {"jsd", "grpo"} and len(chosen) == 3  # SELF, DEMO and the reference row
+    # selected rows keep the full table's values (q_corr_incorr is BH-corrected over every row of a task x student)
+    assert chosen == [r for r in every if r["loss"] in ("jsd", "grpo")]
+
+
+def test_cli_defaults_are_the_stats_defaults(run_dir, monkeypatch, capsys):
+    import harness.leaderboard as board
+    from harness.cli import main
+
+    seen = {}
+
+    def spy(nodes, **settings):
+        seen.update(settings)
+        return leaderboard(nodes, resamples=20, permutations=20)
+
+    monkeypatch.setattr(board, "leaderboard", spy)
+    assert main(["leaderboard", str(run_dir), "--format", "csv"]) == 0
+    capsys.readouterr()
+    assert seen == {"seed": 0, "resamples": stats.RESAMPLES, "permutations": stats.PERMUTATIONS}
+
+
+def test_check_losses_refuses_a_registered_loss_without_records():
+    from harness.leaderboard import check_losses
+    from harness.losses import LOSSES, resolve_loss
+    from harness.registry import RegistryError
+
+    assert check_losses(["rkl", "grpo", "rkl"]) == ("rkl", "grpo")
+    LOSSES.add("test-plugin-loss", lambda: resolve_loss("rkl"), "test fake")
+    try:
+        with pytest.raises(RegistryError, match=r"'test-plugin-loss' cannot be used here: run records hold "
+                                                r"alignments only for the built-in losses\. Choose --loss among rkl"):
+            check_losses(["test-plugin-loss"])
+    finally:
+        LOSSES.remove("test-plugin-loss")

@@ -29,3 +29,12 @@ def test_resolve_exact_names_and_families():
     with pytest.raises(RegistryError, match="Unknown widget 'alpha:oops'"):
         resolve_spec(registry, "alpha:oops")  # alpha takes no argument: not a family
     assert registry.names() == ["alpha", "beta"] and registry.describe("alpha") == "first"
+
+
+def test_messages_use_the_plural_and_ignore_case():
+    registry = Registry("loss")
+    registry.register("jsd")(lambda: "J")
+    with pytest.raises(RegistryError, match=r"Unknown loss 'JSD'\. Did you mean 'jsd'\? Known losses: jsd\. "
+                                            r"See `opd list losses`\."):
+        registry.get("JSD")
+    assert Registry("task").plural == "tasks" and Registry("box", plural="boxen").cli_hint == "opd list boxen"

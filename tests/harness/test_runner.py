@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -138,9 +139,13 @@ def test_cli_run_leaderboard_and_list(tmp_path, capsys):
         (["run", "--task", "boolx"], "Did you mean 'boolq'"),
         (["run", "--task", "test-parity", "--teacher", "self:corect-demo"], "Did you mean 'self:correct-demo'"),
         (["run", "--task", "test-parity", "--student", "tiny-randm"], "Did you mean 'tiny-random'"),
+        (["run", "--task", "test-parity", "--teacher", "model:tiny-randm"], "Unknown model 'tiny-randm'. Did you mean "
+                                                                            "'tiny-random'"),
         (["run", "--task", "test-parity", "--rollouts", "0"], "--rollouts must be at least 1"),
         (["run", "--task", "test-parity", "--temperature", "0"], "--temperature must be > 0"),
+        (["run", "--task", "test-parity", "--temperature", "-0.5"], "--temperature must be > 0 (got -0.5)"),
         (["run", "--task", "test-parity", "--limit", "-3"], "--limit must be a positive"),
+        (["run", "--task", "test-parity", "--limit", "0"], "--limit must be a positive number of questions (got 0)"),
         (["run", "--task", "boolq", "--data-dir", "/nonexistent/dir"], "does not exist"),
         (["run", "--task", "test-parity", "--student", "tiny-random", "--teacher", "model:test-oracle"],
          "does not share the student's tokenizer"),
@@ -155,6 +160,32 @@ def _assert_one_clear_error(argv, message, tmp_path, capsys):
     printed = " ".join(capsys.readouterr().out.split())
     assert message in printed and "Traceback" not in printed
     assert not (tmp_path / "out").exists()  # nothing was started
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["leaderboard", "RUN", "--loss", "rkll"],
+         "Unknown loss 'rkll'. Did you mean 'rkl'"),
+        (["leaderboard", "RUN", "--loss", "rkl", "--loss", "JSD"], "Did you mean 'jsd'?"),
+        (["leaderboard", "RUN", "--resamples", "0"], "--resamples must be a positive integer (got 0)"),
+        (["leaderboard", "RUN", "--permutations", "-5", "--seed", "-1"],
+         "--permutations must be a positive integer (got -5); --seed must be 0 or more (got -1)"),
+        (["plot", "RUN", "--loss", "fkll", "--out", "PLOTS"], "Unknown loss 'fkll'. Did you mean 'fkl'"),
+        (["plot", "RUN", "--loss", "grpo", "--out", "PLOTS"],
+         "Loss 'grpo' cannot be used here: the divergence figure draws one line per teacher"),
+    ],
+)
+def test_bad_report_input_is_one_clear_error(argv, message, parity_run, tmp_path, capsys):
+    """`opd leaderboard` / `opd plot` on a finished run: bad loss names and numbers, one paragraph, exit 2."""
+    out, _ = parity_run
+    swap = {"RUN": str(out), "PLOTS": str(tmp_path / "plots")}
+    assert main([swap.get(arg, arg) for arg in argv]) == 2
+    printed = " ".join(capsys.readouterr().out.split())
+    assert printed.startswith("error:") and message in printed and "Traceback" not in printed
+    if "--loss" in argv:
+        assert "See `opd list losses`" in printed or "Choose --loss among rkl, fkl, jsd, sampled." in printed
+    assert not (tmp_path / "plots").exists()  # checked before any work
 
 
 def test_disagreement_priority_uses_teacher_tv_and_teacher_top_tokens(tmp_path):
@@ -200,3 +231,23 @@ def test_bad_data_rows_and_output_paths_are_clear_errors(tmp_path, capsys):
                  "--rollouts", "1", "--max-new-tokens", "2", "--out", str(a_file), "--quiet", "--device", "cpu"])
     assert code == 2 and "is a file, not a directory" in " ".join(capsys.readouterr().out.split())
     assert a_file.read_text() == "not a directory"
+    # an --out that cannot be created: below a regular file (we run as root, so a chmod would not stop the write)
+    for unwritable in (a_file / "sub", Path("/proc/opd-harness-test/out")):
+        if unwritable.parts[1] == "proc" and not Path("/proc/self").exists():
+            continue  # no procfs here
+        code = main(["run", "--task", "test-parity", "--student", "tiny-random", "--teacher", "self", "--limit", "1",
+                     "--rollouts", "1", "--max-new-tokens", "2", "--out", str(unwritable), "--quiet", "--device",
+                     "cpu"])
+        printed = " ".join(capsys.readouterr().out.split())
+        assert code == 2 and "Traceback" not in printed
+        assert f"Cannot create or write --out {unwritable}" in printed and "choose a writable directory" in printed
+        assert not unwritable.exists()
+    assert a_file.read_text() == "not a directory"
+
+
+def test_empty_selection_is_a_clear_error(tmp_path, capsys):
+    data = tmp_path / "data"
+    (data / "boolq").mkdir(parents=True)
+    (data / "boolq" / "validation.jsonl").write_text("\n")  # a data file without a single question
+    _assert_one_clear_error(["run", "--task", "boolq", "--student", "tiny-random", "--data-dir", str(data)],
+                            "No questions selected for task 'boolq': check --limit and the data.", tmp_path, capsys)
