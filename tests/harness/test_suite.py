@@ -47,6 +47,16 @@ def test_suite_runs_every_cell_and_compares_students(tmp_path, capsys):
     assert "tiny-random:1" in compare and "tiny-random" in compare
     assert "2 cells done" in capsys.readouterr().out
 
+    # a teacher added to the suite file: every cell is extended from the reuse cache, nothing is sampled again
+    added = SUITE.replace('teachers = ["self", "self:correct-demo"]',
+                          'teachers = ["self", "self:correct-demo", "model:tiny-random:1"]')
+    assert main(["suite", str(_write(tmp_path, added)), "--out", str(out)]) == 0
+    for student in ("tiny-random", "tiny-random_1"):
+        meta = json.loads((out / "test-parity" / student / "run.json").read_text())
+        assert meta["added_teachers"] == ["model:tiny-random:1"]
+        assert meta["counts"]["generated_tokens_this_session"] == 0
+        assert meta["cache_hits"]["sampled_hits"] == 2
+
 
 def test_bad_suite_files_are_clear_errors(tmp_path):
     with pytest.raises(ConfigError, match="needs \\[suite\\] students"):
