@@ -321,7 +321,7 @@ def leaderboard(nodes: pd.DataFrame, columns: Sequence[Column] | None = None, *,
 
 
 def check_options(*, seed: int = 0, resamples: int | None = None, permutations: int | None = None) -> dict[str, int]:
-    """``opd leaderboard``'s ``--seed``/``--resamples``/``--permutations`` checked, as :func:`leaderboard` keywords.
+    """``--seed``/``--resamples``/``--permutations`` of the report commands checked, as :func:`leaderboard` keywords.
 
     ``None`` means the default (:data:`harness.stats.RESAMPLES`, :data:`harness.stats.PERMUTATIONS`). A bad value
     raises :class:`harness.runner.ConfigError` naming every bad flag, before any record is read.
@@ -335,7 +335,7 @@ def check_options(*, seed: int = 0, resamples: int | None = None, permutations: 
     if problems:
         from harness.runner import ConfigError
 
-        raise ConfigError("Invalid leaderboard options: " + "; ".join(problems) + ".")
+        raise ConfigError("Invalid statistics options: " + "; ".join(problems) + ".")
     return settings
 
 

@@ -15,8 +15,9 @@ def register(commands) -> None:
 
 def handle(args, console) -> int:
     from harness.analysis import analyze
-    from harness.leaderboard import format_sections, load_run
+    from harness.leaderboard import check_options, format_sections, load_run
 
+    check_options(seed=args.seed, resamples=args.resamples)  # bad numbers: one clear error, before reading
     nodes, _, _ = load_run(args.run_dir)
     text = format_sections(analyze(nodes, resamples=args.resamples, seed=args.seed), args.format, console)
     if text is not None:

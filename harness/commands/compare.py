@@ -16,8 +16,9 @@ def register(commands) -> None:
 
 def handle(args, console) -> int:
     from harness.compare import compare, load_runs
-    from harness.leaderboard import format_sections
+    from harness.leaderboard import check_options, format_sections
 
+    check_options(seed=args.seed, resamples=args.resamples, permutations=args.permutations)
     tables = compare(load_runs(args.run_dirs), resamples=args.resamples, permutations=args.permutations,
                      seed=args.seed)
     text = format_sections(tables, args.format, console)

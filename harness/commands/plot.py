@@ -16,8 +16,10 @@ def register(commands) -> None:
 
 
 def handle(args, console) -> int:
-    from harness.leaderboard import TEACHER_LOSSES, check_losses, load_run
+    from harness.leaderboard import TEACHER_LOSSES, check_losses, check_options, load_run
     from harness.plots import plot_run
+
+    check_options(seed=args.seed, resamples=args.resamples)
 
     # an unknown name is the registry's "did you mean" error; grpo would draw an empty figure (it has no teacher)
     check_losses([args.loss], TEACHER_LOSSES,

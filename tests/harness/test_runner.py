@@ -174,6 +174,10 @@ def _assert_one_clear_error(argv, message, tmp_path, capsys):
         (["plot", "RUN", "--loss", "fkll", "--out", "PLOTS"], "Unknown loss 'fkll'. Did you mean 'fkl'"),
         (["plot", "RUN", "--loss", "grpo", "--out", "PLOTS"],
          "Loss 'grpo' cannot be used here: the divergence figure draws one line per teacher"),
+        (["plot", "RUN", "--resamples", "0", "--out", "PLOTS"], "--resamples must be a positive integer (got 0)"),
+        (["analyze", "RUN", "--resamples", "-1"], "--resamples must be a positive integer (got -1)"),
+        (["compare", "RUN", "RUN", "--permutations", "0"], "--permutations must be a positive integer (got 0)"),
+        (["view", "RUN", "--question", "parity-0", "--loss", "klr"], "Unknown loss 'klr'"),
     ],
 )
 def test_bad_report_input_is_one_clear_error(argv, message, parity_run, tmp_path, capsys):
