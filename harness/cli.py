@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     board.set_defaults(handler=cmd_leaderboard)
 
     listing = commands.add_parser("list", help="registered tasks, teachers, models or losses")
-    listing.add_argument("what", choices=["tasks", "teachers", "models", "losses"])
+    listing.add_argument("what", choices=["tasks", "teachers", "models", "losses", "backends"])
     listing.set_defaults(handler=cmd_list)
     _register_extra_commands(commands)
     return parser
@@ -197,19 +197,22 @@ def cmd_leaderboard(args: argparse.Namespace, console) -> int:
 
 
 def cmd_list(args: argparse.Namespace, console) -> int:
+    from rich.markup import escape
     from rich.table import Table
 
+    from harness.backends import BACKENDS
     from harness.losses import LOSSES
     from harness.models import MODELS
     from harness.task import TASKS
     from harness.teacher import TEACHERS
 
-    registry = {"tasks": TASKS, "teachers": TEACHERS, "models": MODELS, "losses": LOSSES}[args.what]
+    registry = {"tasks": TASKS, "teachers": TEACHERS, "models": MODELS, "losses": LOSSES,
+                "backends": BACKENDS}[args.what]
     table = Table(title=f"registered {args.what}")
     table.add_column("name", style="bold")
     table.add_column("description")
     for name in registry.names():
-        table.add_row(name, registry.describe(name))
+        table.add_row(name, escape(registry.describe(name)))  # descriptions may hold [extras]
     console.print(table)
     return 0
 
@@ -225,6 +228,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
 def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     argv = list(sys.argv[1:] if argv is None else argv)
     # piped output (files, CI logs) gets room for the whole table instead of rich's 80-column default
@@ -241,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     except _known_errors() as error:
         if args.debug:
             raise
-        console.print(f"[bold red]error:[/] {error}", highlight=False)
+        # escaped: messages hold literal brackets (pip install 'opd-harness[vllm]') that rich would read as markup
+        console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
         return 2
     except KeyboardInterrupt:
         resume = "opd " + " ".join(argv)
