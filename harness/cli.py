@@ -158,10 +158,12 @@ def cmd_run(args: argparse.Namespace, console) -> int:
     nodes, _, _ = load_run(out)
     print_rich(leaderboard(nodes), console)
     counts, timings = meta["counts"], meta["timings"]
+    rate = timings["nodes_per_minute"]
+    rate_text = f"{rate:.1f} nodes/min" if rate is not None else "no node sampled now: resumed or reused"
     console.print(
         f"[bold]{counts['nodes']}[/] nodes diagnosed ({counts['informative_nodes']} informative) on "
         f"{counts['questions']} questions x {config.settings.rollouts} rollouts in {time.perf_counter() - started:.0f} s "
-        f"({timings['nodes_per_minute']:.1f} nodes/min). Records: [cyan]{out}[/] "
+        f"({rate_text}). Records: [cyan]{out}[/] "
         f"(nodes.parquet, questions.parquet, run.json). Table again: opd leaderboard {out}"
     )
     hits = meta.get("cache_hits")

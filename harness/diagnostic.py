@@ -108,6 +108,7 @@ class QuestionResult:
     question_rows: list[dict[str, Any]] = field(default_factory=list)
     generated_tokens: int = 0  # rollouts + branch continuations generated now (0 when read from the cache)
     teacher_passes: int = 0  # teacher forward passes run now
+    sampled_now: bool = True  # False: the sampling phase came from the reuse cache
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,7 @@ def diagnose_question(question: Question, who: Participants, settings: Settings,
         result.question_rows = _sample_rollouts(question, who, settings, max_new, prompt_ids, result)
         plans: list[NodePlan] | None = None
     else:
+        result.sampled_now = False
         result.question_rows, plan_rows = sampled
         plans = [NodePlan(**{k: tuple(v) if isinstance(v, list) else v for k, v in row.items()}) for row in plan_rows]
     progress.advance("rollouts", len(result.question_rows))

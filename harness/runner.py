@@ -197,7 +197,8 @@ def _run_questions(config: RunConfig, questions, who: Participants, run_dir: "Ru
             run_dir.merge()  # the merged files stay current: an interruption keeps every finished question
             generated += result.generated_tokens
             teacher_passes += result.teacher_passes
-            diagnosed += len(result.node_rows) // len(config.teachers)
+            # throughput counts nodes sampled in this session, not those read back from the cache
+            diagnosed += len(result.node_rows) // len(config.teachers) if result.sampled_now else 0
             progress.advance("questions")
     except BaseException:
         meta.update(status="interrupted", committed_questions=len(run_dir.done))
@@ -216,7 +217,7 @@ def _run_questions(config: RunConfig, questions, who: Participants, run_dir: "Ru
                 "generated_tokens_this_session": generated, "teacher_passes_this_session": teacher_passes,
                 "nonfinite_teacher_rows": int(nodes.column("logits_finite").to_pandas().eq(False).sum())},
         timings={"setup_s": round(setup_s, 2), "total_s": round(elapsed, 2),
-                 "nodes_per_minute": round(60 * diagnosed / max(elapsed - setup_s, 1e-9), 2)},
+                 "nodes_per_minute": round(60 * diagnosed / max(elapsed - setup_s, 1e-9), 2) if diagnosed else None},
     )
     if cache is not None:
         meta["cache_hits"] = asdict(cache.counts)
