@@ -16,18 +16,26 @@ class RichProgress:
             TimeRemainingColumn(), console=console or Console(stderr=True), transient=False,
         )
         self._tasks = {kind: self._progress.add_task(kind, total=0) for kind in KINDS}
+        self._started = False
 
     def __enter__(self) -> "RichProgress":
-        self._progress.start()
-        return self
+        return self  # the bars appear with the first work, so an early configuration error prints alone
 
     def __exit__(self, *exc) -> None:
-        self._progress.stop()
+        if self._started:
+            self._progress.stop()
+
+    def _start(self) -> None:
+        if not self._started:
+            self._started = True
+            self._progress.start()
 
     def add_total(self, kind: str, amount: int) -> None:
+        self._start()
         task_id = self._tasks[kind]
         total = self._progress.tasks[task_id].total or 0
         self._progress.update(task_id, total=total + amount)
 
     def advance(self, kind: str, amount: int = 1) -> None:
+        self._start()
         self._progress.advance(self._tasks[kind], amount)
