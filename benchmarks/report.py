@@ -46,7 +46,8 @@ def main(path: str) -> None:
           "are 1-3 tokens long (`rollout_len_median`) and there both strategies end up on nearly the same positions; "
           "the difference comes from the few long rollouts, where depth windows spend the budget on early, "
           "high-entropy positions (`targeted_mean_position` vs `uniform_mean_position`). With a handful of "
-          "questions the informative counts are small, so treat the ratio as an estimate, not a constant.")
+          "questions the informative counts are small: `ratio_ci95_rollout_bootstrap` is a 95% percentile interval from "
+          "resampling the shared rollouts, a rough guide to how far the ratio could move on other questions.")
     print("\nNot benchmarked here: GPU runs (no GPU was lent to this session).")
     print("\nRegenerate: `python -m pytest benchmarks --benchmark-only --benchmark-json=.benchmarks/latest.json && "
           "python benchmarks/report.py .benchmarks/latest.json > docs/benchmarks.md`")

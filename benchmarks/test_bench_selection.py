@@ -40,6 +40,7 @@ from harness.models import load_model
 from harness.plugins import load_all
 from harness.prompting import chat_prompt_ids
 from harness.selection import entropy_rows, select_nodes
+from harness.stats import cluster_bootstrap_stat
 from harness.task import resolve_task
 
 STUDENT, TASK, QUESTIONS, SEED = "smollm2-135m", "boolq", 4, 0
@@ -53,6 +54,7 @@ class Tally:
     tokens: int = 0  # branch-continuation tokens generated
     seconds: float = 0.0
     positions: list[int] = dataclasses.field(default_factory=list)
+    rows: list[tuple[int, bool, int]] = dataclasses.field(default_factory=list)  # (rollout, informative, tokens)
 
     def per_1k(self) -> float:
         return 1000.0 * self.informative / self.tokens if self.tokens else float("nan")
@@ -153,19 +155,39 @@ def _branch(who: Participants, item: SampledRollout, positions: Sequence[int], m
     return per_node
 
 
-def _count(tally: Tally, per_node: Sequence[tuple[int, bool, int]]) -> None:
+def _count(tally: Tally, per_node: Sequence[tuple[int, bool, int]], rollout_index: int) -> None:
     for position, informative, tokens in per_node:
         tally.nodes += 1
         tally.informative += int(informative)
         tally.tokens += tokens
         tally.positions.append(position)
+        tally.rows.append((rollout_index, bool(informative), tokens))
+
+
+def _ratio_interval(targeted: Tally, uniform: Tally):
+    """95% percentile interval of the ratio by a bootstrap over the 16 shared rollouts (the unit both strategies
+    draw nodes from; a resampled rollout brings its targeted and its uniform nodes), via the harness's own
+    ``cluster_bootstrap_stat``. With so few rollouts it is a rough guide to the ratio's uncertainty."""
+    rows = [("t", *row) for row in targeted.rows] + [("u", *row) for row in uniform.rows]
+    strategy = np.array([r[0] for r in rows])
+    clusters = np.array([r[1] for r in rows])
+    informative = np.array([r[2] for r in rows], dtype=float)
+    tokens = np.array([r[3] for r in rows], dtype=float)
+
+    def ratio(index: np.ndarray) -> float:
+        t, u = index[strategy[index] == "t"], index[strategy[index] == "u"]
+        rate_t = informative[t].sum() / max(tokens[t].sum(), 1.0)
+        rate_u = informative[u].sum() / max(tokens[u].sum(), 1.0)
+        return rate_t / rate_u if rate_u > 0 else float("nan")
+
+    return cluster_bootstrap_stat(ratio, clusters, seed=SEED)
 
 
 def _targeted(who: Participants, shared: list[SampledRollout], max_new: int) -> Tally:
     tally, start = Tally(), time.perf_counter()
-    for item in shared:  # all nodes of a rollout in one call, seeded as the diagnostic seeds them
+    for index, item in enumerate(shared):  # all nodes of a rollout in one call, seeded as the diagnostic seeds them
         positions = [p for p, _ in select_nodes(item.priority, SETTINGS.nodes_per_window)]
-        _count(tally, _branch(who, item, positions, max_new, who.seed))
+        _count(tally, _branch(who, item, positions, max_new, who.seed), index)
     tally.seconds = time.perf_counter() - start
     return tally
 
@@ -200,7 +222,7 @@ def _uniform(who: Participants, shared: list[SampledRollout], max_new: int, budg
         for key in chunk:  # count in the order, stop at the budget
             if tally.tokens >= budget:
                 break
-            _count(tally, [results[key]])
+            _count(tally, [results[key]], key[0])
             taken += 1
         per_node_estimate = max(tally.tokens, 1) / max(tally.nodes, 1)
     tally.seconds = time.perf_counter() - start
@@ -235,5 +257,7 @@ def test_targeted_vs_uniform_nodes_at_equal_token_budget(benchmark, setup):
                      f"{name}_mean_position": round(float(np.mean(tally.positions)), 1) if tally.positions else None,
                      f"{name}_s": round(tally.seconds, 1)})
     info["ratio"] = round(targeted.per_1k() / uniform.per_1k(), 2) if uniform.informative else float("inf")
+    interval = _ratio_interval(targeted, uniform)
+    info["ratio_ci95_rollout_bootstrap"] = [round(interval.lo, 2), round(interval.hi, 2)]
     benchmark.extra_info.update(info)
     print("\n" + ", ".join(f"{k}={v}" for k, v in info.items()))
