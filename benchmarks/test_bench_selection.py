@@ -34,7 +34,16 @@ import torch
 
 from harness.alignment import is_informative, success_rates, support_tokens
 from harness.data import resolve_data_dir
-from harness.diagnostic import MIN_SUPPORT_PROB, Participants, QuestionResult, Rollout, Settings, branch_nodes
+from harness.diagnostic import (
+    MIN_SUPPORT_PROB,
+    Participants,
+    QuestionResult,
+    Rollout,
+    Settings,
+    branch_nodes,
+    rollouts_of,
+    sample_rollouts,
+)
 from harness.generation import derive_seed, prefill
 from harness.models import load_model
 from harness.plugins import load_all
@@ -90,25 +99,21 @@ def setup():
 
 def _sample(who: Participants, questions, max_new: int) -> tuple[list[SampledRollout], int]:
     """G rollouts per question, seeded as the diagnostic seeds them, graded; then one pass over each."""
-    task, student = who.task, who.student
+    student = who.student
     shared, rollout_tokens = [], 0
     for question in questions:
         prompt_ids = chat_prompt_ids(student.tokenizer, question.prompt)
-        generated = who.sampler.rollouts(prompt_ids, SETTINGS.rollouts, max_new, temperature=SETTINGS.temperature,
-                                         seed_parts=(who.seed, question.id, "rollouts"),
-                                         is_final=task.answer_is_final)
-        texts = [student.tokenizer.decode(list(g.tokens), skip_special_tokens=True) for g in generated]
-        rewards = np.array([float(task.grade(question, text).correct) for text in texts])
-        rollout_tokens += sum(len(g.tokens) for g in generated)
-        for r, gen in enumerate(generated):
-            if not gen.tokens:
+        sampled = QuestionResult()
+        rows = sample_rollouts(question, who, SETTINGS, max_new, prompt_ids, sampled)  # the diagnostic's own
+        rollout_tokens += sampled.generated_tokens
+        for rollout in rollouts_of(rows):
+            if not rollout.tokens:
                 continue
-            y = list(gen.tokens)
+            y = list(rollout.tokens)
             cache, logits = prefill(student, prompt_ids + y, logits_to_keep=len(y) + 1)
             logits = logits[: len(y)]
             finite = torch.isfinite(logits).all(dim=-1).cpu()
             priority = torch.where(finite, entropy_rows(logits).cpu(), torch.nan).tolist()
-            rollout = Rollout(r, tuple(y), bool(rewards[r]), float(rewards[r] - rewards.mean()))
             shared.append(SampledRollout(question, prompt_ids, rollout, logits, priority, cache))
     return shared, rollout_tokens
 

@@ -226,4 +226,4 @@ def source_file(obj: object) -> str:
 
 
 def question_fingerprint(question: Question) -> str:
-    return hashlib.sha256(_canonical(asdict(question)).encode()).hexdigest()[:32]
+    return digest(asdict(question))

@@ -149,15 +149,14 @@ def diagnose_question(question: Question, who: Participants, settings: Settings,
 
     sampled = cache.load_sampled(sampled_key) if cache is not None else None
     if sampled is None:
-        result.question_rows = _sample_rollouts(question, who, settings, max_new, prompt_ids, result)
+        result.question_rows = sample_rollouts(question, who, settings, max_new, prompt_ids, result)
         plans: list[NodePlan] | None = None
     else:
         result.sampled_now = False
         result.question_rows, plan_rows = sampled
         plans = [NodePlan(**{k: tuple(v) if isinstance(v, list) else v for k, v in row.items()}) for row in plan_rows]
     progress.advance("rollouts", len(result.question_rows))
-    rollouts = [Rollout(row["rollout_id"], tuple(row["response_token_ids"]), row["correct"], row["grpo_advantage"])
-                for row in result.question_rows]
+    rollouts = rollouts_of(result.question_rows)
     views = [RolloutView(row["rollout_id"], row["response"], row["correct"]) for row in result.question_rows]
 
     # teacher rows are reused only on top of reused sampling: freshly sampled plans (e.g. after the sampled entry
@@ -191,8 +190,9 @@ def diagnose_question(question: Question, who: Participants, settings: Settings,
     return result
 
 
-def _sample_rollouts(question: Question, who: Participants, settings: Settings, max_new: int,
-                     prompt_ids: list[int], result: QuestionResult) -> list[dict[str, Any]]:
+def sample_rollouts(question: Question, who: Participants, settings: Settings, max_new: int,
+                    prompt_ids: list[int], result: QuestionResult) -> list[dict[str, Any]]:
+    """G seeded rollouts of the question, graded: its ``questions.parquet`` rows (tokens added to ``result``)."""
     task = who.task
     rollouts = who.sampler.rollouts(prompt_ids, settings.rollouts, max_new, temperature=settings.temperature,
                                     seed_parts=(who.seed, question.id, "rollouts"), is_final=task.answer_is_final)
@@ -208,6 +208,11 @@ def _sample_rollouts(question: Question, who: Participants, settings: Settings, 
         "finish_reason": gen.finish_reason, "extracted": grade.extracted, "gold": question.gold,
         "correct": grade.correct, "grpo_advantage": float(advantages[r]), "nonfinite_positions": 0,
     } for r, (gen, grade) in enumerate(zip(rollouts, grades))]
+
+
+def rollouts_of(question_rows: Sequence[dict[str, Any]]) -> list[Rollout]:
+    return [Rollout(row["rollout_id"], tuple(row["response_token_ids"]), row["correct"], row["grpo_advantage"])
+            for row in question_rows]
 
 
 def _teacher_logits(teacher: Teacher, model: LoadedModel, inputs: ContextInputs, tokens: Sequence[int]):

@@ -198,18 +198,33 @@ def _load_smollm2(**_: Any) -> tuple[Any, Any]:
 
 
 def _dequantise_gguf(package_dir: Path, gguf_file: str, target: Path) -> None:
-    """GGUF -> float32 safetensors, once (~30 s). Written to a temp dir and renamed, so a crash leaves no half cache."""
+    """GGUF -> float32 safetensors, once (~30 s)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(package_dir, gguf_file=gguf_file)
     gguf_model = AutoModelForCausalLM.from_pretrained(package_dir, gguf_file=gguf_file, dtype=torch.float32)
-    # save_pretrained refuses a GGUF-loaded model: copy its weights into a plain one built from the same config
-    plain = AutoModelForCausalLM.from_config(gguf_model.config, dtype=torch.float32)
-    plain.load_state_dict(gguf_model.state_dict())
+    save_model_dir(plain_copy(gguf_model), tokenizer, target)  # save_pretrained refuses a GGUF-loaded model
+
+
+def plain_copy(model: Any) -> Any:
+    """The same weights in a plain model built from the same config (one ``save_pretrained`` accepts)."""
+    from transformers import AutoModelForCausalLM
+
+    plain = AutoModelForCausalLM.from_config(model.config, dtype=model.dtype)
+    plain.load_state_dict(model.state_dict())
+    return plain
+
+
+def save_model_dir(model: Any, tokenizer: Any, target: Path) -> None:
+    """Model + tokenizer as a safetensors directory at ``target``, replacing a stale one. Written to a temp dir and
+    renamed, so a crash never leaves a half-written directory."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        plain.save_pretrained(staging)
+        try:
+            model.save_pretrained(staging)
+        except (ValueError, NotImplementedError):  # some loaded models refuse (e.g. read from a GGUF file)
+            plain_copy(model).save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         if target.exists():
             shutil.rmtree(target)

@@ -122,8 +122,7 @@ def config_fingerprint(config: RunConfig, teachers: Sequence[Teacher] = ()) -> s
     """What the records depend on: a re-run with the same fingerprint may resume, a different one may not mix in.
 
     ``teachers`` (resolved) add their variants, e.g. the summariser an environment variable chose."""
-    content = {**asdict(config), "variants": [teacher.variant for teacher in teachers]}
-    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return _short_hash({**asdict(config), "variants": [teacher.variant for teacher in teachers]})
 
 
 def sampling_fingerprint(config: RunConfig) -> str:
@@ -134,6 +133,10 @@ def sampling_fingerprint(config: RunConfig) -> str:
     content = asdict(config)
     content.pop("teachers")
     content["settings"].pop("jsd_beta")
+    return _short_hash(content)
+
+
+def _short_hash(content: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

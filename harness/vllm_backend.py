@@ -19,9 +19,6 @@ and reused by later runs. ``vllm`` is imported here only, when the backend is ch
 """
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +28,7 @@ import torch
 from harness.backends import Continuation
 from harness.cache import model_fingerprint
 from harness.generation import Generated, derive_seed
-from harness.models import LoadedModel, ModelError, cache_dir
+from harness.models import LoadedModel, ModelError, cache_dir, save_model_dir
 
 INSTALL_HINT = ("--backend vllm needs vLLM and a CUDA GPU: pip install 'opd-harness[vllm]' "
                 "(or use the default --backend transformers)")
@@ -57,34 +54,9 @@ def cuda_available() -> bool:
 def export_dir(student: LoadedModel) -> Path:
     """The student's weights and tokenizer as a model directory vLLM can load, written once per fingerprint."""
     target = cache_dir() / "vllm" / model_fingerprint(student)
-    if (target / "config.json").exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        _save_model(student.model, staging)
-        student.tokenizer.save_pretrained(staging)
-        try:
-            os.replace(staging, target)  # atomic: a crash never leaves a half-written model directory
-        except OSError:
-            if not (target / "config.json").exists():  # not another process that got there first
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    if not (target / "config.json").exists():
+        save_model_dir(student.model, student.tokenizer, target)
     return target
-
-
-def _save_model(model: Any, directory: Path) -> None:
-    try:
-        model.save_pretrained(directory)
-    except (ValueError, NotImplementedError):
-        # save_pretrained refuses some loaded models (e.g. read from a GGUF file): copy the weights into a plain
-        # model built from the same config, as harness.models does when it caches GGUF weights as safetensors
-        from transformers import AutoModelForCausalLM
-
-        plain = AutoModelForCausalLM.from_config(model.config, dtype=model.dtype)
-        plain.load_state_dict(model.state_dict())
-        plain.save_pretrained(directory)
 
 
 class VLLMBackend:

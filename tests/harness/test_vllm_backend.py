@@ -163,9 +163,9 @@ def test_rollouts_are_seeded_per_sample_and_reproducible(fake_vllm, student):
 
 def test_student_is_exported_once_and_reused(fake_vllm, student, monkeypatch):
     saves = []
-    real_save = vllm_backend._save_model
-    monkeypatch.setattr(vllm_backend, "_save_model", lambda model, directory: (saves.append(directory),
-                                                                                real_save(model, directory)))
+    real_save = vllm_backend.save_model_dir
+    monkeypatch.setattr(vllm_backend, "save_model_dir", lambda model, tokenizer, target: (
+        saves.append(target), real_save(model, tokenizer, target)))
     backend = VLLMBackend(student)
     backend.rollouts(PROMPT, 2, 4, temperature=1.0, seed_parts=(0,), is_final=None)
     backend.continuations(PROMPT, RESPONSE, [Continuation(1, 65, 4)], temperature=1.0, seed_parts=(0,),
