@@ -361,7 +361,7 @@ def summarise(questions: Sequence[Question], conditions: Sequence[Condition], ou
 def format_report(report: AccuracyReport, fmt: str) -> str:
     """``md``: two GitHub tables and the notes; ``csv``: two tables separated by a blank line, notes as ``#`` lines;
     ``json``: config, rows, breakdown and notes (per-question answers only in ``--out`` files)."""
-    from harness.leaderboard import format_table
+    from harness.tables import format_table
 
     if fmt == "json":
         return json.dumps(report.to_dict(include_questions=False), indent=2, allow_nan=False, default=str)

@@ -139,7 +139,9 @@ def _quiet_libraries() -> None:
 
 
 def cmd_run(args: argparse.Namespace, console) -> int:
-    from harness.leaderboard import leaderboard, load_run, print_rich
+    from harness.leaderboard import leaderboard
+    from harness.records import load_run
+    from harness.tables import print_rich
     from harness.progress import RichProgress
     from harness.runner import default_out_dir, run
 
@@ -176,15 +178,10 @@ def cmd_run(args: argparse.Namespace, console) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace, console) -> int:
-    from harness.leaderboard import (
-        check_losses,
-        check_options,
-        format_table,
-        leaderboard,
-        load_run,
-        print_rich,
-        select_losses,
-    )
+    from harness.leaderboard import leaderboard, select_losses
+    from harness.options import check_losses, check_options
+    from harness.records import load_run
+    from harness.tables import format_table, print_rich
 
     # flags and loss names are checked before any record is read
     settings = check_options(seed=args.seed, resamples=args.resamples, permutations=args.permutations)

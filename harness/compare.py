@@ -20,7 +20,8 @@ from pathlib import Path
 import pandas as pd
 
 from harness import stats
-from harness.leaderboard import REFERENCE_LOSS, leaderboard, load_run
+from harness.leaderboard import REFERENCE_LOSS, leaderboard
+from harness.records import load_run
 
 def load_runs(run_dirs: Sequence[Path]) -> pd.DataFrame:
     """The nodes of several run directories, concatenated."""

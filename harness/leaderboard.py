@@ -21,30 +21,27 @@ Significance (METHOD.md, Statistics; computed by :mod:`harness.stats`, all at th
   (task, student, loss); ``behind`` marks rows significantly (``alpha``) behind the leader;
 - ``accuracy``: the teacher's in-context accuracy, from the run's ``accuracy.json`` when there is one.
 
-Rendering: :func:`format_table` (md / csv / json / latex strings) and :func:`print_rich` (terminal tables).
-:func:`load_run` reads a run directory back (and its ``accuracy.json``, into ``nodes.attrs["accuracy"]``).
+Rendering lives in :mod:`harness.tables`, reading a run directory back in :func:`harness.records.load_run`, and
+the checks of the report commands' flags in :mod:`harness.options`.
 """
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from harness import stats
-from harness.records import LOSS_NAMES, read_nodes, read_questions
+from harness.records import LOSS_NAMES
 
 REFERENCE_LOSS = "grpo"
 TEACHER_LOSSES = tuple(name for name in LOSS_NAMES if name != REFERENCE_LOSS)  # rkl, fkl, jsd, sampled
 REFERENCE_TEACHER = "-"  # the grpo row belongs to no teacher
 KEY_COLUMNS = ("task", "student", "teacher", "loss")
-FORMATS = ("md", "csv", "json", "latex")
 NODE_KEY = ("question_id", "rollout_id", "position")  # one node of one rollout: the pairing key across teachers
 ALPHA = 0.05
 ZERO_GRAD_NOTE = "zero distillation gradient (teacher = student): alignment 0 by definition"
@@ -320,46 +317,6 @@ def leaderboard(nodes: pd.DataFrame, columns: Sequence[Column] | None = None, *,
     return pd.concat(ranked).reset_index(drop=True)
 
 
-def check_options(*, seed: int = 0, resamples: int | None = None, permutations: int | None = None) -> dict[str, int]:
-    """``--seed``/``--resamples``/``--permutations`` of the report commands checked, as :func:`leaderboard` keywords.
-
-    ``None`` means the default (:data:`harness.stats.RESAMPLES`, :data:`harness.stats.PERMUTATIONS`). A bad value
-    raises :class:`harness.runner.ConfigError` naming every bad flag, before any record is read.
-    """
-    settings = {"seed": seed, "resamples": stats.RESAMPLES if resamples is None else resamples,
-                "permutations": stats.PERMUTATIONS if permutations is None else permutations}
-    problems = [f"--{name} must be a positive integer (got {settings[name]})"
-                for name in ("resamples", "permutations") if settings[name] < 1]
-    if seed < 0:  # numpy seeds are non-negative
-        problems.append(f"--seed must be 0 or more (got {seed})")
-    if problems:
-        from harness.runner import ConfigError
-
-        raise ConfigError("Invalid statistics options: " + "; ".join(problems) + ".")
-    return settings
-
-
-def check_losses(names: Sequence[str], allowed: Sequence[str] = LOSS_NAMES,
-                 reason: str = "run records hold alignments only for the built-in losses") -> tuple[str, ...]:
-    """``--loss`` names checked against the loss registry (:data:`harness.losses.LOSSES`), duplicates dropped.
-
-    An unknown name raises the registry's :class:`~harness.registry.RegistryError`, with its "did you mean"; so does
-    a registered loss outside ``allowed`` (e.g. a plugin loss, which no run record carries), with ``reason``.
-    """
-    from harness.losses import resolve_loss
-    from harness.registry import RegistryError
-
-    checked: list[str] = []
-    for name in names:
-        resolve_loss(name)
-        if name not in allowed:
-            raise RegistryError(f"Loss {name!r} cannot be used here: {reason}. Choose --loss among "
-                                f"{', '.join(allowed)}.")
-        if name not in checked:
-            checked.append(name)
-    return tuple(checked)
-
-
 def select_losses(table: pd.DataFrame, losses: Sequence[str]) -> pd.DataFrame:
     """The rows of ``losses`` only (every row when ``losses`` is empty), in the table's order.
 
@@ -369,199 +326,3 @@ def select_losses(table: pd.DataFrame, losses: Sequence[str]) -> pd.DataFrame:
     if not losses:
         return table
     return table[table["loss"].isin(list(losses))].reset_index(drop=True)
-
-
-# ---------------------------------------------------------------- rendering
-
-# interval columns shown next to their estimate in the terminal: estimate -> (lo, hi); align's own interval is left
-# to the file formats, so that the table fits a 160-column terminal
-INTERVALS = {"walign": ("walign_lo", "walign_hi"), "corr_minus_incorr": ("diff_lo", "diff_hi")}
-RICH_HIDDEN = ("task", "student", "p_corr_incorr", "align_lo", "align_hi")
-# counts stated once in the caption, shown as columns only where they differ between rows
-CAPTION_COUNTS = ("questions", "rollouts", "nodes", "no_context")
-
-
-def _float_columns(df: pd.DataFrame) -> list[str]:
-    return [name for name in df.columns if pd.api.types.is_float_dtype(df[name])]
-
-
-def _is_pvalue(name: str) -> bool:
-    # p-values keep 3 significant digits: 3 decimals would print a strong result (p = 1e-4) as 0.000
-    return name.startswith(("p_", "q_"))
-
-
-def _round(name: str, value: float) -> float:
-    return float(f"{value:.3g}") if _is_pvalue(name) else round(float(value), 3)
-
-
-def _with_missing(df: pd.DataFrame) -> pd.DataFrame:
-    """Float columns as objects with NaN -> None, so tabulate prints its ``missingval`` instead of "nan"."""
-    out = df.copy()
-    for name in _float_columns(out):
-        # dtype=object: a plain list would be re-inferred as float64, turning None back into NaN ("nan" in the table)
-        out[name] = pd.Series([None if pd.isna(v) else float(v) for v in out[name]], index=out.index, dtype=object)
-    return out
-
-
-def format_table(df: pd.DataFrame, fmt: str) -> str:
-    """Render a leaderboard as ``md`` (GitHub), ``csv``, ``json`` (records, NaN -> null) or ``latex`` (booktabs).
-
-    Floats are rounded to 3 decimals in every format, p-values (``p_*``, ``q_*``) to 3 significant digits.
-    """
-    from tabulate import tabulate
-
-    floatfmt = [".3g" if _is_pvalue(name) else ".3f" for name in df.columns]
-    if fmt == "md":
-        return tabulate(_with_missing(df), headers="keys", tablefmt="github", floatfmt=floatfmt, showindex=False,
-                        missingval="—")
-    if fmt == "latex":
-        # "--" rather than an em dash: pdflatex without unicode input chokes on U+2014
-        return tabulate(_with_missing(df), headers="keys", tablefmt="latex_booktabs", floatfmt=floatfmt,
-                        showindex=False, missingval="--")
-    if fmt == "csv":
-        out = df.copy()
-        for name in _float_columns(out):
-            out[name] = [math.nan if pd.isna(v) else _round(name, v) for v in out[name]]
-        return out.to_csv(index=False)
-    if fmt == "json":
-        floats = set(_float_columns(df))
-        records = [
-            {
-                name: (None if pd.isna(value) else _round(name, value)) if name in floats
-                else (value.item() if isinstance(value, np.generic) else value)
-                for name, value in row.items()
-            }
-            for row in df.to_dict(orient="records")
-        ]
-        return json.dumps(records, indent=2, allow_nan=False)
-    raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
-
-
-def _cell_text(value: Any, name: str = "") -> str:
-    if isinstance(value, (bool, np.bool_)):
-        return "yes" if value else ""
-    if isinstance(value, (float, np.floating)):
-        if math.isnan(value):
-            return "—"
-        return f"{value:.3g}" if _is_pvalue(name) else f"{value:.3f}"
-    return str(value)
-
-
-def _interval_text(row: pd.Series, name: str) -> str:
-    lo, hi = (row[bound] for bound in INTERVALS[name])
-    text = _cell_text(row[name])
-    if pd.isna(lo) or pd.isna(hi):
-        return text
-    return f"{row[name]:.2f} [{lo:.2f},{hi:.2f}]"
-
-
-def _count_text(values: pd.Series) -> str:
-    lo, hi = int(values.min()), int(values.max())
-    return str(lo) if lo == hi else f"{lo}–{hi}"
-
-
-# terminal headers: short enough that the table fits a wide terminal
-RICH_HEADERS = {"questions": "q", "rollouts": "roll", "nodes": "nodes", "informative": "inform", "no_context": "no ctx",
-                "walign": "walign [95% CI]", "align_correct": "align ok",
-                "align_incorrect": "align bad", "corr_minus_incorr": "ok − bad [95% CI]", "p_corr_incorr": "p ok/bad",
-                "q_corr_incorr": "q ok/bad (BH)", "p_vs_leader": "p vs lead (Holm)", "pos_frac": "pos",
-                "zero_grad": "zero d", "accuracy": "acc"}
-
-
-def print_rich(df: pd.DataFrame, console=None) -> None:
-    """Print one rich Table per (task, student), with n stated in the caption and the zero-gradient footnote.
-
-    Interval bounds are shown next to their estimate (``INTERVALS``) rather than as columns of their own.
-    """
-    from rich.console import Console
-    from rich.table import Table
-
-    console = console or Console()
-    if df.empty:
-        console.print("(empty leaderboard: no nodes)")
-        return
-    bounds = {bound for name, pair in INTERVALS.items() if name in df.columns and set(pair) <= set(df.columns)
-              for bound in pair}
-    # the terminal shows only the BH-corrected ok/bad p-value (the raw one is in every file format)
-    columns = [name for name in df.columns if name not in RICH_HIDDEN and name not in bounds]
-    if "accuracy" in columns and df["accuracy"].isna().all():
-        columns.remove("accuracy")  # no accuracy.json: an all-dash column says nothing
-    for (task, student), group in df.groupby(["task", "student"], sort=False, dropna=False):
-        shown = [name for name in columns if name not in CAPTION_COUNTS or group[name].nunique(dropna=False) > 1]
-        has_zero = "zero_grad" in group.columns and bool((group["zero_grad"] == 1.0).any())
-        caption = None
-        if {"questions", "rollouts", "informative"} <= set(group.columns):
-            caption = (f"n = {_count_text(group['questions'])} questions · {_count_text(group['rollouts'])} rollouts"
-                       f" · {_count_text(group['informative'])} informative nodes")
-            if "nodes" in group.columns:
-                caption += f" (of {_count_text(group['nodes'])})"
-            if "no_context" in group.columns and group["no_context"].max() > 0:
-                caption += f" · {_count_text(group['no_context'])} without teacher context"
-        table = Table(title=f"{task} · student {student}", caption=caption)
-        for name in shown:
-            # interval cells stay on one line; a wrapped "[lo,\n hi]" is hard to read
-            numeric = pd.api.types.is_numeric_dtype(group[name]) and not pd.api.types.is_bool_dtype(group[name])
-            table.add_column(RICH_HEADERS.get(name, name), justify="right" if numeric else "left",
-                             no_wrap=not numeric or name in INTERVALS)
-        for _, row in group.iterrows():
-            cells = [_interval_text(row, name) if INTERVALS.get(name, ("",))[0] in bounds else _cell_text(row[name], name)
-                     for name in shown]
-            if has_zero and row.get("zero_grad") == 1.0 and "teacher" in shown:
-                # mark the row, keep the number itself plain: 1.000 is a true value, not an error
-                cells[shown.index("teacher")] += " †"
-            table.add_row(*cells)
-        console.print(table)
-        if has_zero:
-            console.print(f"† {ZERO_GRAD_NOTE}")
-        if "behind" in shown and bool(group["behind"].any()):
-            console.print("behind: significantly below the loss's leader by walign (paired sign-flip test over "
-                          f"questions, Holm-corrected, alpha {ALPHA})")
-
-
-def format_sections(sections: Mapping[str, pd.DataFrame], fmt: str, console=None) -> str | None:
-    """Several named tables (``opd analyze``, ``opd compare``) in one output: ``rich`` prints (returns None), ``json``
-    is one object keyed by section, the other formats put a heading line before each table."""
-    if fmt == "rich":
-        from rich.console import Console
-        from rich.table import Table
-
-        console = console or Console()
-        for name, df in sections.items():
-            table = Table(title=name)
-            for column in df.columns:
-                table.add_column(str(column), justify="right" if pd.api.types.is_numeric_dtype(df[column]) else "left")
-            for _, row in df.iterrows():
-                table.add_row(*(_cell_text(row[column], str(column)) for column in df.columns))
-            console.print(table)
-        return None
-    if fmt == "json":
-        return json.dumps({name: json.loads(format_table(df, "json")) for name, df in sections.items()}, indent=2)
-    heading = {"md": "## {}", "latex": "% {}", "csv": "# {}"}[fmt] if fmt in FORMATS else None
-    if heading is None:
-        raise ValueError(f"unknown format {fmt!r}; expected rich or one of {', '.join(FORMATS)}")
-    return "\n\n".join(f"{heading.format(name)}\n\n{format_table(df, fmt)}" for name, df in sections.items())
-
-
-# ---------------------------------------------------------------- run directories
-
-
-def load_run(run_dir) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """``(nodes, questions, run_json)`` of a run directory; a missing ``run.json`` reads as ``{}``.
-
-    An ``accuracy.json`` next to the records is read into ``nodes.attrs["accuracy"]``.
-    """
-    run_dir = Path(run_dir)
-    for name in ("nodes.parquet", "questions.parquet"):
-        if not (run_dir / name).is_file():
-            raise FileNotFoundError(
-                f"{run_dir / name} not found: {run_dir} is not a finished run directory "
-                f"(create one with `opd run --out RUN_DIR`)"
-            )
-    run_json_path = run_dir / "run.json"
-    run_json = json.loads(run_json_path.read_text()) if run_json_path.is_file() else {}
-    nodes = read_nodes(run_dir)
-    accuracy_path = run_dir / "accuracy.json"
-    if accuracy_path.is_file():
-        # carried on the frame so that `leaderboard(nodes)` (as the CLI calls it) shows the accuracy column
-        nodes.attrs["accuracy"] = json.loads(accuracy_path.read_text())
-    return nodes, read_questions(run_dir), run_json

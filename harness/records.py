@@ -10,10 +10,13 @@ import os
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    import pandas
 
 LOSS_NAMES = ("rkl", "fkl", "jsd", "sampled", "grpo")  # the losses every record carries an alignment for
 
@@ -131,3 +134,25 @@ def read_nodes(run_dir: Path):
 
 def read_questions(run_dir: Path):
     return pq.read_table(Path(run_dir) / "questions.parquet").to_pandas()
+
+
+def load_run(run_dir) -> tuple["pandas.DataFrame", "pandas.DataFrame", dict]:
+    """``(nodes, questions, run_json)`` of a run directory; a missing ``run.json`` reads as ``{}``.
+
+    An ``accuracy.json`` next to the records is read into ``nodes.attrs["accuracy"]``.
+    """
+    run_dir = Path(run_dir)
+    for name in ("nodes.parquet", "questions.parquet"):
+        if not (run_dir / name).is_file():
+            raise FileNotFoundError(
+                f"{run_dir / name} not found: {run_dir} is not a finished run directory "
+                f"(create one with `opd run --out RUN_DIR`)"
+            )
+    run_json_path = run_dir / "run.json"
+    run_json = json.loads(run_json_path.read_text()) if run_json_path.is_file() else {}
+    nodes = read_nodes(run_dir)
+    accuracy_path = run_dir / "accuracy.json"
+    if accuracy_path.is_file():
+        # carried on the frame so that `leaderboard(nodes)` (as the CLI calls it) shows the accuracy column
+        nodes.attrs["accuracy"] = json.loads(accuracy_path.read_text())
+    return nodes, read_questions(run_dir), run_json

@@ -88,7 +88,9 @@ def run_cell(cell: Cell, include: tuple[str, ...] = (), cache_dir: str | None = 
     ``cache_dir``: the reuse cache (None: none); cells that share a task and student share its sampled work.
     """
     from harness.cache import WorkCache
-    from harness.leaderboard import format_table, leaderboard, load_run
+    from harness.leaderboard import leaderboard
+    from harness.records import load_run
+    from harness.tables import format_table
     from harness.plugins import load_all
     from harness.runner import run
 
@@ -137,7 +139,7 @@ def _run_with_ray(suite: Suite, address: str | None, include: tuple[str, ...], c
 
 def _write_comparisons(suite: Suite) -> None:
     from harness.compare import compare, load_runs
-    from harness.leaderboard import format_sections
+    from harness.tables import format_sections
 
     by_task: dict[str, list[Cell]] = {}
     for cell in suite.cells:

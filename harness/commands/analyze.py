@@ -15,7 +15,9 @@ def register(commands) -> None:
 
 def handle(args, console) -> int:
     from harness.analysis import analyze
-    from harness.leaderboard import check_options, format_sections, load_run
+    from harness.options import check_options
+    from harness.records import load_run
+    from harness.tables import format_sections
 
     check_options(seed=args.seed, resamples=args.resamples)  # bad numbers: one clear error, before reading
     nodes, _, _ = load_run(args.run_dir)

@@ -16,7 +16,8 @@ def register(commands) -> None:
 
 def handle(args, console) -> int:
     from harness.compare import compare, load_runs
-    from harness.leaderboard import check_options, format_sections
+    from harness.options import check_options
+    from harness.tables import format_sections
 
     check_options(seed=args.seed, resamples=args.resamples, permutations=args.permutations)
     tables = compare(load_runs(args.run_dirs), resamples=args.resamples, permutations=args.permutations,

@@ -16,7 +16,9 @@ def register(commands) -> None:
 
 
 def handle(args, console) -> int:
-    from harness.leaderboard import TEACHER_LOSSES, check_losses, check_options, load_run
+    from harness.leaderboard import TEACHER_LOSSES
+    from harness.options import check_losses, check_options
+    from harness.records import load_run
     from harness.plots import plot_run
 
     check_options(seed=args.seed, resamples=args.resamples)

@@ -18,7 +18,8 @@ def register(commands) -> None:
 
 
 def handle(args, console) -> int:
-    from harness.leaderboard import check_losses, load_run
+    from harness.options import check_losses
+    from harness.records import load_run
     from harness.viewer import render, student_tokenizer
 
     check_losses([args.loss])  # unknown: the registry's error with "did you mean"

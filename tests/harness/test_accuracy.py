@@ -25,7 +25,7 @@ from harness.accuracy import (
     year_range,
 )
 from harness.cli import main
-from harness.task import TASKS, Question, register_task, resolve_task
+from harness.task import TASKS, register_task, resolve_task
 from harness.teacher import TEACHERS, Teacher, register_teacher
 
 ODD_ONLY_TEACHER = "test-odd-only-context"

@@ -18,11 +18,10 @@ from harness.leaderboard import (
     TEACHER_LOSSES,
     ZERO_GRAD_NOTE,
     Column,
-    format_table,
     leaderboard,
-    load_run,
-    print_rich,
 )
+from harness.records import load_run
+from harness.tables import format_table, print_rich
 from harness.records import LOSS_NAMES, NODE_SCHEMA, QUESTION_SCHEMA, rows_to_table, write_json, write_table
 
 TASK, STUDENT = "gsm8k", "smollm2-135m"
@@ -427,7 +426,7 @@ def test_cli_defaults_are_the_stats_defaults(run_dir, monkeypatch, capsys):
 
 
 def test_check_losses_refuses_a_registered_loss_without_records():
-    from harness.leaderboard import check_losses
+    from harness.options import check_losses
     from harness.losses import LOSSES, resolve_loss
     from harness.registry import RegistryError
 

@@ -1,0 +1,51 @@
+"""Checks of the flags the report commands share (``--seed``, ``--resamples``, ``--permutations``, ``--loss``).
+
+Each check raises one clear error naming every bad flag before any record is read.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from harness import stats
+from harness.records import LOSS_NAMES
+
+
+def check_options(*, seed: int = 0, resamples: int | None = None, permutations: int | None = None) -> dict[str, int]:
+    """``--seed``/``--resamples``/``--permutations`` of the report commands checked, as :func:`leaderboard` keywords.
+
+    ``None`` means the default (:data:`harness.stats.RESAMPLES`, :data:`harness.stats.PERMUTATIONS`). A bad value
+    raises :class:`harness.runner.ConfigError` naming every bad flag, before any record is read.
+    """
+    settings = {"seed": seed, "resamples": stats.RESAMPLES if resamples is None else resamples,
+                "permutations": stats.PERMUTATIONS if permutations is None else permutations}
+    problems = [f"--{name} must be a positive integer (got {settings[name]})"
+                for name in ("resamples", "permutations") if settings[name] < 1]
+    if seed < 0:  # numpy seeds are non-negative
+        problems.append(f"--seed must be 0 or more (got {seed})")
+    if problems:
+        from harness.runner import ConfigError
+
+        raise ConfigError("Invalid statistics options: " + "; ".join(problems) + ".")
+    return settings
+
+
+def check_losses(names: Sequence[str], allowed: Sequence[str] = LOSS_NAMES,
+                 reason: str = "run records hold alignments only for the built-in losses") -> tuple[str, ...]:
+    """``--loss`` names checked against the loss registry (:data:`harness.losses.LOSSES`), duplicates dropped.
+
+    An unknown name raises the registry's :class:`~harness.registry.RegistryError`, with its "did you mean"; so does
+    a registered loss outside ``allowed`` (e.g. a plugin loss, which no run record carries), with ``reason``.
+    """
+    from harness.losses import resolve_loss
+    from harness.registry import RegistryError
+
+    checked: list[str] = []
+    for name in names:
+        resolve_loss(name)
+        if name not in allowed:
+            raise RegistryError(f"Loss {name!r} cannot be used here: {reason}. Choose --loss among "
+                                f"{', '.join(allowed)}.")
+        if name not in checked:
+            checked.append(name)
+    return tuple(checked)
+
