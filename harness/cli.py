@@ -26,6 +26,8 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from harness.options import add_stats_arguments
+
     parser = argparse.ArgumentParser(prog="opd", description="Training-free diagnostic of on-policy distillation.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     parser.add_argument("--include", action="append", default=[], metavar="FILE.py",
@@ -72,12 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--format", default="rich", choices=["rich", "md", "csv", "json", "latex"])
     board.add_argument("--loss", action="append", dest="losses", default=[], metavar="NAME",
                        help="show only this loss's rows, repeatable (opd list losses; grpo: the reference row)")
-    board.add_argument("--seed", type=int, default=0, help="seed of the bootstrap intervals and permutation tests")
-    # None: harness.stats' defaults (RESAMPLES, PERMUTATIONS)
-    board.add_argument("--resamples", type=int, default=None, metavar="N",
-                       help="question-level bootstrap resamples of the intervals (default: 2000)")
-    board.add_argument("--permutations", type=int, default=None, metavar="N",
-                       help="permutation / sign-flip draws of the p-values (default: 10000)")
+    board.add_argument("--pairs", action="store_true",
+                       help="every teacher pair instead: tested difference, interval, p, Holm p, questions, mde, "
+                            "verdict")
+    board.add_argument("--wide", action="store_true",
+                       help="terminal view with every column (md/csv/json/latex always hold every column)")
+    add_stats_arguments(board)
     board.set_defaults(handler=cmd_leaderboard)
 
     listing = commands.add_parser("list", help="registered tasks, teachers, models or losses")
@@ -178,20 +180,23 @@ def cmd_run(args: argparse.Namespace, console) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace, console) -> int:
-    from harness.leaderboard import leaderboard, select_losses
-    from harness.options import check_losses, check_options
+    from harness.leaderboard import build, select_losses
+    from harness.options import check_losses, options_from
     from harness.records import load_run
-    from harness.tables import format_table, print_rich
+    from harness.tables import format_table, print_pairs, print_rich
 
     # flags and loss names are checked before any record is read
-    settings = check_options(seed=args.seed, resamples=args.resamples, permutations=args.permutations)
+    options = options_from(args)
     losses = check_losses(args.losses)
     nodes, _, _ = load_run(args.run_dir)
-    table = select_losses(leaderboard(nodes, **settings), losses)
-    if args.format == "rich":
-        print_rich(table, console)
-    else:
+    board = build(nodes, options=options)
+    table = select_losses(board.pairs if args.pairs else board.table, losses)
+    if args.format != "rich":
         print(format_table(table, args.format))
+    elif args.pairs:
+        print_pairs(table, console)
+    else:
+        print_rich(table, console, wide=args.wide)
     return 0
 
 

@@ -7,8 +7,8 @@ once, so every number here is a leaderboard number with the same intervals and t
   rank (1 = highest ``walign``) for that student;
 - :func:`rank_agreement`: Kendall tau between two students' teacher rankings (``walign`` over the teachers both
   have), per (task, loss) -- does the best teacher for a small student stay best for a larger one?
-- :func:`best_teachers`: per (task, student, loss) the leader, the runner-up, the margin in ``walign`` and the
-  paired sign-flip p-value of runner-up vs leader (the leaderboard's Holm-corrected ``p_vs_leader``).
+- :func:`best_teachers`: per (task, student, loss) the leader and the runner-up with their rank groups, and the
+  leaderboard's pair test of the two (tested difference, Holm-corrected p-value over all pairs, verdict).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness import stats
-from harness.leaderboard import REFERENCE_LOSS, leaderboard
+from harness.leaderboard import REFERENCE_LOSS, Leaderboard, build
 from harness.records import load_run
 
 def load_runs(run_dirs: Sequence[Path]) -> pd.DataFrame:
@@ -58,33 +58,38 @@ def rank_agreement(board: pd.DataFrame) -> pd.DataFrame:
                             "tau": stats.correlation(both.iloc[:, 0], both.iloc[:, 1], "kendall")})
     return pd.DataFrame.from_records(records, columns=["task", "loss", "student_a", "student_b", "teachers", "tau"])
 
-def best_teachers(board: pd.DataFrame) -> pd.DataFrame:
-    """Leader and runner-up by ``walign`` per (task, student, loss), the margin and the runner-up's paired p-value."""
-    rows = _teacher_rows(board)
+def best_teachers(board: Leaderboard) -> pd.DataFrame:
+    """Leader and runner-up by ``walign`` per (task, student, loss), their rank groups, and the tested difference of
+    the pair (leader minus runner-up on the nodes both share) with its Holm-corrected p-value and verdict."""
+    rows = _teacher_rows(board.table)
     records = []
     for (task, student, loss), group in rows.groupby(["task", "student", "loss"], sort=False):
         ranked = group.dropna(subset=["walign"]).sort_values("walign", ascending=False, kind="stable")
         record = {"task": task, "student": student, "loss": loss, "teachers": len(group)}
         if len(ranked):
             leader = ranked.iloc[0]
-            record.update(best=leader.teacher, walign=leader.walign, walign_lo=leader.walign_lo,
-                          walign_hi=leader.walign_hi, questions=int(leader.questions),
-                          informative=int(leader.informative))
+            record.update(best=leader.teacher, group=leader.group, walign=leader.walign, walign_lo=leader.walign_lo,
+                          walign_hi=leader.walign_hi, questions=int(leader.align_questions),
+                          nodes=int(leader.align_nodes))
         if len(ranked) > 1:
             runner = ranked.iloc[1]
-            record.update(runner_up=runner.teacher, margin=leader.walign - runner.walign,
-                          p_runner_up=runner.p_vs_leader)
+            pair = board.pairs[(board.pairs.task == task) & (board.pairs.student == student)
+                               & (board.pairs.loss == loss) & (board.pairs.teacher == leader.teacher)
+                               & (board.pairs.other == runner.teacher)]
+            record.update(runner_up=runner.teacher, runner_up_group=runner.group)
+            if len(pair):
+                record.update(diff=pair.iloc[0]["diff"], p_holm=pair.iloc[0]["p_holm"],
+                              pair_questions=int(pair.iloc[0]["questions"]), verdict=pair.iloc[0]["verdict"])
         records.append(record)
     return pd.DataFrame.from_records(records, columns=[
-        "task", "student", "loss", "teachers", "best", "walign", "walign_lo", "walign_hi", "questions",
-        "informative", "runner_up", "margin", "p_runner_up"])
+        "task", "student", "loss", "teachers", "best", "group", "walign", "walign_lo", "walign_hi", "questions",
+        "nodes", "runner_up", "runner_up_group", "diff", "p_holm", "pair_questions", "verdict"])
 
-def compare(nodes: pd.DataFrame, *, resamples: int = stats.RESAMPLES, permutations: int = stats.PERMUTATIONS,
-            seed: int = 0) -> dict[str, pd.DataFrame]:
+
+def compare(nodes: pd.DataFrame, *, options: stats.Options | None = None) -> dict[str, pd.DataFrame]:
     """All tables of ``opd compare`` from pooled nodes, keyed ``matrix``, ``agreement``, ``best``."""
-    board = leaderboard(nodes, resamples=resamples, permutations=permutations, seed=seed)
-    if board.empty:
+    board = build(nodes, options=options)
+    if board.table.empty:
         empty = pd.DataFrame()
         return {"matrix": empty, "agreement": empty, "best": empty}
-    return {"matrix": matrix(board), "agreement": rank_agreement(board), "best": best_teachers(board)}
-
+    return {"matrix": matrix(board.table), "agreement": rank_agreement(board.table), "best": best_teachers(board)}

@@ -1,17 +1,28 @@
-"""Checks of the flags the report commands share (``--seed``, ``--resamples``, ``--permutations``, ``--loss``).
-
-Each check raises one clear error naming every bad flag before any record is read.
+"""The flags the report commands share (``--seed``, ``--resamples``, ``--permutations``, ``--loss``): one place that
+adds them to a command and checks them, raising one clear error naming every bad flag before any record is read.
 """
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 
 from harness import stats
 from harness.records import LOSS_NAMES
 
 
-def check_options(*, seed: int = 0, resamples: int | None = None, permutations: int | None = None) -> dict[str, int]:
-    """``--seed``/``--resamples``/``--permutations`` of the report commands checked, as :func:`leaderboard` keywords.
+def add_stats_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--seed``, ``--resamples``, ``--permutations`` (None: :mod:`harness.stats`'s defaults)."""
+    parser.add_argument("--seed", type=int, default=0, help="seed of the permutation tests and bootstrap resamples")
+    parser.add_argument("--resamples", type=int, default=None, metavar="N",
+                        help=f"question-level bootstrap resamples (default: {stats.RESAMPLES})")
+    parser.add_argument("--permutations", type=int, default=None, metavar="N",
+                        help=f"sign-flip draws of tests and intervals (default: {stats.PERMUTATIONS}; all 2^questions "
+                             "when fewer)")
+
+
+def check_options(*, seed: int = 0, resamples: int | None = None,
+                  permutations: int | None = None) -> stats.Options:
+    """``--seed``/``--resamples``/``--permutations`` checked, as :class:`harness.stats.Options`.
 
     ``None`` means the default (:data:`harness.stats.RESAMPLES`, :data:`harness.stats.PERMUTATIONS`). A bad value
     raises :class:`harness.runner.ConfigError` naming every bad flag, before any record is read.
@@ -26,7 +37,12 @@ def check_options(*, seed: int = 0, resamples: int | None = None, permutations: 
         from harness.runner import ConfigError
 
         raise ConfigError("Invalid statistics options: " + "; ".join(problems) + ".")
-    return settings
+    return stats.Options(**settings)
+
+
+def options_from(args: argparse.Namespace) -> stats.Options:
+    """The checked :class:`harness.stats.Options` of a command built with :func:`add_stats_arguments`."""
+    return check_options(seed=args.seed, resamples=args.resamples, permutations=args.permutations)
 
 
 def check_losses(names: Sequence[str], allowed: Sequence[str] = LOSS_NAMES,

@@ -88,7 +88,7 @@ def run_cell(cell: Cell, include: tuple[str, ...] = (), cache_dir: str | None = 
     ``cache_dir``: the reuse cache (None: none); cells that share a task and student share its sampled work.
     """
     from harness.cache import WorkCache
-    from harness.leaderboard import leaderboard
+    from harness.leaderboard import build, select_losses
     from harness.records import load_run
     from harness.tables import format_table
     from harness.plugins import load_all
@@ -97,10 +97,11 @@ def run_cell(cell: Cell, include: tuple[str, ...] = (), cache_dir: str | None = 
     load_all(include)
     meta = run(cell.config, cell.out, cache=WorkCache(cache_dir) if cache_dir else None)
     nodes, _, _ = load_run(cell.out)
-    board = leaderboard(nodes)
-    board = board[board["loss"].isin(cell.losses)]
-    (cell.out / "leaderboard.md").write_text(format_table(board, "md") + "\n")
-    (cell.out / "leaderboard.json").write_text(format_table(board, "json") + "\n")
+    board = build(nodes)
+    for name, table in (("leaderboard", board.table), ("pairs", board.pairs)):
+        table = select_losses(table, cell.losses)
+        (cell.out / f"{name}.md").write_text(format_table(table, "md") + "\n")
+        (cell.out / f"{name}.json").write_text(format_table(table, "json") + "\n")
     return {"task": cell.task, "student": cell.student, "out": str(cell.out), "counts": meta["counts"]}
 
 

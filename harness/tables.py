@@ -1,29 +1,38 @@
-"""Rendering of report tables: md / csv / json / latex strings (:func:`format_table`), the terminal view of a
-leaderboard (:func:`print_rich`) and several named tables in one output (:func:`format_sections`).
+"""Rendering of report tables: md / csv / json / latex strings (:func:`format_table`), the terminal views of a
+leaderboard and its teacher pairs (:func:`print_rich`, :func:`print_pairs`) and several named tables in one output
+(:func:`format_sections`).
 
 Nothing here computes a statistic: tables arrive finished from :mod:`harness.leaderboard`, :mod:`harness.analysis`,
-:mod:`harness.compare` or :mod:`harness.accuracy`.
+:mod:`harness.compare` or :mod:`harness.accuracy`. Machine-readable formats (csv, json) keep every digit; md, latex
+and the terminal round for reading.
+
+The terminal view of a leaderboard shows the essential columns only (teacher, loss, n, ``walign`` with its interval,
+the within-question ok-minus-bad contrast with its interval, the rank group), so that it fits an ordinary 100-column
+terminal; ``wide=True`` (``--wide``) adds the rest, and every file format keeps every column. An estimate from fewer
+than 10 questions is shown without an interval and marked, with a note saying why (METHOD, Statistics).
 """
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from harness.leaderboard import ALPHA, ZERO_GRAD_NOTE
+from harness import stats
+from harness.leaderboard import ZERO_GRAD_NOTE
 
 FORMATS = ("md", "csv", "json", "latex")
-
-# interval columns shown next to their estimate in the terminal: estimate -> (lo, hi); align's own interval is left
-# to the file formats, so that the table fits a 160-column terminal
-INTERVALS = {"walign": ("walign_lo", "walign_hi"), "corr_minus_incorr": ("diff_lo", "diff_hi")}
-RICH_HIDDEN = ("task", "student", "p_corr_incorr", "align_lo", "align_hi")
-# counts stated once in the caption, shown as columns only where they differ between rows
-CAPTION_COUNTS = ("questions", "rollouts", "nodes", "no_context")
+SMALL_N_MARK = "(n<10)"
+SMALL_N_NOTE = (f"{SMALL_N_MARK}: fewer than {stats.MIN_QUESTIONS} questions behind this estimate, too few for a "
+                "conclusion, so no interval is shown; diagnose more questions (--limit) before reading anything into it.")
+GROUP_NOTE = ("group: teachers that share a letter are not separated by any significant paired test (all pairs of "
+              "the loss, Holm-corrected, alpha 0.05); 'a' holds the leader by walign. "
+              "Every pair: opd leaderboard RUN --pairs.")
+INCONCLUSIVE_NOTE = ("inconclusive: not significant at this n; the true difference may be anything up to the minimum "
+                     "detectable effect (mde), so this is never evidence of no difference.")
 
 
 def _float_columns(df: pd.DataFrame) -> list[str]:
@@ -32,11 +41,7 @@ def _float_columns(df: pd.DataFrame) -> list[str]:
 
 def _is_pvalue(name: str) -> bool:
     # p-values keep 3 significant digits: 3 decimals would print a strong result (p = 1e-4) as 0.000
-    return name.startswith(("p_", "q_"))
-
-
-def _round(name: str, value: float) -> float:
-    return float(f"{value:.3g}") if _is_pvalue(name) else round(float(value), 3)
+    return name in ("p", "q") or name.startswith(("p_", "q_"))
 
 
 def _with_missing(df: pd.DataFrame) -> pd.DataFrame:
@@ -48,10 +53,20 @@ def _with_missing(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def format_table(df: pd.DataFrame, fmt: str) -> str:
-    """Render a leaderboard as ``md`` (GitHub), ``csv``, ``json`` (records, NaN -> null) or ``latex`` (booktabs).
+def _plain(value: Any) -> Any:
+    """A JSON-ready value: numpy scalars as Python ones, NaN/inf as None."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
-    Floats are rounded to 3 decimals in every format, p-values (``p_*``, ``q_*``) to 3 significant digits.
+
+def format_table(df: pd.DataFrame, fmt: str) -> str:
+    """Render a table as ``md`` (GitHub), ``csv``, ``json`` (records, NaN -> null) or ``latex`` (booktabs).
+
+    md and latex round floats to 3 decimals and p-values (``p``, ``p_*``, ``q_*``) to 3 significant digits; csv and
+    json keep full precision (they are for further computation).
     """
     from tabulate import tabulate
 
@@ -64,20 +79,9 @@ def format_table(df: pd.DataFrame, fmt: str) -> str:
         return tabulate(_with_missing(df), headers="keys", tablefmt="latex_booktabs", floatfmt=floatfmt,
                         showindex=False, missingval="--")
     if fmt == "csv":
-        out = df.copy()
-        for name in _float_columns(out):
-            out[name] = [math.nan if pd.isna(v) else _round(name, v) for v in out[name]]
-        return out.to_csv(index=False)
+        return df.to_csv(index=False, float_format="%.17g")
     if fmt == "json":
-        floats = set(_float_columns(df))
-        records = [
-            {
-                name: (None if pd.isna(value) else _round(name, value)) if name in floats
-                else (value.item() if isinstance(value, np.generic) else value)
-                for name, value in row.items()
-            }
-            for row in df.to_dict(orient="records")
-        ]
+        records = [{name: _plain(value) for name, value in row.items()} for row in df.to_dict(orient="records")]
         return json.dumps(records, indent=2, allow_nan=False)
     raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
@@ -92,12 +96,16 @@ def _cell_text(value: Any, name: str = "") -> str:
     return str(value)
 
 
-def _interval_text(row: pd.Series, name: str) -> str:
-    lo, hi = (row[bound] for bound in INTERVALS[name])
-    text = _cell_text(row[name])
+def estimate_text(estimate: float, lo: float, hi: float, questions: float, signed: bool = False) -> str:
+    """``0.21 [0.15, 0.27]``; below 10 questions ``0.21 (n<10)``; ``—`` when there is no estimate."""
+    if estimate is None or pd.isna(estimate):
+        return "—"
+    number = f"{estimate:+.2f}" if signed else f"{estimate:.2f}"
+    if pd.isna(questions) or questions < stats.MIN_QUESTIONS:
+        return f"{number} {SMALL_N_MARK}"
     if pd.isna(lo) or pd.isna(hi):
-        return text
-    return f"{row[name]:.2f} [{lo:.2f},{hi:.2f}]"
+        return number
+    return f"{number} [{lo:.2f}, {hi:.2f}]"
 
 
 def _count_text(values: pd.Series) -> str:
@@ -105,19 +113,43 @@ def _count_text(values: pd.Series) -> str:
     return str(lo) if lo == hi else f"{lo}–{hi}"
 
 
-# terminal headers: short enough that the table fits a wide terminal
-RICH_HEADERS = {"questions": "q", "rollouts": "roll", "nodes": "nodes", "informative": "inform", "no_context": "no ctx",
-                "walign": "walign [95% CI]", "align_correct": "align ok",
-                "align_incorrect": "align bad", "corr_minus_incorr": "ok − bad [95% CI]", "p_corr_incorr": "p ok/bad",
-                "q_corr_incorr": "q ok/bad (BH)", "p_vs_leader": "p vs lead (Holm)", "pos_frac": "pos",
-                "zero_grad": "zero d", "accuracy": "acc"}
+# (header, how a row renders it, right-justified); ESSENTIAL first, WIDE adds the rest
+def _n(row) -> str:
+    return f"{int(row['align_questions'])} q · {int(row['align_nodes'])}"
 
 
-def print_rich(df: pd.DataFrame, console=None) -> None:
-    """Print one rich Table per (task, student), with n stated in the caption and the zero-gradient footnote.
+LEADERBOARD_VIEW: dict[str, tuple[str, Any, bool]] = {
+    "teacher": ("teacher", lambda r: str(r["teacher"]), False),
+    "loss": ("loss", lambda r: str(r["loss"]), False),
+    "n": ("n (q · nodes)", _n, True),
+    "walign": ("walign [95% CI]", lambda r: estimate_text(r["walign"], r["walign_lo"], r["walign_hi"],
+                                                          r["align_questions"]), True),
+    "ok_minus_bad": ("ok − bad [95% CI]", lambda r: estimate_text(r["ok_minus_bad"], r["ok_minus_bad_lo"],
+                                                                  r["ok_minus_bad_hi"], r["ok_bad_questions"], True),
+                     True),
+    "group": ("group", lambda r: r.get("group") or "—", False),
+    # --wide
+    "align": ("align [95% CI]", lambda r: estimate_text(r["align"], r["align_lo"], r["align_hi"],
+                                                        r["align_questions"]), True),
+    "align_correct": ("align ok", lambda r: estimate_text(r["align_correct"], r["align_correct_lo"],
+                                                          r["align_correct_hi"], r["correct_questions"]), True),
+    "align_incorrect": ("align bad", lambda r: estimate_text(r["align_incorrect"], r["align_incorrect_lo"],
+                                                             r["align_incorrect_hi"], r["incorrect_questions"]), True),
+    "ok_bad": ("ok/bad (q, BH)", lambda r: f"{r.get('ok_bad_verdict', '')} ({_cell_text(r.get('q_ok_minus_bad'), 'q')})"
+               if "ok_bad_verdict" in r else "—", False),
+    "mde": ("mde ok/bad", lambda r: _cell_text(r["mde_ok_minus_bad"]), True),
+    "pos_frac": ("pos", lambda r: _cell_text(r["pos_frac"]), True),
+    "zero_d": ("zero d", lambda r: _cell_text(r["zero_d"]), True),
+    "reliability": ("reliab.", lambda r: _cell_text(r["reliability"]), True),
+    "behind": ("behind", lambda r: r.get("behind") or "", False),
+    "accuracy": ("acc", lambda r: _cell_text(r.get("accuracy", math.nan)), True),
+}
+ESSENTIAL = ("teacher", "loss", "n", "walign", "ok_minus_bad", "group")
 
-    Interval bounds are shown next to their estimate (``INTERVALS``) rather than as columns of their own.
-    """
+
+def print_rich(df: pd.DataFrame, console=None, wide: bool = False) -> None:
+    """Print one rich table per (task, student): the essential columns (all of them with ``wide``), n stated in the
+    caption, and notes for zero-direction rows, small n, rank groups and inconclusive contrasts."""
     from rich.console import Console
     from rich.table import Table
 
@@ -125,47 +157,85 @@ def print_rich(df: pd.DataFrame, console=None) -> None:
     if df.empty:
         console.print("(empty leaderboard: no nodes)")
         return
-    bounds = {bound for name, pair in INTERVALS.items() if name in df.columns and set(pair) <= set(df.columns)
-              for bound in pair}
-    # the terminal shows only the BH-corrected ok/bad p-value (the raw one is in every file format)
-    columns = [name for name in df.columns if name not in RICH_HIDDEN and name not in bounds]
-    if "accuracy" in columns and df["accuracy"].isna().all():
-        columns.remove("accuracy")  # no accuracy.json: an all-dash column says nothing
+    views = [name for name in (LEADERBOARD_VIEW if wide else ESSENTIAL)
+             if not (name == "accuracy" and ("accuracy" not in df or df["accuracy"].isna().all()))]
     for (task, student), group in df.groupby(["task", "student"], sort=False, dropna=False):
-        shown = [name for name in columns if name not in CAPTION_COUNTS or group[name].nunique(dropna=False) > 1]
-        has_zero = "zero_grad" in group.columns and bool((group["zero_grad"] == 1.0).any())
-        caption = None
-        if {"questions", "rollouts", "informative"} <= set(group.columns):
-            caption = (f"n = {_count_text(group['questions'])} questions · {_count_text(group['rollouts'])} rollouts"
-                       f" · {_count_text(group['informative'])} informative nodes")
-            if "nodes" in group.columns:
-                caption += f" (of {_count_text(group['nodes'])})"
-            if "no_context" in group.columns and group["no_context"].max() > 0:
-                caption += f" · {_count_text(group['no_context'])} without teacher context"
+        caption = (f"n = {_count_text(group['questions'])} questions · {_count_text(group['rollouts'])} rollouts · "
+                   f"{_count_text(group['informative'])} informative nodes (of {_count_text(group['nodes'])})")
+        if group["no_context"].max() > 0:
+            caption += f" · {_count_text(group['no_context'])} without teacher context"
         table = Table(title=f"{task} · student {student}", caption=caption)
-        for name in shown:
+        for name in views:
+            header, _, right = LEADERBOARD_VIEW[name]
             # interval cells stay on one line; a wrapped "[lo,\n hi]" is hard to read
-            numeric = pd.api.types.is_numeric_dtype(group[name]) and not pd.api.types.is_bool_dtype(group[name])
-            table.add_column(RICH_HEADERS.get(name, name), justify="right" if numeric else "left",
-                             no_wrap=not numeric or name in INTERVALS)
-        for _, row in group.iterrows():
-            cells = [_interval_text(row, name) if INTERVALS.get(name, ("",))[0] in bounds else _cell_text(row[name], name)
-                     for name in shown]
-            if has_zero and row.get("zero_grad") == 1.0 and "teacher" in shown:
-                # mark the row, keep the number itself plain: 1.000 is a true value, not an error
-                cells[shown.index("teacher")] += " †"
+            table.add_column(header, justify="right" if right else "left", no_wrap=True)
+        zero = group["zero_d"].eq(1.0)
+        for (_, row), is_zero in zip(group.iterrows(), zero):
+            record = row.to_dict()
+            cells = [LEADERBOARD_VIEW[name][1](record) for name in views]
+            if is_zero:
+                cells[views.index("teacher")] += " †"
             table.add_row(*cells)
         console.print(table)
-        if has_zero:
-            console.print(f"† {ZERO_GRAD_NOTE}")
-        if "behind" in shown and bool(group["behind"].any()):
-            console.print("behind: significantly below the loss's leader by walign (paired sign-flip test over "
-                          f"questions, Holm-corrected, alpha {ALPHA})")
+        notes = []
+        if zero.any():
+            notes.append(f"† {ZERO_GRAD_NOTE}")
+        small = (group["align_questions"] < stats.MIN_QUESTIONS) | (group["ok_bad_questions"] < stats.MIN_QUESTIONS)
+        if small.any():
+            notes.append(SMALL_N_NOTE)
+        if "group" in group and group["group"].astype(str).str.len().gt(0).any():
+            notes.append(GROUP_NOTE)
+        if "ok_bad_verdict" in group and group["ok_bad_verdict"].eq("inconclusive").any():
+            notes.append("ok − bad: the within-question contrast of alignment on correct minus incorrect paths. "
+                         + INCONCLUSIVE_NOTE)
+        for note in notes:
+            console.print(note, highlight=False)
 
 
-def format_sections(sections: Mapping[str, pd.DataFrame], fmt: str, console=None) -> str | None:
-    """Several named tables (``opd analyze``, ``opd compare``) in one output: ``rich`` prints (returns None), ``json``
-    is one object keyed by section, the other formats put a heading line before each table."""
+PAIR_VIEW = {
+    "teacher": ("teacher", lambda r: str(r["teacher"]), False),
+    "other": ("other", lambda r: str(r["other"]), False),
+    "loss": ("loss", lambda r: str(r["loss"]), False),
+    "diff": ("diff [95% CI]", lambda r: estimate_text(r["diff"], r["diff_lo"], r["diff_hi"], r["questions"], True),
+             True),
+    "p_holm": ("p (Holm)", lambda r: _cell_text(r["p_holm"], "p"), True),
+    "questions": ("q", lambda r: str(int(r["questions"])), True),
+    "mde": ("mde", lambda r: _cell_text(r["mde"]), True),
+    "verdict": ("verdict", lambda r: str(r["verdict"]), False),
+}
+
+
+def print_pairs(df: pd.DataFrame, console=None) -> None:
+    """Every teacher pair of a leaderboard (``opd leaderboard --pairs``): the tested difference with its interval,
+    the Holm-corrected p-value, its n in questions, the minimum detectable effect and the verdict."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    if df.empty:
+        console.print("(no teacher pairs: fewer than two teachers with an alignment)")
+        return
+    for (task, student), group in df.groupby(["task", "student"], sort=False, dropna=False):
+        table = Table(title=f"teacher pairs · {task} · student {student}",
+                      caption="diff = walign(teacher) − walign(other) on the nodes both share; paired sign-flip test "
+                              "over questions, Holm over all pairs of the loss")
+        for header, _, right in PAIR_VIEW.values():
+            table.add_column(header, justify="right" if right else "left", no_wrap=True)
+        for _, row in group.iterrows():
+            record = row.to_dict()
+            table.add_row(*(render(record) for _, render, _ in PAIR_VIEW.values()))
+        console.print(table)
+        if (group["questions"] < stats.MIN_QUESTIONS).any():
+            console.print(SMALL_N_NOTE, highlight=False)
+        if group["verdict"].eq("inconclusive").any():
+            console.print(INCONCLUSIVE_NOTE, highlight=False)
+
+
+def format_sections(sections: Mapping[str, pd.DataFrame], fmt: str, console=None,
+                    notes: Sequence[str] = ()) -> str | None:
+    """Several named tables (``opd analyze``, ``opd compare``, ``opd plan``) in one output: ``rich`` prints (returns
+    None), ``json`` is one object keyed by section, the other formats put a heading line before each table.
+    ``notes`` are printed after the tables (rich, md) or kept as a ``notes`` list (json)."""
     if fmt == "rich":
         from rich.console import Console
         from rich.table import Table
@@ -178,11 +248,18 @@ def format_sections(sections: Mapping[str, pd.DataFrame], fmt: str, console=None
             for _, row in df.iterrows():
                 table.add_row(*(_cell_text(row[column], str(column)) for column in df.columns))
             console.print(table)
+        for note in notes:
+            console.print(note, highlight=False)
         return None
     if fmt == "json":
-        return json.dumps({name: json.loads(format_table(df, "json")) for name, df in sections.items()}, indent=2)
+        data: dict[str, Any] = {name: json.loads(format_table(df, "json")) for name, df in sections.items()}
+        if notes:
+            data["notes"] = list(notes)
+        return json.dumps(data, indent=2)
     heading = {"md": "## {}", "latex": "% {}", "csv": "# {}"}[fmt] if fmt in FORMATS else None
     if heading is None:
         raise ValueError(f"unknown format {fmt!r}; expected rich or one of {', '.join(FORMATS)}")
-    return "\n\n".join(f"{heading.format(name)}\n\n{format_table(df, fmt)}" for name, df in sections.items())
-
+    text = "\n\n".join(f"{heading.format(name)}\n\n{format_table(df, fmt)}" for name, df in sections.items())
+    if notes and fmt == "md":
+        text += "\n\n" + "\n".join(f"- {note}" for note in notes)
+    return text

@@ -1,27 +1,41 @@
-"""``opd analyze RUN_DIR``: correlations, oracle routing and proxy ranking of one run (:mod:`harness.analysis`)."""
+"""``opd analyze RUN_DIR``: correlations, cross-fitted oracle routing, proxy ranking and split-half reliability of
+one run (:mod:`harness.analysis`)."""
 from __future__ import annotations
 
 from pathlib import Path
 
+NOTES = (
+    "correlations: Spearman rho of alignment with each variable; interval and p from a question-level bootstrap "
+    "(t with questions - 1 df), q = Benjamini-Hochberg over the whole table; 'depth_norm | entropy' controls for the "
+    "entropy that nodes are selected by. No interval below 10 questions.",
+    "routing: cv_gain = held-out gain of routing each node to its own best teacher over the best single teacher "
+    "(both picked on one half of the continuations, scored on the other); only a cv_gain whose interval excludes 0 "
+    "is evidence for per-node routing. oracle_walign is the in-sample, optimistic bound.",
+    "reliability: split-half (Spearman-Brown) reliability of per-node alignments; below ~0.5, M is too small for "
+    "per-node conclusions (raise --continuations).",
+)
+
 
 def register(commands) -> None:
-    parser = commands.add_parser("analyze", help="alignment vs divergences and depth, oracle routing, proxy ranking")
+    from harness.options import add_stats_arguments
+
+    parser = commands.add_parser("analyze", help="alignment vs divergences and depth, oracle routing, proxy ranking, "
+                                                 "reliability")
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--format", default="rich", choices=["rich", "md", "csv", "json", "latex"])
-    parser.add_argument("--resamples", type=int, default=2000, help="question-level bootstrap resamples")
-    parser.add_argument("--seed", type=int, default=0)
+    add_stats_arguments(parser)
     parser.set_defaults(handler=handle)
 
 
 def handle(args, console) -> int:
     from harness.analysis import analyze
-    from harness.options import check_options
+    from harness.options import options_from
     from harness.records import load_run
     from harness.tables import format_sections
 
-    check_options(seed=args.seed, resamples=args.resamples)  # bad numbers: one clear error, before reading
+    options = options_from(args)  # bad numbers: one clear error, before reading
     nodes, _, _ = load_run(args.run_dir)
-    text = format_sections(analyze(nodes, resamples=args.resamples, seed=args.seed), args.format, console)
+    text = format_sections(analyze(nodes, options=options), args.format, console, notes=NOTES)
     if text is not None:
         print(text)
     return 0

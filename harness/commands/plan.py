@@ -1,0 +1,45 @@
+"""``opd plan RUN_DIR [--effect 0.1]``: questions and compute each headline comparison needs, from a pilot run
+(:mod:`harness.plan`)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def register(commands) -> None:
+    from harness.options import add_stats_arguments
+
+    parser = commands.add_parser("plan", help="from a pilot run: questions (and tokens, hours) each headline "
+                                              "comparison needs to detect an effect")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--effect", type=float, default=0.1,
+                        help="difference in alignment to detect with 80%% power at alpha 0.05 (default 0.1)")
+    parser.add_argument("--format", default="rich", choices=["rich", "md", "csv", "json", "latex"])
+    add_stats_arguments(parser)
+    parser.set_defaults(handler=handle)
+
+
+def handle(args, console) -> int:
+    from harness.options import options_from
+    from harness.plan import plan
+    from harness.records import load_run
+    from harness.runner import ConfigError
+    from harness.tables import format_sections
+
+    options = options_from(args)
+    if not args.effect > 0:
+        raise ConfigError(f"--effect must be a positive difference in alignment, e.g. 0.1 (got {args.effect}).")
+    nodes, _, run_json = load_run(args.run_dir)
+    tables = plan(nodes, run_json, effect=args.effect, options=options)
+    notes = [
+        f"mde: the smallest difference each test detects with 80% power at the pilot's n; questions_needed: the n "
+        f"at which it would detect {args.effect:g}, assuming the pilot's between-question spread.",
+        "questions_to_run divides that by counted_share, the share of pilot questions the comparison could use "
+        "(ok_minus_bad needs both correct and incorrect rollouts with informative nodes in a question).",
+        "tokens and hours: at the pilot's rate per newly sampled question (run.json of its last session); a "
+        "resumed or cached pilot has no rate (—). A pilot of a few questions gives a rough spread: plan again "
+        "after the first tens of questions.",
+    ]
+    text = format_sections(tables, args.format, console, notes=notes)
+    if text is not None:
+        print(text)
+    return 0
