@@ -1,21 +1,40 @@
 """``opd accuracy``: how often the student, and each teacher answering with its own context, solves the task.
 
-A teacher is only useful for distillation if its context helps; this measures that directly. Each *condition*
-answers every question: the student with its own prompt (the baseline row), and each teacher's model with the
-teacher's context prompt, built as ``teacher.context(ContextInputs(task, question, rollout_id=-1, rollouts=[]))``.
-No student rollouts exist here, so a builder that needs them may return None: that question then counts as
-"context unavailable" for the teacher and is left out of its accuracy (the count is reported).
+A teacher is only useful for distillation if its context helps; this measures that directly. The student answers
+every question first: one greedy answer, or ``samples=K`` answers at temperature 1. Each teacher then answers once
+per student answer ``k``, shown exactly the prompt ``opd run`` builds when it scores student rollout ``k``:
+``teacher_prompt(teacher, ContextInputs(task, question, rollout_id=k, rollouts=<the student's answers>, student,
+seed, state))`` (``harness.teacher``). So ``self:self-demo`` and ``self:correct-wrong`` show the student's *other*
+answers (never answer ``k``), ``self:summary`` is written by the student or by the summariser (``--summarizer`` /
+``$OPD_SUMMARIZER``), and ``self:larger-demo`` and ``idp:`` work as in a run, with one :class:`RunState` per
+evaluation. A context built from other answers needs ``samples >= 2``: it is refused before any work otherwise.
+Where a context cannot be built for answer ``k`` (no *other* correct answer, for self-demo), that answer is missing;
+a question counts where at least one answer exists.
 
-Default decoding is greedy (one answer per question); ``samples=K`` draws K answers at temperature 1 and averages.
-Per condition: accuracy, a Wilson 95% interval and a paired McNemar test against the student's row; plus a
-difficulty breakdown by ``meta["group"]`` (MMLU), by ``meta["year"]`` range (AIME), and by the student's own pass
-rate over its K samples. Statistics come from statsmodels, tables from tabulate (md/csv) and rich (terminal).
+Statistics, the question being the unit (METHOD, Statistics):
+
+* **accuracy**: the mean over questions of each question's pass rate; a Wilson 95% interval on n questions with the
+  fractional success count (K correlated samples of one question are not K independent trials).
+* **paired comparison** with the student: per question, the condition's pass rate minus the student's pass rate on
+  the *same* answers ``k`` (``student_same``: the student's accuracy on them); ``delta`` is the mean of those
+  differences and ``p_sign_flip`` the two-sided sign-flip test of them (``harness.stats.sign_flip_test``). With one
+  answer per question this is McNemar's exact test (the sign test on the discordant questions), which is why no
+  separate McNemar is reported: pairing sample ``k`` with sample ``k`` across K samples would treat correlated
+  samples of one question as independent pairs.
+* **breakdown** by subject group (MMLU) and year range (AIME) over all answers, and by the student's pass rate with
+  the samples split in two: a question is binned by the student's pass rate on its first ``K // 2`` samples, and
+  every condition (the student included) is measured on the other samples only. Binning and measuring on the same
+  samples shows regression to the mean: a teacher exactly as good as the student would seem to gain on "never
+  solved" questions and lose on "always solved" ones.
+
+Statistics come from statsmodels and ``harness.stats``, tables from tabulate (md/csv) and rich (terminal).
 """
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +43,18 @@ import torch
 
 from harness.data import resolve_data_dir
 from harness.generation import Branch, generate_branches, make_generator, prefill, rows_per_batch
-from harness.models import LoadedModel, load_model
+from harness.models import LoadedModel
 from harness.prompting import chat_prompt_ids
 from harness.runner import ConfigError
 from harness.task import Question, Task, resolve_task
-from harness.teacher import ContextInputs, Teacher, resolve_teacher
+from harness.teacher import (
+    ContextInputs,
+    RolloutView,
+    RunState,
+    Teacher,
+    resolve_teacher,
+    teacher_prompt,
+)
 
 # a temperature this small makes sample_tokens' softmax one-hot on the argmax: greedy decoding through the same
 # batched sampler (an exact tie would be split by the uniform draw, which is still deterministic per seed)
@@ -37,10 +63,9 @@ SAMPLING_TEMPERATURE = 1.0
 STUDENT_CONDITION = "student"
 FORMATS = ("rich", "md", "csv", "json")
 ALPHA = 0.05  # 95% intervals
-# statsmodels' own advice: the chi-square approximation is poor below ~25 discordant pairs, use the binomial test
-EXACT_MCNEMAR_BELOW = 25
 # AIME started in 1983; ranges follow its eras of difficulty (early, 2000s, 2010s, recent)
 YEAR_RANGES = ((1983, 1999), (2000, 2009), (2010, 2019), (2020, None))
+PASS_RATE_DIMENSION = "student pass rate"
 PASS_RATE_BINS = ("0 (never)", "(0, 0.5)", "[0.5, 1)", "1 (always)")
 
 
@@ -93,10 +118,10 @@ class Condition:
     model: str
     teacher: Teacher | None = None
 
-    def prompt(self, task: Task, question: Question) -> str | None:
-        if self.teacher is None or self.teacher.context is None:
-            return question.prompt
-        return self.teacher.context(ContextInputs(task=task, question=question, rollout_id=-1, rollouts=[]))
+    @property
+    def needs_other_answers(self) -> bool:
+        """Its context is built from the student's other answers (``opd run``: the other rollouts)."""
+        return self.teacher is not None and "rollouts" in self.teacher.needs
 
 
 @dataclass(frozen=True)
@@ -107,10 +132,12 @@ class Answer:
     extracted: str | None
     correct: bool
     finish_reason: str
+    context_choice: str | None = None  # the context an ``idp:`` teacher chose for this answer
 
 
-# condition name -> question id -> the answers, or None where the condition's context is unavailable
-Outcomes = Mapping[str, Mapping[str, Sequence[Answer] | None]]
+# condition name -> question id -> answer k for k in range(K), None where the condition's context could not be
+# built for student answer k
+Outcomes = Mapping[str, Mapping[str, Sequence[Answer | None]]]
 
 
 @dataclass
@@ -131,32 +158,35 @@ class AccuracyReport:
 # ---------------------------------------------------------------- answering
 
 
-def answer_all(lm: LoadedModel, task: Task, items: Sequence[tuple[Question, str]], samples: int,
-               temperature: float, seed: int, max_new_tokens: int | None = None) -> list[list[Answer]]:
-    """``samples`` answers of ``lm`` to each ``(question, prompt)``, graded; questions share generation batches.
+def answer_all(lm: LoadedModel, task: Task, items: Sequence[tuple[Question, str, int]], temperature: float,
+               seed: int, max_new_tokens: int | None = None) -> list[list[Answer]]:
+    """For each ``(question, prompt, n)``, ``n`` graded answers of ``lm`` to ``prompt``; items share batches.
 
-    Each prompt is prefilled once; many questions then decode together (ragged prefixes, one KV buffer), which on
+    Each prompt is prefilled once; many prompts then decode together (ragged prefixes, one KV buffer), which on
     CPU is several times faster than one question at a time.
     """
     max_new = max_new_tokens or task.max_new_tokens
-    prompts = [chat_prompt_ids(lm.tokenizer, prompt) for _, prompt in items]
+    prompts = [chat_prompt_ids(lm.tokenizer, prompt) for _, prompt, _ in items]
     results: list[list[Answer]] = []
     start = 0
     while start < len(items):
         rows = rows_per_batch(lm.device, max(len(ids) for ids in prompts[start:]) + max_new)
-        chunk = list(range(start, min(len(items), start + max(1, rows // samples))))
+        chunk, used = [start], items[start][2]
+        while chunk[-1] + 1 < len(items) and used + items[chunk[-1] + 1][2] <= rows:
+            chunk.append(chunk[-1] + 1)
+            used += items[chunk[-1]][2]
         prefilled = [prefill(lm, prompts[i]) for i in chunk]
-        branches = [Branch(len(prompts[i]), None, max_new, source=k) for k, i in enumerate(chunk)
-                    for _ in range(samples)]
-        generated = generate_branches(
+        branches = [Branch(len(prompts[i]), None, max_new, source=j) for j, i in enumerate(chunk)
+                    for _ in range(items[i][2])]
+        generated = iter(generate_branches(
             lm, [cache for cache, _ in prefilled], branches, temperature=temperature,
             first_logits=torch.stack([logits[-1] for _, logits in prefilled]), is_final=task.answer_is_final,
             generator=make_generator(lm.device, seed, items[chunk[0]][0].id, "accuracy"),
-        )
-        for k, i in enumerate(chunk):
-            question = items[i][0]
-            answers = []
-            for gen in generated[k * samples:(k + 1) * samples]:
+        ))
+        for i in chunk:
+            question, answers = items[i][0], []
+            for _ in range(items[i][2]):
+                gen = next(generated)
                 text = lm.tokenizer.decode(list(gen.tokens), skip_special_tokens=True)
                 grade = task.grade(question, text)
                 answers.append(Answer(text, grade.extracted, grade.correct, gen.finish_reason))
@@ -173,45 +203,84 @@ def conditions_for(config: AccuracyConfig) -> list[Condition]:
     return rows
 
 
+def check_samples(conditions: Sequence[Condition], samples: int) -> None:
+    """Contexts built from the student's other answers need at least two answers per question."""
+    needing = [c.name for c in conditions if c.needs_other_answers]
+    if needing and samples < 2:
+        raise AccuracyError(
+            f"{', '.join(needing)} build{'s' if len(needing) == 1 else ''} the context from the student's *other* "
+            f"answers to the question (as `opd run` does from its other rollouts), and one greedy answer per "
+            f"question leaves none: add --samples K with K >= 2 (e.g. --samples 4), or leave "
+            f"{'it' if len(needing) == 1 else 'them'} out (an idp: pool without self-demo/correct-wrong, e.g. "
+            f"idp:correct-demo,summary, works with one answer).")
+
+
+def context_inputs(task: Task, question: Question, student_answers: Sequence[Answer], k: int,
+                   student: LoadedModel, seed: int, state: RunState) -> ContextInputs:
+    """What a context builder sees when the teacher answers alongside student answer ``k``: the student's answers
+    are the question's rollouts, answer ``k`` the scored one (the same fields ``opd run`` fills)."""
+    views = [RolloutView(j, answer.response, answer.correct) for j, answer in enumerate(student_answers)]
+    return ContextInputs(task, question, k, views, student=student, seed=seed, state=state)
+
+
+def answer_condition(condition: Condition, lm: LoadedModel, task: Task, questions: Sequence[Question],
+                     student_outcomes: Mapping[str, Sequence[Answer]], student: LoadedModel, config: AccuracyConfig,
+                     state: RunState) -> dict[str, list[Answer | None]]:
+    """The teacher's answer ``k`` to every question, next to student answer ``k`` (None where its context cannot
+    be built). Answers whose prompts coincide (a context that does not depend on ``k``) are sampled together."""
+    teacher = condition.teacher
+    items: list[tuple[Question, str, int]] = []
+    slots: list[tuple[str, list[tuple[int, str | None]]]] = []
+    for question in questions:
+        by_prompt: dict[str, list[tuple[int, str | None]]] = {}
+        for k in range(config.n_samples):
+            inputs = context_inputs(task, question, student_outcomes[question.id], k, student, config.seed, state)
+            prompt = teacher_prompt(teacher, inputs)
+            if prompt is not None:
+                by_prompt.setdefault(prompt, []).append((k, teacher.choice(inputs) if teacher.choice else None))
+        for prompt, ks in by_prompt.items():
+            items.append((question, prompt, len(ks)))
+            slots.append((question.id, ks))
+    per_question: dict[str, list[Answer | None]] = {q.id: [None] * config.n_samples for q in questions}
+    for (question_id, ks), answers in zip(slots, answer_all(lm, task, items, config.temperature, config.seed)):
+        for (k, choice), answer in zip(ks, answers):
+            per_question[question_id][k] = replace(answer, context_choice=choice)
+    return per_question
+
+
 def evaluate(config: AccuracyConfig, progress: Callable[[int, int], None] | None = None) -> AccuracyReport:
-    """Answer every question under every condition and summarise; ``progress(done, total)`` after each answer set."""
+    """Answer every question under every condition and summarise; ``progress(done, total)`` after each condition."""
     config.validate()
     conditions = conditions_for(config)  # unknown teacher names fail here, before any model loads
+    check_samples(conditions, config.n_samples)
     task = resolve_task(config.task)
     data_dir = resolve_data_dir(config.data_dir)
     questions = list(task.load(data_dir, config.limit))
     if not questions:
         raise AccuracyError(f"No questions selected for task {config.task!r}: check --limit and the data.")
-    models = {c.model: load_model(c.model, config.device) for c in conditions}
-    outcomes: dict[str, dict[str, list[Answer] | None]] = {}
-    total, done = len(conditions) * len(questions), 0
-    for condition in conditions:
-        if condition.teacher is not None and condition.teacher.is_student_itself:
+    state = RunState()  # this evaluation's models, summaries, idp rankings: nothing shared with another
+    models = {c.model: state.models.load(c.model, config.device) for c in conditions}
+    student = models[config.student]
+    outcomes: dict[str, dict[str, list[Answer | None]]] = {}
+    total = len(conditions) * len(questions)
+    for done, condition in enumerate(conditions, 1):
+        if condition.teacher is None:
+            answers = answer_all(student, task, [(q, q.prompt, config.n_samples) for q in questions],
+                                 config.temperature, config.seed)
+            outcomes[condition.name] = {q.id: list(a) for q, a in zip(questions, answers)}
+        elif condition.teacher.is_student_itself:
             # same model, same prompt, same seeds: the student's answers exactly, no need to generate them again
             outcomes[condition.name] = outcomes[STUDENT_CONDITION]
-            done += len(questions)
-            if progress:
-                progress(done, total)
-            continue
-        per_question: dict[str, list[Answer] | None] = {}
-        items = []
-        for question in questions:
-            prompt = condition.prompt(task, question)
-            if prompt is None:
-                per_question[question.id] = None
-            else:
-                items.append((question, prompt))
-        answers = answer_all(models[condition.model], task, items, config.n_samples, config.temperature, config.seed)
-        for (question, _), question_answers in zip(items, answers):
-            per_question[question.id] = question_answers
-        done += len(questions)
+        else:
+            outcomes[condition.name] = answer_condition(condition, models[condition.model], task, questions,
+                                                        outcomes[STUDENT_CONDITION], student, config, state)
         if progress:
-            progress(done, total)
-        outcomes[condition.name] = {q.id: per_question[q.id] for q in questions}
+            progress(done * len(questions), total)
     report = summarise(questions, conditions, outcomes, config.n_samples)
     report.config = {**asdict(config), "task_name": task.name, "decoding": config.decoding,
                      "temperature": config.temperature, "data_source": str(data_dir) if data_dir else "hub",
-                     "questions": len(questions)}
+                     "questions": len(questions),
+                     "variants": {c.name: c.teacher.variant for c in conditions if c.teacher and c.teacher.variant}}
     return report
 
 
@@ -228,33 +297,32 @@ def wilson_interval(successes: float, n: int) -> tuple[float | None, float | Non
     return float(low), float(high)
 
 
-def paired_counts(base: Mapping[str, Sequence[Answer] | None], other: Mapping[str, Sequence[Answer] | None]):
-    """2x2 table ``[[both right, only base right], [only other right, both wrong]]`` over (question, sample) pairs
-    where both conditions answered; sample k of one condition is paired with sample k of the other."""
-    table = [[0, 0], [0, 0]]
-    for qid, base_answers in base.items():
-        other_answers = other.get(qid)
-        if base_answers is None or other_answers is None:
-            continue
-        for a, b in zip(base_answers, other_answers):
-            table[0 if a.correct else 1][0 if b.correct else 1] += 1
-    return table
+def pass_rate(answers: Sequence[Answer | None]) -> float | None:
+    """Share of correct answers among those that exist (None when none does)."""
+    present = [a for a in answers if a is not None]
+    return sum(a.correct for a in present) / len(present) if present else None
 
 
-def mcnemar_test(table: Sequence[Sequence[int]]) -> tuple[float | None, str | None]:
-    """McNemar p-value and which test (exact binomial or chi-square) for a paired 2x2 table."""
-    from statsmodels.stats.contingency_tables import mcnemar
+def paired_differences(base: Mapping[str, Sequence[Answer | None]], other: Mapping[str, Sequence[Answer | None]],
+                       question_ids: Sequence[str]) -> tuple[list[Fraction], list[Fraction]]:
+    """Per question with at least one pair: ``(other's pass rate - base's pass rate, base's pass rate)``, both over
+    the answers ``k`` that exist in both conditions (answer ``k`` is paired with answer ``k``)."""
+    differences, base_rates = [], []
+    for question_id in question_ids:
+        pairs = [(a, b) for a, b in zip(base[question_id], other[question_id]) if a is not None and b is not None]
+        if pairs:
+            # exact fractions: equal pass rates give a difference of exactly 0 (never -0.000 from round-off)
+            base_right = sum(a.correct for a, _ in pairs)
+            differences.append(Fraction(sum(b.correct for _, b in pairs) - base_right, len(pairs)))
+            base_rates.append(Fraction(base_right, len(pairs)))
+    return differences, base_rates
 
-    discordant = table[0][1] + table[1][0]
-    if discordant == 0:
-        return 1.0, "exact"  # no disagreement at all: nothing to test, and the chi-square statistic is 0/0
-    exact = discordant < EXACT_MCNEMAR_BELOW
-    result = mcnemar(table, exact=exact, correction=True)
-    return float(result.pvalue), "exact" if exact else "chi2"
 
+def paired_test(differences: Sequence[float]) -> float | None:
+    """Two-sided sign-flip p-value of the per-question differences (None without a question)."""
+    from harness.stats import sign_flip_test
 
-def pass_rate(answers: Sequence[Answer]) -> float:
-    return sum(a.correct for a in answers) / len(answers)
+    return sign_flip_test([float(d) for d in differences]).pvalue if differences else None
 
 
 def year_range(year: Any) -> str:
@@ -273,83 +341,109 @@ def pass_rate_bin(rate: float) -> str:
     return PASS_RATE_BINS[1] if rate < 0.5 else PASS_RATE_BINS[2]
 
 
-def difficulty_bins(question: Question, student_answers: Sequence[Answer] | None, samples: int) -> list[tuple[str, str]]:
-    """(dimension, bin) pairs for one question: subject group, year range, and the student's pass rate."""
+def binning_samples(samples: int) -> int:
+    """How many of the K samples bin a question by the student's pass rate (the rest are measured): K // 2."""
+    return samples // 2
+
+
+def difficulty_bins(question: Question, student_answers: Sequence[Answer | None],
+                    samples: int) -> list[tuple[str, str]]:
+    """(dimension, bin) pairs for one question: subject group, year range, and the student's pass rate on its
+    binning samples (the first K // 2, never the ones the bin's accuracies are measured on)."""
     bins = []
     if "group" in question.meta:
         bins.append(("group", str(question.meta["group"])))
     if "year" in question.meta:
         bins.append(("year", year_range(question.meta["year"])))
-    if samples >= 2 and student_answers:
-        bins.append(("student pass rate", pass_rate_bin(pass_rate(student_answers))))
+    if samples >= 2:
+        rate = pass_rate(student_answers[:binning_samples(samples)])
+        if rate is not None:
+            bins.append((PASS_RATE_DIMENSION, pass_rate_bin(rate)))
     return bins
 
 
 def _bin_order(dimension: str, name: str) -> tuple:
-    if dimension == "student pass rate":
+    if dimension == PASS_RATE_DIMENSION:
         return (PASS_RATE_BINS.index(name),)
     return (name,)  # group names alphabetically; "1983-1999" < "2000-2009" < ... < "2020+" as strings too
+
+
+def _mean_pass_rate(answer_lists: Sequence[Sequence[Answer | None]]) -> float | None:
+    rates = [rate for rate in map(pass_rate, answer_lists) if rate is not None]
+    return sum(rates) / len(rates) if rates else None
 
 
 def summarise(questions: Sequence[Question], conditions: Sequence[Condition], outcomes: Outcomes,
               samples: int) -> AccuracyReport:
     """Rows, difficulty breakdown and notes from the graded answers (no model work: testable on its own)."""
     base = outcomes[STUDENT_CONDITION]
+    ids = [q.id for q in questions]
     rows = []
     for condition in conditions:
         per_question = outcomes[condition.name]
-        answered = [per_question[q.id] for q in questions if per_question[q.id] is not None]
-        n = len(answered)
+        rates = [rate for rate in (pass_rate(per_question[i]) for i in ids) if rate is not None]
+        n = len(rates)
         # the question is the unit: Wilson on n questions with a fractional success count (the sum of per-question
         # pass rates). Counting n*K samples as independent would overstate the precision of K correlated samples.
-        successes = sum(pass_rate(a) for a in answered)
-        low, high = wilson_interval(successes, n)
+        low, high = wilson_interval(sum(rates), n)
         row = {
-            "condition": condition.name, "model": condition.model, "n": n,
-            "unavailable": len(questions) - n, "samples": samples,
-            "accuracy": successes / n if n else None, "ci_low": low, "ci_high": high,
-            "delta": None, "only_teacher_right": None, "only_student_right": None,
-            "mcnemar_p": None, "mcnemar_test": None,
+            "condition": condition.name, "model": condition.model, "questions": n, "unavailable": len(ids) - n,
+            "answers": sum(a is not None for i in ids for a in per_question[i]),
+            "accuracy": sum(rates) / n if n else None, "ci_low": low, "ci_high": high,
+            "student_same": None, "delta": None, "better": None, "worse": None, "p_sign_flip": None,
         }
         if condition.name != STUDENT_CONDITION:
-            table = paired_counts(base, per_question)
-            row["mcnemar_p"], row["mcnemar_test"] = mcnemar_test(table)
-            row["only_teacher_right"], row["only_student_right"] = table[1][0], table[0][1]
-            paired = [q.id for q in questions if base[q.id] is not None and per_question[q.id] is not None]
-            if paired:
-                row["delta"] = sum(pass_rate(per_question[i]) - pass_rate(base[i]) for i in paired) / len(paired)
+            differences, student_rates = paired_differences(base, per_question, ids)
+            if differences:
+                row.update(student_same=float(sum(student_rates) / len(student_rates)),
+                           delta=float(sum(differences) / len(differences)), better=sum(d > 0 for d in differences),
+                           worse=sum(d < 0 for d in differences), p_sign_flip=paired_test(differences))
         rows.append(row)
 
+    half = binning_samples(samples)
     cells: dict[tuple[str, str], list[str]] = {}
     for question in questions:
         for key in difficulty_bins(question, base[question.id], samples):
             cells.setdefault(key, []).append(question.id)
     breakdown = []
     for dimension, name in sorted(cells, key=lambda k: (k[0], _bin_order(*k))):
-        ids = cells[(dimension, name)]
-        entry: dict[str, Any] = {"dimension": dimension, "bin": name, "n": len(ids)}
+        members = cells[(dimension, name)]
+        entry: dict[str, Any] = {"dimension": dimension, "bin": name, "n": len(members)}
         for condition in conditions:
-            answered = [outcomes[condition.name][i] for i in ids if outcomes[condition.name][i] is not None]
-            entry[condition.name] = sum(pass_rate(a) for a in answered) / len(answered) if answered else None
+            per_question = outcomes[condition.name]
+            # binned on the student's first `half` samples: measured on the others only
+            measured = [per_question[i][half:] if dimension == PASS_RATE_DIMENSION else per_question[i]
+                        for i in members]
+            entry[condition.name] = _mean_pass_rate(measured)
         breakdown.append(entry)
 
-    notes = ["accuracy over questions answered; 95% Wilson interval with the question as the unit"]
+    notes = [("accuracy: mean per-question pass rate; 95% Wilson interval with the question as the unit "
+              "(questions = n)"),
+             ("delta: mean over questions of (condition's pass rate - student's pass rate on the same answers k), "
+              "student_same being the latter; better/worse: questions where the condition's pass rate is "
+              "higher/lower; p_sign_flip: two-sided sign-flip test of the per-question differences, n = questions"
+              + (" (with one answer per question: McNemar's exact test)" if samples == 1 else ""))]
     if samples >= 2:
-        notes.append(f"{samples} samples per question: McNemar pairs sample k of the student with sample k of the "
-                     f"teacher on the same question; pairs within a question are correlated, so p is optimistic")
-        notes.append("student pass-rate bins: the student's accuracy in each bin is fixed by how the bin is defined; "
-                     "compare the teachers' accuracy against it")
+        notes.append(f"{PASS_RATE_DIMENSION} bins: questions binned by the student's pass rate on samples 1-{half}, "
+                     f"every condition measured on samples {half + 1}-{samples} only (binning and measuring on the "
+                     f"same samples would show regression to the mean: a teacher as good as the student would seem "
+                     f"to gain on never-solved and lose on always-solved questions)")
+        notes.append("contexts built from the student's answers (self-demo, correct-wrong, idp) never show the "
+                     "answer k the teacher's answer k is paired with")
     else:
-        notes.append("student pass-rate bins need --samples >= 2 (one greedy answer gives only 0 or 1); not shown")
+        notes.append(f"{PASS_RATE_DIMENSION} bins need --samples >= 2 (one greedy answer gives only 0 or 1); "
+                     f"not shown")
     if not any(dim in ("group", "year") for dim, _ in cells):
         notes.append("no subject group or year in this task's questions: no group/year breakdown")
     for row in rows:
-        if row["unavailable"]:
-            notes.append(f"{row['condition']}: context unavailable for {row['unavailable']} of {len(questions)} "
-                         f"questions (left out of its accuracy and of the paired test)")
+        missing = len(ids) * samples - row["answers"]
+        if missing:
+            notes.append(f"{row['condition']}: context unavailable for {missing} of {len(ids) * samples} answers "
+                         f"({row['unavailable']} of {len(ids)} questions had none); left out of its accuracy and of "
+                         f"the paired test")
     question_rows = [
         {"question_id": q.id, "gold": q.gold, "condition": c.name,
-         "answers": None if outcomes[c.name][q.id] is None else [asdict(a) for a in outcomes[c.name][q.id]]}
+         "answers": [None if a is None else asdict(a) for a in outcomes[c.name][q.id]]}
         for c in conditions for q in questions
     ]
     return AccuracyReport(config={}, rows=rows, breakdown=breakdown, notes=notes, questions=question_rows)
@@ -377,7 +471,7 @@ def format_report(report: AccuracyReport, fmt: str) -> str:
 
 def _frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Records -> DataFrame where only true float columns are float: pandas would turn a count column with a
-    missing value (the student row has no McNemar counts) into floats printed as "2.000", and None into NaN."""
+    missing value (the student row has no paired counts) into floats printed as "2.000", and None into NaN."""
     frame = pd.DataFrame(records)
     for name in frame.columns:
         values = [record.get(name) for record in records]
@@ -400,16 +494,18 @@ def print_rich(report: AccuracyReport, console=None) -> None:
     config = report.config
     table = Table(title=f"accuracy · {config.get('task_name', config.get('task'))} · student {config.get('student')} "
                         f"· {config.get('decoding', '')}")
-    for name, justify in (("condition", "left"), ("model", "left"), ("n", "right"), ("accuracy", "right"),
-                          ("95% CI", "right"), ("Δ vs student", "right"), ("+/-", "right"), ("McNemar p", "right")):
+    for name, justify in (("condition", "left"), ("model", "left"), ("questions", "right"), ("accuracy", "right"),
+                          ("95% CI", "right"), ("student, same answers", "right"), ("Δ", "right"),
+                          ("questions +/-", "right"), ("p (sign-flip)", "right")):
         table.add_column(name, justify=justify)
     for row in report.rows:
         ci = "—" if row["ci_low"] is None else f"{row['ci_low']:.3f}–{row['ci_high']:.3f}"
-        n = str(row["n"]) + (f" ({row['unavailable']} n/a)" if row["unavailable"] else "")
-        flips = "" if row["only_teacher_right"] is None else f"+{row['only_teacher_right']}/-{row['only_student_right']}"
+        n = str(row["questions"]) + (f" ({row['unavailable']} n/a)" if row["unavailable"] else "")
+        flips = "" if row["better"] is None else f"+{row['better']}/-{row['worse']}"
         delta = "" if row["delta"] is None else f"{row['delta']:+.3f}"
-        p = "" if row["mcnemar_p"] is None else f"{row['mcnemar_p']:.3f} ({row['mcnemar_test']})"
-        table.add_row(row["condition"], row["model"], n, _cell(row["accuracy"]), ci, delta, flips, p)
+        p = "" if row["p_sign_flip"] is None else f"{row['p_sign_flip']:.3g}"
+        same = "" if row["student_same"] is None else f"{row['student_same']:.3f}"
+        table.add_row(row["condition"], row["model"], n, _cell(row["accuracy"]), ci, same, delta, flips, p)
     console.print(table)
     if report.breakdown:
         names = [row["condition"] for row in report.rows]

@@ -157,15 +157,15 @@ class WorkCache:
 # ---------------------------------------------------------------------------------------------- fingerprints
 
 
-_MODEL_FINGERPRINTS: dict[int, str] = {}
-
-
 def model_fingerprint(lm: LoadedModel) -> str:
     """Spec, architecture, config, tokenizer and a strided sample of every tensor: cheap even for large models,
-    and different for any other checkpoint behind the same spec (a fine-tuned copy at the same local path)."""
-    cached = _MODEL_FINGERPRINTS.get(id(lm.model))
-    if cached is not None:
-        return cached
+    and different for any other checkpoint behind the same spec (a fine-tuned copy at the same local path).
+    Computed once per loaded model and kept on it (``LoadedModel.fingerprint``)."""
+    return lm.fingerprint
+
+
+def fingerprint_weights(lm: LoadedModel) -> str:
+    """The computation behind :func:`model_fingerprint` (call that instead: it is memoised on the model)."""
     import torch
 
     h = hashlib.sha256()
@@ -181,8 +181,7 @@ def model_fingerprint(lm: LoadedModel) -> str:
             sample = flat[::step][:_PARAMETER_SAMPLE].to(device="cpu", dtype=torch.float32)
             h.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
             h.update(sample.numpy().tobytes())
-    _MODEL_FINGERPRINTS[id(lm.model)] = h.hexdigest()[:32]
-    return _MODEL_FINGERPRINTS[id(lm.model)]
+    return h.hexdigest()[:32]
 
 
 @lru_cache(maxsize=None)

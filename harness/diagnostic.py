@@ -51,7 +51,7 @@ from harness.prompting import chat_prompt_ids
 from harness.records import LOSS_NAMES, NODE_SCHEMA, QUESTION_SCHEMA
 from harness.selection import entropy_rows, select_nodes, tv_rows
 from harness.task import Question, Task
-from harness.teacher import ContextInputs, RolloutView, Teacher
+from harness.teacher import ContextInputs, RolloutView, RunState, Teacher, teacher_prompt
 
 MIN_SUPPORT_PROB = 1e-4  # METHOD: candidate tokens with p_k below this are dropped (the sampled one is kept)
 
@@ -81,6 +81,7 @@ class Participants:
     losses: Sequence[Loss]
     seed: int
     backend: Backend | None = None  # None: in-process transformers generation
+    state: RunState = field(default_factory=RunState)  # this run's models and context memo (harness.teacher)
 
     @property
     def sampler(self) -> Backend:
@@ -239,7 +240,7 @@ def _teacher_logits(teacher: Teacher, model: LoadedModel, inputs: ContextInputs,
     """
     if teacher.is_student_itself:
         return _SAME_AS_STUDENT
-    text = teacher.context(inputs) if teacher.context is not None else inputs.question.prompt
+    text = teacher_prompt(teacher, inputs)
     if text is None:
         return None
     ids = chat_prompt_ids(model.tokenizer, text) + list(tokens)
@@ -261,7 +262,8 @@ def _rollout_work(question: Question, rollout: Rollout, question_row: dict, prom
     # one pass over prompt + response: p at every position, and the KV cache every node's branches start from
     full_cache, logits = prefill(student, prompt_ids + y, logits_to_keep=n + 1)
     student_logits = logits[:n]  # row i is the distribution y_i was sampled from
-    inputs = ContextInputs(who.task, question, rollout.rollout_id, views, student=student, seed=who.seed)
+    inputs = ContextInputs(who.task, question, rollout.rollout_id, views, student=student, seed=who.seed,
+                           state=who.state)
     planning = plans is None
     # under disagreement priority every teacher takes part in choosing the nodes
     needed = range(len(who.teachers)) if planning and settings.priority == "disagreement" else todo
@@ -294,7 +296,7 @@ def _rollout_work(question: Question, rollout: Rollout, question_row: dict, prom
             teacher, _ = who.teachers[index]
             q_logits = teacher_logits[index]
             row = dict(base, teacher=teacher.name,
-                       context_choice=teacher.choice(question.id, rollout.rollout_id) if teacher.choice else None)
+                       context_choice=teacher.choice(inputs) if teacher.choice else None)
             if q_logits is None:
                 row.update(_unscored_columns(teacher_losses, context_ok=False))
             elif q_logits is not _SAME_AS_STUDENT and not bool(torch.isfinite(q_logits[position]).all()):

@@ -20,6 +20,7 @@ import re
 import shutil
 import tempfile
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
@@ -50,6 +51,14 @@ class LoadedModel:
     tokenizer: Any
     device: torch.device
     dtype: torch.dtype
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """:func:`harness.cache.model_fingerprint`, computed once per loaded model and kept on it (it reads a sample of
+        every tensor), so it lives exactly as long as the model it describes."""
+        from harness.cache import fingerprint_weights
+
+        return fingerprint_weights(self)
 
     @property
     def vocab_size(self) -> int:
@@ -102,21 +111,34 @@ def resolve_model(spec: str) -> ModelSource:
     return resolve_spec(MODELS, spec)
 
 
-_LOADED: dict[tuple[str, str], LoadedModel] = {}
-
-
 def load_model(spec: str, device: str | None = None, trust_remote_code: bool = False) -> LoadedModel:
-    """Load (once per process) and place a model; the same spec twice shares one copy.
+    """Load and place a fresh copy of a model (nothing is kept between calls: a run shares its models through its
+    own :class:`ModelCache`).
 
     ``trust_remote_code`` reaches only hub/local models, and only when the user passed ``--trust-remote-code``.
     """
     torch_device, dtype = select_device(device)
-    key = (spec, str(torch_device))
-    if key not in _LOADED:
-        model, tokenizer = resolve_model(spec).load(trust_remote_code=trust_remote_code)
-        model = model.to(device=torch_device, dtype=dtype).eval()
-        _LOADED[key] = LoadedModel(spec, model, tokenizer, torch_device, dtype)
-    return _LOADED[key]
+    model, tokenizer = resolve_model(spec).load(trust_remote_code=trust_remote_code)
+    model = model.to(device=torch_device, dtype=dtype).eval()
+    return LoadedModel(spec, model, tokenizer, torch_device, dtype)
+
+
+class ModelCache:
+    """The models one run has loaded: the same (spec, device, trust_remote_code) twice shares one copy.
+
+    Owned by the run (``harness.teacher.RunState.models``: one ``opd run``, one ``opd suite`` cell, one ``opd
+    accuracy`` evaluation), never by the process, so two runs in one process never share a model object (a hook or
+    an edited weight in one cannot reach the other) and a finished run's models are freed with it.
+    """
+
+    def __init__(self) -> None:
+        self._loaded: dict[tuple[str, str, bool], LoadedModel] = {}
+
+    def load(self, spec: str, device: str | None = None, trust_remote_code: bool = False) -> LoadedModel:
+        key = (spec, str(select_device(device)[0]), trust_remote_code)
+        if key not in self._loaded:
+            self._loaded[key] = load_model(spec, device, trust_remote_code)
+        return self._loaded[key]
 
 
 def check_same_tokenizer(student: LoadedModel, teacher: LoadedModel) -> None:

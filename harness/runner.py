@@ -29,11 +29,11 @@ from harness.cache import WorkCache
 from harness.data import resolve_data_dir
 from harness.diagnostic import NoProgress, Participants, Progress, QuestionResult, Settings, diagnose_question
 from harness.losses import resolve_loss
-from harness.models import check_same_tokenizer, load_model
+from harness.models import check_same_tokenizer
 from harness.records import LOSS_NAMES, NODE_SCHEMA, QUESTION_SCHEMA, rows_to_table, write_json, write_table
 from harness.selection import PRIORITIES
 from harness.task import Task, resolve_task
-from harness.teacher import Teacher, resolve_teacher
+from harness.teacher import RunState, Teacher, resolve_teacher
 
 PARTS_DIR = "parts"
 
@@ -92,20 +92,23 @@ def default_out_dir(config: RunConfig) -> Path:
     return Path("runs") / f"{slug}_{stamp}"
 
 
-def resolve_participants(config: RunConfig, task: Task, teachers: Sequence[Teacher]) -> Participants:
-    """Resolve the losses and load the models (tokenizers checked); fails before any generation work."""
+def resolve_participants(config: RunConfig, task: Task, teachers: Sequence[Teacher],
+                         state: RunState | None = None) -> Participants:
+    """Resolve the losses and load the models (tokenizers checked) into the run's ``state`` (a new one when None);
+    fails before any generation work."""
+    state = state if state is not None else RunState()
     losses = [resolve_loss(name, beta=config.settings.jsd_beta) if name == "jsd" else resolve_loss(name)
               for name in LOSS_NAMES]
-    student = load_model(config.student, config.device, config.trust_remote_code)
+    student = state.models.load(config.student, config.device, config.trust_remote_code)
     placed = []
     for teacher in teachers:
-        model = student if teacher.model is None else load_model(teacher.model, config.device,
-                                                                 config.trust_remote_code)
+        model = student if teacher.model is None else state.models.load(teacher.model, config.device,
+                                                                        config.trust_remote_code)
         if model is not student:
             check_same_tokenizer(student, model)
         placed.append((teacher, model))
     backend = None if config.backend == "transformers" else resolve_backend(config.backend, student)
-    return Participants(task, student, config.student, placed, losses, config.seed, backend)
+    return Participants(task, student, config.student, placed, losses, config.seed, backend, state)
 
 
 def package_versions() -> dict[str, str]:
@@ -141,7 +144,7 @@ def _short_hash(content: dict[str, Any]) -> str:
 
 
 def run(config: RunConfig, out: Path, progress: Progress | None = None, overwrite: bool = False,
-        cache: WorkCache | None = None) -> dict[str, Any]:
+        cache: WorkCache | None = None, state: RunState | None = None) -> dict[str, Any]:
     """Run the diagnostic and write ``nodes.parquet``, ``questions.parquet`` and ``run.json`` under ``out``.
 
     Work is committed per question (``out/parts/``, atomic writes). Re-running the same command on the same ``out``
@@ -151,6 +154,10 @@ def run(config: RunConfig, out: Path, progress: Progress | None = None, overwrit
     With a ``cache`` (``harness.cache.WorkCache``; the CLI passes one unless ``--no-cache``), teacher-independent
     work and each teacher's rows are read back when everything they depend on matches: adding a teacher to a
     finished run (same ``out`` with more ``--teacher``s, or a new ``out``) runs only the new teacher's passes.
+
+    ``state`` (``harness.teacher.RunState``) holds the run's models and context memo; None (the usual case): a new
+    one, so nothing carries over from an earlier run in the same process. Pass one only to share loaded models on
+    purpose (e.g. a benchmark that loads the student outside its timings).
     """
     validate(config)
     started = time.perf_counter()
@@ -162,7 +169,7 @@ def run(config: RunConfig, out: Path, progress: Progress | None = None, overwrit
     questions = list(task.load(data_dir, config.limit))
     if not questions:
         raise ConfigError(f"No questions selected for task {config.task!r}: check --limit and the data.")
-    who = resolve_participants(config, task, teachers)
+    who = resolve_participants(config, task, teachers, state)
     identity = RunIdentity(config_fingerprint(config, teachers), sampling_fingerprint(config), config.teachers)
     with RunDirectory(Path(out), identity, overwrite) as run_dir:
         return _run_questions(config, questions, who, run_dir, data_dir, progress, started, cache)

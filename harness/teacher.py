@@ -7,15 +7,17 @@ before ``:`` and receives the rest as its argument (``model:<spec>``).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Protocol
+from collections.abc import Hashable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar
 
 from harness.registry import Registry, RegistryError, _takes_argument, resolve_spec
 from harness.task import Question, Task
 
 if TYPE_CHECKING:  # harness.models pulls in torch; builders that generate import it lazily
-    from harness.models import LoadedModel
+    from harness.models import LoadedModel, ModelCache
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,47 @@ class RolloutView:
     rollout_id: int
     response: str
     correct: bool
+
+
+class RunState:
+    """What one run computes once and reuses: its loaded models and the memo of its context builders.
+
+    A run (one ``opd run``, one ``opd suite`` cell, one ``opd accuracy`` evaluation) creates one and hands it to
+    every builder through :attr:`ContextInputs.state`. Nothing of the kind lives at module level, so two runs in one
+    process (``opd suite`` without Ray runs its cells one after another) never see each other's models, summaries or
+    ``idp:`` rankings. A memo key is a tuple naming the kind of value first (``"summary"``, ``"idp ranking"``...)
+    and then *everything* the value depends on (the student's fingerprint, the task, the question, the seed...), so
+    even a state shared by several students could not hand one student's value to another.
+    """
+
+    def __init__(self, models: ModelCache | None = None) -> None:
+        from harness.models import ModelCache
+
+        self.models: ModelCache = models if models is not None else ModelCache()
+        self._memo: dict[Hashable, Any] = {}
+
+    def remember(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """The value kept under ``key``; ``compute()`` makes it the first time it is asked for."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+    def record(self, key: Hashable, value: Any) -> None:
+        self._memo[key] = value
+
+    def recall(self, key: Hashable, default: Any = None) -> Any:
+        return self._memo.get(key, default)
+
+    def entries(self, kind: str) -> Iterator[tuple[tuple, Any]]:
+        """Every ``(key, value)`` whose key is a tuple starting with ``kind``, in the order they were made."""
+        return ((key, value) for key, value in self._memo.items()
+                if isinstance(key, tuple) and key and key[0] == kind)
+
+
+def model_key(lm: LoadedModel | None) -> str | None:
+    """What identifies a model in a memo key: its weights fingerprint (spec, config, device, dtype, sampled
+    weights), None without a model."""
+    return None if lm is None else lm.fingerprint
 
 
 @dataclass(frozen=True)
@@ -39,6 +82,8 @@ class ContextInputs:
     # larger-demo, idp) use the student; without it they fall back or return None
     student: LoadedModel | None = None
     seed: int = 0  # the run's seed: text a builder samples is seeded from it and the question id
+    # the run's models and memo; a ContextInputs built without one gets a private state (nothing shared)
+    state: RunState = field(default_factory=RunState, compare=False, repr=False)
 
     def other_rollouts(self, correct: bool | None = None) -> list[RolloutView]:
         """Rollouts other than the scored one, in rollout order; ``correct`` filters by grade.
@@ -64,9 +109,9 @@ class Teacher:
     model: str | None = None
     context: ContextBuilder | None = None
     needs: tuple[str, ...] = ()  # e.g. ("gold",), ("rollouts",), ("second model",)
-    # for teachers that choose among contexts (idp): (question_id, rollout_id) -> the chosen context's name,
-    # stored per node in nodes.parquet's `context_choice`
-    choice: Callable[[str, int], str | None] | None = None
+    # for teachers that choose among contexts (idp): the name of the context chosen for these inputs (read from
+    # the run's state after the context was built), stored per node in nodes.parquet's `context_choice`
+    choice: Callable[[ContextInputs], str | None] | None = None
     # what else q depends on beyond name and model, e.g. the summariser an environment variable chose: part of the
     # run fingerprint and of the reuse cache's keys, so a different variant never reuses or mixes records
     variant: str = ""
@@ -100,6 +145,12 @@ def resolve_teacher(spec: str) -> Teacher:
             if ":" in name and spec.startswith(name + ":") and _takes_argument(TEACHERS.get(name)):
                 return TEACHERS.get(name)(spec[len(name) + 1:])
     return resolve_spec(TEACHERS, spec)
+
+
+def teacher_prompt(teacher: Teacher, inputs: ContextInputs) -> str | None:
+    """The user turn the teacher is shown for ``inputs``: its context, or the question itself for a teacher without
+    one; None where the context cannot be built. ``opd run`` and ``opd accuracy`` both build prompts here."""
+    return teacher.context(inputs) if teacher.context is not None else inputs.question.prompt
 
 
 def question_with_context(question: Question, preamble: str) -> str:
@@ -199,10 +250,9 @@ def mean_logprob_of_tail(lm: LoadedModel, user_text: str, tail: str) -> float:
 
 
 def text_model(spec: str | None, inputs: ContextInputs) -> LoadedModel | None:
-    """The model a builder writes text with: ``spec`` loaded on the student's device, or the student itself
-    (None when neither is available, e.g. a builder called without a student and without a model spec)."""
+    """The model a builder writes text with: ``spec`` loaded (once per run, through the run's state) on the
+    student's device, or the student itself (None when neither is available, e.g. a builder called without a
+    student and without a model spec)."""
     if not spec:
         return inputs.student
-    from harness.models import load_model
-
-    return load_model(spec, str(inputs.student.device) if inputs.student is not None else None)
+    return inputs.state.models.load(spec, str(inputs.student.device) if inputs.student is not None else None)

@@ -11,9 +11,11 @@ outside a run) the ranking is the pool order. Every scored rollout then gets the
 be built *for that rollout* (``self:self-demo`` may fail on the rollout that is the question's only correct one);
 None when none can.
 
-**Records.** The choice is kept per process: :func:`chosen_contexts` gives ``{(question_id, rollout_id): context
-name}`` for one ``idp:`` teacher and :func:`rankings` the per-question ranking with scores, so a runner can store
-them next to the node records (e.g. as a column ``idp_context``).
+**Records.** Rankings and choices are kept in the run's state (``ContextInputs.state``, one per run), keyed by the
+teacher, the student's fingerprint, the task, the question and the seed (choices also by the rollout): a second
+student in the same process ranks afresh. ``Teacher.choice(inputs)`` reads the choice back, and the diagnostic
+stores it per node as ``context_choice``; :func:`chosen_contexts` and :func:`rankings` list a state's choices and
+rankings for one ``idp:`` teacher.
 
 Pools: ``default`` = self:correct-demo, self:self-demo, self:summary; or a comma-separated list of context
 teachers, e.g. ``idp:correct-demo,self-demo,correct-wrong``.
@@ -25,9 +27,11 @@ from dataclasses import dataclass
 
 from harness.teacher import (
     ContextInputs,
+    RunState,
     Teacher,
     describe,
     mean_logprob_of_tail,
+    model_key,
     register_teacher,
     resolve_context_teacher,
     unknown_context_error,
@@ -48,22 +52,28 @@ class Ranking:
     scores: tuple[float, ...]
 
 
-_RANKINGS: dict[tuple[str, str, str, int], Ranking] = {}  # (idp name, task, question id, seed)
-_CHOSEN: dict[tuple[str, str, str, int], dict[tuple[str, int], str]] = {}  # idp name -> {(q, rollout): context}
+RANKING = "idp ranking"  # the kinds of memo entries this teacher keeps in the run's state
+CHOICE = "idp choice"
 
 
-def chosen_contexts(teacher_name: str) -> dict[tuple[str, int], str]:
-    """``{(question_id, rollout_id): chosen context name}`` for one ``idp:`` teacher in this process."""
-    merged: dict[tuple[str, int], str] = {}
-    for (name, *_), choices in _CHOSEN.items():
-        if name == teacher_name:
-            merged.update(choices)
-    return merged
+def _question_key(kind: str, name: str, inputs: ContextInputs) -> tuple:
+    return (kind, name, model_key(inputs.student), inputs.task.name, inputs.question.id, inputs.seed)
 
 
-def rankings(teacher_name: str) -> dict[str, Ranking]:
-    """``{question_id: Ranking}`` for one ``idp:`` teacher in this process."""
-    return {key[2]: ranking for key, ranking in _RANKINGS.items() if key[0] == teacher_name}
+def choice_of(name: str, inputs: ContextInputs) -> str | None:
+    """The context the ``idp:`` teacher ``name`` chose for ``inputs`` (None before it was built, or when none could
+    be): the teacher's ``choice`` callback."""
+    return inputs.state.recall((*_question_key(CHOICE, name, inputs), inputs.rollout_id))
+
+
+def chosen_contexts(state: RunState, teacher_name: str) -> dict[tuple[str, int], str]:
+    """``{(question_id, rollout_id): chosen context name}`` for one ``idp:`` teacher in one run's state."""
+    return {(key[4], key[6]): choice for key, choice in state.entries(CHOICE) if key[1] == teacher_name}
+
+
+def rankings(state: RunState, teacher_name: str) -> dict[str, Ranking]:
+    """``{question_id: Ranking}`` for one ``idp:`` teacher in one run's state."""
+    return {key[4]: ranking for key, ranking in state.entries(RANKING) if key[1] == teacher_name}
 
 
 def pool_members(pool: str) -> tuple[Teacher, ...]:
@@ -95,13 +105,11 @@ def idp_context(name: str, members: tuple[Teacher, ...]):
     by_name = {member.name: member for member in members}
 
     def build(inputs: ContextInputs) -> str | None:
-        key = (name, inputs.task.name, inputs.question.id, inputs.seed)
-        if key not in _RANKINGS:
-            _RANKINGS[key] = rank(members, inputs)
-        for candidate in _RANKINGS[key].names:
+        ranking = inputs.state.remember(_question_key(RANKING, name, inputs), lambda: rank(members, inputs))
+        for candidate in ranking.names:
             text = by_name[candidate].context(inputs)
             if text is not None:
-                _CHOSEN.setdefault(key, {})[(inputs.question.id, inputs.rollout_id)] = candidate
+                inputs.state.record((*_question_key(CHOICE, name, inputs), inputs.rollout_id), candidate)
                 return text
         return None
 
@@ -116,5 +124,5 @@ def idp(pool: str) -> Teacher:
     needs = tuple(dict.fromkeys(need for member in members for need in member.needs))
     name = f"idp:{pool}"
     return Teacher(name=name, description=describe(DESCRIPTION_SUMMARY, needs), context=idp_context(name, members),
-                   needs=needs, choice=lambda question_id, rollout_id: chosen_contexts(name).get((question_id, rollout_id)),
+                   needs=needs, choice=lambda inputs: choice_of(name, inputs),
                    variant=";".join(member.variant for member in members if member.variant))

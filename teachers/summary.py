@@ -2,7 +2,8 @@
 
 The summary is written by the student itself (default) or by a summariser model: ``self:summary:<model spec>``,
 or the environment variable ``OPD_SUMMARIZER`` when no argument is given. It is generated once per (summariser,
-question, seed) and cached in this process, so every rollout of a question sees the same summary. Generation is
+question, seed) and kept in the run's state (``ContextInputs.state``), so every rollout of a question sees the same
+summary and another run (another student) writes its own. Generation is
 seeded from the run seed and the question id, hence reproducible. None when the question has no demonstration,
 when there is no model to write with (no student given and no summariser), or when the summary comes out empty.
 """
@@ -15,6 +16,7 @@ from harness.teacher import (
     Teacher,
     describe,
     generate_texts,
+    model_key,
     question_with_context,
     register_teacher,
     text_model,
@@ -25,7 +27,6 @@ DESCRIPTION = describe("The student shown a summary of the gold demonstration, w
                        "self:summary:<model> / $OPD_SUMMARIZER (cached per question)", NEEDS)
 SUMMARY_MAX_NEW_TOKENS = 96
 SUMMARY_TEMPERATURE = 0.3  # a summary should be the model's best short rendering, not a diverse sample
-_SUMMARIES: dict[tuple[str, str, str, int], str] = {}  # (summariser, task, question id, seed) -> summary
 
 
 def summary_prompt(question: str, demonstration: str) -> str:
@@ -40,12 +41,11 @@ def summary_of(inputs: ContextInputs, summarizer: str | None) -> str | None:
     writer = text_model(summarizer, inputs) if demonstration else None
     if writer is None:
         return None
-    key = (writer.spec, inputs.task.name, inputs.question.id, inputs.seed)
-    if key not in _SUMMARIES:
-        _SUMMARIES[key] = generate_texts(writer, summary_prompt(inputs.question.prompt, demonstration), 1,
-                                         SUMMARY_MAX_NEW_TOKENS, SUMMARY_TEMPERATURE,
-                                         (inputs.seed, inputs.question.id, "summary"))[0]
-    return _SUMMARIES[key] or None
+    key = ("summary", model_key(writer), inputs.task.name, inputs.question.id, demonstration, inputs.seed)
+    summary = inputs.state.remember(key, lambda: generate_texts(
+        writer, summary_prompt(inputs.question.prompt, demonstration), 1, SUMMARY_MAX_NEW_TOKENS,
+        SUMMARY_TEMPERATURE, (inputs.seed, inputs.question.id, "summary"))[0])
+    return summary or None
 
 
 def summary_context(summarizer: str | None):

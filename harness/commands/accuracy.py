@@ -1,8 +1,8 @@
 """``opd accuracy``: task accuracy of the student alone and of each teacher answering with its own context.
 
     opd accuracy --task boolq --student smollm2-135m --teacher self:correct-demo --limit 50 [--samples 8]
-        [--data-dir DIR] [--format rich|md|csv|json] [--out FILE.json] [--seed S] [--device D]
-        [--include-path DIR]   # lm-eval YAML directories for --task lm_eval:<name>
+        [--summarizer MODEL] [--data-dir DIR] [--format rich|md|csv|json] [--out FILE.json] [--seed S]
+        [--device D] [--include-path DIR]   # lm-eval YAML directories for --task lm_eval:<name>
 
 See :mod:`harness.accuracy` for what is measured.
 """
@@ -18,14 +18,20 @@ def register(commands) -> None:
     from harness.accuracy import FORMATS
 
     parser = commands.add_parser(
-        "accuracy", help="accuracy of the student alone and of each teacher with its context (Wilson CI, McNemar)")
+        "accuracy", help="accuracy of the student alone and of each teacher with its context (Wilson CI, paired sign-flip "
+             "test over questions)")
     parser.add_argument("--task", required=True, help="task name (opd list tasks), e.g. boolq or lm_eval:gsm8k")
     parser.add_argument("--student", required=True, help="student model spec (opd list models)")
     parser.add_argument("--teacher", action="append", dest="teachers", default=[], metavar="SPEC",
                         help="teacher spec, repeatable (opd list teachers); none: the student row only")
     parser.add_argument("--limit", type=int, default=None, help="first N questions (default: all)")
     parser.add_argument("--samples", type=int, default=None, metavar="K",
-                        help="K answers per question at temperature 1, averaged (default: one greedy answer)")
+                        help="K answers per question at temperature 1, averaged (default: one greedy answer); "
+                             "contexts built from the student's other answers (self:self-demo, self:correct-wrong) "
+                             "need K >= 2")
+    parser.add_argument("--summarizer", default=None, metavar="MODEL",
+                        help="model that writes self:summary's summaries (default: $OPD_SUMMARIZER, else the "
+                             "student itself), as in `opd run`")
     parser.add_argument("--data-dir", default=None,
                         help="local dataset root laid out like shared/data (default: $OPD_DATA_DIR, ./data, "
                              "../shared/data, else the public hub dataset)")
@@ -51,6 +57,8 @@ def cmd_accuracy(args: argparse.Namespace, console) -> int:
         existing = [p for p in os.environ.get(INCLUDE_PATH_ENV, "").split(os.pathsep) if p]
         given = [str(Path(p).resolve()) for p in args.lm_eval_include_path]
         os.environ[INCLUDE_PATH_ENV] = os.pathsep.join([*given, *existing])
+    if args.summarizer:  # read by teachers/summary.py when self:summary is resolved, exactly as `opd run` does
+        os.environ["OPD_SUMMARIZER"] = args.summarizer
     _quiet_libraries()
     config = AccuracyConfig(
         task=args.task, student=args.student, teachers=tuple(args.teachers), limit=args.limit, samples=args.samples,

@@ -51,10 +51,14 @@ def test_int4_is_coarser_than_int8_and_zero_rows_survive():
 
 
 def test_compressed_specs_are_cached_apart_from_the_original():
-    plain, int8 = load_model("tiny-random", "cpu"), load_model("tiny-random@int8", "cpu")
+    from harness.models import ModelCache
+
+    models = ModelCache()  # one run's models
+    plain, int8 = models.load("tiny-random", "cpu"), models.load("tiny-random@int8", "cpu")
     assert plain is not int8 and int8.spec == "tiny-random@int8"
     assert not torch.equal(plain.model.lm_head.weight, int8.model.lm_head.weight)
-    assert load_model("tiny-random@int8", "cpu") is int8
+    assert models.load("tiny-random@int8", "cpu") is int8
+    assert ModelCache().load("tiny-random@int8", "cpu") is not int8  # another run loads its own copy
 
 
 def test_compression_suffixes_parse_and_bad_ones_say_how_to_fix_them():

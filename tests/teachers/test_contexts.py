@@ -12,7 +12,7 @@ from harness.models import load_model
 from harness.registry import RegistryError
 from harness.runner import RunConfig, run
 from harness.task import Question, resolve_task
-from harness.teacher import ContextInputs, RolloutView, needs_text, resolve_teacher
+from harness.teacher import ContextInputs, RolloutView, RunState, needs_text, resolve_teacher
 from teachers.correct_demo import correct_demo_context
 
 TASK = resolve_task("test-parity")
@@ -21,8 +21,8 @@ QUESTION = TASK.load(None, 1)[0]
 ROLLOUTS = [RolloutView(r, f"resp-{r}", r % 2 == 0) for r in range(4)]
 
 
-def inputs(scored: int, rollouts=ROLLOUTS, question=QUESTION, student=None) -> ContextInputs:
-    return ContextInputs(TASK, question, scored, rollouts, student=student)
+def inputs(scored: int, rollouts=ROLLOUTS, question=QUESTION, student=None, state=None) -> ContextInputs:
+    return ContextInputs(TASK, question, scored, rollouts, student=student, state=state or RunState())
 
 
 def shown(text: str) -> set[int]:
@@ -75,13 +75,17 @@ def test_summary_is_generated_once_per_question_and_cached(monkeypatch):
         return ["The answer is even."]
 
     monkeypatch.setattr(summary, "generate_texts", fake_generate)
-    monkeypatch.setattr(summary, "_SUMMARIES", {})
+    state = RunState()
     student = load_model("tiny-random", "cpu")
     teacher = resolve_teacher("self:summary")
-    texts = {teacher.context(inputs(r, student=student)) for r in range(4)}
+    texts = {teacher.context(inputs(r, student=student, state=state)) for r in range(4)}
     assert len(calls) == 1 and QUESTION.demonstration in calls[0]
     (text,) = texts
     assert "The answer is even." in text and text.endswith(QUESTION.prompt) and not shown(text)
+    # another student (another run, or even the same state) gets its own summary, written by itself
+    teacher.context(inputs(0, student=load_model("tiny-random:1", "cpu"), state=state))
+    teacher.context(inputs(0, student=student, state=RunState()))
+    assert len(calls) == 3
 
 
 def test_summary_really_generates_with_a_summariser_model():
@@ -102,13 +106,15 @@ def test_larger_demo_shows_the_first_correct_sample_and_none_when_all_are_wrong(
     samples = {"q": ["abc", "ab", "abcd"]}  # parity: 3 letters wrong, 2 right
     monkeypatch.setattr(larger_demo, "generate_texts", lambda *args, **kwargs: samples["q"])
     monkeypatch.setattr(larger_demo, "text_model", lambda spec, inputs: None)
-    monkeypatch.setattr(larger_demo, "_DEMOS", {})
     teacher = resolve_teacher("self:larger-demo:some-model")
-    text = teacher.context(inputs(0))
+    state = RunState()
+    text = teacher.context(inputs(0, state=state))
     assert "### Correct response\nab\n" in text and text.endswith(QUESTION.prompt)
     samples["q"] = ["abc", "a"]
+    assert teacher.context(inputs(1, state=state)) == text  # sampled once per question and run
     other = Question(id="other", prompt="Question other", gold="even", demonstration="ab")
-    assert teacher.context(inputs(0, question=other)) is None
+    assert teacher.context(inputs(0, question=other, state=state)) is None
+    assert teacher.context(inputs(0, state=RunState())) is None  # a new run samples again
 
 
 def test_larger_demo_default_model_comes_from_the_environment(monkeypatch):
