@@ -1,7 +1,8 @@
 """The ``opd`` command line: ``run``, ``leaderboard`` and ``list``.
 
-Known mistakes (unknown names, bad numbers, missing data, tokenizer mismatch...) print one paragraph saying what to
-fix and exit with status 2; ``--debug`` shows the traceback instead.
+Known mistakes (unknown names, bad numbers, missing data, tokenizer mismatch...) and faults of the file system (a
+full disk, a damaged record file) print one paragraph saying what to fix and exit with status 2; ``--debug`` shows
+the traceback instead. A run stopped by a fault ends its paragraph with the exact command that resumes it.
 """
 from __future__ import annotations
 
@@ -157,6 +158,13 @@ def cmd_run(args: argparse.Namespace, console) -> int:
             meta = run(config, out, progress, overwrite=args.overwrite, cache=cache)
     if meta.get("added_teachers"):
         console.print(f"Added {', '.join(meta['added_teachers'])} to the run in {out}.")
+    if meta.get("set_aside_parts"):
+        console.print(f"[yellow]Set aside {len(meta['set_aside_parts'])} damaged part file(s)[/] (unreadable: "
+                      f"truncated or emptied) in {out}: {', '.join(meta['set_aside_parts'])}. Their questions were "
+                      f"redone; the files are kept for inspection and can be deleted.", highlight=False)
+    if meta.get("cache_write_error"):
+        console.print(f"[yellow]The reuse cache was not written[/] ({meta['cache_write_error']}): this run's records "
+                      f"are complete, but adding a teacher later recomputes its work.", highlight=False)
     nodes, _, _ = load_run(out)
     print_rich(leaderboard(nodes), console)
     counts, timings = meta["counts"], meta["timings"]
@@ -220,9 +228,18 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from harness.data import DataError
     from harness.models import ModelError
     from harness.registry import RegistryError
-    from harness.runner import ConfigError
+    from harness.records import DamagedRecordsError, RecordWriteError
+    from harness.runner import ConfigError, RunStoppedError
 
-    return (RegistryError, ConfigError, DataError, ModelError, FileNotFoundError)
+    return (RegistryError, ConfigError, DataError, ModelError, FileNotFoundError, DamagedRecordsError,
+            RecordWriteError, RunStoppedError)
+
+
+def _resume_command(argv: list[str]) -> str:
+    """The command line as typed again (quoted for a POSIX shell): re-running it resumes a stopped run."""
+    import shlex
+
+    return "opd " + shlex.join(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -244,11 +261,16 @@ def main(argv: list[str] | None = None) -> int:
     except _known_errors() as error:
         if args.debug:
             raise
+        from harness.runner import RunStoppedError
+
+        message = str(error)
+        if isinstance(error, RunStoppedError):
+            message += f" Resume with: {_resume_command(argv)}"
         # escaped: messages hold literal brackets (pip install 'opd-harness[vllm]') that rich would read as markup
-        console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
+        console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
         return 2
     except KeyboardInterrupt:
-        resume = "opd " + " ".join(argv)
+        resume = _resume_command(argv)
         console.print(f"[yellow]Interrupted.[/] Every finished question is saved; run the same command again to "
                       f"resume where it stopped: {resume}", highlight=False)
         return 130
