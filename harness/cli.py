@@ -158,13 +158,6 @@ def cmd_run(args: argparse.Namespace, console) -> int:
             meta = run(config, out, progress, overwrite=args.overwrite, cache=cache)
     if meta.get("added_teachers"):
         console.print(f"Added {', '.join(meta['added_teachers'])} to the run in {out}.")
-    if meta.get("set_aside_parts"):
-        console.print(f"[yellow]Set aside {len(meta['set_aside_parts'])} damaged part file(s)[/] (unreadable: "
-                      f"truncated or emptied) in {out}: {', '.join(meta['set_aside_parts'])}. Their questions were "
-                      f"redone; the files are kept for inspection and can be deleted.", highlight=False)
-    if meta.get("cache_write_error"):
-        console.print(f"[yellow]The reuse cache was not written[/] ({meta['cache_write_error']}): this run's records "
-                      f"are complete, but adding a teacher later recomputes its work.", highlight=False)
     nodes, _, _ = load_run(out)
     print_rich(leaderboard(nodes), console)
     counts, timings = meta["counts"], meta["timings"]
@@ -182,6 +175,13 @@ def cmd_run(args: argparse.Namespace, console) -> int:
         console.print(f"Reused from the cache ({meta['cache']}): sampled work of {hits['sampled_hits']} question(s); "
                       f"rows of teachers {reused}; generated {counts['generated_tokens_this_session']} new tokens.",
                       highlight=False)
+    if meta.get("set_aside_parts"):
+        console.print(f"[yellow]Set aside {len(meta['set_aside_parts'])} damaged part file(s)[/] (unreadable: "
+                      f"truncated or emptied) in {out}: {', '.join(meta['set_aside_parts'])}. Their questions were "
+                      f"redone; the files are kept for inspection and can be deleted.", highlight=False)
+    if meta.get("cache_write_error"):
+        console.print(f"[yellow]The reuse cache was not fully written[/] ({meta['cache_write_error']}): this run's "
+                      f"records are complete, but adding a teacher later recomputes the work not cached.", highlight=False)
     return 0
 
 
@@ -268,6 +268,17 @@ def main(argv: list[str] | None = None) -> int:
             message += f" Resume with: {_resume_command(argv)}"
         # escaped: messages hold literal brackets (pip install 'opd-harness[vllm]') that rich would read as markup
         console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+        return 2
+    except OSError as error:
+        import errno
+
+        # a full or read-only disk under a report's output (a figure, an HTML view): the same one paragraph
+        if args.debug or error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise
+        where = f" {error.filename}" if error.filename else ""
+        console.print(f"[bold red]error:[/] Could not write{escape(where)}: {os.strerror(error.errno)} (errno "
+                      f"{error.errno}). Free some space or choose another output path, then run the same command "
+                      f"again: {escape(_resume_command(argv))}", highlight=False)
         return 2
     except KeyboardInterrupt:
         resume = _resume_command(argv)

@@ -20,7 +20,6 @@ import pyarrow.parquet as pq
 import pytest
 
 import harness.records as records
-from harness.cache import WorkCache
 from harness.cli import main
 from harness.diagnostic import Settings
 from harness.records import DamagedRecordsError, write_json, write_table
@@ -116,17 +115,18 @@ def test_disk_full_with_debug_shows_the_traceback(tmp_path, monkeypatch):
     assert isinstance(info.value.__cause__, records.RecordWriteError)
 
 
-def test_a_full_cache_disk_never_stops_the_run(uninterrupted, tmp_path, monkeypatch):
-    """ENOSPC in the reuse cache: one warning, no further attempts, complete records, run.json says so."""
-    cache_dir = tmp_path / "cache"
+def test_a_full_cache_disk_never_stops_the_run(uninterrupted, tmp_path, capsys, monkeypatch):
+    """ENOSPC in the reuse cache: one warning, no further attempts, complete records, run.json and the output say so."""
+    cache_dir, out = tmp_path / "cache", tmp_path / "run"
     failing = FullAfter(pq.write_table, allowed=0, only_under=cache_dir)
     monkeypatch.setattr(pq, "write_table", failing)
     with pytest.warns(UserWarning, match="No space left on device") as warned:
-        meta = run(CONFIG, tmp_path / "run", cache=WorkCache(cache_dir))
+        assert main([*ARGS, "--out", str(out), "--cache-dir", str(cache_dir)]) == 0
     assert len([w for w in warned if "opd cache" in str(w.message)]) == 1
     assert failing.failed == 1  # the first failure stops further cache writes (and warnings)
-    assert "No space left on device" in meta["cache_write_error"]
-    _assert_same_records(tmp_path / "run", uninterrupted)
+    assert "No space left on device" in json.loads((out / "run.json").read_text())["cache_write_error"]
+    assert "The reuse cache was not fully written" in _printed(capsys)
+    _assert_same_records(out, uninterrupted)
 
 
 @pytest.fixture
@@ -364,3 +364,18 @@ def test_a_commit_is_durable_before_it_counts_as_done(disk_calls, tmp_path):
             assert disk_calls[index - 1] == ("fsync", call[1])
             assert disk_calls[index + 1] == ("fsync", str(parts))
     assert sum(1 for c in disk_calls if c[0] == "replace" and Path(c[2]).parent == parts) == 2 * QUESTIONS
+
+
+def test_a_full_disk_under_a_report_output_is_one_paragraph(uninterrupted, tmp_path, capsys, monkeypatch):
+    """`opd view` writes its HTML with plain file I/O: a full disk there is the same one paragraph, exit 2."""
+    target = tmp_path / "view.html"
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+
+    monkeypatch.setattr(Path, "write_text", full)
+    argv = ["view", str(uninterrupted), "--question", "parity-0", "--no-tokenizer", "--out", str(target)]
+    assert main(argv) == 2
+    printed = _printed(capsys)
+    assert printed.startswith(f"error: Could not write {target}: No space left on device (errno 28).")
+    assert printed.endswith(f"run the same command again: opd {shlex.join(argv)}") and "Traceback" not in printed
