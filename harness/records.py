@@ -132,6 +132,16 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+def make_directory(directory: Path, durable: bool = True) -> None:
+    """``mkdir -p directory``; ``durable``: each folder it creates is recorded in its parent before we return."""
+    directory = Path(directory)
+    created = [folder for folder in (directory, *directory.parents) if not folder.exists()]
+    directory.mkdir(parents=True, exist_ok=True)
+    if durable:
+        for folder in created:
+            fsync_directory(folder.parent)
+
+
 def _fsync_file(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -148,7 +158,7 @@ def _replace_atomically(path: Path, write: Callable[[str], None], durable: bool)
     """
     tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_directory(path.parent, durable)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         write(tmp)

@@ -12,8 +12,8 @@ import contextlib
 import errno
 import fcntl
 import hashlib
-import os
 import json
+import os
 import platform
 import re
 import shutil
@@ -38,7 +38,7 @@ from harness.losses import resolve_loss
 from harness.models import check_same_tokenizer, load_model
 from harness.records import (
     LOSS_NAMES, NODE_SCHEMA, PARTS_DIR, QUESTION_SCHEMA, READ_ERRORS, RecordWriteError, fsync_directory,
-    rows_to_table, write_json, write_table,
+    make_directory, rows_to_table, write_json, write_table,
 )
 from harness.selection import PRIORITIES
 from harness.task import Task, resolve_task
@@ -203,7 +203,7 @@ def write_failure_message(error: RecordWriteError, out: Path, total: int, cache:
     else:
         cause, fix = f"the file system holding {failed.parent} refused the write", "Fix the cause"
     return (f"Could not write {failed}: {error.strerror} (errno {error.errno}); {cause}. The run stopped there: "
-            f"{saved} of {total} question(s) are saved in {out / PARTS_DIR} and none of them is lost. {fix}, then run "
+            f"{saved} of {total} question(s) are saved in {out / PARTS_DIR}, so nothing finished is lost. {fix}, then run "
             f"the same command again: it resumes after the last saved question and ends with the same records as an "
             f"uninterrupted run.")
 
@@ -336,9 +336,7 @@ class RunDirectory:
                 (path / name).unlink(missing_ok=True)
             shutil.rmtree(path / PARTS_DIR, ignore_errors=True)
         try:
-            if not (path / PARTS_DIR).is_dir():
-                (path / PARTS_DIR).mkdir()
-                fsync_directory(path)  # the new folder's entry must survive a power loss like the parts in it
+            make_directory(path / PARTS_DIR)  # durably, like the parts it will hold
         except OSError as error:
             self.__exit__()
             raise RecordWriteError(error.errno, error.strerror or str(error), str(path / PARTS_DIR)) from error
@@ -371,7 +369,7 @@ class RunDirectory:
     def _acquire_lock(self) -> None:
         path = self.path
         try:
-            path.mkdir(parents=True, exist_ok=True)
+            make_directory(path)  # durably: a power loss must not take the new run directory's entry with it
             self._lock = open(path / ".lock", "a+")
         except OSError as error:
             blocker = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)

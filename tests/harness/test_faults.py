@@ -347,12 +347,16 @@ def disk_calls(monkeypatch):
 @pytest.mark.parametrize("writer, payload", [(write_table, records.QUESTION_SCHEMA.empty_table()),
                                              (write_json, {"a": 1})])
 def test_a_write_is_fsynced_before_and_after_its_rename(writer, payload, disk_calls, tmp_path):
+    """The data before the rename, the rename after it, and a folder the write creates in its parent."""
     target = tmp_path / "sub" / "file"
     writer(payload, target)
     (rename,) = [c for c in disk_calls if c[0] == "replace"]
     tmp = rename[1]
     assert rename[2] == str(target) and Path(tmp).parent == target.parent
-    assert disk_calls == [("fsync", tmp), rename, ("fsync", str(target.parent))]
+    assert disk_calls == [("fsync", str(tmp_path)), ("fsync", tmp), rename, ("fsync", str(target.parent))]
+    disk_calls.clear()
+    writer(payload, target)  # the folder exists now: only the file and its directory
+    assert [c[0] for c in disk_calls] == ["fsync", "replace", "fsync"]
 
 
 def test_a_commit_is_durable_before_it_counts_as_done(disk_calls, tmp_path):
@@ -364,6 +368,9 @@ def test_a_commit_is_durable_before_it_counts_as_done(disk_calls, tmp_path):
             assert disk_calls[index - 1] == ("fsync", call[1])
             assert disk_calls[index + 1] == ("fsync", str(parts))
     assert sum(1 for c in disk_calls if c[0] == "replace" and Path(c[2]).parent == parts) == 2 * QUESTIONS
+    # the new run directory and its parts/ folder are recorded in their parents before the first part is written
+    first_part = next(i for i, c in enumerate(disk_calls) if c[0] == "replace" and Path(c[2]).parent == parts)
+    assert {("fsync", str(tmp_path)), ("fsync", str(tmp_path / "run"))} <= set(disk_calls[:first_part])
 
 
 def test_a_full_disk_under_a_report_output_is_one_paragraph(uninterrupted, tmp_path, capsys, monkeypatch):
