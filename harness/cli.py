@@ -148,7 +148,7 @@ def cmd_run(args: argparse.Namespace, console) -> int:
 
     _quiet_libraries()
     config = _config_from(args)
-    out = args.out or default_out_dir(config)
+    out = args.out = args.out or default_out_dir(config)  # kept on args: the resume command names it
     started = time.perf_counter()
     cache = cache_from(args)
     if args.quiet:
@@ -235,11 +235,13 @@ def _known_errors() -> tuple[type[BaseException], ...]:
             RecordWriteError, RunStoppedError)
 
 
-def _resume_command(argv: list[str]) -> str:
-    """The command line as typed again (quoted for a POSIX shell): re-running it resumes a stopped run."""
+def _resume_command(argv: list[str], args: argparse.Namespace) -> str:
+    """The command line as typed (quoted for a POSIX shell) that resumes a stopped run: with the --out that `opd run`
+    chose itself when none was given (another run would get a new time-stamped directory)."""
     import shlex
 
-    return "opd " + shlex.join(argv)
+    chose_out = getattr(args, "out", None) is not None and not any(a.split("=")[0] == "--out" for a in argv)
+    return "opd " + shlex.join([*argv, "--out", str(args.out)] if args.command == "run" and chose_out else argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -265,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
 
         message = str(error)
         if isinstance(error, RunStoppedError):
-            message += f" Resume with: {_resume_command(argv)}"
+            message += f" Resume with: {_resume_command(argv, args)}"
         # escaped: messages hold literal brackets (pip install 'opd-harness[vllm]') that rich would read as markup
         console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
         return 2
@@ -278,10 +280,10 @@ def main(argv: list[str] | None = None) -> int:
         where = f" {error.filename}" if error.filename else ""
         console.print(f"[bold red]error:[/] Could not write{escape(where)}: {os.strerror(error.errno)} (errno "
                       f"{error.errno}). Free some space or choose another output path, then run the same command "
-                      f"again: {escape(_resume_command(argv))}", highlight=False)
+                      f"again: {escape(_resume_command(argv, args))}", highlight=False)
         return 2
     except KeyboardInterrupt:
-        resume = _resume_command(argv)
+        resume = _resume_command(argv, args)
         console.print(f"[yellow]Interrupted.[/] Every finished question is saved; run the same command again to "
                       f"resume where it stopped: {resume}", highlight=False)
         return 130

@@ -386,3 +386,19 @@ def test_a_full_disk_under_a_report_output_is_one_paragraph(uninterrupted, tmp_p
     printed = _printed(capsys)
     assert printed.startswith(f"error: Could not write {target}: No space left on device (errno 28).")
     assert printed.endswith(f"run the same command again: opd {shlex.join(argv)}") and "Traceback" not in printed
+
+
+def test_the_resume_command_names_the_out_that_run_chose(uninterrupted, tmp_path, capsys, monkeypatch):
+    """Without --out, `opd run` picks a time-stamped directory: the resume command must name it, or it would
+    start a new run in another directory."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(pq, "write_table", FullAfter(pq.write_table, allowed=4, only_under=tmp_path))
+    assert main([*ARGS, "--no-cache"]) == 2
+    printed = _printed(capsys)
+    resume = shlex.split(printed.split("Resume with: ", 1)[1])
+    assert resume[0] == "opd" and resume[-2] == "--out" and resume[-1].startswith("runs/test-parity_tiny-random_")
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    assert main(resume[1:]) == 0
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [Path(resume[-1]).name]  # resumed, not a new run
+    _assert_same_records(tmp_path / resume[-1], uninterrupted)
