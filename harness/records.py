@@ -168,8 +168,6 @@ def _replace_atomically(path: Path, write: Callable[[str], None], durable: bool)
         if durable:
             fsync_directory(path.parent)
     except OSError as error:
-        if isinstance(error, RecordWriteError):
-            raise
         raise RecordWriteError(error.errno, _reason(error), str(path)) from error
     finally:
         if tmp is not None and os.path.exists(tmp):
