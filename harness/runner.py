@@ -265,7 +265,10 @@ def _run_questions(config: RunConfig, questions, who: Participants, run_dir: "Ru
         for index, question in todo:
             result: QuestionResult = diagnose_question(question, who, config.settings, progress, cache)
             run_dir.commit(index, question.id, result)
-            run_dir.merge()  # the merged files stay current: an interruption keeps every finished question
+            # the merged files stay current for readers; not fsynced here: the parts are the durable commit, and
+            # resuming or `opd rebuild` rewrites these from them (fsyncing a growing file per question would not
+            # stay negligible on a long run)
+            run_dir.merge(durable=False)
             generated += result.generated_tokens
             teacher_passes += result.teacher_passes
             # throughput counts nodes sampled in this session, not those read back from the cache
@@ -418,14 +421,14 @@ class RunDirectory:
         write_table(rows_to_table(result.question_rows, QUESTION_SCHEMA), parts / f"{key}.questions.parquet")
         self.done.add(key)
 
-    def merge(self) -> None:
+    def merge(self, durable: bool = True) -> None:
         """Concatenate the committed parts, in question order, into the run's two record files."""
         parts = self.path / PARTS_DIR
         keys = sorted(self.done)
         for kind, schema in (("nodes", NODE_SCHEMA), ("questions", QUESTION_SCHEMA)):
             tables = [pq.read_table(parts / f"{key}.{kind}.parquet", schema=schema) for key in keys]
             merged = pa.concat_tables(tables) if tables else schema.empty_table()
-            write_table(merged, self.path / f"{kind}.parquet")
+            write_table(merged, self.path / f"{kind}.parquet", durable=durable)
 
 
 def _reads_back(path: Path, schema: pa.Schema) -> bool:

@@ -171,8 +171,8 @@ def test_disk_full_on_a_real_tmpfs_then_resume(small_tmpfs, uninterrupted, capsy
     merge = RunDirectory.merge
     ballast = []
 
-    def merge_then_fill(self):
-        merge(self)
+    def merge_then_fill(self, *args, **kwargs):
+        merge(self, *args, **kwargs)
         if not ballast:
             ballast.append(_fill(small_tmpfs))
 
@@ -368,6 +368,11 @@ def test_a_commit_is_durable_before_it_counts_as_done(disk_calls, tmp_path):
             assert disk_calls[index - 1] == ("fsync", call[1])
             assert disk_calls[index + 1] == ("fsync", str(parts))
     assert sum(1 for c in disk_calls if c[0] == "replace" and Path(c[2]).parent == parts) == 2 * QUESTIONS
+    # the merged files are fsynced once, when the run completes (between questions the parts are the commit)
+    run_dir = tmp_path / "run"
+    merged = [i for i, c in enumerate(disk_calls) if c[0] == "replace" and Path(c[2]).parent == run_dir
+              and Path(c[2]).suffix == ".parquet"]
+    assert [disk_calls[i + 1] == ("fsync", str(run_dir)) for i in merged] == [False] * (2 * QUESTIONS) + [True] * 2
     # the new run directory and its parts/ folder are recorded in their parents before the first part is written
     first_part = next(i for i, c in enumerate(disk_calls) if c[0] == "replace" and Path(c[2]).parent == parts)
     assert {("fsync", str(tmp_path)), ("fsync", str(tmp_path / "run"))} <= set(disk_calls[:first_part])
