@@ -13,9 +13,9 @@ depends on:
 
 A key change, however small (one weight, one line of harness code, a different ``--top-k``), gives a different
 file name, so stale work is never reused; the full key is also stored in the file and compared on load. Files
-are written atomically and durably; an entry that cannot be read is recomputed, and a write that fails (a full or
-read-only disk) never stops the run: it goes on without caching (one warning, ``WorkCache.write_error``, shown by
-``opd run``). Default location ``$OPD_WORK_CACHE_DIR``, else ``$OPD_CACHE_DIR/work``
+are written atomically with page checksums (not fsynced); an entry that cannot be read or fails its checksums is
+recomputed, and a write that fails (a full or read-only disk) never stops the run: it goes on without caching (one
+warning, ``WorkCache.write_error``, shown by ``opd run``). Default location ``$OPD_WORK_CACHE_DIR``, else ``$OPD_CACHE_DIR/work``
 (``~/.cache/opd-harness/work``); ``opd run --cache-dir DIR`` moves it and ``--no-cache`` turns it off; ``opd cache``
 shows its size and clears it.
 """
@@ -31,9 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from harness.records import READ_ERRORS, write_table
+from harness.records import READ_ERRORS, read_table, write_table
 
 if TYPE_CHECKING:
     from harness.models import LoadedModel
@@ -135,7 +134,7 @@ class WorkCache:
 
     def _read(self, path: Path, key: Mapping[str, Any]) -> list[dict] | None:
         try:
-            table = pq.read_table(path)
+            table = read_table(path)  # page checksums verified: a torn or flipped entry is recomputed
             stored = (table.schema.metadata or {}).get(_KEY_METADATA)
             if stored is None or stored.decode() != _canonical(key):
                 return None  # a digest collision or a foreign file: never reuse it
@@ -151,9 +150,9 @@ class WorkCache:
         table = rows_to_table(rows, schema)
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), _KEY_METADATA: _canonical(key)})
         try:
-            # durable like the records: an entry cut short by a power loss is ignored, but one whose rename
-            # survived without its data could read back as other numbers (parquet pages carry no checksum)
-            write_table(table, path)
+            # not fsynced: an entry a power loss cuts short or garbles fails its footer or page checksums on
+            # reading and is recomputed, so the fsyncs (a few ms each, per entry) would buy nothing
+            write_table(table, path, durable=False)
         except OSError as error:  # a full or read-only cache must not stop the run: the records are written anyway
             import warnings
 

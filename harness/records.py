@@ -181,8 +181,17 @@ def _reason(error: OSError) -> str:
 
 
 def write_table(table: pa.Table, path: Path, durable: bool = True) -> None:
-    """Write parquet atomically (and, unless ``durable=False``, durably: see :func:`_replace_atomically`)."""
-    _replace_atomically(Path(path), lambda tmp: pq.write_table(table, tmp), durable)
+    """Write parquet atomically (and, unless ``durable=False``, durably: see :func:`_replace_atomically`).
+
+    Every page carries a CRC-32 (a standard parquet feature other readers ignore): parquet has no other integrity
+    check, so a byte flipped inside a page would otherwise read back as different numbers (:func:`read_table`)."""
+    _replace_atomically(Path(path), lambda tmp: pq.write_table(table, tmp, write_page_checksum=True), durable)
+
+
+def read_table(path: Path, schema: pa.Schema | None = None) -> pa.Table:
+    """``pq.read_table`` verifying the page checksums :func:`write_table` writes (files without them read as
+    before). A damaged file raises one of :data:`READ_ERRORS`."""
+    return pq.read_table(path, schema=schema, page_checksum_verification=True)
 
 
 def write_json(data: Mapping[str, Any], path: Path, durable: bool = True) -> None:
@@ -207,7 +216,7 @@ def has_parts(run_dir: Path) -> bool:
 
 def _read_parquet(path: Path) -> pa.Table:
     try:
-        return pq.read_table(path)
+        return read_table(path)
     except READ_ERRORS as error:
         raise _damaged(path, error) from error
 

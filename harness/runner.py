@@ -38,7 +38,7 @@ from harness.losses import resolve_loss
 from harness.models import check_same_tokenizer, load_model
 from harness.records import (
     LOSS_NAMES, NODE_SCHEMA, PARTS_DIR, QUESTION_SCHEMA, READ_ERRORS, RecordWriteError, fsync_directory,
-    make_directory, rows_to_table, write_json, write_table,
+    make_directory, read_table, rows_to_table, write_json, write_table,
 )
 from harness.selection import PRIORITIES
 from harness.task import Task, resolve_task
@@ -426,15 +426,15 @@ class RunDirectory:
         parts = self.path / PARTS_DIR
         keys = sorted(self.done)
         for kind, schema in (("nodes", NODE_SCHEMA), ("questions", QUESTION_SCHEMA)):
-            tables = [pq.read_table(parts / f"{key}.{kind}.parquet", schema=schema) for key in keys]
+            tables = [read_table(parts / f"{key}.{kind}.parquet", schema=schema) for key in keys]
             merged = pa.concat_tables(tables) if tables else schema.empty_table()
             write_table(merged, self.path / f"{kind}.parquet", durable=durable)
 
 
 def _reads_back(path: Path, schema: pa.Schema) -> bool:
-    """Whether a part file reads as ``merge`` will read it (footer, every page, the schema)."""
+    """Whether a part file reads as ``merge`` will read it (footer, every page and its checksum, the schema)."""
     try:
-        pq.read_table(path, schema=schema)
+        read_table(path, schema=schema)
     except READ_ERRORS:
         return False
     return True

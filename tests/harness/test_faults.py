@@ -16,10 +16,12 @@ import subprocess
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 import harness.records as records
+from harness.cache import WorkCache
 from harness.cli import main
 from harness.diagnostic import Settings
 from harness.records import DamagedRecordsError, write_json, write_table
@@ -192,10 +194,23 @@ def test_disk_full_on_a_real_tmpfs_then_resume(small_tmpfs, uninterrupted, capsy
 
 # ---------------------------------------------------------------------------------------------- damaged parts
 
+def _flip_byte(data: bytes) -> bytes:
+    """One byte inverted in the middle of the file's largest column chunk (inside its page data, past the page
+    header): the size and the footer stay intact, and without checksums the file reads back as other values."""
+    metadata = pq.ParquetFile(pa.BufferReader(data)).metadata
+    chunks = [metadata.row_group(g).column(c) for g in range(metadata.num_row_groups)
+              for c in range(metadata.num_columns)]
+    largest = max(chunks, key=lambda chunk: chunk.total_compressed_size)
+    start = largest.dictionary_page_offset if largest.has_dictionary_page else largest.data_page_offset
+    middle = start + largest.total_compressed_size // 2
+    return data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:]
+
+
 DAMAGE = {
     "truncated to 100 bytes": lambda data: data[:100],
     "emptied": lambda data: b"",
     "zeroed": lambda data: b"\0" * len(data),
+    "one byte flipped": _flip_byte,  # reads back as other numbers unless the pages carry checksums
 }
 
 
@@ -234,6 +249,17 @@ def test_a_part_damaged_twice_keeps_both_copies(uninterrupted, tmp_path):
     assert {p.name for p in damaged.glob(victim.name.removesuffix(".parquet") + "*")} == {victim.name, second}
     assert (damaged / victim.name).read_bytes() == b"" and (damaged / second).read_bytes() == b"x" * 10
     _assert_same_records(out, uninterrupted)
+
+
+def test_a_garbled_cache_entry_is_recomputed_not_reused(uninterrupted, tmp_path):
+    """Cache entries are not fsynced: one a power loss garbles must fail its page checksums and be recomputed."""
+    cache_dir = tmp_path / "cache"
+    run(CONFIG, tmp_path / "first", cache=WorkCache(cache_dir))
+    for entry in sorted(cache_dir.glob("*/*.parquet")):
+        entry.write_bytes(_flip_byte(entry.read_bytes()))
+    meta = run(CONFIG, tmp_path / "second", cache=WorkCache(cache_dir))
+    assert meta["cache_hits"]["sampled_hits"] == 0 and meta["cache_hits"]["teacher_hits"] == {}
+    _assert_same_records(tmp_path / "second", uninterrupted)
 
 
 def test_a_damaged_run_json_on_resume_is_a_clear_refusal(uninterrupted, tmp_path):
