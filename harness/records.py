@@ -1,8 +1,9 @@
 """The on-disk data contract: column schemas of ``nodes.parquet`` and ``questions.parquet`` (METHOD.md).
 
 Both files are written through pyarrow with these explicit schemas so that every run, and every reader
-(pandas, polars, the leaderboard), sees the same types. Writes are atomic (temp file + rename) and durable
-(fsync of the file before the rename and of its directory after), and a failed write names its file
+(pandas, polars, the leaderboard), sees the same types. Writes are atomic (temp file + rename), durable unless
+asked not to be (fsync of the file before the rename and of its directory after), every parquet page carries a
+checksum that reading verifies (:func:`read_table`), and a failed write names its file
 (:class:`RecordWriteError`). Reading a run back (:func:`load_run`) turns a damaged file into one paragraph saying
 how to rebuild it (:class:`DamagedRecordsError`).
 """
