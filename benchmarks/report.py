@@ -17,6 +17,7 @@ GOALS = {
     "test_targeted_vs_uniform_nodes_at_equal_token_budget": ("ratio", ">= 1.5x"),
     "test_demo_nodes_per_cpu_minute": ("nodes_per_cpu_minute", "(report)"),
     "test_add_teacher_with_reuse_cache_vs_from_scratch": ("reuse_speedup", "(report)"),
+    "test_commit_with_fsync_vs_without": ("fsync_ms_per_question", "(report)"),
 }
 
 

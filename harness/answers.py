@@ -9,6 +9,11 @@ Each answer format gets one section with two functions:
 The two must agree: whenever ``*_answer_is_final`` is True, extracting from that same text gives the answer that
 made it final. Formats: yes/no (BoolQ), multiple-choice letters (MMLU) and math answers compared with
 math-verify (AIME). Math answers have no cheap "final" test: the last answer wins and generation stops at EOS.
+
+Gold answers get one normaliser per format (``yes_no_gold``, ``choice_gold``, ``integer_gold``), called where a
+grader compares: they accept the gold as datasets spell it (BoolQ/SuperGLUE ``True``/``false``/``1``/``0``, an MMLU
+letter or 0-based index, an AIME integer with leading zeros) and raise :class:`GoldAnswerError`, naming the task,
+the value and the accepted spellings, for anything else: an unreadable gold must never grade every response wrong.
 """
 from __future__ import annotations
 
@@ -16,15 +21,33 @@ import re
 import threading
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
+
+from harness.data import DataError
 
 __all__ = [
+    "GoldAnswerError",
     "choice_answer_is_final",
+    "choice_gold",
     "extract_choice_letter",
     "extract_math_answer",
     "extract_yes_no",
+    "integer_gold",
     "math_answers_equal",
     "yes_no_answer_is_final",
+    "yes_no_gold",
 ]
+
+
+class GoldAnswerError(DataError):
+    """A gold answer that no spelling of its format matches; the message names the task, the value and the
+    spellings accepted."""
+
+
+def _unreadable_gold(task: str, gold: Any, accepted: str) -> GoldAnswerError:
+    return GoldAnswerError(f"The {task} task cannot read the gold answer {gold!r}: accepted spellings are {accepted}. "
+                           f"Fix the gold in the data (or the --gold flag); a gold it cannot read would grade every "
+                           f"response wrong.")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -86,6 +109,18 @@ def extract_yes_no(text: str) -> str | None:
     if first:
         return _YES_NO_CANONICAL[first.group(1).lower()]
     return None
+
+
+# BoolQ stores a bool, SuperGLUE's BoolQ a 0/1 label; exports spell the bool True/TRUE/false.
+_YES_NO_GOLD = {"yes": "yes", "true": "yes", "1": "yes", "no": "no", "false": "no", "0": "no"}
+
+
+def yes_no_gold(gold: Any, task: str) -> str:
+    """``gold`` as "yes" or "no": yes/no, true/false in any case, 1/0, or a bool; else :class:`GoldAnswerError`."""
+    canonical = _YES_NO_GOLD.get(str(gold).strip().casefold()) if isinstance(gold, (str, bool, int)) else None
+    if canonical is None:
+        raise _unreadable_gold(task, gold, "yes/no or true/false in any case, 1/0, or a boolean")
+    return canonical
 
 
 def yes_no_answer_is_final(text: str) -> bool:
@@ -218,6 +253,21 @@ def extract_choice_letter(text: str, choices: Sequence[str] = (), letters: str =
     return _letter_of_choice_text(last, choices, letters)
 
 
+def choice_gold(gold: Any, task: str, letters: str = "ABCD") -> str:
+    """``gold`` as an upper-case letter: the letter in any case, optionally bracketed or followed by "." or ")"
+    ("c", "(C)", "C."), or its 0-based index as MMLU stores it (2 or "2" -> "C"); else :class:`GoldAnswerError`."""
+    letters = letters.upper()
+    text = str(gold).strip() if isinstance(gold, (str, int)) and not isinstance(gold, bool) else ""
+    letter = re.fullmatch(r"[(\[]?\s*([A-Za-z])\s*[)\].]?", text)
+    if letter and letter.group(1).upper() in letters:
+        return letter.group(1).upper()
+    if re.fullmatch(r"\d+", text) and int(text) < len(letters):
+        return letters[int(text)]
+    last = len(letters) - 1
+    raise _unreadable_gold(task, gold, f"a letter {letters[0]}-{letters[last]} in any case, or a 0-based index "
+                                       f"0-{last}")
+
+
 def choice_answer_is_final(text: str, letters: str = "ABCD") -> bool:
     """True once ``text`` holds an explicit upper-case answer letter closed by punctuation or a newline.
 
@@ -280,6 +330,16 @@ def _as_integer(text: str) -> int | None:
     if _THOUSANDS.fullmatch(cleaned):
         cleaned = cleaned.replace(",", "")
     return int(cleaned) if re.fullmatch(r"[+-]?\d{1,50}", cleaned) else None
+
+
+def integer_gold(gold: Any, task: str) -> str:
+    """``gold`` as an integer string without leading zeros ("070", " 70 ", "$70$", 70 -> "70"); anything else
+    (an empty or non-integer value) is a :class:`GoldAnswerError`."""
+    value = None if isinstance(gold, bool) else gold if isinstance(gold, int) else \
+        _as_integer(gold) if isinstance(gold, str) and gold.strip() else None
+    if value is None:
+        raise _unreadable_gold(task, gold, "an integer, with or without leading zeros (70, 070, $70$)")
+    return str(value)
 
 
 def math_answers_equal(pred: str | None, gold: str) -> bool:

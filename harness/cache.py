@@ -13,7 +13,9 @@ depends on:
 
 A key change, however small (one weight, one line of harness code, a different ``--top-k``), gives a different
 file name, so stale work is never reused; the full key is also stored in the file and compared on load. Files
-are written atomically. Default location ``$OPD_WORK_CACHE_DIR``, else ``$OPD_CACHE_DIR/work``
+are written atomically with page checksums (not fsynced); an entry that cannot be read or fails its checksums is
+recomputed, and a write that fails (a full or read-only disk) never stops the run: it goes on without caching (one
+warning, ``WorkCache.write_error``, shown by ``opd run``). Default location ``$OPD_WORK_CACHE_DIR``, else ``$OPD_CACHE_DIR/work``
 (``~/.cache/opd-harness/work``); ``opd run --cache-dir DIR`` moves it and ``--no-cache`` turns it off; ``opd cache``
 shows its size and clears it.
 """
@@ -29,9 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from harness.records import write_table
+from harness.records import READ_ERRORS, read_table, write_table
 
 if TYPE_CHECKING:
     from harness.models import LoadedModel
@@ -88,6 +89,7 @@ class WorkCache:
     def __init__(self, root: Path | str | None = None) -> None:
         self.root = Path(root) if root is not None else default_cache_dir()
         self.counts = CacheCounts()
+        self.write_error: str | None = None  # the first failed write (full disk...): later entries are not tried
 
     # ------------------------------------------------------------------ sampled work of one question
     def load_sampled(self, key: Mapping[str, Any]) -> tuple[list[dict], list[dict]] | None:
@@ -133,25 +135,30 @@ class WorkCache:
 
     def _read(self, path: Path, key: Mapping[str, Any]) -> list[dict] | None:
         try:
-            table = pq.read_table(path)
-        except (OSError, pa.ArrowInvalid):  # absent, or unreadable (e.g. a truncated file): recompute
+            table = read_table(path)  # page checksums verified: a torn or flipped entry is recomputed
+            stored = (table.schema.metadata or {}).get(_KEY_METADATA)
+            if stored is None or stored.decode() != _canonical(key):
+                return None  # a digest collision or a foreign file: never reuse it
+            return table.to_pylist()
+        except READ_ERRORS:  # absent, or unreadable (truncated, emptied, bad bytes): recompute
             return None
-        stored = (table.schema.metadata or {}).get(_KEY_METADATA)
-        if stored is None or stored.decode() != _canonical(key):
-            return None  # a digest collision or a foreign file: never reuse it
-        return table.to_pylist()
 
     def _write(self, path: Path, key: Mapping[str, Any], rows: Sequence[Mapping], schema: pa.Schema) -> None:
         from harness.records import rows_to_table
 
+        if self.write_error is not None:
+            return  # the disk was full (or read-only) a moment ago: do not fill it further, nor warn per entry
         table = rows_to_table(rows, schema)
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), _KEY_METADATA: _canonical(key)})
         try:
-            write_table(table, path)
+            # not fsynced: an entry a power loss cuts short or garbles fails its footer or page checksums on
+            # reading and is recomputed, so the fsyncs (a few ms each, per entry) would buy nothing
+            write_table(table, path, durable=False)
         except OSError as error:  # a full or read-only cache must not stop the run: the records are written anyway
             import warnings
 
-            warnings.warn(f"opd cache: could not write {path} ({error.strerror}); continuing without caching it")
+            self.write_error = f"could not write {path} ({error.strerror})"
+            warnings.warn(f"opd cache: {self.write_error}; this run goes on without caching its work", stacklevel=2)
 
 
 # ---------------------------------------------------------------------------------------------- fingerprints

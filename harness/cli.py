@@ -1,7 +1,8 @@
 """The ``opd`` command line: ``run``, ``leaderboard`` and ``list``.
 
-Known mistakes (unknown names, bad numbers, missing data, tokenizer mismatch...) print one paragraph saying what to
-fix and exit with status 2; ``--debug`` shows the traceback instead.
+Known mistakes (unknown names, bad numbers, missing data, tokenizer mismatch...) and faults of the file system (a
+full disk, a damaged record file) print one paragraph saying what to fix and exit with status 2; ``--debug`` shows
+the traceback instead. A run stopped by a fault ends its paragraph with the exact command that resumes it.
 """
 from __future__ import annotations
 
@@ -149,7 +150,7 @@ def cmd_run(args: argparse.Namespace, console) -> int:
 
     _quiet_libraries()
     config = _config_from(args)
-    out = args.out or default_out_dir(config)
+    out = args.out = args.out or default_out_dir(config)  # kept on args: the resume command names it
     started = time.perf_counter()
     cache = cache_from(args)
     if args.quiet:
@@ -176,6 +177,13 @@ def cmd_run(args: argparse.Namespace, console) -> int:
         console.print(f"Reused from the cache ({meta['cache']}): sampled work of {hits['sampled_hits']} question(s); "
                       f"rows of teachers {reused}; generated {counts['generated_tokens_this_session']} new tokens.",
                       highlight=False)
+    if meta.get("set_aside_parts"):
+        console.print(f"[yellow]Set aside {len(meta['set_aside_parts'])} damaged part file(s)[/] (unreadable: "
+                      f"truncated or emptied) in {out}: {', '.join(meta['set_aside_parts'])}. Their questions were "
+                      f"redone; the files are kept for inspection and can be deleted.", highlight=False)
+    if meta.get("cache_write_error"):
+        console.print(f"[yellow]The reuse cache was not fully written[/] ({meta['cache_write_error']}): this run's "
+                      f"records are complete, but adding a teacher later recomputes the work not cached.", highlight=False)
     return 0
 
 
@@ -225,9 +233,20 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from harness.data import DataError
     from harness.models import ModelError
     from harness.registry import RegistryError
-    from harness.runner import ConfigError
+    from harness.records import DamagedRecordsError, RecordWriteError
+    from harness.runner import ConfigError, RunStoppedError
 
-    return (RegistryError, ConfigError, DataError, ModelError, FileNotFoundError)
+    return (RegistryError, ConfigError, DataError, ModelError, FileNotFoundError, DamagedRecordsError,
+            RecordWriteError, RunStoppedError)
+
+
+def _resume_command(argv: list[str], args: argparse.Namespace) -> str:
+    """The command line as typed (quoted for a POSIX shell) that resumes a stopped run: with the --out that `opd run`
+    chose itself when none was given (another run would get a new time-stamped directory)."""
+    import shlex
+
+    chose_out = getattr(args, "out", None) is not None and not any(a.split("=")[0] == "--out" for a in argv)
+    return "opd " + shlex.join([*argv, "--out", str(args.out)] if args.command == "run" and chose_out else argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -249,11 +268,27 @@ def main(argv: list[str] | None = None) -> int:
     except _known_errors() as error:
         if args.debug:
             raise
+        from harness.runner import RunStoppedError
+
+        message = str(error)
+        if isinstance(error, RunStoppedError):
+            message += f" Resume with: {_resume_command(argv, args)}"
         # escaped: messages hold literal brackets (pip install 'opd-harness[vllm]') that rich would read as markup
-        console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
+        console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+        return 2
+    except OSError as error:
+        import errno
+
+        # a full or read-only disk under a report's output (a figure, an HTML view): the same one paragraph
+        if args.debug or error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise
+        where = f" {error.filename}" if error.filename else ""
+        console.print(f"[bold red]error:[/] Could not write{escape(where)}: {os.strerror(error.errno)} (errno "
+                      f"{error.errno}). Free some space or choose another output path, then run the same command "
+                      f"again: {escape(_resume_command(argv, args))}", highlight=False)
         return 2
     except KeyboardInterrupt:
-        resume = "opd " + " ".join(argv)
+        resume = _resume_command(argv, args)
         console.print(f"[yellow]Interrupted.[/] Every finished question is saved; run the same command again to "
                       f"resume where it stopped: {resume}", highlight=False)
         return 130

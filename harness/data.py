@@ -7,8 +7,10 @@ finally None, meaning "download from the public hub". Tasks read local files wit
 """
 from __future__ import annotations
 
+import codecs
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,9 @@ DATA_DIR_ENV = "OPD_DATA_DIR"
 LAYOUT_DIRS = ("boolq", "mmlu", "aime")
 _LAYOUT_HINT = "boolq/validation.jsonl, mmlu/test.jsonl, aime/aime_2024.jsonl, ..."
 _REPO_ROOT = Path(__file__).resolve().parent.parent
+# byte-order marks of the encodings exports use (UTF-32 before UTF-16: its little-endian mark starts with UTF-16's)
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"), (codecs.BOM_UTF8, "utf-8"),
+         (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
 
 
 class DataError(ValueError):
@@ -100,48 +105,65 @@ def read_jsonl(
 
     ``types`` optionally maps a field to the type(s) its value must have, so that e.g. ``"answer": "false"``
     (a truthy string) is caught here instead of silently grading every question wrong.
-    A malformed row raises :class:`DataError` naming the file, the 1-based line and the problem.
+    A malformed row raises :class:`DataError` naming the file, the 1-based line and the problem. Spreadsheet and
+    editor exports read like any other file: a UTF-8 byte-order mark, UTF-16 with one, CRLF or CR line ends.
     """
     path = Path(path)
     rows: list[dict[str, Any]] = []
     try:
-        handle = path.open(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as error:
         raise DataError(f"Cannot read data file {str(path)!r}: {error.strerror or error}.") from error
-    with handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}, line {line_no}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(
-                    f"Malformed data file: {where} is not valid JSON ({error.msg} at column {error.colno}). "
-                    f"Each line must be one JSON object; fix or regenerate the file."
-                ) from None
-            if not isinstance(row, dict):
-                raise DataError(
-                    f"Malformed data file: {where} is a JSON {type(row).__name__}, not an object. "
-                    f"Each line must be one JSON object with the fields {', '.join(required)}."
+    for line_no, line in enumerate(_text_lines(raw, path), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}, line {line_no}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataError(
+                f"Malformed data file: {where} is not valid JSON ({error.msg} at column {error.colno}). "
+                f"Each line must be one JSON object; fix or regenerate the file."
+            ) from None
+        if not isinstance(row, dict):
+            raise DataError(
+                f"Malformed data file: {where} is a JSON {type(row).__name__}, not an object. "
+                f"Each line must be one JSON object with the fields {', '.join(required)}."
+            )
+        missing = [name for name in required if name not in row]
+        if missing:
+            raise DataError(
+                f"Malformed data file: {where} lacks the required field(s) {', '.join(missing)} "
+                f"(it has: {', '.join(row) or 'no fields'}). Each row needs {', '.join(required)}."
+            )
+        for name, expected in (types or {}).items():
+            if name in row and not isinstance(row[name], expected):
+                wanted = (
+                    " or ".join(t.__name__ for t in expected) if isinstance(expected, tuple) else expected.__name__
                 )
-            missing = [name for name in required if name not in row]
-            if missing:
                 raise DataError(
-                    f"Malformed data file: {where} lacks the required field(s) {', '.join(missing)} "
-                    f"(it has: {', '.join(row) or 'no fields'}). Each row needs {', '.join(required)}."
+                    f"Malformed data file: {where} has field {name!r} = {row[name]!r} of type "
+                    f"{type(row[name]).__name__}, expected {wanted}."
                 )
-            for name, expected in (types or {}).items():
-                if name in row and not isinstance(row[name], expected):
-                    wanted = (
-                        " or ".join(t.__name__ for t in expected) if isinstance(expected, tuple) else expected.__name__
-                    )
-                    raise DataError(
-                        f"Malformed data file: {where} has field {name!r} = {row[name]!r} of type "
-                        f"{type(row[name]).__name__}, expected {wanted}."
-                    )
-            rows.append(row)
+        rows.append(row)
     return rows
+
+
+def _text_lines(raw: bytes, path: Path) -> list[str]:
+    """The lines of a text file as spreadsheet and editor exports write it: UTF-8 with or without a byte-order
+    mark, or UTF-16/32 with one; LF, CRLF or CR line ends. Split on those three only: a JSON string may hold U+2028."""
+    bom, encoding = next(((bom, name) for bom, name in _BOMS if raw.startswith(bom)), (b"", "utf-8"))
+    body = raw[len(bom):]
+    try:
+        text = body.decode(encoding)
+    except UnicodeDecodeError as error:
+        line = body[: error.start].decode(encoding, errors="replace").count("\n") + 1
+        raise DataError(
+            f"Malformed data file: {path}, line {line} is not {encoding.upper()} text (byte "
+            f"{body[error.start]:#04x}). Save the file as UTF-8 (with or without a byte-order mark), e.g. "
+            f"\"CSV UTF-8\" in a spreadsheet or encoding UTF-8 in an editor."
+        ) from None
+    return re.split(r"\r\n|\r|\n", text)
 
 
 def load_hub(path: str, name: str | None, split: str) -> Any:

@@ -1,14 +1,19 @@
 """The on-disk data contract: column schemas of ``nodes.parquet`` and ``questions.parquet`` (METHOD.md).
 
 Both files are written through pyarrow with these explicit schemas so that every run, and every reader
-(pandas, polars, the leaderboard), sees the same types. Writes are atomic (temp file + rename).
+(pandas, polars, the leaderboard), sees the same types. Writes are atomic (temp file + rename), durable unless
+asked not to be (fsync of the file before the rename and of its directory after), every parquet page carries a
+checksum that reading verifies (:func:`read_table`), and a failed write names its file
+(:class:`RecordWriteError`). Reading a run back (:func:`load_run`) turns a damaged file into one paragraph saying
+how to rebuild it (:class:`DamagedRecordsError`).
 """
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +23,7 @@ import pyarrow.parquet as pq
 if TYPE_CHECKING:
     import pandas
 
+PARTS_DIR = "parts"  # RUN_DIR/parts/<key>.nodes.parquet and <key>.questions.parquet: one question each
 LOSS_NAMES = ("rkl", "fkl", "jsd", "sampled", "grpo")  # the losses every record carries an alignment for
 
 _f64 = pa.float64()
@@ -107,61 +113,171 @@ def rows_to_table(rows: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Ta
     return pa.Table.from_pydict(columns, schema=schema)
 
 
-def _atomic_target(path: Path) -> tuple[int, str]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+class RecordWriteError(OSError):
+    """A record file could not be written: the disk is full, a quota is reached, the file system is read-only...
+
+    Carries the failed file (``filename``) and the operating system's ``errno``/``strerror``; whoever knows the
+    run turns it into a message saying what was kept and how to resume (:mod:`harness.runner`)."""
+
+    def __str__(self) -> str:
+        return f"Could not write {self.filename}: {self.strerror} (errno {self.errno})."
 
 
-def write_table(table: pa.Table, path: Path) -> None:
-    """Write parquet atomically: a reader never sees a half-written file."""
-    fd, tmp = _atomic_target(path)
-    os.close(fd)
+class DamagedRecordsError(ValueError):
+    """A record file of a finished run cannot be read (truncated, emptied, not parquet); the message says how to
+    rebuild it."""
+
+
+# errors a damaged parquet or JSON file raises on reading (pyarrow: ArrowInvalid is a ValueError, a bad page header
+# an OSError; json: JSONDecodeError is a ValueError, bad bytes a UnicodeDecodeError, also a ValueError)
+READ_ERRORS = (OSError, ValueError, pa.ArrowException)
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a rename or a new entry in ``directory`` survive a power loss (POSIX: the entry lives in the directory)."""
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
+        os.fsync(fd)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        os.close(fd)
 
 
-def write_json(data: Mapping[str, Any], path: Path) -> None:
-    fd, tmp = _atomic_target(path)
+def make_directory(directory: Path, durable: bool = True) -> None:
+    """``mkdir -p directory``; ``durable``: each folder it creates is recorded in its parent before we return."""
+    directory = Path(directory)
+    created = [folder for folder in (directory, *directory.parents) if not folder.exists()]
+    directory.mkdir(parents=True, exist_ok=True)
+    if durable:
+        for folder in created:
+            fsync_directory(folder.parent)
+
+
+def _fsync_file(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2, sort_keys=False, default=str)
-            handle.write("\n")
-        os.replace(tmp, path)
+        os.fsync(fd)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        os.close(fd)
+
+
+def _replace_atomically(path: Path, write: Callable[[str], None], durable: bool) -> None:
+    """Write through ``write(temporary path)`` then rename over ``path``: a reader sees the old file or the new one,
+    never half of one. ``durable``: the data is on disk before the rename and the rename is on disk before we
+    return, so a file reported written survives a power loss (without it, ext4/xfs may keep the rename but not
+    the data, leaving an empty or truncated file). Any OS error becomes a :class:`RecordWriteError` naming ``path``.
+    """
+    tmp = None
+    try:
+        make_directory(path.parent, durable)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        write(tmp)
+        if durable:
+            _fsync_file(tmp)
+        os.replace(tmp, path)
+        if durable:
+            fsync_directory(path.parent)
+    except OSError as error:
+        raise RecordWriteError(error.errno, _reason(error), str(path)) from error
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)  # a failed write leaves no temporary file behind (on a full disk, it holds space)
+
+
+def _reason(error: OSError) -> str:
+    if error.errno:
+        return os.strerror(error.errno)  # pyarrow's messages wrap it in "Error writing bytes to file. Detail: ..."
+    return error.strerror or str(error)
+
+
+def write_table(table: pa.Table, path: Path, durable: bool = True) -> None:
+    """Write parquet atomically (and, unless ``durable=False``, durably: see :func:`_replace_atomically`).
+
+    Every page carries a CRC-32 (a standard parquet feature other readers ignore): parquet has no other integrity
+    check, so a byte flipped inside a page would otherwise read back as different numbers (:func:`read_table`)."""
+    _replace_atomically(Path(path), lambda tmp: pq.write_table(table, tmp, write_page_checksum=True), durable)
+
+
+def read_table(path: Path, schema: pa.Schema | None = None) -> pa.Table:
+    """``pq.read_table`` verifying the page checksums :func:`write_table` writes (files without them read as
+    before). A damaged file raises one of :data:`READ_ERRORS`."""
+    return pq.read_table(path, schema=schema, page_checksum_verification=True)
+
+
+def write_json(data: Mapping[str, Any], path: Path, durable: bool = True) -> None:
+    """Write JSON atomically and durably, like :func:`write_table`."""
+    text = json.dumps(data, indent=2, sort_keys=False, default=str) + "\n"
+    _replace_atomically(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), durable)
 
 
 def read_nodes(run_dir: Path):
-    """``nodes.parquet`` of a run as a pandas DataFrame."""
-    return pq.read_table(Path(run_dir) / "nodes.parquet").to_pandas()
+    """``nodes.parquet`` of a run as a pandas DataFrame (a damaged file: :class:`DamagedRecordsError`)."""
+    return _read_parquet(Path(run_dir) / "nodes.parquet").to_pandas()
 
 
 def read_questions(run_dir: Path):
-    return pq.read_table(Path(run_dir) / "questions.parquet").to_pandas()
+    return _read_parquet(Path(run_dir) / "questions.parquet").to_pandas()
+
+
+def has_parts(run_dir: Path) -> bool:
+    """Whether ``run_dir`` keeps per-question parts that the merged records can be rebuilt from."""
+    return any((Path(run_dir) / PARTS_DIR).glob("*.questions.parquet"))
+
+
+def _read_parquet(path: Path) -> pa.Table:
+    try:
+        return read_table(path)
+    except READ_ERRORS as error:
+        raise _damaged(path, error) from error
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except READ_ERRORS as error:
+        raise _damaged(path, error) from error
+
+
+def _damaged(path: Path, error: BaseException) -> DamagedRecordsError:
+    """One paragraph: which file, what the reader said, and how to get it back."""
+    run_dir = path.parent
+    quoted = shlex.quote(str(run_dir))
+    if path.suffix == ".parquet" and has_parts(run_dir):
+        fix = (f"The merged records can be rebuilt from the run's per-question parts in {run_dir / PARTS_DIR}: "
+               f"run `opd rebuild {quoted}` (running the `opd run` command that made it again also rewrites them).")
+    elif path.suffix == ".parquet":
+        fix = (f"{run_dir} keeps no per-question parts ({PARTS_DIR}/) to rebuild it from: copy the run again from "
+               f"where it came from, or run the `opd run` command that made it again with --overwrite.")
+    elif path.name == "run.json":
+        fix = ("It holds the run's configuration: restore it from a copy of the run, or move it aside to read the "
+               "records without it (then `opd run` no longer resumes into this directory).")
+    else:
+        fix = "Restore it from a copy, regenerate it, or move it aside to read the run without it."
+    detail = " ".join(str(error).split()) or type(error).__name__
+    return DamagedRecordsError(f"{path} cannot be read ({detail}): the file is damaged, e.g. by a partial copy or "
+                               f"a power loss while it was written. {fix}")
 
 
 def load_run(run_dir) -> tuple["pandas.DataFrame", "pandas.DataFrame", dict]:
     """``(nodes, questions, run_json)`` of a run directory; a missing ``run.json`` reads as ``{}``.
 
-    An ``accuracy.json`` next to the records is read into ``nodes.attrs["accuracy"]``.
+    An ``accuracy.json`` next to the records is read into ``nodes.attrs["accuracy"]``. A missing record file is a
+    ``FileNotFoundError``, a damaged one a :class:`DamagedRecordsError`; both say how to get the file back.
     """
     run_dir = Path(run_dir)
     for name in ("nodes.parquet", "questions.parquet"):
         if not (run_dir / name).is_file():
+            rebuild = (f"; its per-question parts are there: `opd rebuild {shlex.quote(str(run_dir))}` writes it"
+                       if has_parts(run_dir) else "")
             raise FileNotFoundError(
                 f"{run_dir / name} not found: {run_dir} is not a finished run directory "
-                f"(create one with `opd run --out RUN_DIR`)"
+                f"(create one with `opd run --out RUN_DIR`){rebuild}"
             )
     run_json_path = run_dir / "run.json"
-    run_json = json.loads(run_json_path.read_text()) if run_json_path.is_file() else {}
+    run_json = _read_json(run_json_path) if run_json_path.is_file() else {}
     nodes = read_nodes(run_dir)
     accuracy_path = run_dir / "accuracy.json"
     if accuracy_path.is_file():
         # carried on the frame so that `leaderboard(nodes)` (as the CLI calls it) shows the accuracy column
-        nodes.attrs["accuracy"] = json.loads(accuracy_path.read_text())
+        nodes.attrs["accuracy"] = _read_json(accuracy_path)
     return nodes, read_questions(run_dir), run_json

@@ -2,12 +2,18 @@
 
 Every plugin name, model and tokenizer is checked before the first rollout, so a typo or a tokenizer mismatch
 fails in seconds. Records are rewritten atomically after each question, so an interruption keeps finished work.
+A full disk stops the run with one paragraph saying what was saved and how to resume (:class:`RunStoppedError`); a
+damaged part file found on resuming is moved aside and its question redone; :func:`rebuild_records` rewrites the
+merged records from the parts without any model.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import hashlib
 import json
+import os
 import platform
 import re
 import shutil
@@ -30,16 +36,26 @@ from harness.data import resolve_data_dir
 from harness.diagnostic import NoProgress, Participants, Progress, QuestionResult, Settings, diagnose_question
 from harness.losses import resolve_loss
 from harness.models import check_same_tokenizer
-from harness.records import LOSS_NAMES, NODE_SCHEMA, QUESTION_SCHEMA, rows_to_table, write_json, write_table
+from harness.records import (
+    LOSS_NAMES, NODE_SCHEMA, PARTS_DIR, QUESTION_SCHEMA, READ_ERRORS, RecordWriteError, fsync_directory,
+    make_directory, read_table, rows_to_table, write_json, write_table,
+)
 from harness.selection import PRIORITIES
 from harness.task import Task, resolve_task
 from harness.teacher import RunState, Teacher, resolve_teacher
 
-PARTS_DIR = "parts"
+DAMAGED_DIR = "damaged"  # RUN/parts/damaged/: part files that could not be read, kept for inspection
 
 
 class ConfigError(ValueError):
     """Invalid run configuration; the message says what to change."""
+
+
+class RunStoppedError(RuntimeError):
+    """The run stopped on a fault outside the harness (a full disk, a read-only or failing file system).
+
+    Every finished question is saved; the message says what happened and where, and that the same command resumes
+    (the CLI appends that command)."""
 
 
 @dataclass(frozen=True)
@@ -171,8 +187,59 @@ def run(config: RunConfig, out: Path, progress: Progress | None = None, overwrit
         raise ConfigError(f"No questions selected for task {config.task!r}: check --limit and the data.")
     who = resolve_participants(config, task, teachers, state)
     identity = RunIdentity(config_fingerprint(config, teachers), sampling_fingerprint(config), config.teachers)
-    with RunDirectory(Path(out), identity, overwrite) as run_dir:
-        return _run_questions(config, questions, who, run_dir, data_dir, progress, started, cache)
+    try:
+        with RunDirectory(Path(out), identity, overwrite) as run_dir:
+            return _run_questions(config, questions, who, run_dir, data_dir, progress, started, cache)
+    except RecordWriteError as error:
+        raise RunStoppedError(write_failure_message(error, Path(out), len(questions), cache)) from error
+
+
+def write_failure_message(error: RecordWriteError, out: Path, total: int, cache: WorkCache | None) -> str:
+    """What happened, where, what is kept and what to do: one paragraph (the CLI adds the command that resumes)."""
+    failed = Path(error.filename or out)
+    saved = len(list((out / PARTS_DIR).glob("*.questions.parquet"))) if (out / PARTS_DIR).is_dir() else 0
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        free = _free_bytes(failed.parent)
+        space = f" ({free / 2**20:.1f} MiB free)" if free is not None else ""
+        cause = f"the disk (or quota) holding {failed.parent} is full{space}"
+        fix = "Free some space there"
+        if cache is not None:
+            fix += f" (the reuse cache in {cache.root} is emptied by `opd cache --clear`; --no-cache turns it off)"
+    elif error.errno == errno.EROFS:
+        cause, fix = f"{failed.parent} is on a read-only file system", "Make it writable again"
+    else:
+        cause, fix = f"the file system holding {failed.parent} refused the write", "Fix the cause"
+    return (f"Could not write {failed}: {error.strerror} (errno {error.errno}); {cause}. The run stopped there: "
+            f"{saved} of {total} question(s) are saved in {out / PARTS_DIR}, so nothing finished is lost. {fix}, then run "
+            f"the same command again: it resumes after the last saved question and ends with the same records as an "
+            f"uninterrupted run.")
+
+
+def _free_bytes(directory: Path) -> int | None:
+    existing = next((p for p in (directory, *directory.parents) if p.exists()), None)
+    try:
+        return shutil.disk_usage(existing).free if existing is not None else None
+    except OSError:
+        return None
+
+
+def rebuild_records(path: Path) -> tuple[int, list[Path]]:
+    """Rewrite ``path/nodes.parquet`` and ``questions.parquet`` from ``path/parts/`` (no model, no data needed).
+
+    Damaged parts are moved to ``parts/damaged/`` first, as on resuming. Returns (questions merged, files set aside);
+    the questions of set-aside parts are redone by running the command that made the run again.
+    """
+    path = Path(path)
+    if not (path / PARTS_DIR).is_dir():
+        raise ConfigError(f"{path} has no {PARTS_DIR}/ folder to rebuild its records from: only a directory written "
+                          f"by `opd run --out` keeps one.")
+    try:
+        with RunDirectory(path, identity=None, overwrite=False) as run_dir:
+            run_dir.merge()
+            return len(run_dir.done), list(run_dir.set_aside)
+    except RecordWriteError as error:
+        raise RunStoppedError(f"{error} Nothing was lost: the parts in {path / PARTS_DIR} are untouched; fix the "
+                              f"cause and rebuild again.") from error
 
 
 def _run_questions(config: RunConfig, questions, who: Participants, run_dir: "RunDirectory", data_dir, progress,
@@ -193,6 +260,7 @@ def _run_questions(config: RunConfig, questions, who: Participants, run_dir: "Ru
         "resumed_questions": len(questions) - len(todo),
         "added_teachers": list(run_dir.added_teachers),
         "cache": str(cache.root) if cache is not None else None,
+        "set_aside_parts": [str(p.relative_to(run_dir.path)) for p in run_dir.set_aside],
         "status": "running",
     }
     write_json(meta, run_dir.path / "run.json")
@@ -204,7 +272,10 @@ def _run_questions(config: RunConfig, questions, who: Participants, run_dir: "Ru
         for index, question in todo:
             result: QuestionResult = diagnose_question(question, who, config.settings, progress, cache)
             run_dir.commit(index, question.id, result)
-            run_dir.merge()  # the merged files stay current: an interruption keeps every finished question
+            # the merged files stay current for readers; not fsynced here: the parts are the durable commit, and
+            # resuming or `opd rebuild` rewrites these from them (fsyncing a growing file per question would not
+            # stay negligible on a long run)
+            run_dir.merge(durable=False)
             generated += result.generated_tokens
             teacher_passes += result.teacher_passes
             # throughput counts nodes sampled in this session, not those read back from the cache
@@ -212,7 +283,8 @@ def _run_questions(config: RunConfig, questions, who: Participants, run_dir: "Ru
             progress.advance("questions")
     except BaseException:
         meta.update(status="interrupted", committed_questions=len(run_dir.done))
-        write_json(meta, run_dir.path / "run.json")
+        with contextlib.suppress(RecordWriteError):  # on a full disk the parts are what matters, and they are saved
+            write_json(meta, run_dir.path / "run.json")
         raise
     run_dir.merge()
     nodes = pq.read_table(run_dir.path / "nodes.parquet", columns=["informative", "teacher", "logits_finite"])
@@ -231,6 +303,8 @@ def _run_questions(config: RunConfig, questions, who: Participants, run_dir: "Ru
     )
     if cache is not None:
         meta["cache_hits"] = asdict(cache.counts)
+        if cache.write_error:
+            meta["cache_write_error"] = cache.write_error
     write_json(meta, run_dir.path / "run.json")
     return meta
 
@@ -248,12 +322,16 @@ class RunDirectory:
     """The output directory of one run: lock, per-question parts, merged records.
 
     A question is committed when its ``.questions.parquet`` part exists (written after its nodes part, each
-    atomically). An exclusive ``flock`` on ``.lock`` refuses a second writer; the kernel drops it if we are killed.
+    atomically and durably). An exclusive ``flock`` on ``.lock`` refuses a second writer; the kernel drops it if we
+    are killed. On entering, every committed part is read back: one that cannot be (truncated or emptied by a power
+    loss or a partial copy) is moved to ``parts/damaged/`` with its sibling, and its question counts as not done.
+    ``identity=None`` opens an existing run directory for :func:`rebuild_records` (no configuration check).
     """
 
-    def __init__(self, path: Path, identity: RunIdentity, overwrite: bool) -> None:
+    def __init__(self, path: Path, identity: RunIdentity | None, overwrite: bool) -> None:
         self.path, self.identity, self.overwrite = path, identity, overwrite
         self.done: set[str] = set()
+        self.set_aside: list[Path] = []  # damaged part files moved to parts/damaged/ on entering
         self.added_teachers: tuple[str, ...] = ()
         self._lock = None
 
@@ -261,21 +339,47 @@ class RunDirectory:
         path = self.path
         if path.exists() and not path.is_dir():
             raise ConfigError(f"--out {path} is a file, not a directory: choose another --out.")
+        extending = self._check_identity() if self.identity is not None else False
+        self._acquire_lock()
+        if self.overwrite or extending:
+            for name in ("nodes.parquet", "questions.parquet", "run.json"):
+                (path / name).unlink(missing_ok=True)
+            shutil.rmtree(path / PARTS_DIR, ignore_errors=True)
+        try:
+            make_directory(path / PARTS_DIR)  # durably, like the parts it will hold
+        except OSError as error:
+            self.__exit__()
+            raise RecordWriteError(error.errno, error.strerror or str(error), str(path / PARTS_DIR)) from error
+        self.done = self._readable_parts()
+        return self
+
+    def _check_identity(self) -> bool:
+        """Refuse mixing with other work; True when this run extends the one there with more teachers."""
+        path, identity = self.path, self.identity
         previous = _read_identity(path / "run.json")
         has_files = path.is_dir() and any(p.name != ".lock" for p in path.iterdir())
-        extending = False
-        if has_files and not self.overwrite and (previous is None or previous.fingerprint != self.identity.fingerprint):
-            # the same run with teachers added: its records are rebuilt, the old teachers' rows and all sampling
-            # coming back from the reuse cache (or recomputed identically without one)
-            extending = (previous is not None and previous.sampling == self.identity.sampling
-                         and set(previous.teachers) < set(self.identity.teachers))
-            if not extending:
-                what = "a run with a different configuration" if previous else "files that are not from opd run"
-                raise ConfigError(f"--out {path} holds {what}; its records must not be mixed with this one. "
-                                  f"Use a new --out, or --overwrite to replace them.")
-            self.added_teachers = tuple(t for t in self.identity.teachers if t not in previous.teachers)
+        if not has_files or self.overwrite or (previous is not None and previous.fingerprint == identity.fingerprint):
+            return False
+        # the same run with teachers added: its records are rebuilt, the old teachers' rows and all sampling
+        # coming back from the reuse cache (or recomputed identically without one)
+        if (previous is not None and previous.sampling == identity.sampling
+                and set(previous.teachers) < set(identity.teachers)):
+            self.added_teachers = tuple(t for t in identity.teachers if t not in previous.teachers)
+            return True
+        if previous is None and (path / "run.json").is_file():
+            what = ("a run.json that cannot be read (damaged, or not from opd run), so whether its records match "
+                    "this configuration cannot be checked")
+            fix = "Restore run.json from a copy of the run, use a new --out, or --overwrite to replace the records."
+        else:
+            what = ("a run with a different configuration" if previous else "files that are not from opd run") + \
+                "; its records must not be mixed with this one"
+            fix = "Use a new --out, or --overwrite to replace them."
+        raise ConfigError(f"--out {path} holds {what}. {fix}")
+
+    def _acquire_lock(self) -> None:
+        path = self.path
         try:
-            path.mkdir(parents=True, exist_ok=True)
+            make_directory(path)  # durably: a power loss must not take the new run directory's entry with it
             self._lock = open(path / ".lock", "a+")
         except OSError as error:
             blocker = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
@@ -286,19 +390,31 @@ class RunDirectory:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._lock.close()
+            self._lock = None
             raise ConfigError(f"Another `opd run` is writing to {path} right now; wait for it, or use another --out.") from None
-        if self.overwrite or extending:
-            for name in ("nodes.parquet", "questions.parquet", "run.json"):
-                (path / name).unlink(missing_ok=True)
-            shutil.rmtree(path / PARTS_DIR, ignore_errors=True)
-        (path / PARTS_DIR).mkdir(exist_ok=True)
-        self.done = {p.name[: -len(".questions.parquet")] for p in (path / PARTS_DIR).glob("*.questions.parquet")}
-        return self
+
+    def _readable_parts(self) -> set[str]:
+        """Keys of the committed questions whose two parts read back; damaged ones are moved aside (not deleted)."""
+        parts = self.path / PARTS_DIR
+        done = set()
+        for key in sorted(p.name[: -len(".questions.parquet")] for p in parts.glob("*.questions.parquet")):
+            files = [(parts / f"{key}.{kind}.parquet", schema) for kind, schema in (("nodes", NODE_SCHEMA),
+                                                                                    ("questions", QUESTION_SCHEMA))]
+            if all(_reads_back(file, schema) for file, schema in files):
+                done.add(key)
+                continue
+            for file, _ in files:
+                if file.exists():
+                    self.set_aside.append(_move_aside(file, parts / DAMAGED_DIR))
+        if self.set_aside:
+            fsync_directory(parts)
+        return done
 
     def __exit__(self, *exc) -> None:
         if self._lock is not None:
             fcntl.flock(self._lock, fcntl.LOCK_UN)
             self._lock.close()
+            self._lock = None
 
     @staticmethod
     def part_key(index: int, question_id: str) -> str:
@@ -312,14 +428,34 @@ class RunDirectory:
         write_table(rows_to_table(result.question_rows, QUESTION_SCHEMA), parts / f"{key}.questions.parquet")
         self.done.add(key)
 
-    def merge(self) -> None:
+    def merge(self, durable: bool = True) -> None:
         """Concatenate the committed parts, in question order, into the run's two record files."""
         parts = self.path / PARTS_DIR
         keys = sorted(self.done)
         for kind, schema in (("nodes", NODE_SCHEMA), ("questions", QUESTION_SCHEMA)):
-            tables = [pq.read_table(parts / f"{key}.{kind}.parquet", schema=schema) for key in keys]
+            tables = [read_table(parts / f"{key}.{kind}.parquet", schema=schema) for key in keys]
             merged = pa.concat_tables(tables) if tables else schema.empty_table()
-            write_table(merged, self.path / f"{kind}.parquet")
+            write_table(merged, self.path / f"{kind}.parquet", durable=durable)
+
+
+def _reads_back(path: Path, schema: pa.Schema) -> bool:
+    """Whether a part file reads as ``merge`` will read it (footer, every page and its checksum, the schema)."""
+    try:
+        read_table(path, schema=schema)
+    except READ_ERRORS:
+        return False
+    return True
+
+
+def _move_aside(path: Path, folder: Path) -> Path:
+    """Move ``path`` into ``folder`` under a name not used there yet (a part damaged twice keeps both copies)."""
+    folder.mkdir(exist_ok=True)
+    target, copy = folder / path.name, 1
+    while target.exists():
+        copy += 1
+        target = folder / f"{path.name.removesuffix('.parquet')}.{copy}.parquet"
+    os.replace(path, target)
+    return target
 
 
 def _read_identity(path: Path) -> RunIdentity | None:

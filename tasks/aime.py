@@ -16,7 +16,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from harness.answers import extract_math_answer, math_answers_equal
+from harness.answers import extract_math_answer, integer_gold, math_answers_equal
 from harness.data import DataError, load_hub, local_file, read_jsonl
 from harness.task import Grade, Question, register_task
 
@@ -144,7 +144,8 @@ class AIME:
 
     def grade(self, question: Question, response: str) -> Grade:
         extracted = extract_math_answer(response)
-        return Grade(extracted=extracted, correct=math_answers_equal(extracted, question.gold))
+        gold = integer_gold(question.gold, self.name)  # "070" or "70"; a non-integer gold is an error, not "wrong"
+        return Grade(extracted=extracted, correct=math_answers_equal(extracted, gold))
 
     def answer_is_final(self, response: str) -> bool:
         # A boxed answer can still be revised later in the response (the last one wins), so never stop early;

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
-from harness.answers import extract_yes_no, yes_no_answer_is_final
+from harness.answers import extract_yes_no, yes_no_answer_is_final, yes_no_gold
 from harness.data import DataError, load_hub, local_file, read_jsonl
 from harness.task import Grade, Question, register_task
 
@@ -90,7 +90,8 @@ class BoolQ:
 
     def grade(self, question: Question, response: str) -> Grade:
         extracted = extract_yes_no(response)
-        return Grade(extracted=extracted, correct=extracted is not None and extracted == question.gold)
+        gold = yes_no_gold(question.gold, self.name)  # "True", "false", "1" as datasets spell it
+        return Grade(extracted=extracted, correct=extracted is not None and extracted == gold)
 
     def answer_is_final(self, response: str) -> bool:
         return yes_no_answer_is_final(response)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.answers import choice_answer_is_final, extract_choice_letter
+from harness.answers import choice_answer_is_final, choice_gold, extract_choice_letter
 from harness.data import DataError, load_hub, local_file, read_jsonl
 from harness.registry import RegistryError
 from harness.task import Grade, Question, register_task
@@ -184,7 +184,8 @@ class MMLU:
 
     def grade(self, question: Question, response: str) -> Grade:
         extracted = extract_choice_letter(response, question.meta.get("choices", ()), LETTERS)
-        return Grade(extracted=extracted, correct=extracted is not None and extracted == question.gold)
+        gold = choice_gold(question.gold, self.name, LETTERS)  # "c" or the index 2 as datasets spell it
+        return Grade(extracted=extracted, correct=extracted is not None and extracted == gold)
 
     def answer_is_final(self, response: str) -> bool:
         return choice_answer_is_final(response, LETTERS)

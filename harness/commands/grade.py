@@ -17,7 +17,8 @@ PLACEHOLDER_CHOICES = ("choice A", "choice B", "choice C", "choice D")
 def register(commands) -> None:
     parser = commands.add_parser("grade", help="grade one response with a task's grader (prints JSON)")
     parser.add_argument("task", help="task spec (opd list tasks), e.g. mmlu or aime24")
-    parser.add_argument("--gold", required=True, help='the gold answer in the task\'s format ("C", "204", "yes")')
+    parser.add_argument("--gold", required=True,
+                        help='the gold answer as the dataset spells it: "yes"/"true"/1, "C"/"c"/2 (0-based), "070"')
     parser.add_argument("--response", required=True, help="the full response text to grade")
     parser.add_argument("--choices", default=None, metavar='"a|b|c|d"',
                         help="multiple-choice options separated by | (default: placeholders)")

@@ -1,6 +1,7 @@
 """Tests for data-source resolution and JSONL reading (harness.data); no network."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,43 @@ def test_local_file(tmp_path: Path) -> None:
 
 def test_data_error_is_value_error() -> None:
     assert issubclass(DataError, ValueError)
+
+
+ROWS = [{"a": 1, "b": "x"}, {"a": 2, "b": "line\u2028separator inside a string"}]
+LF_TEXT = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in ROWS)
+
+
+@pytest.mark.parametrize("raw", [
+    pytest.param(b"\xef\xbb\xbf" + LF_TEXT.encode(), id="utf-8 byte-order mark"),
+    pytest.param(LF_TEXT.replace("\n", "\r\n").encode(), id="CRLF"),
+    pytest.param(b"\xef\xbb\xbf" + LF_TEXT.replace("\n", "\r\n").encode(), id="byte-order mark and CRLF"),
+    pytest.param(LF_TEXT.replace("\n", "\r").encode(), id="CR (old Mac)"),
+    pytest.param(LF_TEXT.encode("utf-16"), id="utf-16 with its mark"),
+    pytest.param(b"\xfe\xff" + LF_TEXT.encode("utf-16-be"), id="utf-16 big-endian"),
+    pytest.param(LF_TEXT.replace("\n", "\r\n").encode() + b"\r\n\r\n", id="trailing blank CRLF lines"),
+])
+def test_read_jsonl_reads_spreadsheet_and_editor_exports(tmp_path: Path, raw: bytes) -> None:
+    """Files as exports save them load like a plain UTF-8/LF file; U+2028 inside a string is no line break."""
+    path = tmp_path / "export.jsonl"
+    path.write_bytes(raw)
+    assert read_jsonl(path, ["a", "b"]) == ROWS
+
+
+def test_read_jsonl_not_utf8_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes('{"a": 1}\r\n{"a": "caf\u00e9"}\r\n'.encode("latin-1"))
+    with pytest.raises(DataError) as info:
+        read_jsonl(path, ["a"])
+    message = str(info.value)
+    assert f"{path}, line 2 is not UTF-8 text (byte 0xe9)" in message and "Save the file as UTF-8" in message
+
+
+def test_a_task_loads_a_data_file_with_a_byte_order_mark(tmp_path: Path) -> None:
+    from harness.task import resolve_task
+
+    rows = [{"idx": i, "question": f"is it {i}", "passage": "p", "answer": i % 2 == 0} for i in range(2)]
+    text = "".join(json.dumps(row) + "\r\n" for row in rows)
+    (tmp_path / "boolq").mkdir()
+    (tmp_path / "boolq" / "validation.jsonl").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    questions = resolve_task("boolq").load(tmp_path)
+    assert [(q.id, q.gold) for q in questions] == [("boolq-0", "yes"), ("boolq-1", "no")]

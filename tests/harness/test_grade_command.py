@@ -21,6 +21,13 @@ def grade(capsys, *argv: str) -> dict:
     (["aime24", "--gold", "70", "--response", "so \\boxed{070}"], {"extracted": "070", "correct": True}),
     (["aime", "--gold", "70", "--response", "Answer: 71"], {"extracted": "71", "correct": False}),
     (["boolq", "--gold", "yes", "--response", "Answer: yes"], {"extracted": "yes", "correct": True}),
+    # gold as datasets spell it (issue 11): SuperGLUE true/false in any case and 1/0, MMLU index, AIME leading zeros
+    (["boolq", "--gold", "true", "--response", "Answer: yes"], {"extracted": "yes", "correct": True}),
+    (["boolq", "--gold", "False", "--response", "Answer: yes"], {"extracted": "yes", "correct": False}),
+    (["boolq", "--gold", "0", "--response", "Answer: no"], {"extracted": "no", "correct": True}),
+    (["mmlu", "--gold", "2", "--response", "Answer: C"], {"extracted": "C", "correct": True}),
+    (["mmlu", "--gold", "c", "--response", "Answer: B"], {"extracted": "B", "correct": False}),
+    (["aime", "--gold", "070", "--response", "\\boxed{70}"], {"extracted": "70", "correct": True}),
 ])
 def test_grade_prints_json(capsys, argv, expected):
     result = grade(capsys, *argv)
@@ -31,3 +38,15 @@ def test_unknown_task_and_subject(capsys):
     assert main(["grade", "nope", "--gold", "A", "--response", "x"]) == 2
     assert main(["grade", "mmlu:nope", "--gold", "A", "--response", "x"]) == 2
     assert "abstract_algebra" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, spellings", [
+    (["boolq", "--gold", "maybe", "--response", "Answer: yes"], "yes/no or true/false in any case, 1/0"),
+    (["mmlu", "--gold", "E", "--response", "Answer: C"], "a letter A-D in any case, or a 0-based index 0-3"),
+    (["aime24", "--gold", "seventy", "--response", "70"], "an integer, with or without leading zeros"),
+])
+def test_an_unreadable_gold_is_one_clear_error(capsys, argv, spellings):
+    assert main(["grade", *argv]) == 2
+    printed = " ".join(capsys.readouterr().out.split())
+    assert printed.startswith(f"error: The {argv[0]} task cannot read the gold answer {argv[2]!r}")
+    assert spellings in printed and "Traceback" not in printed
