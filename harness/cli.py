@@ -27,7 +27,7 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from harness.options import add_stats_arguments
+    from harness.options import add_format_argument, add_stats_arguments
 
     parser = argparse.ArgumentParser(prog="opd", description="Training-free diagnostic of on-policy distillation.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     board = commands.add_parser("leaderboard", help="per teacher x loss alignment table of a run")
     board.add_argument("run_dir", type=Path)
-    board.add_argument("--format", default="rich", choices=["rich", "md", "csv", "json", "latex"])
+    add_format_argument(board)
     board.add_argument("--loss", action="append", dest="losses", default=[], metavar="NAME",
                        help="show only this loss's rows, repeatable (opd list losses; grpo: the reference row)")
     board.add_argument("--pairs", action="store_true",

@@ -6,27 +6,43 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from harness import stats
+from typing import TYPE_CHECKING
+
 from harness.records import LOSS_NAMES
+
+if TYPE_CHECKING:  # harness.stats pulls in scipy (~2 s): imported only once a command runs, not to build the parser
+    from harness import stats
+
+FILE_FORMATS = ("md", "csv", "json", "latex")
+# METHOD's defaults, as harness.stats.RESAMPLES / PERMUTATIONS hold them (a test keeps the two equal)
+DEFAULT_RESAMPLES, DEFAULT_PERMUTATIONS = 2_000, 10_000
+
+
+def add_format_argument(parser: argparse.ArgumentParser, formats=("rich", *FILE_FORMATS)) -> None:
+    parser.add_argument("--format", default="rich", choices=list(formats),
+                        help="rich: terminal table (default); md, csv, json, latex: text to stdout (csv and json keep "
+                             "full precision)")
 
 
 def add_stats_arguments(parser: argparse.ArgumentParser) -> None:
     """``--seed``, ``--resamples``, ``--permutations`` (None: :mod:`harness.stats`'s defaults)."""
     parser.add_argument("--seed", type=int, default=0, help="seed of the permutation tests and bootstrap resamples")
     parser.add_argument("--resamples", type=int, default=None, metavar="N",
-                        help=f"question-level bootstrap resamples (default: {stats.RESAMPLES})")
+                        help=f"question-level bootstrap resamples (default: {DEFAULT_RESAMPLES})")
     parser.add_argument("--permutations", type=int, default=None, metavar="N",
-                        help=f"sign-flip draws of tests and intervals (default: {stats.PERMUTATIONS}; all 2^questions "
-                             "when fewer)")
+                        help=f"sign-flip draws of tests and intervals (default: {DEFAULT_PERMUTATIONS}; all "
+                             "2^questions when fewer)")
 
 
 def check_options(*, seed: int = 0, resamples: int | None = None,
-                  permutations: int | None = None) -> stats.Options:
+                  permutations: int | None = None) -> "stats.Options":
     """``--seed``/``--resamples``/``--permutations`` checked, as :class:`harness.stats.Options`.
 
     ``None`` means the default (:data:`harness.stats.RESAMPLES`, :data:`harness.stats.PERMUTATIONS`). A bad value
     raises :class:`harness.runner.ConfigError` naming every bad flag, before any record is read.
     """
+    from harness import stats
+
     settings = {"seed": seed, "resamples": stats.RESAMPLES if resamples is None else resamples,
                 "permutations": stats.PERMUTATIONS if permutations is None else permutations}
     problems = [f"--{name} must be a positive integer (got {settings[name]})"
@@ -40,7 +56,7 @@ def check_options(*, seed: int = 0, resamples: int | None = None,
     return stats.Options(**settings)
 
 
-def options_from(args: argparse.Namespace) -> stats.Options:
+def options_from(args: argparse.Namespace) -> "stats.Options":
     """The checked :class:`harness.stats.Options` of a command built with :func:`add_stats_arguments`."""
     return check_options(seed=args.seed, resamples=args.resamples, permutations=args.permutations)
 

@@ -23,8 +23,9 @@ import pandas as pd
 
 from harness import stats
 from harness.leaderboard import ZERO_GRAD_NOTE
+from harness.options import FILE_FORMATS
 
-FORMATS = ("md", "csv", "json", "latex")
+FORMATS = FILE_FORMATS
 SMALL_N_MARK = "(n<10)"
 SMALL_N_NOTE = (f"{SMALL_N_MARK}: fewer than {stats.MIN_QUESTIONS} questions behind this estimate, too few for a "
                 "conclusion, so no interval is shown; diagnose more questions (--limit) before reading anything into it.")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 def register(commands) -> None:
-    from harness.accuracy import FORMATS
+    from harness.options import add_format_argument
 
     parser = commands.add_parser(
         "accuracy", help="accuracy of the student alone and of each teacher with its context (Wilson CI, paired sign-flip "
@@ -35,7 +35,7 @@ def register(commands) -> None:
     parser.add_argument("--data-dir", default=None,
                         help="local dataset root laid out like shared/data (default: $OPD_DATA_DIR, ./data, "
                              "../shared/data, else the public hub dataset)")
-    parser.add_argument("--format", default="rich", choices=FORMATS, help="output format (default: rich table)")
+    add_format_argument(parser, ("rich", "md", "csv", "json"))
     parser.add_argument("--out", type=Path, default=None, metavar="FILE.json",
                         help="also write the full report, with every answer, as JSON")
     parser.add_argument("--seed", type=int, default=0)

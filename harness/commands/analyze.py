@@ -17,12 +17,12 @@ NOTES = (
 
 
 def register(commands) -> None:
-    from harness.options import add_stats_arguments
+    from harness.options import add_format_argument, add_stats_arguments
 
     parser = commands.add_parser("analyze", help="alignment vs divergences and depth, oracle routing, proxy ranking, "
                                                  "reliability")
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--format", default="rich", choices=["rich", "md", "csv", "json", "latex"])
+    add_format_argument(parser)
     add_stats_arguments(parser)
     parser.set_defaults(handler=handle)
 

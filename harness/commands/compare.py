@@ -5,11 +5,11 @@ from pathlib import Path
 
 
 def register(commands) -> None:
-    from harness.options import add_stats_arguments
+    from harness.options import add_format_argument, add_stats_arguments
 
     parser = commands.add_parser("compare", help="teachers x students matrix, rank agreement, best teacher per student")
     parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
-    parser.add_argument("--format", default="rich", choices=["rich", "md", "csv", "json", "latex"])
+    add_format_argument(parser)
     add_stats_arguments(parser)
     parser.set_defaults(handler=handle)
 

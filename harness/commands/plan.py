@@ -6,14 +6,14 @@ from pathlib import Path
 
 
 def register(commands) -> None:
-    from harness.options import add_stats_arguments
+    from harness.options import add_format_argument, add_stats_arguments
 
     parser = commands.add_parser("plan", help="from a pilot run: questions (and tokens, hours) each headline "
                                               "comparison needs to detect an effect")
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--effect", type=float, default=0.1,
                         help="difference in alignment to detect with 80%% power at alpha 0.05 (default 0.1)")
-    parser.add_argument("--format", default="rich", choices=["rich", "md", "csv", "json", "latex"])
+    add_format_argument(parser)
     add_stats_arguments(parser)
     parser.set_defaults(handler=handle)
 
