@@ -1,7 +1,8 @@
 """``opd compare``: teachers x students across runs (METHOD.md, Statistics).
 
-Several run directories (typically one per student) are pooled and put through :func:`harness.leaderboard.leaderboard`
-once, so every number here is a leaderboard number with the same intervals and tests:
+Several run directories (typically one per student) are read together (:func:`load_runs`) and put through
+:func:`harness.leaderboard.build` once, so every number here is a leaderboard number with the same intervals and
+tests:
 
 - :func:`matrix`: one row per (task, loss, teacher), one ``align``/``walign`` column per student, plus the teacher's
   rank (1 = highest ``walign``) for that student;
@@ -9,24 +10,128 @@ once, so every number here is a leaderboard number with the same intervals and t
   have), per (task, loss) -- does the best teacher for a small student stay best for a larger one?
 - :func:`best_teachers`: per (task, student, loss) the leader and the runner-up with their rank groups, and the
   leaderboard's pair test of the two (tested difference, Holm-corrected p-value over all pairs, verdict).
+
+**Runs that share a (task, student)** are never pooled silently: pooling two runs with the same seed would count the
+same (question, rollout, position, teacher) twice and shrink every interval. By default each run stays its own
+column, labelled ``student [run directory]``, and a note says so. ``combine=True`` (``opd compare --combine``) merges
+runs of one configuration (same task, student, seed, METHOD settings, backend, device and dtype; teachers and
+``--limit`` may differ, e.g. more questions of the same study): a node row present in several runs is counted once,
+after checking that its copies are identical; runs of different configurations, or copies that differ, are refused
+with the reason.
 """
 from __future__ import annotations
 
 import itertools
-
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from harness import stats
-from harness.leaderboard import REFERENCE_LOSS, Leaderboard, build
+from harness.leaderboard import NODE_KEY, REFERENCE_LOSS, Leaderboard, build
 from harness.records import load_run
+from harness.errors import ConfigError
 
-def load_runs(run_dirs: Sequence[Path]) -> pd.DataFrame:
-    """The nodes of several run directories, concatenated."""
-    frames = [load_run(run_dir)[0] for run_dir in run_dirs]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+ROW_KEY = [*NODE_KEY, "teacher"]
+# what two runs must share to be one configuration (teachers, --limit, --data-dir, threads may differ)
+SAME_CONFIGURATION = ("task", "student", "seed", "settings", "backend")
+SAME_MACHINE = ("device", "dtype")
+
+
+@dataclass
+class Runs:
+    """Nodes of several run directories read together, and what the reader did about runs sharing a student."""
+
+    nodes: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+
+def _configuration(run_json: dict[str, Any]) -> dict[str, Any] | None:
+    config = run_json.get("config")
+    if not isinstance(config, dict):
+        return None
+    return {**{name: config.get(name) for name in SAME_CONFIGURATION},
+            **{name: run_json.get(name) for name in SAME_MACHINE}}
+
+
+def _label(run_dir: Path, run_dirs: Sequence[Path]) -> str:
+    """The run's directory name, or its path when two runs share a name."""
+    names = [Path(other).name for other in run_dirs]
+    return run_dir.name if names.count(run_dir.name) == 1 else str(run_dir)
+
+
+def _combine(student: str, parts: list[tuple[Path, pd.DataFrame, dict]]) -> tuple[pd.DataFrame, str]:
+    """One (task, student)'s runs merged, each (question, rollout, position, teacher) once; refuses what differs."""
+    configurations = [_configuration(run_json) for _, _, run_json in parts]
+    names = ", ".join(str(run_dir) for run_dir, _, _ in parts)
+    if any(configuration is None for configuration in configurations):
+        missing = ", ".join(str(run_dir) for (run_dir, _, _), c in zip(parts, configurations) if c is None)
+        raise ConfigError(f"Cannot combine {names}: {missing} has no readable run.json, so its configuration cannot "
+                          "be checked. Compare them as separate columns (leave out --combine).")
+    differing = sorted({name for c in configurations[1:] for name in c if c[name] != configurations[0][name]})
+    if differing:
+        raise ConfigError(f"Cannot combine {names} ({student}): they differ in {', '.join(differing)}, so their "
+                          "nodes are not draws of one configuration. Compare them as separate columns (leave out "
+                          "--combine), or rerun one of them with the other's settings.")
+    merged = pd.concat([nodes for _, nodes, _ in parts], ignore_index=True)
+    duplicated = merged.duplicated(ROW_KEY, keep=False)
+    values = [name for name in merged.columns if name.startswith(("align_", "ideal_norm", "succ_"))]
+    for _, copies in merged[duplicated].groupby(ROW_KEY, sort=False):
+        first = copies.iloc[0]
+        for _, other in copies.iloc[1:].iterrows():
+            if not all(_same(first[name], other[name]) for name in values):
+                key = ", ".join(f"{name}={first[name]}" for name in ROW_KEY)
+                raise ConfigError(f"Cannot combine {names}: the node ({key}) has different values in two runs "
+                                  "(e.g. non-deterministic sampling on a GPU), so one of them would be counted for "
+                                  "what it is not. Compare them as separate columns (leave out --combine).")
+    kept = merged.drop_duplicates(ROW_KEY, keep="first").reset_index(drop=True)
+    note = (f"{student}: combined {names} into one column; {int(duplicated.sum() - (len(merged) - len(kept)))} "
+            f"node row(s) present in several runs counted once ({len(merged) - len(kept)} duplicate(s) dropped).")
+    return kept, note
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple, np.ndarray)) or isinstance(b, (list, tuple, np.ndarray)):
+        return np.array_equal(np.asarray(a, dtype=float), np.asarray(b, dtype=float), equal_nan=True)
+    if pd.isna(a) and pd.isna(b):
+        return True
+    return a == b
+
+
+def load_runs(run_dirs: Sequence[Path], combine: bool = False) -> Runs:
+    """The nodes of several run directories; runs that share a (task, student) become separate columns
+    (``student [run]``) or, with ``combine``, one column with every node row once (module docstring)."""
+    run_dirs = [Path(run_dir) for run_dir in run_dirs]
+    loaded = []
+    for run_dir in run_dirs:
+        nodes, _, run_json = load_run(run_dir)
+        loaded.append((run_dir, nodes, run_json))
+    groups: dict[tuple[str, str], list[int]] = {}
+    for index, (_, nodes, _) in enumerate(loaded):
+        for key in nodes[["task", "student"]].drop_duplicates().itertuples(index=False):
+            groups.setdefault((key.task, key.student), []).append(index)
+    frames, notes = [], []
+    for (task, student), members in groups.items():
+        parts = [(loaded[i][0], loaded[i][1][(loaded[i][1].task == task) & (loaded[i][1].student == student)],
+                  loaded[i][2]) for i in members]
+        if len(parts) == 1:
+            frames.append(parts[0][1])
+        elif combine:
+            merged, note = _combine(student, parts)
+            frames.append(merged)
+            notes.append(note)
+        else:
+            labels = [_label(run_dir, run_dirs) for run_dir, _, _ in parts]
+            frames.extend(nodes.assign(student=f"{student} [{label}]") for (_, nodes, _), label in zip(parts, labels))
+            notes.append(f"{task} · {student} is in {len(parts)} runs ({', '.join(labels)}): shown as separate "
+                         "columns, never pooled (pooling would count shared nodes twice). To merge runs of one "
+                         "configuration into one column, pass --combine.")
+    nodes = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return Runs(nodes, notes)
+
 
 def _teacher_rows(board: pd.DataFrame) -> pd.DataFrame:
     rows = board[board["loss"] != REFERENCE_LOSS].copy()

@@ -50,7 +50,7 @@ def check_options(*, seed: int = 0, resamples: int | None = None,
     if seed < 0:  # numpy seeds are non-negative
         problems.append(f"--seed must be 0 or more (got {seed})")
     if problems:
-        from harness.runner import ConfigError
+        from harness.errors import ConfigError
 
         raise ConfigError("Invalid statistics options: " + "; ".join(problems) + ".")
     return stats.Options(**settings)

@@ -33,6 +33,7 @@ import torch
 from harness.backends import BACKENDS, resolve_backend
 from harness.cache import WorkCache
 from harness.data import resolve_data_dir
+from harness.errors import ConfigError
 from harness.diagnostic import NoProgress, Participants, Progress, QuestionResult, Settings, diagnose_question
 from harness.losses import resolve_loss
 from harness.models import check_same_tokenizer
@@ -45,10 +46,6 @@ from harness.task import Task, resolve_task
 from harness.teacher import RunState, Teacher, resolve_teacher
 
 DAMAGED_DIR = "damaged"  # RUN/parts/damaged/: part files that could not be read, kept for inspection
-
-
-class ConfigError(ValueError):
-    """Invalid run configuration; the message says what to change."""
 
 
 class RunStoppedError(RuntimeError):

@@ -10,6 +10,10 @@ def register(commands) -> None:
     parser = commands.add_parser("compare", help="teachers x students matrix, rank agreement, best teacher per student")
     parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
     add_format_argument(parser)
+    parser.add_argument("--combine", action="store_true",
+                        help="merge runs of the same task, student and configuration into one column (more "
+                             "questions of one study), each node counted once; default: such runs stay separate "
+                             "columns labelled by run")
     add_stats_arguments(parser)
     parser.set_defaults(handler=handle)
 
@@ -20,8 +24,9 @@ def handle(args, console) -> int:
     from harness.tables import format_sections
 
     options = options_from(args)
-    tables = compare(load_runs(args.run_dirs), options=options)
-    text = format_sections(tables, args.format, console)
+    runs = load_runs(args.run_dirs, combine=args.combine)
+    tables = compare(runs.nodes, options=options)
+    text = format_sections(tables, args.format, console, notes=runs.notes)
     if text is not None:
         print(text)
     return 0

@@ -22,7 +22,7 @@ def handle(args, console) -> int:
     from harness.options import options_from
     from harness.plan import plan
     from harness.records import load_run
-    from harness.runner import ConfigError
+    from harness.errors import ConfigError
     from harness.tables import format_sections
 
     options = options_from(args)
