@@ -31,14 +31,12 @@ Statistics come from statsmodels and ``harness.stats``, tables from tabulate (md
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 
 from harness.data import resolve_data_dir
@@ -61,7 +59,6 @@ from harness.teacher import (
 GREEDY_TEMPERATURE = 1e-6
 SAMPLING_TEMPERATURE = 1.0
 STUDENT_CONDITION = "student"
-FORMATS = ("rich", "md", "csv", "json")
 ALPHA = 0.05  # 95% intervals
 # AIME started in 1983; ranges follow its eras of difficulty (early, 2000s, 2010s, recent)
 YEAR_RANGES = ((1983, 1999), (2000, 2009), (2010, 2019), (2020, None))
@@ -450,73 +447,6 @@ def summarise(questions: Sequence[Question], conditions: Sequence[Condition], ou
 
 
 # ---------------------------------------------------------------- output
-
-
-def format_report(report: AccuracyReport, fmt: str) -> str:
-    """``md``: two GitHub tables and the notes; ``csv``: two tables separated by a blank line, notes as ``#`` lines;
-    ``json``: config, rows, breakdown and notes (per-question answers only in ``--out`` files)."""
-    from harness.tables import format_table
-
-    if fmt == "json":
-        return json.dumps(report.to_dict(include_questions=False), indent=2, allow_nan=False, default=str)
-    if fmt not in ("md", "csv"):
-        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    tables = [format_table(_frame(report.rows), fmt)]
-    if report.breakdown:
-        tables.append(format_table(_frame(report.breakdown), fmt))
-    if fmt == "md":
-        return "\n\n".join(tables) + "\n\n" + "\n".join(f"- {note}" for note in report.notes)
-    return "\n".join(t.rstrip("\n") + "\n" for t in tables) + "\n".join(f"# {note}" for note in report.notes)
-
-
-def _frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Records -> DataFrame where only true float columns are float: pandas would turn a count column with a
-    missing value (the student row has no paired counts) into floats printed as "2.000", and None into NaN."""
-    frame = pd.DataFrame(records)
-    for name in frame.columns:
-        values = [record.get(name) for record in records]
-        if not all(isinstance(v, float) or v is None for v in values):
-            frame[name] = pd.Series(values, dtype=object, index=frame.index)
-    return frame
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "—"
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-
-def print_rich(report: AccuracyReport, console=None) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = console or Console()
-    config = report.config
-    table = Table(title=f"accuracy · {config.get('task_name', config.get('task'))} · student {config.get('student')} "
-                        f"· {config.get('decoding', '')}")
-    for name, justify in (("condition", "left"), ("model", "left"), ("questions", "right"), ("accuracy", "right"),
-                          ("95% CI", "right"), ("student, same answers", "right"), ("Δ", "right"),
-                          ("questions +/-", "right"), ("p (sign-flip)", "right")):
-        table.add_column(name, justify=justify)
-    for row in report.rows:
-        ci = "—" if row["ci_low"] is None else f"{row['ci_low']:.3f}–{row['ci_high']:.3f}"
-        n = str(row["questions"]) + (f" ({row['unavailable']} n/a)" if row["unavailable"] else "")
-        flips = "" if row["better"] is None else f"+{row['better']}/-{row['worse']}"
-        delta = "" if row["delta"] is None else f"{row['delta']:+.3f}"
-        p = "" if row["p_sign_flip"] is None else f"{row['p_sign_flip']:.3g}"
-        same = "" if row["student_same"] is None else f"{row['student_same']:.3f}"
-        table.add_row(row["condition"], row["model"], n, _cell(row["accuracy"]), ci, same, delta, flips, p)
-    console.print(table)
-    if report.breakdown:
-        names = [row["condition"] for row in report.rows]
-        breakdown = Table(title="accuracy by difficulty")
-        for name in ("dimension", "bin", "n", *names):
-            breakdown.add_column(name, justify="left" if name in ("dimension", "bin") else "right")
-        for entry in report.breakdown:
-            breakdown.add_row(*(_cell(entry[name]) for name in ("dimension", "bin", "n", *names)))
-        console.print(breakdown)
-    for note in report.notes:
-        console.print(f"[dim]· {note}[/]", highlight=False)
 
 
 def write_report(report: AccuracyReport, path: Path) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,9 @@ import pandas as pd
 from harness import stats
 from harness.leaderboard import ZERO_GRAD_NOTE
 from harness.options import FILE_FORMATS
+
+if TYPE_CHECKING:
+    from harness.accuracy import AccuracyReport
 
 FORMATS = FILE_FORMATS
 SMALL_N_MARK = "(n<10)"
@@ -264,3 +267,72 @@ def format_sections(sections: Mapping[str, pd.DataFrame], fmt: str, console=None
     if notes and fmt == "md":
         text += "\n\n" + "\n".join(f"- {note}" for note in notes)
     return text
+
+
+# ---------------------------------------------------------------- opd accuracy
+
+
+def format_accuracy(report: "AccuracyReport", fmt: str) -> str:
+    """``md``: two GitHub tables and the notes; ``csv``: two tables separated by a blank line, notes as ``#`` lines;
+    ``json``: config, rows, breakdown and notes (per-question answers only in ``--out`` files)."""
+    if fmt == "json":
+        return json.dumps(report.to_dict(include_questions=False), indent=2, allow_nan=False, default=str)
+    if fmt not in ("md", "csv"):
+        raise ValueError(f"unknown format {fmt!r}; expected md, csv or json")
+    tables = [format_table(_frame(report.rows), fmt)]
+    if report.breakdown:
+        tables.append(format_table(_frame(report.breakdown), fmt))
+    if fmt == "md":
+        return "\n\n".join(tables) + "\n\n" + "\n".join(f"- {note}" for note in report.notes)
+    return "\n".join(t.rstrip("\n") + "\n" for t in tables) + "\n".join(f"# {note}" for note in report.notes)
+
+
+def _frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Records -> DataFrame where only true float columns are float: pandas would turn a count column with a
+    missing value (the student row has no paired counts) into floats printed as "2.000", and None into NaN."""
+    frame = pd.DataFrame(records)
+    for name in frame.columns:
+        values = [record.get(name) for record in records]
+        if not all(isinstance(v, float) or v is None for v in values):
+            frame[name] = pd.Series(values, dtype=object, index=frame.index)
+    return frame
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def print_accuracy(report: "AccuracyReport", console=None) -> None:
+    """The accuracy table of ``opd accuracy``, its difficulty breakdown and its notes."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    config = report.config
+    table = Table(title=f"accuracy · {config.get('task_name', config.get('task'))} · student {config.get('student')} "
+                        f"· {config.get('decoding', '')}")
+    for name, justify in (("condition", "left"), ("model", "left"), ("questions", "right"), ("accuracy", "right"),
+                          ("95% CI", "right"), ("student, same answers", "right"), ("Δ", "right"),
+                          ("questions +/-", "right"), ("p (sign-flip)", "right")):
+        table.add_column(name, justify=justify)
+    for row in report.rows:
+        ci = "—" if row["ci_low"] is None else f"{row['ci_low']:.3f}–{row['ci_high']:.3f}"
+        n = str(row["questions"]) + (f" ({row['unavailable']} n/a)" if row["unavailable"] else "")
+        flips = "" if row["better"] is None else f"+{row['better']}/-{row['worse']}"
+        delta = "" if row["delta"] is None else f"{row['delta']:+.3f}"
+        p = "" if row["p_sign_flip"] is None else f"{row['p_sign_flip']:.3g}"
+        same = "" if row["student_same"] is None else f"{row['student_same']:.3f}"
+        table.add_row(row["condition"], row["model"], n, _cell(row["accuracy"]), ci, same, delta, flips, p)
+    console.print(table)
+    if report.breakdown:
+        names = [row["condition"] for row in report.rows]
+        breakdown = Table(title="accuracy by difficulty")
+        for name in ("dimension", "bin", "n", *names):
+            breakdown.add_column(name, justify="left" if name in ("dimension", "bin") else "right")
+        for entry in report.breakdown:
+            breakdown.add_row(*(_cell(entry[name]) for name in ("dimension", "bin", "n", *names)))
+        console.print(breakdown)
+    for note in report.notes:
+        console.print(f"[dim]· {note}[/]", highlight=False)

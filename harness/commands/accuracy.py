@@ -47,7 +47,8 @@ def register(commands) -> None:
 
 
 def cmd_accuracy(args: argparse.Namespace, console) -> int:
-    from harness.accuracy import AccuracyConfig, evaluate, format_report, print_rich, write_report
+    from harness.accuracy import AccuracyConfig, evaluate, write_report
+    from harness.tables import format_accuracy, print_accuracy
     from harness.cli import _quiet_libraries
     from tasks.lm_eval import INCLUDE_PATH_ENV
 
@@ -73,9 +74,9 @@ def cmd_accuracy(args: argparse.Namespace, console) -> int:
     else:
         report = evaluate(config)
     if args.format == "rich":
-        print_rich(report, console)
+        print_accuracy(report, console)
     else:
-        print(format_report(report, args.format))
+        print(format_accuracy(report, args.format))
     if args.out is not None:
         write_report(report, args.out)
         if args.format == "rich":

@@ -23,13 +23,12 @@ from harness.accuracy import (
     Answer,
     Condition,
     evaluate,
-    format_report,
     paired_differences,
-    print_rich,
     summarise,
     year_range,
 )
 from harness.cli import main
+from harness.tables import format_accuracy, print_accuracy
 from harness.task import TASKS, register_task, resolve_task
 from harness.teacher import TEACHERS, Teacher, register_teacher
 
@@ -244,25 +243,25 @@ def test_year_ranges():
 
 
 def test_output_formats_parse(sampled_report, capsys):
-    data = json.loads(format_report(sampled_report, "json"))
+    data = json.loads(format_accuracy(sampled_report, "json"))
     assert {"config", "rows", "breakdown", "notes"} <= set(data) and "questions" not in data
     assert data["config"]["decoding"] == f"{SAMPLES} samples at T=1"
 
-    blocks = [b for b in format_report(sampled_report, "csv").split("\n\n") if b.strip()]
+    blocks = [b for b in format_accuracy(sampled_report, "csv").split("\n\n") if b.strip()]
     rows = list(csv.DictReader(io.StringIO(blocks[0])))
     assert [r["condition"] for r in rows] == [row["condition"] for row in sampled_report.rows]
     assert float(rows[0]["accuracy"]) == pytest.approx(sampled_report.rows[0]["accuracy"], abs=1e-3)
     breakdown = [line for line in blocks[1].splitlines() if not line.startswith("#")]
     assert next(csv.reader(breakdown))[:3] == ["dimension", "bin", "n"]
 
-    md = format_report(sampled_report, "md")
+    md = format_accuracy(sampled_report, "md")
     header = md.splitlines()[0]
     assert header.startswith("| condition") and "accuracy" in header and "p_sign_flip" in header
     assert "student_same" in header and "| dimension" in md and "nan" not in md
 
     from rich.console import Console
 
-    print_rich(sampled_report, Console(width=220))
+    print_accuracy(sampled_report, Console(width=220))
     out = capsys.readouterr().out
     assert "accuracy by difficulty" in out and "p (sign-flip)" in out and "student, same answers" in out
 
