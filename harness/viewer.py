@@ -35,20 +35,20 @@ STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
 h1 { font-size: 1.3em; margin: 0 0 0.3em 0; }
 h2 { font-size: 1.05em; margin: 0.2em 0; }
-.layout { display: grid; grid-template-columns: minmax(0, 1fr) 30em; gap: 1.5em; align-items: start; }
-@media (max-width: 70em) { .layout { grid-template-columns: minmax(0, 1fr); } }
+.layout { display: grid; grid-template-columns: minmax(0, 1fr) 34em; gap: 1.5em; align-items: start; }
+@media (max-width: 75em) { .layout { grid-template-columns: minmax(0, 1fr); } }
 aside { position: sticky; top: 0.5em; max-height: 96vh; overflow: auto; border: 1px solid #bbb; border-radius: 6px;
   padding: 0.6em 0.9em; background: #fafafa; }
 .rollout { border: 1px solid #ccc; border-radius: 6px; padding: 0.4em 0.9em; margin: 0.8em 0; }
 .text, .prompt { font-family: ui-monospace, monospace; white-space: pre-wrap; line-height: 1.8; }
-.prompt { background: #f4f4f4; padding: 0.4em 0.6em; border-radius: 4px; line-height: 1.4; max-height: 20em;
+.prompt { background: #f4f4f4; padding: 0.4em 0.6em; border-radius: 4px; line-height: 1.4; max-height: 9em;
   overflow: auto; }
 .node { border-radius: 3px; padding: 0 1px; cursor: pointer; outline: 1px solid #888; color: inherit;
   text-decoration: none; }
 .node.selected { outline: 2px solid #1a4fd6; }
 .detail { display: none; }
 .detail.shown, .detail:target { display: block; }
-table { border-collapse: collapse; font-size: 0.9em; margin: 0.4em 0; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0.4em 0; }
 td, th { padding: 0.15em 0.5em; text-align: right; border-bottom: 1px solid #ddd; }
 td:first-child, th:first-child { text-align: left; font-family: ui-monospace, monospace; }
 tr.sampled td { font-weight: bold; }
@@ -107,7 +107,7 @@ def _is_false(value) -> bool:
 
 def answer_label(extracted) -> str:
     """What the grader extracted, or "no answer found" when it found none (never "nan")."""
-    return "no answer found" if _missing(extracted) else f"“{extracted}”"
+    return "no answer found" if _missing(extracted) else f"answer “{extracted}”"
 
 
 def _prob(x: float) -> str:
@@ -178,7 +178,7 @@ def node_detail(node: pd.Series, loss: str, decode: Callable[[int], str] | None,
         q = _prob(math.exp(logq[i])) if i < len(logq) else "n/a"
         s_hat = f"{correct[i] / trials[i]:.2f}" if trials[i] else "n/a"
         sampled = token == int(node["sampled_token_id"])
-        mark, row_class = (" (sampled)", ' class="sampled"') if sampled else ("", "")
+        mark, row_class = (" ◂ sampled", ' class="sampled"') if sampled else ("", "")
         rows.append(
             f"<tr{row_class}><td>{html.escape(_token_label(token, decode) + mark)}</td>"
             f"<td>{_prob(p)}</td><td>{q}</td><td>{s_hat}</td><td>{correct[i]}/{trials[i]}</td>"
@@ -186,7 +186,7 @@ def node_detail(node: pd.Series, loss: str, decode: Callable[[int], str] | None,
             f"<td>{_signed(direction[i]) if direction is not None else 'n/a'}</td></tr>")
     p_tail = max(0.0, 1.0 - sum(math.exp(v) for v in logp))
     q_tail = _prob(max(0.0, 1.0 - sum(math.exp(v) for v in logq))) if logq else "n/a"
-    rows.append(f'<tr class="tail"><td>other tokens (tail)</td><td>{_prob(p_tail)}</td><td>{q_tail}</td>'
+    rows.append(f'<tr class="tail"><td>tail (other tokens)</td><td>{_prob(p_tail)}</td><td>{q_tail}</td>'
                 f"<td>neutral</td><td></td><td>{_signed(ideal[-1]) if len(ideal) > len(support) else 'n/a'}</td>"
                 f"<td>{_signed(direction[-1]) if direction is not None else 'n/a'}</td></tr>")
     others = " · ".join(f"{name} {alignment_status(node, name)}" for name in LOSS_NAMES if name != loss)
@@ -198,11 +198,12 @@ def node_detail(node: pd.Series, loss: str, decode: Callable[[int], str] | None,
         f'<div class="detail" id="{element_id}"><h2>rollout {int(node["rollout_id"])} · position '
         f'{int(node["position"])} (depth {_float(node, "depth_norm"):.2f}) · {path} path</h2>'
         f"<p><b>{html.escape(loss)} alignment: {html.escape(alignment_status(node, loss))}</b></p>"
-        f"<table><tr><th>token</th><th>p</th><th>q</th><th>S_hat</th><th>succ/trials</th><th>g*</th>"
-        f"<th>d ({html.escape(loss)})</th></tr>{''.join(rows)}</table>"
-        f'<p class="muted">S_hat = successes / trials of the continuations forced through the token (the rollout '
-        f"counts for its sampled token); g* = p(S_hat − V), the direction that raises the chance of success; d = "
-        f"the loss's descent direction; alignment = cos(g*, d) on these rows.</p>"
+        f"<table><tr><th>token</th><th>p</th><th>q</th><th>S_hat</th><th>k/n</th><th>g*</th>"
+        f"<th>d</th></tr>{''.join(rows)}</table>"
+        f'<p class="muted">p: student, q: teacher; S_hat = k/n, the successes k of the n continuations forced '
+        f"through the token (the rollout itself counts for its sampled token); g* = p(S_hat − V), the direction "
+        f"that raises the chance of success; d: {html.escape(loss)}'s descent direction; the alignment is "
+        f"cos(g*, d) over these rows.</p>"
         f"<p>other losses: {html.escape(others)}</p><p class=\"muted\">{html.escape(divergences)}</p></div>")
 
 
@@ -241,7 +242,7 @@ def _rollout_html(question: pd.Series, nodes: pd.DataFrame, loss: str, decode, j
     context_html = "" if context is None else (
         f"<details><summary>what the teacher was shown for this rollout</summary>"
         f'<div class="prompt">{html.escape(context)}</div></details>')
-    head = (f"<h2>rollout {rid} · {grade} · answer {html.escape(answer_label(question.get('extracted')))} · gold "
+    head = (f"<h2>rollout {rid} · {grade} · {html.escape(answer_label(question.get('extracted')))} · gold "
             f"“{html.escape(str(question.get('gold')))}” · {len(by_position)} diagnosed tokens</h2>")
     return f'<div class="rollout">{head}{context_html}{body}</div>', details
 

@@ -142,7 +142,7 @@ async def _click_node(port: int, page_path: Path, node: str | None, screenshot: 
             selector = f'.node[data-detail="{node}"]' if node else ".node"
             box = await page.evaluate(
                 f"(() => {{ const n = document.querySelector({json.dumps(selector)}); if (!n) return null;"
-                f" n.scrollIntoView({{block: 'center'}}); const r = n.getBoundingClientRect();"
+                f" n.scrollIntoView({{block: 'nearest'}}); const r = n.getBoundingClientRect();"
                 f" return {{x: r.x + r.width / 2, y: r.y + r.height / 2, id: n.getAttribute('data-detail')}}; }})()")
             if box is None:
                 raise LookupError(f"no element {selector} in {page_path}")
@@ -169,7 +169,7 @@ async def _click_node(port: int, page_path: Path, node: str | None, screenshot: 
 
 
 def click_node(binary: str, page_path: Path, node: str | None = None, screenshot: Path | None = None,
-               size: tuple[int, int] = (1280, 760)) -> ClickResult:
+               size: tuple[int, int] = (1280, 900)) -> ClickResult:
     """Load ``page_path`` headless, click diagnosed token ``node`` (its ``data-detail``; default the first) and
     report console errors and whether its detail is visible; optionally save a PNG screenshot after the click."""
     with chromium(binary) as port:
@@ -181,7 +181,7 @@ def main() -> None:
     parser.add_argument("page", type=Path)
     parser.add_argument("out", type=Path, help="PNG file")
     parser.add_argument("--node", default=None, help="data-detail of the token to click, e.g. node-1-12")
-    parser.add_argument("--colours", type=int, default=64, help="palette size of the saved PNG (keeps it small)")
+    parser.add_argument("--colours", type=int, default=128, help="palette size of the saved PNG (keeps it small)")
     args = parser.parse_args()
     binary = find_chromium()
     if binary is None:

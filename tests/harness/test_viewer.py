@@ -107,7 +107,7 @@ def table_rows(detail_text: str) -> dict[str, list[str]]:
     cells = detail_text.split("|")
     rows = {}
     for i, cell in enumerate(cells):
-        if cell.startswith("'") or cell.startswith("other tokens") or cell[:2].isdigit():
+        if cell.startswith("'") or cell.startswith("tail (") or cell[:2].isdigit():
             rows[cell] = cells[i + 1: i + 7]
     return rows
 
@@ -132,10 +132,10 @@ def test_detail_has_p_q_s_hat_g_star_and_the_loss_direction():
     rows = table_rows(detail)
     # reverse KL's descent direction by hand: d_k = -p_k (log p_k - log q_k - lbar), the tail = minus their sum
     d = [-p * (math.log(p / q) - LBAR) for p, q in zip(P, Q)]
-    assert rows["'Yes' (sampled)"] == ["0.500", "0.200", "0.60", "3/5", "+0.125", f"{d[0]:+.3g}"]
+    assert rows["'Yes' ◂ sampled"] == ["0.500", "0.200", "0.60", "3/5", "+0.125", f"{d[0]:+.3g}"]
     assert rows[repr(EVIL)] == ["0.300", "0.600", "0.25", "1/4", "-0.25", f"{d[1]:+.3g}"]
-    assert rows["other tokens (tail)"][:2] == ["0.200", "0.200"]
-    assert rows["other tokens (tail)"][4:6] == ["+0", f"{-(d[0] + d[1]):+.3g}"]
+    assert rows["tail (other tokens)"][:2] == ["0.200", "0.200"]
+    assert rows["tail (other tokens)"][4:6] == ["+0", f"{-(d[0] + d[1]):+.3g}"]
     assert "rkl alignment: +0.800" in detail and "correct path" in detail
     assert "fkl +0.000" in detail  # node_row's other alignments are 0.0
 
@@ -173,7 +173,7 @@ def test_fallback_marks_positions_by_index():
     page = render(nodes, questions, "q0", teacher="t")
     parsed = parse(page)
     assert [parsed.text(n["text"]) for n in parsed.nodes] == ["#0", "#2", "#1"]
-    assert "10 (sampled)" in parsed.text(parsed.details["node-0-0"]) and "&lt;script&gt;" in page
+    assert "10 ◂ sampled" in parsed.text(parsed.details["node-0-0"]) and "&lt;script&gt;" in page
 
 
 def test_unknown_question_or_teacher():
@@ -221,4 +221,4 @@ def test_in_a_real_browser_a_click_shows_the_node_detail_without_console_errors(
         assert result.errors == ()
         assert not result.visible_before  # the click, not the page's initial state, shows the detail
         assert result.detail_visible and result.details_visible == 1 and heading in result.detail_text
-    assert "'Yes' (sampled)" in click_node(CHROMIUM, page, "node-0-0").detail_text
+    assert "'Yes' ◂ sampled" in click_node(CHROMIUM, page, "node-0-0").detail_text
