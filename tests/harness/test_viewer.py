@@ -222,3 +222,34 @@ def test_in_a_real_browser_a_click_shows_the_node_detail_without_console_errors(
         assert not result.visible_before  # the click, not the page's initial state, shows the detail
         assert result.detail_visible and result.details_visible == 1 and heading in result.detail_text
     assert "'Yes' ◂ sampled" in click_node(CHROMIUM, page, "node-0-0").detail_text
+
+
+def test_a_run_records_the_prompt_and_the_teachers_context_and_the_viewer_shows_them(tmp_path):
+    from harness.cache import WorkCache
+    from harness.diagnostic import Settings
+    from harness.records import load_run
+    from harness.runner import RunConfig, run
+    from harness.task import resolve_task
+
+    question = resolve_task("test-parity").load(None, 1)[0]
+    config = RunConfig(task="test-parity", student="tiny-random", teachers=("self", "self:correct-demo"), limit=1,
+                       settings=Settings(rollouts=2, continuations=1, max_new_tokens=6), device="cpu")
+    cache = WorkCache(tmp_path / "cache")
+    run(config, tmp_path / "a", cache=cache)
+    meta = run(config, tmp_path / "b", cache=cache)  # the same work read back from the reuse cache
+    assert meta["cache_hits"]["sampled_hits"] == 1 and meta["counts"]["teacher_passes_this_session"] == 0
+    nodes, questions, _ = load_run(tmp_path / "a")
+    again_nodes, again_questions, _ = load_run(tmp_path / "b")
+    assert list(questions["prompt"]) == [question.prompt] * 2
+    own, demo = nodes[nodes.teacher == "self"], nodes[nodes.teacher == "self:correct-demo"]
+    assert len(demo) and own["context_text"].isna().all()  # the student as teacher sees the student's own prompt
+    for text in demo["context_text"]:  # the demonstration, then the unchanged question
+        assert question.demonstration in text and text.endswith(question.prompt) and text != question.prompt
+    pd.testing.assert_frame_equal(again_nodes[["context_text"]], nodes[["context_text"]])
+    pd.testing.assert_frame_equal(again_questions[["prompt"]], questions[["prompt"]])
+
+    out = tmp_path / "page.html"
+    assert main(["view", str(tmp_path / "a"), "--question", question.id, "--teacher", "self:correct-demo",
+                 "--no-tokenizer", "--out", str(out)]) == 0
+    parsed = parse(out.read_text())
+    assert [parsed.text(p) for p in parsed.prompts] == [question.prompt, demo["context_text"].iloc[0]]
