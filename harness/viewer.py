@@ -36,9 +36,15 @@ body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
 h1 { font-size: 1.3em; margin: 0 0 0.3em 0; }
 h2 { font-size: 1.05em; margin: 0.2em 0; }
 .layout { display: grid; grid-template-columns: minmax(0, 1fr) 34em; gap: 1.5em; align-items: start; }
-@media (max-width: 75em) { .layout { grid-template-columns: minmax(0, 1fr); } }
 aside { position: sticky; top: 0.5em; max-height: 96vh; overflow: auto; border: 1px solid #bbb; border-radius: 6px;
   padding: 0.6em 0.9em; background: #fafafa; }
+/* narrow windows: the detail panel is pinned to the bottom of the window, so a click always shows it */
+@media (max-width: 75em) {
+  .layout { grid-template-columns: minmax(0, 1fr); }
+  aside { position: fixed; left: 0; right: 0; bottom: 0; top: auto; max-height: 45vh; border-radius: 0;
+    box-shadow: 0 -2px 6px rgba(0, 0, 0, 0.2); }
+  body { margin-bottom: 48vh; }
+}
 .rollout { border: 1px solid #ccc; border-radius: 6px; padding: 0.4em 0.9em; margin: 0.8em 0; }
 .text, .prompt { font-family: ui-monospace, monospace; white-space: pre-wrap; line-height: 1.8; }
 .prompt { background: #f4f4f4; padding: 0.4em 0.6em; border-radius: 4px; line-height: 1.4; max-height: 9em;
@@ -125,9 +131,10 @@ def _float(node: pd.Series, column: str) -> float:
 
 def alignment_status(node: pd.Series, loss: str) -> str:
     """The node's alignment for ``loss`` as text, or why it has none."""
-    if loss != "grpo" and _is_false(node.get("context_ok")):
+    uses_teacher = resolve_loss(loss).uses_teacher  # grpo's direction needs no teacher: its context cannot fail
+    if uses_teacher and _is_false(node.get("context_ok")):
         return "n/a: the teacher's context could not be built here"
-    if loss != "grpo" and _is_false(node.get("logits_finite")):
+    if uses_teacher and _is_false(node.get("logits_finite")):
         return "n/a: the teacher's logits are not finite here (row excluded)"
     if _is_false(node.get("informative")):
         return "n/a: uninformative (every S_hat equal, so g* = 0)"

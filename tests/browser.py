@@ -118,7 +118,7 @@ class ClickResult:
     errors: tuple[str, ...]  # console errors and exceptions during load and click
     detail_id: str  # the detail the clicked token points to
     visible_before: bool  # the same detail before the click
-    detail_visible: bool  # displayed, non-empty and inside the viewport after the click
+    detail_visible: bool  # displayed, non-empty, its top inside the window after the click
     detail_text: str  # its rendered text (innerText)
     details_visible: int  # how many details are displayed after the click
 
@@ -142,14 +142,18 @@ async def _click_node(port: int, page_path: Path, node: str | None, screenshot: 
             selector = f'.node[data-detail="{node}"]' if node else ".node"
             box = await page.evaluate(
                 f"(() => {{ const n = document.querySelector({json.dumps(selector)}); if (!n) return null;"
-                f" n.scrollIntoView({{block: 'nearest'}}); const r = n.getBoundingClientRect();"
-                f" return {{x: r.x + r.width / 2, y: r.y + r.height / 2, id: n.getAttribute('data-detail')}}; }})()")
+                f" const centre = () => {{ const r = n.getBoundingClientRect();"
+                f" return {{x: r.x + r.width / 2, y: r.y + r.height / 2, id: n.getAttribute('data-detail')}}; }};"
+                # scroll, as a user would, only when the token is off screen or covered (by a pinned panel)
+                f" let c = centre(); const hit = document.elementFromPoint(c.x, c.y);"
+                f" if (!hit || !n.contains(hit)) {{ n.scrollIntoView({{block: 'center'}}); c = centre(); }}"
+                f" return c; }})()")
             if box is None:
                 raise LookupError(f"no element {selector} in {page_path}")
             state = (
                 f"(() => {{ const shown = d => {{ const r = d.getBoundingClientRect();"
                 f" return getComputedStyle(d).display !== 'none' && r.width > 0 && r.height > 0"
-                f" && r.top < window.innerHeight && r.bottom > 0; }};"
+                f" && r.top >= 0 && r.top < window.innerHeight - 20; }};"  # its heading is on screen
                 f" const d = document.getElementById({json.dumps(box['id'])}); if (!d) return null;"
                 f" return {{visible: shown(d), text: d.innerText,"
                 f" count: Array.from(document.querySelectorAll('.detail')).filter(shown).length}}; }})()")

@@ -216,8 +216,9 @@ def test_in_a_real_browser_a_click_shows_the_node_detail_without_console_errors(
     nodes, questions = records()
     page = tmp_path / "page.html"
     page.write_text(render(nodes, questions, "q0", teacher="t", tokenizer=FakeTokenizer()), encoding="utf-8")
-    for node, heading in (("node-0-0", "rollout 0 · position 0"), ("node-1-1", "rollout 1 · position 1")):
-        result = click_node(CHROMIUM, page, node)
+    for node, heading, size in (("node-0-0", "rollout 0 · position 0", (1280, 900)),
+                                ("node-1-1", "rollout 1 · position 1", (700, 450))):  # side panel; stacked layout
+        result = click_node(CHROMIUM, page, node, size=size)
         assert result.errors == ()
         assert not result.visible_before  # the click, not the page's initial state, shows the detail
         assert result.detail_visible and result.details_visible == 1 and heading in result.detail_text
