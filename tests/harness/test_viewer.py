@@ -214,10 +214,15 @@ CHROMIUM = find_chromium()
 def test_in_a_real_browser_a_click_shows_the_node_detail_without_console_errors(tmp_path):
     pytest.importorskip("aiohttp")
     nodes, questions = records()
+    # six more rollouts without nodes make the page longer than the window: in a narrow window the detail must
+    # still come into view (pinned panel), not below all rollouts
+    more = pd.concat([questions.iloc[[1]].assign(rollout_id=r) for r in range(2, 8)])
     page = tmp_path / "page.html"
-    page.write_text(render(nodes, questions, "q0", teacher="t", tokenizer=FakeTokenizer()), encoding="utf-8")
+    page.write_text(render(nodes, pd.concat([questions, more]), "q0", teacher="t", tokenizer=FakeTokenizer()),
+                    encoding="utf-8")
     for node, heading, size in (("node-0-0", "rollout 0 · position 0", (1280, 900)),
-                                ("node-1-1", "rollout 1 · position 1", (700, 450))):  # side panel; stacked layout
+                                ("node-1-1", "rollout 1 · position 1", (1280, 900)),
+                                ("node-0-0", "rollout 0 · position 0", (700, 450))):  # side panel; narrow window
         result = click_node(CHROMIUM, page, node, size=size)
         assert result.errors == ()
         assert not result.visible_before  # the click, not the page's initial state, shows the detail
