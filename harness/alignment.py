@@ -87,19 +87,17 @@ def project_to_support(d_full: torch.Tensor, support_ids: Sequence[int]) -> np.n
 def cosine(g: np.ndarray, d: np.ndarray) -> float:
     """``cos(g, d)`` clipped to [-1, 1].
 
-    NaN when ``||g|| = 0``: the node is uninformative and the angle undefined. 0.0 when ``||g|| > 0`` but
-    ``||d|| = 0``: a zero distillation gradient (e.g. teacher == student) has no alignment; the record's dnorm
-    column shows that case separately.
+    NaN when either vector is zero: the angle is undefined. ``||g|| = 0`` is an uninformative node; ``||d|| = 0`` a
+    zero distillation direction (teacher == student, or grpo with advantage 0), which METHOD keeps out of every
+    mean and counts in the row's ``zero d`` share (the record's ``dnorm_<loss>`` column shows it).
     """
     g = np.asarray(g, dtype=np.float64).reshape(-1)
     d = np.asarray(d, dtype=np.float64).reshape(-1)
     if g.shape != d.shape:
         raise ValueError(f"g and d differ in length: {g.size} vs {d.size}.")
     g_scale, d_scale = _max_abs(g), _max_abs(d)
-    if g_scale == 0.0:
+    if g_scale == 0.0 or d_scale == 0.0:
         return math.nan
-    if d_scale == 0.0:
-        return 0.0
     # Rescale to unit max-magnitude first, so very small or very large vectors neither underflow nor overflow in
     # the squared norms (gradients at confident nodes can be ~1e-200).
     g, d = g / g_scale, d / d_scale

@@ -29,7 +29,6 @@ from harness.alignment import (
     divergences,
     entropy,
     ideal_gradient,
-    is_informative,
     project_to_support,
     success_rates,
     support_tokens,
@@ -122,9 +121,25 @@ class Rollout:
 
 
 @dataclass(frozen=True)
+class SuccessCounts:
+    """Per support token of one node: successes and trials over all its trials (the M forced continuations plus,
+    for the sampled token ``support[0]``, the rollout itself), and over each half of the continuations alone.
+
+    The halves (continuations ``[0, ceil(M/2))`` and ``[ceil(M/2), M)`` of every token, the rollout in neither) are
+    independent estimates of S for METHOD's split-half reliability.
+    """
+
+    correct: np.ndarray
+    trials: np.ndarray
+    half_correct: tuple[np.ndarray, np.ndarray]
+    half_trials: tuple[np.ndarray, np.ndarray]
+
+
+@dataclass(frozen=True)
 class NodePlan:
     """The teacher-independent part of one node: where it is, its support, and its continuations' successes
-    (the rollout itself already counted as one more trial of ``support[0]``, its sampled token)."""
+    (the rollout itself already counted as one more trial of ``support[0]``, its sampled token). ``halves`` holds
+    (correct, trials) of the first half of the continuations, then of the second (:class:`SuccessCounts`)."""
 
     rollout_id: int
     position: int
@@ -133,6 +148,7 @@ class NodePlan:
     support_token_ids: tuple[int, ...]
     succ_correct: tuple[int, ...]
     succ_trials: tuple[int, ...]
+    halves: tuple[tuple[int, ...], ...]  # correct_a, trials_a, correct_b, trials_b
 
 
 _SAME_AS_STUDENT = object()  # marker: teacher distribution is the student's own, bit for bit
@@ -154,7 +170,7 @@ def diagnose_question(question: Question, who: Participants, settings: Settings,
     else:
         result.sampled_now = False
         result.question_rows, plan_rows = sampled
-        plans = [NodePlan(**{k: tuple(v) if isinstance(v, list) else v for k, v in row.items()}) for row in plan_rows]
+        plans = [_plan_from_row(row) for row in plan_rows]
     progress.advance("rollouts", len(result.question_rows))
     rollouts = rollouts_of(result.question_rows)
     views = [RolloutView(row["rollout_id"], row["response"], row["correct"]) for row in result.question_rows]
@@ -269,10 +285,13 @@ def _rollout_work(question: Question, rollout: Rollout, question_row: dict, prom
     rows: list[list[dict]] = [[] for _ in todo]
     for plan in plans:
         position = plan.position
-        logp = torch.log_softmax(student_logits[position].double(), dim=-1).cpu()
+        z = student_logits[position].double()
+        logp = torch.log_softmax(z, dim=-1).cpu()
+        # g* weighs by the sampling policy p^T = softmax(z / T) (METHOD, Temperature); the losses stay on p
+        logp_sampling = logp if settings.temperature == 1.0 else torch.log_softmax(z / settings.temperature, -1).cpu()
         support = list(plan.support_token_ids)
-        base = _node_columns(question, rollout, plan, logp, who, grpo_loss, n)
-        ideal, informative = np.asarray(base["ideal_grad"]), base["informative"]
+        ideals = IdealGradients.of(plan, logp_sampling[support].exp().numpy())
+        base = _node_columns(question, rollout, plan, logp, ideals, who, grpo_loss, n)
         for slot, index in enumerate(todo):
             teacher, _ = who.teachers[index]
             q_logits = teacher_logits[index]
@@ -284,8 +303,8 @@ def _rollout_work(question: Question, rollout: Rollout, question_row: dict, prom
                 row.update(_unscored_columns(teacher_losses, context_ok=True))  # marked, and out of every average
             else:
                 logq = logp if q_logits is _SAME_AS_STUDENT else torch.log_softmax(q_logits[position].double(), -1).cpu()
-                row.update(_teacher_columns(logp, logq, y[position], rollout.advantage, support, ideal,
-                                            informative, teacher_losses, settings.jsd_beta))
+                row.update(_teacher_columns(logp, logq, y[position], rollout.advantage, support, ideals,
+                                            teacher_losses, settings.jsd_beta))
             rows[slot].append(row)
     return made, rows
 
@@ -314,74 +333,116 @@ def _plan_nodes(question, rollout: Rollout, question_row: dict, prompt_ids, stud
     outcomes = branch_nodes(who, question, prompt_ids, rollout, list(zip([p for p, _ in nodes], supports)),
                             settings, max_new, progress, result, prefix_cache=full_cache)
     return [NodePlan(rollout.rollout_id, position, window, float(priority[position]), tuple(support),
-                     tuple(int(c) for c in correct), tuple(int(t) for t in trials))
-            for (position, window), support, (correct, trials) in zip(nodes, supports, outcomes)]
+                     _ints(counts.correct), _ints(counts.trials),
+                     (_ints(counts.half_correct[0]), _ints(counts.half_trials[0]),
+                      _ints(counts.half_correct[1]), _ints(counts.half_trials[1])))
+            for (position, window), support, counts in zip(nodes, supports, outcomes)]
+
+
+def _ints(values) -> tuple[int, ...]:
+    return tuple(int(v) for v in values)
 
 
 def branch_nodes(who: Participants, question: Question, prompt_ids: Sequence[int], rollout: Rollout,
                  nodes: Sequence[tuple[int, Sequence[int]]], settings: Settings, max_new: int,
                  progress: Progress | None = None, result: QuestionResult | None = None,
-                 prefix_cache: Any = None) -> list[tuple[np.ndarray, np.ndarray]]:
+                 prefix_cache: Any = None) -> list[SuccessCounts]:
     """M forced continuations per support token of every ``(position, support)`` node of one rollout, graded.
 
     All of the rollout's continuations go to the backend in one call (the transformers backend batches them over
-    the rollout's one KV cache, ``prefix_cache`` when given). Returns per node and support token ``(correct,
-    trials)``; the rollout itself is one more trial of its sampled token (``support[0]``). Generated tokens are
-    added to ``result.generated_tokens``.
+    the rollout's one KV cache, ``prefix_cache`` when given). Returns per node its :class:`SuccessCounts`; the
+    rollout itself is one more trial of its sampled token (``support[0]``) in the totals, in neither half.
+    Generated tokens are added to ``result.generated_tokens``.
     """
     progress = progress or NoProgress()
     task, y, m = who.task, list(rollout.tokens), settings.continuations
+    first_half = (m + 1) // 2  # continuations [0, first_half) of each token form half A, the rest half B
     requests, owners = [], []
     for node_index, (position, support) in enumerate(nodes):
         for support_index, token in enumerate(support):
-            for _ in range(m):
+            for j in range(m):
                 requests.append(Continuation(position, int(token), max_new - position))
-                owners.append((node_index, support_index, position))
+                owners.append((node_index, support_index, position, int(j >= first_half)))
     progress.add_total("branch continuations", len(requests))
     generated = who.sampler.continuations(
         prompt_ids, y, requests, temperature=settings.temperature, is_final=task.answer_is_final,
         seed_parts=(who.seed, question.id, rollout.rollout_id, "branches"), prefix_cache=prefix_cache,
         on_progress=lambda done: progress.advance("branch continuations", done))
-    outcomes = [(np.zeros(len(support), dtype=np.int64), np.zeros(len(support), dtype=np.int64))
-                for _, support in nodes]
-    for (node_index, support_index, position), branch in zip(owners, generated):
+    # per node: [half][correct or trials][support token]
+    counts = [np.zeros((2, 2, len(support)), dtype=np.int64) for _, support in nodes]
+    for (node_index, support_index, position, half), branch in zip(owners, generated):
         text = who.student.tokenizer.decode(y[:position] + list(branch.tokens), skip_special_tokens=True)
-        correct, trials = outcomes[node_index]
-        correct[support_index] += int(task.grade(question, text).correct)
-        trials[support_index] += 1
+        counts[node_index][half, 0, support_index] += int(task.grade(question, text).correct)
+        counts[node_index][half, 1, support_index] += 1
         if result is not None:
             result.generated_tokens += len(branch.tokens)
-    for correct, trials in outcomes:
-        correct[0] += int(rollout.correct)
+    outcomes = []
+    for node in counts:
+        correct, trials = node[0, 0] + node[1, 0], node[0, 1] + node[1, 1]
+        correct[0] += int(rollout.correct)  # the rollout is one more trial of its sampled token
         trials[0] += 1
+        outcomes.append(SuccessCounts(correct, trials, (node[0, 0], node[1, 0]), (node[0, 1], node[1, 1])))
     return outcomes
 
 
-def _node_columns(question: Question, rollout: Rollout, plan: NodePlan, logp: torch.Tensor, who: Participants,
-                  grpo_loss: Loss, n: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class IdealGradients:
+    """g* of one node from all its trials (``full``) and from each half of its continuations (``halves``, for the
+    split-half reliability); a half without trials for some token, or whose S_hat are all equal, is all zeros."""
+
+    full: np.ndarray
+    halves: tuple[np.ndarray, np.ndarray]
+
+    @classmethod
+    def of(cls, plan: NodePlan, p_sampling: np.ndarray) -> "IdealGradients":
+        """``p_sampling``: the sampling policy's probabilities p^T on the support, in support order."""
+        full = ideal_gradient(p_sampling, success_rates(plan.succ_correct, plan.succ_trials))
+        correct_a, trials_a, correct_b, trials_b = plan.halves
+        halves = tuple(ideal_gradient(p_sampling, success_rates(c, t)) if min(t) > 0 else np.zeros(full.size)
+                       for c, t in ((correct_a, trials_a), (correct_b, trials_b)))
+        return cls(full, halves)
+
+    @property
+    def informative(self) -> bool:
+        return bool(np.any(self.full != 0.0))
+
+    def alignments(self, d: np.ndarray, name: str) -> dict[str, float]:
+        """``align_<name>`` and its two half-sample versions ``align_<name>_a`` / ``_b`` (NaN where undefined)."""
+        return {f"align_{name}": cosine(self.full, d), f"align_{name}_a": cosine(self.halves[0], d),
+                f"align_{name}_b": cosine(self.halves[1], d)}
+
+
+def _node_columns(question: Question, rollout: Rollout, plan: NodePlan, logp: torch.Tensor, ideals: IdealGradients,
+                  who: Participants, grpo_loss: Loss, n: int) -> dict[str, Any]:
     """The columns every teacher's row of a node shares: position, support, S_hat, g* and the GRPO alignment."""
     support, sampled = list(plan.support_token_ids), rollout.tokens[plan.position]
-    correct, trials = np.asarray(plan.succ_correct), np.asarray(plan.succ_trials)
-    s_hat = success_rates(correct, trials)
-    ideal = ideal_gradient(logp[support].exp().numpy(), s_hat)
-    informative = is_informative(s_hat)
     grpo_d = project_to_support(
         grpo_loss.full_direction(NodeDistributions(logp, None, sampled, rollout.advantage)), support)
+    correct_a, trials_a, correct_b, trials_b = plan.halves
     return {
         "task": who.task.name, "student": who.student_name, "question_id": question.id,
         "rollout_id": rollout.rollout_id, "position": plan.position, "rollout_len": n, "depth_norm": plan.position / n,
         "window": plan.window, "priority": plan.priority, "entropy": entropy(logp),
         "rollout_correct": rollout.correct, "support_token_ids": support, "sampled_token_id": sampled,
         "grpo_advantage": rollout.advantage, "student_logprobs": logp[support].tolist(),
-        "succ_correct": correct.tolist(), "succ_trials": trials.tolist(), "ideal_grad": ideal.tolist(),
-        "ideal_norm": float(np.linalg.norm(ideal)), "informative": informative,
-        "align_grpo": cosine(ideal, grpo_d) if informative else float("nan"),
+        "succ_correct": list(plan.succ_correct), "succ_trials": list(plan.succ_trials),
+        "succ_correct_a": list(correct_a), "succ_trials_a": list(trials_a),
+        "succ_correct_b": list(correct_b), "succ_trials_b": list(trials_b),
+        "ideal_grad": ideals.full.tolist(), "ideal_norm": float(np.linalg.norm(ideals.full)),
+        "informative": ideals.informative,
+        **ideals.alignments(grpo_d, grpo_loss.name),  # NaN where A = 0 (all G rollouts graded alike)
         "dnorm_grpo": float(np.linalg.norm(grpo_d)),
     }
 
 
 def _plan_row(plan: NodePlan) -> dict[str, Any]:
-    return {name: list(value) if isinstance(value, tuple) else value for name, value in plan.__dict__.items()}
+    return {name: [list(v) for v in value] if name == "halves" else list(value) if isinstance(value, tuple) else value
+            for name, value in plan.__dict__.items()}
+
+
+def _plan_from_row(row: dict[str, Any]) -> NodePlan:
+    return NodePlan(**{name: tuple(tuple(v) for v in value) if name == "halves"
+                       else tuple(value) if isinstance(value, list) else value for name, value in row.items()})
 
 
 # ------------------------------------------------------------------------------------------------ cache keys
@@ -428,13 +489,13 @@ def _unscored_columns(teacher_losses: Sequence[Loss], context_ok: bool) -> dict[
                "kl_student_teacher": nan, "kl_teacher_student": nan, "l2": nan, "cos_pq": nan, "tv": nan,
                "topk_shared_mass": nan, "jsd_rbar": nan}
     for loss in teacher_losses:
-        columns[f"align_{loss.name}"] = nan
+        columns.update({f"align_{loss.name}{half}": nan for half in ("", "_a", "_b")})
         columns[f"dnorm_{loss.name}"] = nan
     return columns
 
 
-def _teacher_columns(logp, logq, sampled: int, advantage: float, support: list[int], ideal: np.ndarray,
-                     informative: bool, teacher_losses: Sequence[Loss], jsd_beta: float) -> dict[str, Any]:
+def _teacher_columns(logp, logq, sampled: int, advantage: float, support: list[int], ideals: IdealGradients,
+                     teacher_losses: Sequence[Loss], jsd_beta: float) -> dict[str, Any]:
     columns: dict[str, Any] = {"teacher_logprobs": logq[support].tolist(), "context_ok": True, "logits_finite": True}
     columns.update(divergences(logp, logq))
     columns["jsd_rbar"] = jsd_rbar(logp, logq, jsd_beta)
@@ -444,6 +505,6 @@ def _teacher_columns(logp, logq, sampled: int, advantage: float, support: list[i
     nodes = NodeDistributions(logp, logq, sampled, advantage)
     for loss in teacher_losses:
         d = np.zeros(len(support) + 1) if identical else project_to_support(loss.full_direction(nodes), support)
-        columns[f"align_{loss.name}"] = cosine(ideal, d) if informative else float("nan")
+        columns.update(ideals.alignments(d, loss.name))  # NaN where g* = 0 (uninformative) or d = 0
         columns[f"dnorm_{loss.name}"] = float(np.linalg.norm(d))
     return columns

@@ -147,6 +147,17 @@ def _true(rows: pd.DataFrame, column: str) -> np.ndarray:
     return rows[column].eq(True).to_numpy(dtype=bool, na_value=False, copy=True)
 
 
+def _scorable(cell: Cell) -> np.ndarray:
+    """Informative nodes where the row's direction could be computed (teacher context built, finite logits),
+    whether or not that direction is zero."""
+    base = _true(cell.rows, "informative")
+    if cell.loss != REFERENCE_LOSS:
+        base &= _true(cell.rows, "context_ok")
+        if "logits_finite" in cell.rows:  # hand-made tables may leave it out: absent means finite
+            base &= ~cell.rows["logits_finite"].eq(False).to_numpy(dtype=bool)
+    return base
+
+
 def _zero_grad(cell: Cell) -> float:
     # Denominator: nodes with an ideal signal and a teacher context, whether or not the writer stored the undefined
     # cosine of a zero vector as 0.0 or as NaN, so a zero-gradient teacher shows up as 1.0 either way.
@@ -162,7 +173,7 @@ COLUMNS: list[Column] = [
     Column("questions", lambda c: int(c.rows["question_id"].nunique())),
     Column("rollouts", lambda c: int(len(c.rows[["question_id", "rollout_id"]].drop_duplicates()))),
     Column("nodes", lambda c: int(len(c.rows))),
-    Column("informative", lambda c: int(c.mask.sum())),
+    Column("informative", lambda c: int(_scorable(c).sum())),
     Column("no_context", lambda c: int(c.rows["context_ok"].eq(False).sum())),
     Column("align", lambda c: _mean(c.align)),
     Column("align_lo", lambda c: c.align_ci.lo),

@@ -51,6 +51,11 @@ NODE_SCHEMA = pa.schema(
         ("jsd_rbar", _f64),  # full-vocab sum_k p_k log(p_k / M_k), needed to recompute the jsd direction
         ("succ_correct", pa.list_(_i32)),
         ("succ_trials", pa.list_(_i32)),
+        # the same counts from each half of the continuations alone (rollout in neither): split-half reliability
+        ("succ_correct_a", pa.list_(_i32)),
+        ("succ_trials_a", pa.list_(_i32)),
+        ("succ_correct_b", pa.list_(_i32)),
+        ("succ_trials_b", pa.list_(_i32)),
         ("ideal_grad", pa.list_(_f64)),  # g* on the support, tail entry last
         ("ideal_norm", _f64),  # ||g*||, the walign weight
         ("informative", pa.bool_()),
@@ -62,6 +67,8 @@ NODE_SCHEMA = pa.schema(
         ("logits_finite", pa.bool_()),  # False: the teacher's logits at the node were NaN/inf (row marked, excluded)
         *[(f"align_{name}", _f64) for name in LOSS_NAMES],  # NaN when uninformative (or no context)
         *[(f"dnorm_{name}", _f64) for name in LOSS_NAMES],  # ||d|| on support+tail: 0 shows a zero gradient
+        # the alignment with g* estimated from each half of the continuations (METHOD, Reliability)
+        *[(f"align_{name}_{half}", _f64) for name in LOSS_NAMES for half in ("a", "b")],
     ]
 )
 
@@ -87,7 +94,9 @@ QUESTION_SCHEMA = pa.schema(
 
 
 # may be left out of a row (null): columns added after the first record files, so older rows still load
-OPTIONAL_COLUMNS = frozenset({"context_choice", "logits_finite", "nonfinite_positions", "prompt", "context_text"})
+OPTIONAL_COLUMNS = frozenset({"context_choice", "logits_finite", "nonfinite_positions", "prompt", "context_text",
+                              "succ_correct_a", "succ_trials_a", "succ_correct_b", "succ_trials_b",
+                              *(f"align_{name}_{half}" for name in LOSS_NAMES for half in ("a", "b"))})
 
 
 def rows_to_table(rows: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:

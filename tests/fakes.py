@@ -6,6 +6,8 @@
   positions), for the non-finite-logits path; same tokenizer as ``tiny-random``, so it can be a teacher of it.
 * ``test-oracle`` model + ``test-count-a`` task (reward: an "a" in the response): a 4-token vocabulary (a, b, c,
   EOS) and a 4-token horizon, small enough to enumerate every future and compute success probabilities exactly.
+  ``test-first-a-even`` (reward: the first "a" at an even position) makes success depend on *where* a token is
+  forced, so a branch at the wrong position fails the exact checks.
 """
 from __future__ import annotations
 
@@ -65,6 +67,25 @@ def count_a_task() -> CountATask:
     return CountATask()
 
 
+@dataclass(frozen=True)
+class FirstAEvenTask(CountATask):
+    """Position-sensitive oracle task: the same token forced one position later flips the reward, so a branch
+    made at the wrong position cannot pass the exact-oracle checks."""
+
+    name: str = "test-first-a-even"
+    description: str = "test fake: reward 1 iff the response's first 'a' is at an even (0-based) position"
+
+    def grade(self, question, response):
+        words = response.split()
+        first = words.index("a") if "a" in words else -1
+        return Grade(extracted=str(first), correct=first >= 0 and first % 2 == 0)
+
+
+@register_task("test-first-a-even")
+def first_a_even_task() -> FirstAEvenTask:
+    return FirstAEvenTask()
+
+
 def oracle_tokenizer():
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
@@ -74,13 +95,13 @@ def oracle_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<eos>", unk_token="<eos>")
 
 
-def _load_oracle(seed: int):
+def _load_oracle(seed: int, init: float = 0.15):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(vocab_size=len(ORACLE_VOCAB), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                          num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
-                         initializer_range=0.15, tie_word_embeddings=False)
+                         initializer_range=init, tie_word_embeddings=False)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
@@ -91,6 +112,13 @@ def _load_oracle(seed: int):
 @register_model("test-oracle", "test fake: 4-token vocabulary Llama; test-oracle:<seed>")
 def oracle_model(seed: str = "0") -> ModelSource:
     return ModelSource(f"test-oracle:{seed}", "4-token test model", lambda **_: _load_oracle(int(seed or 0)))
+
+
+@register_model("test-oracle-sharp", "test fake: test-oracle with large weights, so its next token depends strongly "
+                                     "on the context (an off-by-one prefix changes the futures)")
+def sharp_oracle_model(seed: str = "0") -> ModelSource:
+    return ModelSource(f"test-oracle-sharp:{seed}", "4-token context-sensitive test model",
+                       lambda **_: _load_oracle(int(seed or 0), init=0.5))
 
 
 
