@@ -84,7 +84,7 @@ def _why_empty(cell) -> str:
     informative = cell.rows["informative"].eq(True).to_numpy()
     if informative.any() and np.all(cell.dnorm[informative] == 0.0):
         return "no alignment: zero distillation gradient (teacher = student)"
-    return "no informative node"
+    return "no alignment: no informative node (every S_hat equal)"
 
 
 def _legend(fig, colours: dict[str, str], empty: dict[str, str], extra: list) -> None:
