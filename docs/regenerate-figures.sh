@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerate README's pictures docs/viewer.png and docs/depth.png from a real run (SmolLM2-135M, 12 BoolQ questions;
-# about 25 minutes on 2 CPU cores). Needs Chromium for the screenshot (apt-get install chromium).
+# 44 minutes on 2 busy CPU cores). Needs Chromium for the screenshot (apt-get install chromium).
 # Run from the repository root: bash docs/regenerate-figures.sh [DATA_DIR]
 set -euo pipefail
 DATA="${1:-../shared/data}"

@@ -11,7 +11,7 @@ binned mean is annotated with the number of questions it rests on; an estimate f
 :data:`MIN_QUESTIONS` questions (METHOD.md, Statistics) is drawn hollow, without interval, and the legend says it
 is too few for a conclusion; constrained layout keeps titles, labels and the legend apart.
 
-Bands and error bars are 95% intervals from :func:`harness.stats.cluster_bootstrap` (questions resampled).
+Error bars are 95% intervals from :func:`harness.stats.cluster_bootstrap` (questions resampled).
 Nodes whose distillation gradient is exactly zero have no defined cosine (METHOD.md) and enter no mean.
 """
 from __future__ import annotations
@@ -89,7 +89,7 @@ def _why_empty(cell) -> str:
 
 def _legend(fig, colours: dict[str, str], empty: dict[str, str], extra: list) -> None:
     """The figure's one legend, below the panels: every teacher (with why it is missing, when it is), then the
-    meaning of bands, dots and hollow markers."""
+    meaning of error bars, dots and hollow markers."""
     handles = [Line2D([], [], color=colour, marker="o", label=teacher if teacher not in empty
                       else f"{teacher}: {empty[teacher]}") for teacher, colour in colours.items()]
     handles += extra
@@ -99,6 +99,12 @@ def _legend(fig, colours: dict[str, str], empty: dict[str, str], extra: list) ->
 
 def _too_few_handle() -> Line2D:
     return Line2D([], [], color="grey", marker="o", markerfacecolor="white", linestyle=":", label=TOO_FEW)
+
+
+def _interval_handle(ax):
+    """A legend entry drawn like the error bars (an empty errorbar on ``ax``: nothing shows in the panel)."""
+    return ax.errorbar([], [], yerr=[], fmt="o", color="grey", capsize=3,
+                       label="mean with its 95% interval over questions")
 
 
 def _numbers_handle() -> Line2D:
@@ -125,10 +131,10 @@ def _annotate(ax, table: pd.DataFrame, colour: str) -> None:
                     fontsize="x-small", color=colour)
 
 
-def _binned_series(ax, table: pd.DataFrame, colour: str, *, band: bool) -> set[str]:
-    """Binned means: filled, with their interval (a band, or error bars), from at least MIN_QUESTIONS questions;
-    hollow, without interval and joined by a dotted line below that. Returns what was drawn ("mean",
-    "interval", "too few"), so that the legend explains only what is on the figure."""
+def _binned_series(ax, table: pd.DataFrame, colour: str) -> set[str]:
+    """Binned means: filled, with their interval as error bars (visible even for a lone bin), from at least
+    MIN_QUESTIONS questions; hollow, without interval and joined by a dotted line below that. Returns what was
+    drawn ("mean", "interval", "too few"), so that the legend explains only what is on the figure."""
     if table.empty:
         return set()
     enough = (table["questions"] >= MIN_QUESTIONS).to_numpy()
@@ -136,11 +142,11 @@ def _binned_series(ax, table: pd.DataFrame, colour: str, *, band: bool) -> set[s
     ax.plot(table["x"][enough], table["mean"][enough], "o", color=colour)
     ax.plot(table["x"][~enough], table["mean"][~enough], "o", color=colour, markerfacecolor="white")
     shown = table[enough & np.isfinite(table["lo"]) & np.isfinite(table["hi"])]
-    if band and len(shown):
-        ax.fill_between(shown["x"], shown["lo"], shown["hi"], color=colour, alpha=0.2, linewidth=0)
-    elif len(shown):
-        ax.errorbar(shown["x"], shown["mean"], yerr=[shown["mean"] - shown["lo"], shown["hi"] - shown["mean"]],
-                    fmt="none", ecolor=colour, capsize=3)
+    if len(shown):
+        # clipped at 0: on constant data round-off puts the mean a hair outside its own interval
+        below = np.clip(shown["mean"] - shown["lo"], 0, None)
+        above = np.clip(shown["hi"] - shown["mean"], 0, None)
+        ax.errorbar(shown["x"], shown["mean"], yerr=[below, above], fmt="none", ecolor=colour, capsize=3)
     _annotate(ax, table, colour)
     return {"mean"} | ({"interval"} if len(shown) else set()) | ({"too few"} if not enough.all() else set())
 
@@ -173,13 +179,13 @@ def depth_figure(nodes: pd.DataFrame, *, losses=TEACHER_LOSSES, resamples: int =
             depth = cell.rows["depth_norm"].to_numpy(dtype=float, na_value=np.nan)[cell.mask][scored]
             table = binned_means(depth, cell.align[scored], cell.question_ids[scored], edges, resamples=resamples,
                                  seed=seed)
-            marks |= _binned_series(ax, table, colours[cell.teacher], band=True)
+            marks |= _binned_series(ax, table, colours[cell.teacher])
             drawn.add(cell.teacher)
         ax.set(title=loss, xlabel="normalised depth i / len(y)", xlim=(0, 1), ylim=YLIM)
         ax.axhline(0, color="grey", linewidth=0.5)
     axes[0][0].set_ylabel("mean alignment per depth bin")
     empty = {t: why for t, why in empty.items() if t not in drawn}
-    extra = [Patch(color="grey", alpha=0.3, label="95% interval over questions")] if "interval" in marks else []
+    extra = [_interval_handle(axes[0][0])] if "interval" in marks else []
     extra += [_too_few_handle()] if "too few" in marks else []
     extra += [_numbers_handle()] if marks else []
     _legend(fig, colours, empty, extra)
@@ -226,15 +232,26 @@ def correctness_figure(nodes: pd.DataFrame, *, losses=TEACHER_LOSSES) -> Figure:
     return fig
 
 
-def _divergence_bins(x: np.ndarray) -> np.ndarray | None:
-    """Quantile bin edges with at least MIN_BIN_NODES nodes each, or None when the nodes are too few (or all
-    equal) to bin. Quantiles because divergences are heavy-tailed: equal widths would leave most bins empty."""
-    finite = x[np.isfinite(x)]
-    bins = min(DIVERGENCE_BINS, finite.size // MIN_BIN_NODES)
-    if bins < 2 or np.all(finite == finite[0]):
+def _divergence_bins(x: np.ndarray, questions: np.ndarray) -> np.ndarray | None:
+    """Quantile bin edges: the most bins (up to DIVERGENCE_BINS) that each hold at least MIN_BIN_NODES nodes from
+    at least MIN_QUESTIONS questions; failing that, the most bins of at least MIN_BIN_NODES nodes (drawn hollow:
+    too few questions); None when the nodes are too few (or all equal) for two such bins. Quantiles because
+    divergences are heavy-tailed: equal widths would leave most bins empty."""
+    finite = np.isfinite(x)
+    x, questions = x[finite], questions[finite]
+    if x.size == 0 or np.all(x == x[0]):
         return None
-    edges = np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)))
-    return edges if edges.size >= 3 else None
+    fallback = None
+    for bins in range(min(DIVERGENCE_BINS, x.size // MIN_BIN_NODES), 1, -1):
+        edges = np.unique(np.quantile(x, np.linspace(0, 1, bins + 1)))
+        which = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, len(edges) - 2)  # as binned_means
+        members = [which == b for b in range(len(edges) - 1)]
+        if len(members) < 2 or min(m.sum() for m in members) < MIN_BIN_NODES:
+            continue
+        if min(len(set(questions[m])) for m in members) >= MIN_QUESTIONS:
+            return edges
+        fallback = edges if fallback is None else fallback
+    return fallback
 
 
 def divergence_figure(nodes: pd.DataFrame, *, loss: str = "rkl", resamples: int = stats.RESAMPLES,
@@ -256,10 +273,10 @@ def divergence_figure(nodes: pd.DataFrame, *, loss: str = "rkl", resamples: int 
             x = cell.rows[variable].to_numpy(dtype=float, na_value=np.nan)[cell.mask][scored]
             align, questions = cell.align[scored], cell.question_ids[scored]
             ax.scatter(x, align, s=9, color=colour, alpha=0.3, linewidths=0)
-            edges = _divergence_bins(x)
+            edges = _divergence_bins(x, questions)
             if edges is not None:
                 marks |= _binned_series(ax, binned_means(x, align, questions, edges, resamples=resamples, seed=seed),
-                                        colour, band=False)
+                                        colour)
         ax.set(title=DIVERGENCE_LABELS.get(variable, variable), ylim=YLIM)
         ax.axhline(0, color="grey", linewidth=0.5)
     for ax in axes[:, 0]:
@@ -271,8 +288,8 @@ def divergence_figure(nodes: pd.DataFrame, *, loss: str = "rkl", resamples: int 
                     label="one node" + ("" if "mean" in marks else f" (bins need ≥ {MIN_BIN_NODES} nodes each: "
                                                                     "too few nodes to bin)"))]
     if "mean" in marks:
-        extra.append(Line2D([], [], marker="o", color="grey", label=f"mean of a quantile bin (≥ {MIN_BIN_NODES} nodes)"
-                            + (", 95% interval over questions" if "interval" in marks else "")))
+        extra.append(Line2D([], [], marker="o", color="grey", label=f"mean of a quantile bin (≥ {MIN_BIN_NODES} nodes)"))
+        extra += [_interval_handle(axes[0][0])] if "interval" in marks else []
         extra += [_too_few_handle()] if "too few" in marks else []
         extra.append(_numbers_handle())
     _legend(fig, colours, empty, extra)
