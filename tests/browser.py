@@ -15,6 +15,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -41,9 +42,11 @@ def find_chromium() -> str | None:
 @contextmanager
 def chromium(binary: str):
     """A running headless Chromium with a fresh profile; yields its DevTools port, stops it afterwards."""
-    with tempfile.TemporaryDirectory(prefix="opd-chromium-") as profile:
+    # Chromium's helper processes may still write to the profile while it is removed: cleanup errors are ignored
+    with tempfile.TemporaryDirectory(prefix="opd-chromium-", ignore_cleanup_errors=True) as profile:
+        # its own process group, so that stopping it stops its renderer and helper processes too
         process = subprocess.Popen([binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             port_file, deadline = Path(profile) / "DevToolsActivePort", time.monotonic() + TIMEOUT_S
             while not (port_file.is_file() and port_file.read_text().strip()):
@@ -52,12 +55,21 @@ def chromium(binary: str):
                 time.sleep(0.05)
             yield int(port_file.read_text().split()[0])
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            _stop(process)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM to the browser's process group, SIGKILL after 10 s."""
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, None)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 class Page:
