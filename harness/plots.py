@@ -288,7 +288,8 @@ def divergence_figure(nodes: pd.DataFrame, *, loss: str = "rkl", resamples: int 
                     label="one node" + ("" if "mean" in marks else f" (bins need ≥ {MIN_BIN_NODES} nodes each: "
                                                                     "too few nodes to bin)"))]
     if "mean" in marks:
-        extra.append(Line2D([], [], marker="o", color="grey", label=f"mean of a quantile bin (≥ {MIN_BIN_NODES} nodes)"))
+        extra.append(Line2D([], [], marker="o", color="grey",
+                            label=f"mean of a quantile bin (≥ {MIN_BIN_NODES} nodes)"))
         extra += [_interval_handle(axes[0][0])] if "interval" in marks else []
         extra += [_too_few_handle()] if "too few" in marks else []
         extra.append(_numbers_handle())

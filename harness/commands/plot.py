@@ -10,7 +10,8 @@ def register(commands) -> None:
     parser.add_argument("--out", type=Path, default=None, help="output folder (default RUN_DIR/plots)")
     parser.add_argument("--loss", default="rkl", help="teacher loss of the divergence figure: rkl (default), fkl, jsd "
                                                       "or sampled")
-    parser.add_argument("--resamples", type=int, default=2000, help="question-level bootstrap resamples of the intervals")
+    parser.add_argument("--resamples", type=int, default=2000,
+                        help="question-level bootstrap resamples of the intervals")
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(handler=handle)
 

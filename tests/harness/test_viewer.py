@@ -107,7 +107,7 @@ def table_rows(detail_text: str) -> dict[str, list[str]]:
     cells = detail_text.split("|")
     rows = {}
     for i, cell in enumerate(cells):
-        if cell.startswith("'") or cell.startswith("tail (") or cell[:2].isdigit():
+        if cell.startswith(("'", "tail (")) or cell[:2].isdigit():
             rows[cell] = cells[i + 1: i + 7]
     return rows
 
