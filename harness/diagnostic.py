@@ -220,8 +220,8 @@ def sample_rollouts(question: Question, who: Participants, settings: Settings, m
     result.generated_tokens += sum(len(g.tokens) for g in rollouts)
     return [{
         "task": task.name, "student": who.student_name, "question_id": question.id, "rollout_id": r,
-        "prompt_tokens": len(prompt_ids), "response": texts[r], "response_tokens": len(gen.tokens),
-        "response_token_ids": list(gen.tokens),
+        "prompt": question.prompt, "prompt_tokens": len(prompt_ids), "response": texts[r],
+        "response_tokens": len(gen.tokens), "response_token_ids": list(gen.tokens),
         "finish_reason": gen.finish_reason, "extracted": grade.extracted, "gold": question.gold,
         "correct": grade.correct, "grpo_advantage": float(advantages[r]), "nonfinite_positions": 0,
     } for r, (gen, grade) in enumerate(zip(rollouts, grades))]
@@ -233,21 +233,23 @@ def rollouts_of(question_rows: Sequence[dict[str, Any]]) -> list[Rollout]:
 
 
 def _teacher_logits(teacher: Teacher, model: LoadedModel, inputs: ContextInputs, tokens: Sequence[int]):
-    """One forward pass per (teacher, rollout): q_t at every response position, [n, V] float32.
+    """One forward pass per (teacher, rollout): q_t at every response position, [n, V] float32, and the teacher's
+    context text (``context_text``: None when it is the student's own prompt or cannot be built).
 
-    Returns the student marker when the teacher *is* the student (same model, same prompt), and None when the
-    teacher's context cannot be built for this question.
+    The logits are the student marker when the teacher *is* the student (same model, same prompt), and None when
+    the teacher's context cannot be built for this question.
     """
     if teacher.is_student_itself:
-        return _SAME_AS_STUDENT
+        return _SAME_AS_STUDENT, None
     text = teacher_prompt(teacher, inputs)
     if text is None:
-        return None
+        return None, None
+    shown = None if text == inputs.question.prompt else text
     ids = chat_prompt_ids(model.tokenizer, text) + list(tokens)
     logits = forward_logits(model, ids, logits_to_keep=len(tokens) + 1)[: len(tokens)]
     # a teacher may carry unused padding rows beyond the student's vocabulary (check_same_tokenizer allows only
     # that): q_t is over the student's vocabulary, so the padding rows are dropped before any softmax
-    return logits[:, : inputs.student.vocab_size] if inputs.student is not None else logits
+    return (logits[:, : inputs.student.vocab_size] if inputs.student is not None else logits), shown
 
 
 def _rollout_work(question: Question, rollout: Rollout, question_row: dict, prompt_ids: list[int], views,
@@ -267,10 +269,10 @@ def _rollout_work(question: Question, rollout: Rollout, question_row: dict, prom
     planning = plans is None
     # under disagreement priority every teacher takes part in choosing the nodes
     needed = range(len(who.teachers)) if planning and settings.priority == "disagreement" else todo
-    teacher_logits = {}
+    teacher_logits, context_texts = {}, {}
     for index in needed:
         teacher, model = who.teachers[index]
-        teacher_logits[index] = _teacher_logits(teacher, model, inputs, y)
+        teacher_logits[index], context_texts[index] = _teacher_logits(teacher, model, inputs, y)
         result.teacher_passes += int(isinstance(teacher_logits[index], torch.Tensor))
 
     made: list[NodePlan] = []
@@ -295,7 +297,7 @@ def _rollout_work(question: Question, rollout: Rollout, question_row: dict, prom
         for slot, index in enumerate(todo):
             teacher, _ = who.teachers[index]
             q_logits = teacher_logits[index]
-            row = dict(base, teacher=teacher.name,
+            row = dict(base, teacher=teacher.name, context_text=context_texts[index],
                        context_choice=teacher.choice(inputs) if teacher.choice else None)
             if q_logits is None:
                 row.update(_unscored_columns(teacher_losses, context_ok=False))

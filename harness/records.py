@@ -67,6 +67,9 @@ NODE_SCHEMA = pa.schema(
         ("informative", pa.bool_()),
         ("context_ok", pa.bool_()),  # False: the teacher's context could not be built for this question
         ("context_choice", pa.string()),  # the context a choosing teacher (idp) used here; null for others
+        # the teacher's prompt text before the chat template (what the teacher was shown); null when it is the
+        # student's own prompt or could not be built (``context_ok`` tells which)
+        ("context_text", pa.string()),
         ("logits_finite", pa.bool_()),  # False: the teacher's logits at the node were NaN/inf (row marked, excluded)
         *[(f"align_{name}", _f64) for name in LOSS_NAMES],  # NaN when uninformative (or no context)
         *[(f"dnorm_{name}", _f64) for name in LOSS_NAMES],  # ||d|| on support+tail: 0 shows a zero gradient
@@ -81,6 +84,7 @@ QUESTION_SCHEMA = pa.schema(
         ("student", pa.string()),
         ("question_id", pa.string()),
         ("rollout_id", _i32),
+        ("prompt", pa.string()),  # the question's prompt text as the student saw it, before the chat template
         ("prompt_tokens", _i32),
         ("response", pa.string()),
         ("response_tokens", _i32),
@@ -96,7 +100,7 @@ QUESTION_SCHEMA = pa.schema(
 
 
 # may be left out of a row (null): columns added after the first record files, so older rows still load
-OPTIONAL_COLUMNS = frozenset({"context_choice", "logits_finite", "nonfinite_positions",
+OPTIONAL_COLUMNS = frozenset({"context_choice", "logits_finite", "nonfinite_positions", "prompt", "context_text",
                               "succ_correct_a", "succ_trials_a", "succ_correct_b", "succ_trials_b",
                               *(f"align_{name}_{half}" for name in LOSS_NAMES for half in ("a", "b"))})
 

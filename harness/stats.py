@@ -189,7 +189,10 @@ def cluster_ratio(num, den, *, n: int | None = None, permutations: int = PERMUTA
         lo = hi = math.nan if c < min_questions else theta  # all contributions equal: a zero-width interval
         return Estimate(theta, lo, hi, min(1.0, p0), c, n, se)
     alpha = 1 - level
-    lo, hi = (_boundary(pvalue, theta, direction * se, alpha) for direction in (-1.0, 1.0))
+    # the first step must move theta in floating point: a standard error of pure round-off (all questions equal)
+    # would otherwise never leave it
+    step = max(se, 1e-9 * max(1.0, abs(theta)))
+    lo, hi = (_boundary(pvalue, theta, direction * step, alpha) for direction in (-1.0, 1.0))
     return Estimate(theta, lo, hi, min(1.0, p0), c, n, se)
 
 

@@ -5,30 +5,31 @@ from pathlib import Path
 
 
 def register(commands) -> None:
+    from harness.options import add_stats_arguments
+
     parser = commands.add_parser("plot", help="figures of a run (PNG and PDF)")
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--out", type=Path, default=None, help="output folder (default RUN_DIR/plots)")
     parser.add_argument("--loss", default="rkl", help="teacher loss of the divergence figure: rkl (default), fkl, jsd "
                                                       "or sampled")
-    parser.add_argument("--resamples", type=int, default=2000, help="question-level bootstrap resamples of the bands")
-    parser.add_argument("--seed", type=int, default=0)
+    add_stats_arguments(parser)
     parser.set_defaults(handler=handle)
 
 
 def handle(args, console) -> int:
     from harness.leaderboard import TEACHER_LOSSES
-    from harness.options import check_losses, check_options
+    from harness.options import check_losses, options_from
     from harness.records import load_run
     from harness.plots import plot_run
 
-    check_options(seed=args.seed, resamples=args.resamples)
+    options = options_from(args)
 
     # an unknown name is the registry's "did you mean" error; grpo would draw an empty figure (it has no teacher)
     check_losses([args.loss], TEACHER_LOSSES,
                  reason="the divergence figure draws one line per teacher, so it takes a loss that uses one")
     nodes, _, _ = load_run(args.run_dir)
-    paths = plot_run(nodes, args.out or args.run_dir / "plots", loss=args.loss, resamples=args.resamples,
-                     seed=args.seed)
+    paths = plot_run(nodes, args.out or args.run_dir / "plots", loss=args.loss,
+                     permutations=options.permutations, seed=options.seed)
     for path in paths:
         console.print(f"wrote [cyan]{path}[/]")
     return 0

@@ -1,12 +1,13 @@
-"""``opd view RUN_DIR --question ID``: one question's rollouts as an HTML page coloured by alignment
-(:mod:`harness.viewer`)."""
+"""``opd view RUN_DIR --question ID``: one question's rollouts as a self-contained HTML page, tokens coloured by
+alignment, a click on a token shows its support with p, q, S_hat and g* (:mod:`harness.viewer`)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 
 def register(commands) -> None:
-    parser = commands.add_parser("view", help="HTML view of one question's rollouts, tokens coloured by alignment")
+    parser = commands.add_parser("view", help="HTML view of one question's rollouts: tokens coloured by alignment, "
+                                              "click one for its p, q, S_hat and g*")
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--question", required=True, help="question_id")
     parser.add_argument("--teacher", default=None, help="teacher spec (default: the run's first)")
@@ -26,7 +27,9 @@ def handle(args, console) -> int:
     nodes, questions, run_json = load_run(args.run_dir)
     tokenizer = None if args.no_tokenizer else student_tokenizer(run_json)
     try:
-        page = render(nodes, questions, args.question, teacher=args.teacher, loss=args.loss, tokenizer=tokenizer)
+        jsd_beta = ((run_json.get("config") or {}).get("settings") or {}).get("jsd_beta", 0.5)
+        page = render(nodes, questions, args.question, teacher=args.teacher, loss=args.loss, tokenizer=tokenizer,
+                      jsd_beta=jsd_beta)
     except KeyError as error:
         console.print(f"[bold red]error:[/] {error.args[0]}", highlight=False)
         return 2

@@ -222,3 +222,9 @@ def test_bootstrap_t_drops_undefined_resamples():
     got = stats.bootstrap_t(lambda index: float(values[index].mean()), clusters, resamples=200, seed=0)
     assert got.estimate == pytest.approx(values.mean()) and got.questions == 12
     assert got.lo < got.estimate < got.hi
+
+
+def test_equal_questions_give_a_zero_width_interval_not_an_infinite_one():
+    """All questions contribute the same (a constant teacher): theta +- round-off is the whole interval."""
+    got = stats.cluster_mean(np.full(24, 0.1), np.repeat(np.arange(12), 2), permutations=200)
+    assert got.lo == pytest.approx(0.1, abs=1e-8) and got.hi == pytest.approx(0.1, abs=1e-8)
