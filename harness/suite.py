@@ -148,5 +148,7 @@ def _write_comparisons(suite: Suite) -> None:
     for task, cells in by_task.items():
         if len(cells) < 2:
             continue
-        tables = compare(load_runs([cell.out for cell in cells]))
-        (suite.out / slug(task) / "compare.md").write_text(format_sections(tables, "md", None) + "\n")
+        runs = load_runs([cell.out for cell in cells])
+        tables = compare(runs.nodes)
+        (suite.out / slug(task) / "compare.md").write_text(format_sections(tables, "md", None, notes=runs.notes)
+                                                          + "\n")
