@@ -64,6 +64,11 @@ def load_suite(path: Path, out: Path | None = None) -> Suite:
     unknown = set(losses) - set(LOSS_NAMES)
     if unknown:
         raise ConfigError(f"Suite {path}: unknown losses {sorted(unknown)}; known: {', '.join(LOSS_NAMES)}.")
+    extra = head.get("student_teachers", {})  # student -> teachers that only its cells get
+    if not isinstance(extra, dict) or set(extra) - set(students):
+        raise ConfigError(f"Suite {path}: [suite.student_teachers] maps students of the suite to extra teachers; "
+                          f"{sorted(set(extra) - set(students)) if isinstance(extra, dict) else extra!r} is not "
+                          f"one of the students {students}.")
     root = Path(out or head.get("out", f"runs/suite-{slug(head.get('name', path.stem))}"))
     cells = []
     for task, task_options in tasks.items():
@@ -74,7 +79,8 @@ def load_suite(path: Path, out: Path | None = None) -> Suite:
                               f"with underscores ({', '.join(sorted(_SETTING_NAMES | _RUN_KEYS))}).")
         settings = Settings(**{k: v for k, v in options.items() if k in _SETTING_NAMES})
         for student in students:
-            config = RunConfig(task=task, student=student, teachers=tuple(teachers), limit=options.get("limit"),
+            own = tuple(dict.fromkeys([*teachers, *extra.get(student, ())]))
+            config = RunConfig(task=task, student=student, teachers=own, limit=options.get("limit"),
                                data_dir=options.get("data_dir", head.get("data_dir")), seed=head.get("seed", 0),
                                settings=settings, device=options.get("device"))
             cells.append(Cell(task, student, config, root / slug(task) / slug(student), losses))

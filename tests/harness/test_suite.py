@@ -67,6 +67,15 @@ def test_bad_suite_files_are_clear_errors(tmp_path):
         load_suite(_write(tmp_path, "[suite"))
 
 
+def test_student_teachers_join_only_their_students_cells(tmp_path):
+    text = SUITE.replace("[defaults]", '[suite.student_teachers]\n"tiny-random:1" = ["model:tiny-random"]\n\n[defaults]')
+    suite = load_suite(_write(tmp_path, text))
+    teachers = {cell.student: cell.config.teachers for cell in suite.cells}
+    assert "model:tiny-random" in teachers["tiny-random:1"] and "model:tiny-random" not in teachers["tiny-random"]
+    with pytest.raises(ConfigError, match="student_teachers"):
+        load_suite(_write(tmp_path, text.replace('"tiny-random:1" =', '"nobody" =')))
+
+
 def test_example_suite_parses():
     suite = load_suite(Path(__file__).resolve().parents[2] / "suites" / "example.toml")
     assert {(c.task, c.student) for c in suite.cells} >= {("boolq", "smollm2-135m"), ("mmlu", "tiny-random")}
