@@ -1,0 +1,186 @@
+"""``opd findings``: the paper's five findings (METHOD.md, "Findings the paper reports") tested on runs.
+
+Each finding becomes one or more tests with a stated direction, computed at the question level with
+:mod:`harness.stats` on one headline loss (``rkl`` by default, the paper's GKD gradient), teachers whose direction is
+zero (the ``self`` control) left out:
+
+1. ``incorrect > correct``: per (task, student), the within-question contrast ``ok_minus_bad`` of every teacher,
+   averaged over the teachers of each question, then over questions; the paper's direction is negative.
+2. ``self contexts for the smallest student``: per task, for two students that both have the external teacher (the
+   ``model:`` teacher), the per-question advantage of the self-distillation contexts (their mean alignment at a
+   node) over the external teacher, smaller student minus larger; the paper's direction is positive (self contexts
+   gain on the external teacher as the student shrinks). ``smaller`` follows ``sizes`` (e.g. @int4 < @int8).
+3. ``wrong demonstrations hurt``: per (task, student), ``walign(self:correct-wrong) - walign(<correct-only>)`` on
+   the nodes both share, for each correct-only context present (``self:self-demo``, ``self:correct-demo``); negative.
+4. ``divergence goes with alignment``: per (task, student), Spearman correlation of alignment with ``KL(p||q)``
+   (positive), ``L2`` (positive) and ``cos(p, q)`` (negative) over every teacher's nodes.
+5. ``alignment rises with depth``: per (task, student), Spearman correlation of alignment with normalised depth,
+   controlling for the entropy nodes are selected by; positive.
+
+Every row has the paper's direction, the estimate, its interval, p, ``p_holm`` (Holm over every row of the table: each
+row is a claim), the n in questions, the minimum detectable effect where the test is a mean (findings 1-3), and a
+verdict: ``reproduced`` / ``opposite`` (significant after Holm, by the sign of the estimate), ``inconclusive`` or
+``too few questions`` (below 10).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness import stats
+from harness.leaderboard import REFERENCE_LOSS, build, informative_mask
+
+SELF_CONTEXTS = ("self:correct-demo", "self:self-demo", "self:correct-wrong", "self:summary")
+WRONG, CORRECT_ONLY = "self:correct-wrong", ("self:self-demo", "self:correct-demo")
+COLUMNS = ["finding", "test", "task", "student", "direction", "estimate", "lo", "hi", "p", "p_holm", "questions",
+           "mde", "verdict"]
+
+
+def _row(finding: str, test: str, task: str, student: str, direction: str, estimate: stats.Estimate,
+         mde: float = math.nan) -> dict[str, Any]:
+    return {"finding": finding, "test": test, "task": task, "student": student, "direction": direction,
+            "estimate": estimate.estimate, "lo": estimate.lo, "hi": estimate.hi, "p": estimate.pvalue,
+            "questions": estimate.questions, "mde": mde}
+
+
+def _scored(group: pd.DataFrame, loss: str) -> pd.DataFrame:
+    """The rows of teachers with a defined alignment for ``loss``, masked to those nodes."""
+    return group[informative_mask(group, loss)]
+
+
+def incorrect_over_correct(nodes: pd.DataFrame, loss: str, options: stats.Options) -> list[dict]:
+    rows = []
+    for (task, student), group in nodes.groupby(["task", "student"], sort=False):
+        used = _scored(group, loss)
+        graded = used[used.rollout_correct.notna()]
+        means = graded.groupby(["question_id", "teacher", "rollout_correct"])[f"align_{loss}"].mean().unstack()
+        if True not in means or False not in means:
+            continue
+        per_teacher = (means[True] - means[False]).dropna()
+        per_question = per_teacher.groupby(level="question_id").mean()
+        estimate = stats.mean_of_questions(per_question.to_numpy(), **options.test)
+        rows.append(_row("1 alignment higher on incorrect rollouts", "ok_minus_bad, mean over teachers", task,
+                         student, "< 0", estimate, stats.minimum_detectable_effect(estimate, alpha=options.alpha)))
+    return rows
+
+
+def _self_minus_external(group: pd.DataFrame, external: str, loss: str) -> pd.Series:
+    """Per question: ||g*||-weighted mean over nodes of (mean alignment of the self contexts) - (external's)."""
+    used = _scored(group, loss)
+    key = ["question_id", "rollout_id", "position"]
+    contexts = used[used.teacher.isin(SELF_CONTEXTS)].groupby(key)[f"align_{loss}"].mean()
+    outside = used[used.teacher == external].set_index(key)
+    both = outside[[f"align_{loss}", "ideal_norm"]].join(contexts.rename("self"), how="inner")
+    both["w_diff"] = (both["self"] - both[f"align_{loss}"]) * both["ideal_norm"]
+    sums = both.groupby(level="question_id")[["w_diff", "ideal_norm"]].sum()
+    return sums["w_diff"] / sums["ideal_norm"]
+
+
+def self_contexts_for_smaller(nodes: pd.DataFrame, loss: str, sizes: Sequence[str],
+                              options: stats.Options) -> list[dict]:
+    """Finding 2 on each pair of students (smaller, larger) in ``sizes`` order that both have a ``model:`` teacher."""
+    rows = []
+    for task, group in nodes.groupby("task", sort=False):
+        advantage = {}
+        for student in sizes:
+            part = group[group.student == student]
+            external = sorted(t for t in part.teacher.unique() if str(t).startswith("model:"))
+            if external:
+                advantage[student] = _self_minus_external(part, external[0], loss)
+        present = [student for student in sizes if student in advantage]
+        for smaller, larger in zip(present, present[1:]):
+            joined = pd.concat([advantage[smaller], advantage[larger]], axis=1, join="inner").dropna()
+            estimate = stats.mean_of_questions((joined.iloc[:, 0] - joined.iloc[:, 1]).to_numpy(), **options.test)
+            rows.append(_row("2 self contexts gain on an external teacher as the student shrinks",
+                             f"(self - external) of {smaller} minus that of {larger}", task,
+                             f"{smaller} vs {larger}", "> 0", estimate,
+                             stats.minimum_detectable_effect(estimate, alpha=options.alpha)))
+        for student in present:
+            estimate = stats.mean_of_questions(advantage[student].dropna().to_numpy(), **options.test)
+            rows.append(_row("2 self contexts gain on an external teacher as the student shrinks",
+                             "self contexts - external teacher (walign per question)", task, student, "(context)",
+                             estimate, stats.minimum_detectable_effect(estimate, alpha=options.alpha)))
+    return rows
+
+
+def wrong_demonstrations(board, loss: str, options: stats.Options) -> list[dict]:
+    rows = []
+    pairs = board.pairs[board.pairs.loss == loss]
+    for row in pairs.itertuples():
+        names = {row.teacher, row.other}
+        if WRONG not in names or not names & set(CORRECT_ONLY):
+            continue
+        sign = 1.0 if row.teacher == WRONG else -1.0  # orient as correct-wrong minus the correct-only context
+        other = row.other if row.teacher == WRONG else row.teacher
+        low, high = sorted((sign * row.diff_lo, sign * row.diff_hi))
+        estimate = stats.Estimate(sign * row.diff, low, high, row.p, row.questions, row.nodes)
+        rows.append(_row("3 wrong demonstrations align worse", f"walign({WRONG}) - walign({other})", row.task,
+                         row.student, "< 0", estimate, row.mde))
+    return rows
+
+
+def divergence_and_depth(nodes: pd.DataFrame, loss: str, options: stats.Options) -> list[dict]:
+    rows = []
+    for (task, student), group in nodes.groupby(["task", "student"], sort=False):
+        used = _scored(group, loss)
+        questions = used.question_id.astype(str).to_numpy(dtype=object)
+        align = used[f"align_{loss}"].to_numpy(dtype=float)
+        for variable, direction in (("kl_student_teacher", "> 0"), ("l2", "> 0"), ("cos_pq", "< 0")):
+            estimate = stats.correlation_ci(used[variable].to_numpy(dtype=float), align, questions,
+                                            **options.bootstrap)
+            rows.append(_row("4 larger divergence goes with higher alignment", f"Spearman(align, {variable})", task,
+                             student, direction, estimate))
+        estimate = stats.correlation_ci(used.depth_norm.to_numpy(dtype=float), align, questions,
+                                        given=used.entropy.to_numpy(dtype=float), **options.bootstrap)
+        rows.append(_row("5 alignment rises with depth", "Spearman(align, depth | entropy)", task, student, "> 0",
+                         estimate))
+    return rows
+
+
+def verdict(row: dict[str, Any], alpha: float) -> str:
+    if not row["questions"] >= stats.MIN_QUESTIONS or not math.isfinite(row["estimate"]):
+        return "too few questions"
+    if row["direction"] == "(context)":
+        return ""
+    if math.isfinite(row["p_holm"]) and row["p_holm"] < alpha:
+        agrees = row["estimate"] < 0 if row["direction"] == "< 0" else row["estimate"] > 0
+        return "reproduced" if agrees else "opposite"
+    return "inconclusive"
+
+
+def by_size(students: Sequence[str]) -> list[str]:
+    """Students from smallest to largest as far as their specs tell: ``@int4`` < ``@int8`` < uncompressed, more
+    layers pruned < fewer; otherwise the order given."""
+    def bits(student: str) -> float:
+        if "@int4" in student:
+            return 4.0
+        if "@int8" in student:
+            return 8.0
+        if "@prune:" in student:
+            return 16.0 * (1.0 - float(student.rsplit("@prune:", 1)[1].split("@")[0]))
+        return 16.0
+
+    return sorted(students, key=bits)
+
+
+def findings(nodes: pd.DataFrame, *, loss: str = "rkl", sizes: Sequence[str] = (),
+             options: stats.Options | None = None) -> pd.DataFrame:
+    """The findings table (module docstring). ``sizes``: students from smallest to largest, for finding 2
+    (default: :func:`by_size`)."""
+    options = options or stats.Options()
+    sizes = list(sizes) or by_size(list(pd.unique(nodes["student"])))
+    if loss == REFERENCE_LOSS:
+        raise ValueError("the findings are about teachers: choose a teacher loss (rkl, fkl, jsd, sampled)")
+    board = build(nodes, options=options)
+    rows = [*incorrect_over_correct(nodes, loss, options), *self_contexts_for_smaller(nodes, loss, sizes, options),
+            *wrong_demonstrations(board, loss, options), *divergence_and_depth(nodes, loss, options)]
+    table = pd.DataFrame.from_records(rows, columns=[c for c in COLUMNS if c not in ("p_holm", "verdict")])
+    claims = table["direction"] != "(context)"
+    table["p_holm"] = np.nan
+    table.loc[claims, "p_holm"] = stats.holm(table.loc[claims, "p"])
+    table["verdict"] = [verdict(row, options.alpha) for row in table.to_dict("records")]
+    return table[COLUMNS]
