@@ -66,6 +66,11 @@ NODE_SCHEMA = pa.schema(
         *[(f"dnorm_{name}", _f64) for name in LOSS_NAMES],  # ||d|| on support+tail: 0 shows a zero gradient
         # the alignment with g* estimated from each half of the continuations (METHOD, Reliability)
         *[(f"align_{name}_{half}", _f64) for name in LOSS_NAMES for half in ("a", "b")],
+        ("selection", pa.string()),  # how the node was chosen: "windows" (METHOD) or "screened" (harness.selection)
+        # screened: the screening continuations per support token that decided to keep the node (never in S_hat);
+        # null under windows
+        ("screen_correct", pa.list_(_i32)),
+        ("screen_trials", pa.list_(_i32)),
     ]
 )
 
