@@ -55,6 +55,7 @@ from harness.selection import (
     entropy_rows,
     screen_keeps,
     screen_tokens,
+    sibling_trials,
     tv_rows,
     window_candidates,
 )
@@ -449,43 +450,55 @@ def _screen(question: Question, prompt_ids: list[int], prepared: Sequence[_Candi
             settings: Settings, max_new: int, progress: Progress, result: QuestionResult
             ) -> tuple[list[list[tuple[int, int]]], dict[tuple[int, int], tuple[tuple[int, ...], ...]]]:
     """The screened selection's first stage (``harness.selection``): screen candidates of every window, best
-    first, until it keeps ``B`` or runs out; each round screens the next candidates of every rollout in one
-    batched call. Returns per rollout its kept ``(position, window)`` nodes, sorted, and per kept node its screen
-    counts ``(correct, trials)`` per support token."""
+    first, until it keeps ``B`` or runs out; each round screens the next candidates of every rollout, the
+    screening continuations of all rollouts in one batched call. Returns per rollout its kept ``(position,
+    window)`` nodes, sorted, and per kept node its screening evidence ``(correct, trials)`` per support token
+    (sibling rollouts and screening continuations; the node's own rollout is in neither)."""
     budget = settings.nodes_per_window
     kept: list[dict[int, list[int]]] = [{window: [] for window in item.by_window} for item in prepared]
     tried = [{window: 0 for window in item.by_window} for item in prepared]
     screens: dict[tuple[int, int], tuple[tuple[int, ...], ...]] = {}
+    responses = [item.rollout.tokens for item in prepared]
+    outcomes = [item.rollout.correct for item in prepared]
     while True:
-        batch = []  # per rollout: the (position, window) candidates of this round
-        for item, item_kept, item_tried in zip(prepared, kept, tried):
+        batch = []  # per rollout: this round's candidates, (position, window, free correct, free trials)
+        for index, (item, item_kept, item_tried) in enumerate(zip(prepared, kept, tried)):
             round_items = []
             for window, positions in item.by_window.items():
                 need = budget - len(item_kept[window])
                 start = item_tried[window]
-                round_items += [(position, window) for position in positions[start:start + need]]
+                for position in positions[start:start + need]:
+                    free = sibling_trials(responses, outcomes, index, position, item.supports[position])
+                    round_items.append((position, window, *free))
                 item_tried[window] = min(len(positions), start + need)
             batch.append(round_items)
         if not any(batch):
             break
         before = result.generated_tokens
-        work = [(item.rollout, item.cache, [(position, screen_tokens(item.supports[position]))
-                                            for position, _ in round_items])
+        work = [(item.rollout, item.cache,
+                 [(position, screen_tokens(item.supports[position], free_trials))
+                  for position, _, free_correct, free_trials in round_items
+                  if not screen_keeps(item.rollout.correct, free_correct, free_trials)])  # else decided for free
                 for item, round_items in zip(prepared, batch)]
-        counts = branch_nodes(who, question, prompt_ids, work, 1, "screen", settings.temperature, max_new, progress,
-                              result)
+        # per rollout, the counts of its candidates that needed screening, consumed in order below
+        counts = [iter(node_counts) for node_counts in branch_nodes(
+            who, question, prompt_ids, work, 1, "screen", settings.temperature, max_new, progress, result)]
         result.screening.tokens += result.generated_tokens - before
         for item, item_kept, round_items, node_counts in zip(prepared, kept, batch, counts):
-            for (position, window), node in zip(round_items, node_counts):
+            for position, window, free_correct, free_trials in round_items:
                 result.screening.candidates += 1
-                correct, trials = node[0, 0] + node[1, 0], node[0, 1] + node[1, 1]
+                support = item.supports[position]
+                correct, trials = np.array(free_correct), np.array(free_trials)
+                if not screen_keeps(item.rollout.correct, free_correct, free_trials):
+                    node = next(node_counts)  # [half][correct, trials][screened token]
+                    for k, token in enumerate(screen_tokens(support, free_trials)):
+                        slot = support.index(token)
+                        correct[slot] += node[0, 0, k] + node[1, 0, k]
+                        trials[slot] += node[0, 1, k] + node[1, 1, k]
                 if screen_keeps(item.rollout.correct, correct.tolist(), trials.tolist()):
                     item_kept[window].append(position)
                     result.screening.kept += 1
-                    width = len(item.supports[position])  # screened tokens are support[1:1 + len(correct)]
-                    screens[(item.rollout.rollout_id, position)] = (
-                        _ints(np.pad(correct, (1, width - 1 - len(correct)))),
-                        _ints(np.pad(trials, (1, width - 1 - len(trials)))))
+                    screens[(item.rollout.rollout_id, position)] = (_ints(correct), _ints(trials))
     chosen = [sorted((position, window) for window, positions in item_kept.items() for position in positions)
               for item_kept in kept]
     return chosen, screens

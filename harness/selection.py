@@ -6,10 +6,11 @@ Two selection designs (``--selection``):
   ``M`` forced continuations per support token estimate ``S_hat`` (the rollout itself one more trial of its token).
 * ``screened``: a two-stage design that spends continuations where ``g*`` is non-zero. Candidates are the top
   positions of every window by priority, skipping positions where the task says the answer is already fixed and
-  positions whose support is a single token (both provably uninformative). Each candidate is *screened* with one
-  cheap continuation of its most likely alternative token, compared with the rollout's own outcome (a free trial of
-  the sampled token); a candidate whose screen disagrees is kept, up to ``B`` per window, screening the next
-  candidate of a window while it has fewer. Only then are ``M`` **fresh** continuations per support token drawn for
+  positions whose support is a single token (both provably uninformative). Each candidate is *screened*: its
+  evidence is the rollout's own outcome (a free trial of the sampled token), the outcomes of sibling rollouts that
+  share its prefix (free trials of the tokens they took there) and, when those all agree, one cheap continuation of
+  its most likely alternative token without a free trial. A candidate whose evidence holds both a success and a
+  failure is kept, up to ``B`` per window, screening the next candidate of a window while it has fewer. Only then are ``M`` **fresh** continuations per support token drawn for
   every kept node, from random streams the screen never touched, and ``S_hat`` comes from them alone: neither the
   screening continuation nor the rollout (both of which decided the keep) is counted, so ``S_hat`` is an unbiased
   estimate of ``S`` for every kept node. The screen's outcomes are recorded per node (``screen_correct``,
@@ -24,9 +25,10 @@ import torch
 PRIORITIES = ("entropy", "disagreement")
 SELECTIONS = ("windows", "screened")
 DEFAULT_SELECTION = "windows"
-# screened: at most this many candidates screened per node a window may keep (B), so one window of near-identical
-# positions cannot eat the budget; and this many alternative tokens screened per candidate
-SCREEN_CANDIDATES_PER_NODE = 4
+# screened: at most this many candidates screened per node a window may keep (B), so a window of positions that
+# cannot change the outcome (the long tail of a rollout whose answer is settled) cannot eat the budget; and this
+# many alternative tokens screened per candidate
+SCREEN_CANDIDATES_PER_NODE = 2
 SCREEN_ALTERNATIVES = 1
 
 
@@ -55,17 +57,36 @@ def select_nodes(priority: Sequence[float], per_window: int) -> list[tuple[int, 
                   for position in positions)
 
 
-def screen_tokens(support: Sequence[int]) -> list[int]:
-    """The tokens a screened candidate spends its cheap continuations on: its most likely alternatives to the
-    sampled token (the support lists the sampled token first, then the top-K by probability)."""
-    return list(support[1:1 + SCREEN_ALTERNATIVES])
+def sibling_trials(responses: Sequence[Sequence[int]], outcomes: Sequence[bool], rollout: int, position: int,
+                   support: Sequence[int]) -> tuple[list[int], list[int]]:
+    """Free screening evidence for node ``(rollout, position)``: every *other* rollout of the question that shares
+    the prefix ``y_<position`` went on with some token there and was graded, so it is one trial of that token from
+    this very node. Returns (correct, trials) per support token (tokens outside the support are not counted)."""
+    prefix = list(responses[rollout][:position])
+    index_of = {token: k for k, token in enumerate(support)}
+    correct, trials = [0] * len(support), [0] * len(support)
+    for other, (tokens, outcome) in enumerate(zip(responses, outcomes)):
+        if other == rollout or len(tokens) <= position or list(tokens[:position]) != prefix:
+            continue
+        k = index_of.get(int(tokens[position]))
+        if k is not None:
+            correct[k] += int(outcome)
+            trials[k] += 1
+    return correct, trials
 
 
-def screen_keeps(rollout_correct: bool, screen_correct: Sequence[int], screen_trials: Sequence[int]) -> bool:
-    """Keep a screened candidate when some screening continuation ended otherwise than the rollout did: the
-    outcomes differ across its tokens, so its success probabilities plausibly do too."""
-    return any(correct != (trials if rollout_correct else 0)
-               for correct, trials in zip(screen_correct, screen_trials) if trials)
+def screen_keeps(rollout_correct: bool, correct: Sequence[int], trials: Sequence[int]) -> bool:
+    """Keep a candidate when its evidence (the rollout's own outcome, plus ``correct``/``trials`` per support token
+    from sibling rollouts and screening continuations) holds both a success and a failure: its success
+    probabilities plausibly differ, so ``g*`` is plausibly non-zero."""
+    successes = int(rollout_correct) + sum(correct)
+    return 0 < successes < 1 + sum(trials)
+
+
+def screen_tokens(support: Sequence[int], trials: Sequence[int]) -> list[int]:
+    """The tokens a candidate spends its cheap screening continuations on: the most likely alternatives to the
+    sampled token (the support lists it first, then the top-K by probability) that have no free trial yet."""
+    return [token for token, free in zip(support[1:], trials[1:]) if not free][:SCREEN_ALTERNATIVES]
 
 
 def entropy_rows(logits: torch.Tensor) -> torch.Tensor:
