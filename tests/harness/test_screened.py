@@ -15,16 +15,21 @@ is centred on 0 for any estimator independent of the evidence, with variance ``s
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from test_exact_oracle import HORIZON, _exact, _prefix
 
+from harness.cache import WorkCache
+from harness.cli import main
 from harness.diagnostic import NoProgress, Participants, Settings, diagnose_question
 from harness.losses import resolve_loss
 from harness.models import load_model
 from harness.records import LOSS_NAMES
+from harness.runner import ConfigError, RunConfig, config_fingerprint, run
 from harness.task import resolve_task
 from harness.teacher import resolve_teacher
 
@@ -130,3 +135,53 @@ def test_screened_never_branches_where_the_answer_is_fixed_or_the_support_is_one
     assert result.node_rows == [] and result.screening.candidates == 0
     generated_by_rollouts = sum(row["response_tokens"] for row in result.question_rows)
     assert result.generated_tokens == generated_by_rollouts  # not one continuation
+
+
+# ------------------------------------------------------------------------------------------------ runs and options
+
+
+def _config(selection: str = "windows", **changes) -> RunConfig:
+    return RunConfig(task="test-parity", student="tiny-random", teachers=("self",), limit=1, device="cpu",
+                     settings=Settings(rollouts=4, continuations=2, max_new_tokens=8, selection=selection),
+                     **changes)
+
+
+def test_the_selection_is_recorded_in_run_json_and_per_node(tmp_path):
+    meta = run(_config("screened"), tmp_path / "screened")
+    nodes = pq.read_table(tmp_path / "screened" / "nodes.parquet").to_pandas()
+    saved = json.loads((tmp_path / "screened" / "run.json").read_text())
+    assert saved["config"]["settings"]["selection"] == "screened"
+    screening = saved["counts"]["screening_this_session"]
+    assert screening["candidates"] >= screening["kept"] == len(nodes) > 0 and screening == meta["counts"][
+        "screening_this_session"]
+    assert set(nodes.selection) == {"screened"}
+    assert all(len(c) == len(t) == len(s) for c, t, s in zip(nodes.screen_correct, nodes.screen_trials,
+                                                             nodes.support_token_ids))
+    run(_config(), tmp_path / "windows")
+    nodes = pq.read_table(tmp_path / "windows" / "nodes.parquet").to_pandas()
+    assert set(nodes.selection) == {"windows"} and nodes.screen_trials.isna().all()
+    saved = json.loads((tmp_path / "windows" / "run.json").read_text())
+    assert saved["counts"]["screening_this_session"]["candidates"] == 0
+
+
+def test_the_selection_is_part_of_the_fingerprint_and_the_reuse_cache_key(tmp_path):
+    cache = WorkCache(tmp_path / "cache")
+    run(_config(), tmp_path / "out", cache=cache)
+    with pytest.raises(ConfigError, match="different configuration"):  # never mixed into a windows run
+        run(_config("screened"), tmp_path / "out", cache=cache)
+    meta = run(_config("screened"), tmp_path / "other", cache=cache)
+    assert meta["cache_hits"]["sampled_hits"] == 0  # the windows run's sampled work is not reused
+    assert meta["counts"]["generated_tokens_this_session"] > 0
+    again = run(_config("screened"), tmp_path / "again", cache=cache)
+    assert again["cache_hits"]["sampled_hits"] == 1 and again["counts"]["generated_tokens_this_session"] == 0
+    assert config_fingerprint(_config()) != config_fingerprint(_config("screened"))
+
+
+def test_an_unknown_selection_is_refused_with_a_suggestion_before_any_work(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["run", "--task", "test-parity", "--student", "tiny-random", "--teacher", "self", "--limit", "1",
+                 "--selection", "screend", "--out", str(out)])
+    printed = " ".join(capsys.readouterr().out.split())
+    assert code == 2 and "--selection must be one of windows, screened (got 'screend'); did you mean 'screened'?" \
+        in printed
+    assert "Traceback" not in printed and not out.exists()
