@@ -44,7 +44,7 @@ from harness.cache import (
     question_fingerprint,
     source_file,
 )
-from harness.generation import derive_seed, forward_logits, prefill
+from harness.generation import derive_seed, extend, forward_logits, prefill
 from harness.losses import Loss, NodeDistributions, jsd_rbar
 from harness.models import LoadedModel
 from harness.prompting import chat_prompt_ids
@@ -226,11 +226,16 @@ def diagnose_question(question: Question, who: Participants, settings: Settings,
         new_plans, kept_logits = _plan_question(question, rollouts, result.question_rows, prompt_ids, views, who,
                                                 settings, max_new, progress, result)
         plans = new_plans
+    prompt_pass = None
     for rollout in rollouts:
         if rollout.tokens and todo:
             rollout_plans = [p for p in plans if p.rollout_id == rollout.rollout_id]
-            rows = _score_rollout(question, rollout, prompt_ids, views, who, todo, settings, result, rollout_plans,
-                                  kept_logits.get(rollout.rollout_id))
+            kept = kept_logits.get(rollout.rollout_id)
+            if kept is None:  # plans read back from the cache: the student pass again, exactly as planning ran it
+                prompt_pass = prompt_pass or prefill(student, prompt_ids)
+                _, logits = extend(student, prompt_pass, rollout.tokens)
+                kept = RolloutLogits(dict(enumerate(logits)), {})
+            rows = _score_rollout(question, rollout, views, who, todo, settings, result, rollout_plans, kept)
             for index, teacher_rows in zip(todo, rows):
                 rows_by_teacher[index].extend(teacher_rows)
         progress.advance("teacher passes", len(who.teachers))
@@ -300,16 +305,13 @@ class RolloutLogits:
     teachers: dict[int, Any]
 
 
-def _score_rollout(question: Question, rollout: Rollout, prompt_ids: list[int], views, who: Participants,
-                   todo: Sequence[int], settings: Settings, result: QuestionResult, plans: list[NodePlan],
-                   kept: RolloutLogits | None) -> list[list[dict]]:
+def _score_rollout(question: Question, rollout: Rollout, views, who: Participants, todo: Sequence[int],
+                   settings: Settings, result: QuestionResult, plans: list[NodePlan],
+                   kept: RolloutLogits) -> list[list[dict]]:
     """The node rows of one rollout for every teacher at ``todo``: q_t by one forward pass per (teacher, rollout)
     unless planning already ran it, then each node's divergences, loss directions and alignments."""
     student, y = who.student, list(rollout.tokens)
     n = len(y)
-    if kept is None:  # plans read back from the cache: one student pass for p at every position
-        _, logits = prefill(student, prompt_ids + y, logits_to_keep=n + 1)
-        kept = RolloutLogits({position: logits[position] for position in range(n)}, {})
     inputs = ContextInputs(who.task, question, rollout.rollout_id, views, student=student, seed=who.seed)
     teacher_logits = dict(kept.teachers)
     for index in todo:
@@ -367,7 +369,8 @@ def _plan_question(question: Question, rollouts: Sequence[Rollout], question_row
     the question, the continuations of all rollouts generated in shared batches. Returns the plans, in rollout
     and position order, and per rollout the logits its scoring needs."""
     rows_by_id = {row["rollout_id"]: row for row in question_rows}
-    prepared = [_candidates(question, rollout, rows_by_id[rollout.rollout_id], prompt_ids, views, who, settings,
+    prompt_pass = prefill(who.student, prompt_ids)  # one pass over the prompt, which every rollout extends
+    prepared = [_candidates(question, rollout, rows_by_id[rollout.rollout_id], prompt_pass, views, who, settings,
                             result) for rollout in rollouts if rollout.tokens]
     screened = settings.selection == "screened"
     if screened:
@@ -395,14 +398,14 @@ def _plan_question(question: Question, rollouts: Sequence[Rollout], question_row
     return plans, kept
 
 
-def _candidates(question: Question, rollout: Rollout, question_row: dict, prompt_ids: list[int], views,
-                who: Participants, settings: Settings, result: QuestionResult) -> _Candidates:
-    """One student pass over prompt + rollout (p at every position, and the KV cache every branch starts from),
-    the priority of every position, and the candidate nodes of each depth window with their supports C(u)."""
+def _candidates(question: Question, rollout: Rollout, question_row: dict, prompt_pass, views, who: Participants,
+                settings: Settings, result: QuestionResult) -> _Candidates:
+    """One student pass over the rollout on top of the prompt's (p at every position, and the KV cache every
+    branch starts from), the priority of every position, and the candidate nodes of each depth window with their
+    supports C(u)."""
     student, y = who.student, list(rollout.tokens)
     n = len(y)
-    cache, logits = prefill(student, prompt_ids + y, logits_to_keep=n + 1)
-    logits = logits[:n]  # row i is the distribution y_i was sampled from
+    cache, logits = extend(student, prompt_pass, y)  # row i is the distribution y_i was sampled from
     finite = torch.isfinite(logits).all(dim=-1).cpu()
     question_row["nonfinite_positions"] = int((~finite).sum())
     teacher_logits: dict[int, Any] = {}

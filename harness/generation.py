@@ -85,8 +85,10 @@ class PreallocatedLayer(DynamicLayer):
         longest = max(length for _, length in rows)
         keys0, values0 = sources[rows[0][0]]
         self.dtype, self.device = keys0.dtype, keys0.device
-        self._key_buffer = keys0.new_zeros(len(rows), keys0.shape[1], longest + headroom, keys0.shape[-1])
-        self._value_buffer = values0.new_zeros(len(rows), values0.shape[1], longest + headroom, values0.shape[-1])
+        # uninitialised: every prefix is copied in below, its left gap zeroed (masked, but attention multiplies it by
+        # a zero weight, which must not meet NaN garbage), and the head-room is written before it is ever read
+        self._key_buffer = keys0.new_empty(len(rows), keys0.shape[1], longest + headroom, keys0.shape[-1])
+        self._value_buffer = values0.new_empty(len(rows), values0.shape[1], longest + headroom, values0.shape[-1])
         groups: dict[tuple[int, int], list[int]] = {}
         for row, key in enumerate(rows):
             groups.setdefault(tuple(key), []).append(row)
@@ -96,6 +98,9 @@ class PreallocatedLayer(DynamicLayer):
             gap = longest - length
             self._key_buffer[index, :, gap:longest] = keys[:, :, :length]
             self._value_buffer[index, :, gap:longest] = values[:, :, :length]
+            if gap:
+                self._key_buffer[index, :, :gap] = 0
+                self._value_buffer[index, :, :gap] = 0
         self._length = longest
         self._rows = len(rows)  # live rows: the first ``_rows`` of the buffer (finished rows are compacted away)
         self.is_initialized = True
@@ -159,6 +164,26 @@ def prefill(lm: LoadedModel, input_ids: Sequence[int], logits_to_keep: int = 1) 
     out = lm.model(input_ids=ids, past_key_values=DynamicCache(config=lm.model.config), use_cache=True,
                    logits_to_keep=logits_to_keep)
     return out.past_key_values, out.logits[0].float()
+
+
+@torch.inference_mode()
+def extend(lm: LoadedModel, prefix: tuple[DynamicCache, torch.Tensor], tokens: Sequence[int]
+           ) -> tuple[DynamicCache, torch.Tensor]:
+    """Continue a prefilled prefix by ``tokens`` in one pass, the prefix's work not redone.
+
+    ``prefix``: its cache and its last position's float32 logits (as :func:`prefill` returns them), left unchanged.
+    Returns the cache of prefix + tokens and the float32 next-token logits before each token ([len(tokens), V]:
+    row 0 is the prefix's own last logits, row i the distribution ``tokens[i]`` was drawn from). Used for the G
+    rollouts of one prompt, which then share a single pass over the prompt.
+    """
+    cache, last = prefix
+    own = DynamicCache(config=lm.model.config)
+    for index, layer in enumerate(cache.layers):
+        own.update(layer.keys, layer.values, index)  # a copy: the prefix cache serves the next rollout too
+    out = lm.model(input_ids=torch.tensor([list(tokens)], device=lm.device), past_key_values=own, use_cache=True,
+                   logits_to_keep=len(tokens))
+    logits = torch.cat([last.reshape(1, -1).float(), out.logits[0, : len(tokens) - 1].float()])
+    return out.past_key_values, logits
 
 
 def sample_tokens(logits: torch.Tensor, temperature: float,
