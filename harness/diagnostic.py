@@ -223,7 +223,7 @@ def diagnose_question(question: Question, who: Participants, settings: Settings,
     new_plans: list[NodePlan] = []
     kept_logits: dict[int, RolloutLogits] = {}
     if plans is None:  # every rollout's nodes are planned, and branched in shared batches, before any scoring
-        new_plans, kept_logits = _plan_question(question, rollouts, result.question_rows, prompt_ids, views, who,
+        new_plans, kept_logits = plan_question(question, rollouts, result.question_rows, prompt_ids, views, who,
                                                 settings, max_new, progress, result)
         plans = new_plans
     prompt_pass = None
@@ -362,7 +362,7 @@ class _Candidates:
     logits: RolloutLogits
 
 
-def _plan_question(question: Question, rollouts: Sequence[Rollout], question_rows: Sequence[dict],
+def plan_question(question: Question, rollouts: Sequence[Rollout], question_rows: Sequence[dict],
                    prompt_ids: list[int], views, who: Participants, settings: Settings, max_new: int,
                    progress: Progress, result: QuestionResult) -> tuple[list[NodePlan], dict[int, RolloutLogits]]:
     """Node selection (``settings.selection``) and the forced continuations behind ``S_hat`` for every rollout of
