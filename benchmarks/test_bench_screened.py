@@ -10,9 +10,14 @@ B = 1 node per window: the embedded demo's knobs. Both designs run through the d
 what ``opd run --selection windows|screened`` does.
 
 * **windows** (the default): B nodes per depth window, M continuations per support token.
-* **screened**: the two-stage design (``harness.selection``). Its budget is raised to the windows' budget by
-  running it with B_s = 1, 2, 4, ... nodes per window until it has generated at least as many continuation tokens
-  as the windows design (``screened_B`` in the details; its rate at B_s = 1 is reported too).
+* **screened**: the two-stage design (``harness.selection``) with the same knobs.
+
+Equal budget (``ratio``): the screened design spends fewer tokens, so the windows design is cut down to the screened
+budget: its nodes in a seeded random order until that budget is spent, as the targeted-vs-uniform benchmark cuts
+the uniform nodes (``windows_cut_*``; its rate at the full budget is ``windows_per_1k``). The other way round is
+reported too: the screened design raised towards the windows' budget with B_s = 2, 4, ... nodes per window, until
+it reaches that budget or more screening finds no further informative node (``screened_B<b>_*``): on BoolQ with
+SmolLM2-135M the extra budget finds nothing more, it only screens (``screened_reaches_windows_budget``).
 
 Tokens counted: every continuation token each design generates (screening and estimation), not the shared
 rollouts. A node is informative when its S_hat (the stored counts) are not all equal. Continuations are seeded per
@@ -21,7 +26,7 @@ both (a memo keyed by everything that determines it). The intervals resample the
 more conservatively, the questions (the screened design's decisions use sibling rollouts of a question), with the
 harness's own ``cluster_bootstrap_stat``.
 
-About 6-10 minutes on 2 CPU cores.
+About 8-12 minutes on 2 CPU cores.
 """
 from __future__ import annotations
 
@@ -34,7 +39,16 @@ import pytest
 
 from harness.alignment import is_informative, success_rates
 from harness.data import resolve_data_dir
-from harness.diagnostic import NoProgress, Participants, QuestionResult, Settings, plan_question, rollouts_of, sample_rollouts
+from harness.diagnostic import (
+    NoProgress,
+    Participants,
+    QuestionResult,
+    Settings,
+    plan_question,
+    rollouts_of,
+    sample_rollouts,
+)
+from harness.generation import derive_seed
 from harness.models import load_model
 from harness.plugins import load_all
 from harness.prompting import chat_prompt_ids
@@ -54,7 +68,7 @@ class LedgerBackend:
     def __init__(self, inner) -> None:
         self.inner, self.name = inner, inner.name
         self.memo: dict[tuple, object] = {}
-        self.ledger: list[tuple[int, int]] = []  # (source index, tokens) of the last call's requests
+        self.ledger: list[tuple[int, int, int]] = []  # (source index, position, tokens) of the requests so far
 
     def rollouts(self, *args, **kwargs):
         return self.inner.rollouts(*args, **kwargs)
@@ -67,7 +81,7 @@ class LedgerBackend:
             fresh = self.inner.continuations(sources, [requests[i] for i in todo], **kwargs)
             self.memo.update((keys[i], generated) for i, generated in zip(todo, fresh))
         generated = [self.memo[key] for key in keys]
-        self.ledger.extend((r.source, len(g.tokens)) for r, g in zip(requests, generated))
+        self.ledger.extend((r.source, r.position, len(g.tokens)) for r, g in zip(requests, generated))
         return generated
 
 
@@ -78,6 +92,8 @@ class Tally:
     tokens: int = 0
     # per rollout (question index, rollout id): [informative nodes, tokens]
     per_rollout: dict = dataclasses.field(default_factory=lambda: defaultdict(lambda: [0, 0]))
+    # per node (question index, rollout id, position): (informative, tokens spent at that position)
+    per_node: dict = dataclasses.field(default_factory=dict)
 
     def per_1k(self) -> float:
         return 1000.0 * self.informative / self.tokens if self.tokens else float("nan")
@@ -115,15 +131,38 @@ def _design(who: Participants, ledger: LedgerBackend, sampled, settings: Setting
                                  who.task.max_new_tokens, NoProgress(), QuestionResult())
         # branch_nodes' sources are the question's rollouts with tokens, in order
         with_tokens = [rollout.rollout_id for rollout in rollouts if rollout.tokens]
-        for source, tokens in ledger.ledger:
+        at_position: dict[tuple[int, int], int] = defaultdict(int)
+        for source, position, tokens in ledger.ledger:
             tally.per_rollout[(index, with_tokens[source])][1] += tokens
             tally.tokens += tokens
+            at_position[(with_tokens[source], position)] += tokens
         for plan in plans:
             informative = is_informative(success_rates(plan.succ_correct, plan.succ_trials))
             tally.nodes += 1
             tally.informative += int(informative)
             tally.per_rollout[(index, plan.rollout_id)][0] += int(informative)
+            tally.per_node[(index, plan.rollout_id, plan.position)] = (
+                informative, at_position[(plan.rollout_id, plan.position)])
     return tally
+
+
+def _subsample(tally: Tally, budget: int) -> Tally:
+    """The design's nodes in a seeded random order, counted until ``budget`` tokens are spent (the last node may
+    overshoot): its rate at a smaller budget, as a random subset of its nodes would have spent it. Only for a
+    design whose every token is spent at its nodes (windows: no screening)."""
+    assert sum(tokens for _, tokens in tally.per_node.values()) == tally.tokens
+    order = np.random.default_rng(derive_seed(SEED, "windows subsample")).permutation(sorted(tally.per_node))
+    subset = Tally()
+    for question, rollout, position in order:
+        if subset.tokens >= budget:
+            break
+        informative, tokens = tally.per_node[(int(question), int(rollout), int(position))]
+        subset.nodes += 1
+        subset.informative += int(informative)
+        subset.tokens += tokens
+        subset.per_rollout[(int(question), int(rollout))][0] += int(informative)
+        subset.per_rollout[(int(question), int(rollout))][1] += tokens
+    return subset
 
 
 def _ratio_interval(a: Tally, b: Tally, by_question: bool):
@@ -158,28 +197,33 @@ def test_screened_vs_windows_at_equal_token_budget(benchmark, shared):
             run = screened_runs[b]
             print(f"screened B={b}: {run.informative}/{run.nodes} informative, {run.tokens} tokens "
                   f"({time.perf_counter() - start:.0f} s)", flush=True)
-            if run.tokens >= windows.tokens or (b > 1 and run.tokens == screened_runs[b // 2].tokens):
-                break  # the windows' budget is reached, or no candidate is left to screen
+            if run.tokens >= windows.tokens or (b > 1 and run.informative == screened_runs[b // 2].informative):
+                break  # the windows' budget is reached, or more screening finds no further informative node
             b *= 2
         return windows, screened_runs
 
     windows, screened_runs = benchmark.pedantic(compare, rounds=1, iterations=1)
-    matched_b = max(screened_runs)
-    matched, first = screened_runs[matched_b], screened_runs[1]
+    screened = screened_runs[1]
+    # equal budget: METHOD's windows cut down to what the screened design spent (a seeded random subset of its
+    # nodes), as the targeted-vs-uniform benchmark matches budgets
+    cut = _subsample(windows, screened.tokens)
     info = {"questions": len(sampled), **{k: v for k, v in KNOBS.items() if k != "temperature"},
-            "windows_informative": windows.informative, "windows_nodes": windows.nodes,
-            "windows_tokens": windows.tokens, "windows_per_1k": round(windows.per_1k(), 3)}
-    for b, run in screened_runs.items():
-        info.update({f"screened_B{b}_informative": run.informative, f"screened_B{b}_nodes": run.nodes,
-                     f"screened_B{b}_tokens": run.tokens, f"screened_B{b}_per_1k": round(run.per_1k(), 3)})
-    info["screened_B"] = matched_b
-    info["budget_reached"] = matched.tokens >= windows.tokens
-    info["ratio"] = round(matched.per_1k() / windows.per_1k(), 2)
+            "ratio": round(screened.per_1k() / cut.per_1k(), 2)}
     for name, by_question in (("rollout", False), ("question", True)):
-        interval = _ratio_interval(matched, windows, by_question)
+        interval = _ratio_interval(screened, cut, by_question)
         info[f"ratio_ci95_{name}_bootstrap"] = [round(interval.lo, 2), round(interval.hi, 2)]
-    info["ratio_at_B1"] = round(first.per_1k() / windows.per_1k(), 2)
-    interval = _ratio_interval(first, windows, by_question=False)
-    info["ratio_at_B1_ci95_rollout_bootstrap"] = [round(interval.lo, 2), round(interval.hi, 2)]
+    info.update(screened_informative=screened.informative, screened_nodes=screened.nodes,
+                screened_tokens=screened.tokens, screened_per_1k=round(screened.per_1k(), 3),
+                windows_cut_informative=cut.informative, windows_cut_nodes=cut.nodes, windows_cut_tokens=cut.tokens,
+                windows_cut_per_1k=round(cut.per_1k(), 3), windows_informative=windows.informative,
+                windows_nodes=windows.nodes, windows_tokens=windows.tokens, windows_per_1k=round(windows.per_1k(), 3),
+                ratio_to_full_windows=round(screened.per_1k() / windows.per_1k(), 2))
+    # the other way round: the screened design given more budget (more nodes per window) until it reaches the
+    # windows' budget, or more screening stops finding informative nodes
+    for b, run in screened_runs.items():
+        if b > 1:
+            info.update({f"screened_B{b}_informative": run.informative, f"screened_B{b}_nodes": run.nodes,
+                         f"screened_B{b}_tokens": run.tokens, f"screened_B{b}_per_1k": round(run.per_1k(), 3)})
+    info["screened_reaches_windows_budget"] = max(run.tokens for run in screened_runs.values()) >= windows.tokens
     benchmark.extra_info.update(info)
     print("\n" + ", ".join(f"{k}={v}" for k, v in info.items()))
