@@ -44,7 +44,7 @@ from harness.cache import (
     question_fingerprint,
     source_file,
 )
-from harness.generation import derive_seed, extend, forward_logits, prefill
+from harness.generation import derive_seed, extend, prefill
 from harness.losses import Loss, NodeDistributions, jsd_rbar
 from harness.models import LoadedModel
 from harness.prompting import chat_prompt_ids
@@ -222,9 +222,10 @@ def diagnose_question(question: Question, who: Participants, settings: Settings,
         rows_by_teacher[index] = []
     new_plans: list[NodePlan] = []
     kept_logits: dict[int, RolloutLogits] = {}
+    contexts: dict[int, tuple[str, Any]] = {}  # per teacher, its last context and the pass over it
     if plans is None:  # every rollout's nodes are planned, and branched in shared batches, before any scoring
         new_plans, kept_logits = plan_question(question, rollouts, result.question_rows, prompt_ids, views, who,
-                                                settings, max_new, progress, result)
+                                                settings, max_new, progress, result, contexts)
         plans = new_plans
     prompt_pass = None
     for rollout in rollouts:
@@ -235,7 +236,8 @@ def diagnose_question(question: Question, who: Participants, settings: Settings,
                 prompt_pass = prompt_pass or prefill(student, prompt_ids)
                 _, logits = extend(student, prompt_pass, rollout.tokens)
                 kept = RolloutLogits(dict(enumerate(logits)), {})
-            rows = _score_rollout(question, rollout, views, who, todo, settings, result, rollout_plans, kept)
+            rows = _score_rollout(question, rollout, views, who, todo, settings, result, rollout_plans, kept,
+                                  contexts)
             for index, teacher_rows in zip(todo, rows):
                 rows_by_teacher[index].extend(teacher_rows)
         progress.advance("teacher passes", len(who.teachers))
@@ -277,19 +279,23 @@ def rollouts_of(question_rows: Sequence[dict[str, Any]]) -> list[Rollout]:
             for row in question_rows]
 
 
-def _teacher_logits(teacher: Teacher, model: LoadedModel, inputs: ContextInputs, tokens: Sequence[int]):
+def _teacher_logits(teacher: Teacher, model: LoadedModel, inputs: ContextInputs, tokens: Sequence[int],
+                    contexts: dict[int, tuple[str, Any]], index: int):
     """One forward pass per (teacher, rollout): q_t at every response position, [n, V] float32.
 
     Returns the student marker when the teacher *is* the student (same model, same prompt), and None when the
-    teacher's context cannot be built for this question.
+    teacher's context cannot be built for this question. ``contexts`` keeps, per teacher, its last context and the
+    pass over it: a context shared by the question's rollouts (a gold demonstration) is run once, and each
+    rollout's pass extends it.
     """
     if teacher.is_student_itself:
         return _SAME_AS_STUDENT
     text = teacher.context(inputs) if teacher.context is not None else inputs.question.prompt
     if text is None:
         return None
-    ids = chat_prompt_ids(model.tokenizer, text) + list(tokens)
-    logits = forward_logits(model, ids, logits_to_keep=len(tokens) + 1)[: len(tokens)]
+    if index not in contexts or contexts[index][0] != text:
+        contexts[index] = (text, prefill(model, chat_prompt_ids(model.tokenizer, text)))
+    _, logits = extend(model, contexts[index][1], tokens)
     # a teacher may carry unused padding rows beyond the student's vocabulary (check_same_tokenizer allows only
     # that): q_t is over the student's vocabulary, so the padding rows are dropped before any softmax
     return logits[:, : inputs.student.vocab_size] if inputs.student is not None else logits
@@ -306,8 +312,8 @@ class RolloutLogits:
 
 
 def _score_rollout(question: Question, rollout: Rollout, views, who: Participants, todo: Sequence[int],
-                   settings: Settings, result: QuestionResult, plans: list[NodePlan],
-                   kept: RolloutLogits) -> list[list[dict]]:
+                   settings: Settings, result: QuestionResult, plans: list[NodePlan], kept: RolloutLogits,
+                   contexts: dict[int, tuple[str, Any]]) -> list[list[dict]]:
     """The node rows of one rollout for every teacher at ``todo``: q_t by one forward pass per (teacher, rollout)
     unless planning already ran it, then each node's divergences, loss directions and alignments."""
     student, y = who.student, list(rollout.tokens)
@@ -317,7 +323,7 @@ def _score_rollout(question: Question, rollout: Rollout, views, who: Participant
     for index in todo:
         if index not in teacher_logits:
             teacher, model = who.teachers[index]
-            teacher_logits[index] = _teacher_logits(teacher, model, inputs, y)
+            teacher_logits[index] = _teacher_logits(teacher, model, inputs, y, contexts, index)
             result.teacher_passes += int(isinstance(teacher_logits[index], torch.Tensor))
 
     grpo_loss = next(loss for loss in who.losses if not loss.uses_teacher)
@@ -363,15 +369,17 @@ class _Candidates:
 
 
 def plan_question(question: Question, rollouts: Sequence[Rollout], question_rows: Sequence[dict],
-                   prompt_ids: list[int], views, who: Participants, settings: Settings, max_new: int,
-                   progress: Progress, result: QuestionResult) -> tuple[list[NodePlan], dict[int, RolloutLogits]]:
+                  prompt_ids: list[int], views, who: Participants, settings: Settings, max_new: int,
+                  progress: Progress, result: QuestionResult, contexts: dict[int, tuple[str, Any]] | None = None
+                  ) -> tuple[list[NodePlan], dict[int, RolloutLogits]]:
     """Node selection (``settings.selection``) and the forced continuations behind ``S_hat`` for every rollout of
     the question, the continuations of all rollouts generated in shared batches. Returns the plans, in rollout
     and position order, and per rollout the logits its scoring needs."""
     rows_by_id = {row["rollout_id"]: row for row in question_rows}
     prompt_pass = prefill(who.student, prompt_ids)  # one pass over the prompt, which every rollout extends
+    contexts = {} if contexts is None else contexts
     prepared = [_candidates(question, rollout, rows_by_id[rollout.rollout_id], prompt_pass, views, who, settings,
-                            result) for rollout in rollouts if rollout.tokens]
+                            result, contexts) for rollout in rollouts if rollout.tokens]
     screened = settings.selection == "screened"
     if screened:
         chosen, screens = _screen(question, prompt_ids, prepared, who, settings, max_new, progress, result)
@@ -399,7 +407,7 @@ def plan_question(question: Question, rollouts: Sequence[Rollout], question_rows
 
 
 def _candidates(question: Question, rollout: Rollout, question_row: dict, prompt_pass, views, who: Participants,
-                settings: Settings, result: QuestionResult) -> _Candidates:
+                settings: Settings, result: QuestionResult, contexts: dict[int, tuple[str, Any]]) -> _Candidates:
     """One student pass over the rollout on top of the prompt's (p at every position, and the KV cache every
     branch starts from), the priority of every position, and the candidate nodes of each depth window with their
     supports C(u)."""
@@ -412,7 +420,7 @@ def _candidates(question: Question, rollout: Rollout, question_row: dict, prompt
     if settings.priority == "disagreement":  # every teacher takes part in choosing the nodes
         inputs = ContextInputs(who.task, question, rollout.rollout_id, views, student=student, seed=who.seed)
         for index, (teacher, model) in enumerate(who.teachers):
-            teacher_logits[index] = _teacher_logits(teacher, model, inputs, y)
+            teacher_logits[index] = _teacher_logits(teacher, model, inputs, y, contexts, index)
             result.teacher_passes += int(isinstance(teacher_logits[index], torch.Tensor))
     scored = [q for q in teacher_logits.values() if isinstance(q, torch.Tensor)]
     if settings.priority == "disagreement":
