@@ -382,19 +382,24 @@ def plan_question(question: Question, rollouts: Sequence[Rollout], question_rows
                             result, contexts) for rollout in rollouts if rollout.tokens]
     screened = settings.selection == "screened"
     if screened:
-        chosen, screens = _screen(question, prompt_ids, prepared, who, settings, max_new, progress, result)
+        chosen, screens, fresh = _screen(question, prompt_ids, prepared, who, settings, max_new, progress, result)
     else:  # METHOD: the top B candidates of every window
         chosen = [sorted((position, window) for window, positions in item.by_window.items()
                          for position in positions) for item in prepared]
-        screens = {}
-    work = [(item.rollout, item.cache, [(position, item.supports[position]) for position, _ in nodes])
+        screens, fresh = {}, {}
+    todo = [[(position, window) for position, window in nodes if (item.rollout.rollout_id, position) not in fresh]
             for item, nodes in zip(prepared, chosen)]
+    work = [(item.rollout, item.cache, [(position, item.supports[position]) for position, _ in nodes])
+            for item, nodes in zip(prepared, todo)]
     counts = branch_nodes(who, question, prompt_ids, work, settings.continuations, "branches", settings.temperature,
                           max_new, progress, result)
+    for item, nodes, node_counts in zip(prepared, todo, counts):
+        fresh.update(((item.rollout.rollout_id, position), node) for (position, _), node in zip(nodes, node_counts))
     plans = []
-    for item, nodes, node_counts in zip(prepared, chosen, counts):
+    for item, nodes in zip(prepared, chosen):
         rollout = item.rollout
-        for (position, window), node in zip(nodes, node_counts):
+        for position, window in nodes:
+            node = fresh[(rollout.rollout_id, position)]
             # screened: the rollout helped decide to keep the node, so (like the screen) it is no trial of S_hat
             outcome = SuccessCounts.of(node, None if screened else rollout.correct)
             screen = screens.get((rollout.rollout_id, position), ((), ()))
@@ -459,16 +464,19 @@ def answer_fixed_positions(task: Task, tokenizer, tokens: Sequence[int]) -> list
 
 def _screen(question: Question, prompt_ids: list[int], prepared: Sequence[_Candidates], who: Participants,
             settings: Settings, max_new: int, progress: Progress, result: QuestionResult
-            ) -> tuple[list[list[tuple[int, int]]], dict[tuple[int, int], tuple[tuple[int, ...], ...]]]:
+            ) -> tuple[list[list[tuple[int, int]]], dict[tuple[int, int], tuple[tuple[int, ...], ...]],
+                       dict[tuple[int, int], np.ndarray]]:
     """The screened selection's first stage (``harness.selection``): screen candidates of every window, best
     first, until it keeps ``B`` or runs out; each round screens the next candidates of every rollout, the
     screening continuations of all rollouts in one batched call. Returns per rollout its kept ``(position,
-    window)`` nodes, sorted, and per kept node its screening evidence ``(correct, trials)`` per support token
-    (sibling rollouts and screening continuations; the node's own rollout is in neither)."""
+    window)`` nodes, sorted; per kept node its screening evidence ``(correct, trials)`` per support token
+    (sibling rollouts and screening continuations; the node's own rollout is in neither); and the estimation
+    counts of the nodes kept on free evidence, whose fresh continuations ran in the screening call."""
     budget = settings.nodes_per_window
     kept: list[dict[int, list[int]]] = [{window: [] for window in item.by_window} for item in prepared]
     tried = [{window: 0 for window in item.by_window} for item in prepared]
     screens: dict[tuple[int, int], tuple[tuple[int, ...], ...]] = {}
+    fresh: dict[tuple[int, int], np.ndarray] = {}  # estimation counts of nodes kept for free, run while screening
     responses = [item.rollout.tokens for item in prepared]
     outcomes = [item.rollout.correct for item in prepared]
     while True:
@@ -485,16 +493,27 @@ def _screen(question: Question, prompt_ids: list[int], prepared: Sequence[_Candi
             batch.append(round_items)
         if not any(batch):
             break
-        before = result.generated_tokens
-        work = [(item.rollout, item.cache,
-                 [(position, screen_tokens(item.supports[position], free_trials))
-                  for position, _, free_correct, free_trials in round_items
-                  if not screen_keeps(item.rollout.correct, free_correct, free_trials)])  # else decided for free
-                for item, round_items in zip(prepared, batch)]
-        # per rollout, the counts of its candidates that needed screening, consumed in order below
-        counts = [iter(node_counts) for node_counts in branch_nodes(
-            who, question, prompt_ids, work, 1, "screen", settings.temperature, max_new, progress, result)]
-        result.screening.tokens += result.generated_tokens - before
+        # one call: screening continuations for the undecided candidates, and already the estimation
+        # continuations of candidates their free evidence kept (fresh streams, independent of any screen)
+        undecided = [[(position, screen_tokens(item.supports[position], free_trials))
+                      for position, _, free_correct, free_trials in round_items
+                      if not screen_keeps(item.rollout.correct, free_correct, free_trials)]
+                     for item, round_items in zip(prepared, batch)]
+        kept_free = [[(position, item.supports[position]) for position, _, free_correct, free_trials in round_items
+                      if screen_keeps(item.rollout.correct, free_correct, free_trials)]
+                     for item, round_items in zip(prepared, batch)]
+        (screen_counts, fresh_counts), (screen_spent, _) = branch_jobs(
+            who, question, prompt_ids,
+            [([(item.rollout, item.cache, nodes) for item, nodes in zip(prepared, undecided)], 1, "screen"),
+             ([(item.rollout, item.cache, nodes) for item, nodes in zip(prepared, kept_free)],
+              settings.continuations, "branches")],
+            settings.temperature, max_new, progress, result)
+        result.screening.tokens += screen_spent
+        for item, nodes, node_counts in zip(prepared, kept_free, fresh_counts):
+            for (position, _), node in zip(nodes, node_counts):
+                fresh[(item.rollout.rollout_id, position)] = node
+        # per rollout, the screening counts of its undecided candidates, consumed in order below
+        counts = [iter(node_counts) for node_counts in screen_counts]
         for item, item_kept, round_items, node_counts in zip(prepared, kept, batch, counts):
             for position, window, free_correct, free_trials in round_items:
                 result.screening.candidates += 1
@@ -512,7 +531,7 @@ def _screen(question: Question, prompt_ids: list[int], prepared: Sequence[_Candi
                     screens[(item.rollout.rollout_id, position)] = (_ints(correct), _ints(trials))
     chosen = [sorted((position, window) for window, positions in item_kept.items() for position in positions)
               for item_kept in kept]
-    return chosen, screens
+    return chosen, screens, fresh
 
 
 def _ints(values) -> tuple[int, ...]:
@@ -527,8 +546,10 @@ def continuation_seed(seed: int, question_id: str, rollout_id: int, purpose: str
     return derive_seed(seed, question_id, rollout_id, purpose, position, token, index)
 
 
-def branch_nodes(who: Participants, question: Question, prompt_ids: Sequence[int],
-                 work: Sequence[tuple[Rollout, Any, Sequence[tuple[int, Sequence[int]]]]], continuations: int,
+Work = Sequence[tuple[Rollout, Any, Sequence[tuple[int, Sequence[int]]]]]  # per rollout: (rollout, cache, nodes)
+
+
+def branch_nodes(who: Participants, question: Question, prompt_ids: Sequence[int], work: Work, continuations: int,
                  purpose: str, temperature: float, max_new: int, progress: Progress | None = None,
                  result: QuestionResult | None = None) -> list[list[np.ndarray]]:
     """``continuations`` forced continuations per token of every node of every rollout in ``work``, graded.
@@ -539,34 +560,52 @@ def branch_nodes(who: Participants, question: Question, prompt_ids: Sequence[int
     [token]``: continuations ``[0, ceil(M/2))`` of each token form half 0, the rest half 1. Generated tokens are
     added to ``result.generated_tokens``.
     """
+    counts, _ = branch_jobs(who, question, prompt_ids, [(work, continuations, purpose)], temperature, max_new,
+                            progress, result)
+    return counts[0]
+
+
+def branch_jobs(who: Participants, question: Question, prompt_ids: Sequence[int],
+                jobs: Sequence[tuple[Work, int, str]], temperature: float, max_new: int,
+                progress: Progress | None = None, result: QuestionResult | None = None
+                ) -> tuple[list[list[list[np.ndarray]]], list[int]]:
+    """:func:`branch_nodes` for several ``(work, continuations, purpose)`` jobs in one backend call (one batch
+    schedule for, e.g., the screening of some candidates and the estimation of nodes already kept). Returns each
+    job's counts and the tokens each job generated."""
     progress = progress or NoProgress()
-    task, m = who.task, continuations
-    first_half = (m + 1) // 2
+    task = who.task
     sources, requests, owners = [], [], []
-    for source, (rollout, prefix_cache, nodes) in enumerate(work):
-        sources.append(Source(tuple(prompt_ids), tuple(rollout.tokens), prefix_cache))
-        for node_index, (position, tokens) in enumerate(nodes):
-            for token_index, token in enumerate(tokens):
-                for j in range(m):
-                    seed = continuation_seed(who.seed, question.id, rollout.rollout_id, purpose, position, int(token),
-                                             j)
-                    requests.append(Continuation(position, int(token), max_new - position, seed, source))
-                    owners.append((source, node_index, token_index, int(j >= first_half)))
-    counts = [[np.zeros((2, 2, len(tokens)), dtype=np.int64) for _, tokens in nodes] for _, _, nodes in work]
+    for job_index, (work, m, purpose) in enumerate(jobs):
+        first_half = (m + 1) // 2
+        for rollout_index, (rollout, prefix_cache, nodes) in enumerate(work):
+            source = len(sources)
+            sources.append(Source(tuple(prompt_ids), tuple(rollout.tokens), prefix_cache))
+            for node_index, (position, tokens) in enumerate(nodes):
+                for token_index, token in enumerate(tokens):
+                    for j in range(m):
+                        seed = continuation_seed(who.seed, question.id, rollout.rollout_id, purpose, position,
+                                                 int(token), j)
+                        requests.append(Continuation(position, int(token), max_new - position, seed, source))
+                        owners.append((job_index, rollout_index, node_index, token_index, int(j >= first_half),
+                                       rollout.tokens))
+    counts = [[[np.zeros((2, 2, len(tokens)), dtype=np.int64) for _, tokens in nodes] for _, _, nodes in work]
+              for work, _, _ in jobs]
+    tokens_by_job = [0] * len(jobs)
     if not requests:
-        return counts
+        return counts, tokens_by_job
     progress.add_total("branch continuations", len(requests))
     generated = who.sampler.continuations(
         sources, requests, temperature=temperature, is_final=task.answer_is_final,
         on_progress=lambda done: progress.advance("branch continuations", done))
-    for request, (source, node_index, token_index, half), branch in zip(requests, owners, generated):
-        prefix = list(work[source][0].tokens[:request.position])
-        text = who.student.tokenizer.decode(prefix + list(branch.tokens), skip_special_tokens=True)
-        counts[source][node_index][half, 0, token_index] += int(task.grade(question, text).correct)
-        counts[source][node_index][half, 1, token_index] += 1
-        if result is not None:
-            result.generated_tokens += len(branch.tokens)
-    return counts
+    for request, (job, rollout_index, node, token_index, half, response), branch in zip(requests, owners, generated):
+        text = who.student.tokenizer.decode(list(response[:request.position]) + list(branch.tokens),
+                                            skip_special_tokens=True)
+        counts[job][rollout_index][node][half, 0, token_index] += int(task.grade(question, text).correct)
+        counts[job][rollout_index][node][half, 1, token_index] += 1
+        tokens_by_job[job] += len(branch.tokens)
+    if result is not None:
+        result.generated_tokens += sum(tokens_by_job)
+    return counts, tokens_by_job
 
 
 @dataclass(frozen=True)
