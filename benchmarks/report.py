@@ -18,6 +18,10 @@ GOALS = {
     "test_demo_nodes_per_cpu_minute": ("nodes_per_cpu_minute", "(report)"),
     "test_add_teacher_with_reuse_cache_vs_from_scratch": ("reuse_speedup", "(report)"),
     "test_commit_with_fsync_vs_without": ("fsync_ms_per_question", "(report)"),
+    "test_screened_vs_windows_at_equal_token_budget": ("ratio", ">= 2x, CI > 1"),
+    "test_threads_alone_and_beside_a_competitor": ("current_slowdown", "<= 2x"),
+    "test_demo_informative_nodes_per_cpu_minute_vs_previous_commit": ("current_vs_baseline", ">= 3x"),
+    "test_demo_generation_vs_plain_batched_generate": ("engine_fraction", ">= 0.8"),
 }
 
 
@@ -49,6 +53,19 @@ def main(path: str) -> None:
           "high-entropy positions (`targeted_mean_position` vs `uniform_mean_position`). With a handful of "
           "questions the informative counts are small: `ratio_ci95_rollout_bootstrap` is a 95% percentile interval from "
           "resampling the shared rollouts, a rough guide to how far the ratio could move on other questions.")
+    print("\nThe cost rows (issue 12). `screened_vs_windows_at_equal_token_budget`: informative nodes per 1,000 "
+          "generated continuation tokens (screening and estimation) of `--selection screened` over METHOD's "
+          "windows, both through the diagnostic's own planning on the same real rollouts (demo knobs), the screened "
+          "design given at least the windows' token budget by raising its nodes per window (`screened_B`); "
+          "intervals resample rollouts (as the issue asks) and, more conservatively, questions. "
+          "`threads_alone_and_beside_a_competitor`: wall seconds of a one-question demo run as its own `opd` "
+          "process alone and beside a second `opd` process of the same code, for this checkout and for the "
+          "previous commit's code (`slowdown` = beside / alone; `alone_vs_baseline` = alone / baseline alone). "
+          "`demo_informative_nodes_per_cpu_minute_vs_previous_commit`: `opd run` without arguments as separate "
+          "processes, CPU seconds from start to exit, this checkout's demo against the previous commit's (and this "
+          "checkout with `--selection windows`). `demo_generation_vs_plain_batched_generate`: the demo's generated "
+          "tokens per wall second (the whole run) over plain batched `generate` replaying every generation call's "
+          "shape (rows, prefix length, mean new tokens; decoding only).")
     print("\nNot benchmarked here: GPU runs (no GPU was lent to this session).")
     print("\nRegenerate: `python -m pytest benchmarks --benchmark-only --benchmark-json=.benchmarks/latest.json && "
           "python benchmarks/report.py .benchmarks/latest.json > docs/benchmarks.md`")

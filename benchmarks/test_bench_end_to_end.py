@@ -13,7 +13,10 @@ directory with a fresh, empty reuse cache, as a first ``opd run`` finds it.
   the same three-teacher run computed from scratch (new ``out``, no cache). The two must give the same records.
   ``reuse_speedup`` = scratch seconds / cached-add seconds.
 
-The whole file takes about 5 minutes on 2 CPU cores (two full demo-sized runs and one cached add).
+* ``test_demo_informative_nodes_per_cpu_minute_vs_previous_commit`` and
+  ``test_demo_generation_vs_plain_batched_generate``: the issue's aims 4 and 3 (see each docstring).
+
+The whole file takes about 15-20 minutes on 2 CPU cores (five demo-sized runs, one cached add, one replay).
 """
 from __future__ import annotations
 
@@ -25,10 +28,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from processes import BASELINE_COMMIT, ROOT, environment, extract_commit, run_alone
+
 from harness.cache import WorkCache
 from harness.cli import DEMO_ARGS
 from harness.data import resolve_data_dir
-from harness.diagnostic import Settings
 from harness.models import load_model
 from harness.plugins import load_all
 from harness.runner import RunConfig, run
@@ -38,21 +42,10 @@ _DEMO: dict = {}  # the demo run, made once per module and reused by the add-tea
 
 
 def demo_config() -> RunConfig:
-    """``RunConfig`` of ``opd run`` with no arguments, read from ``DEMO_ARGS`` so it follows the demo."""
-    values: dict[str, str] = {}
-    teachers: list[str] = []
-    for flag, value in zip(DEMO_ARGS[::2], DEMO_ARGS[1::2]):
-        if flag == "--teacher":
-            teachers.append(value)
-        else:
-            values[flag] = value
-    known = {"--task", "--student", "--limit", "--rollouts", "--nodes-per-window", "--continuations"}
-    assert set(values) <= known, f"DEMO_ARGS gained flags this benchmark does not map: {set(values) - known}"
-    settings = Settings(**{field: int(values[flag]) for flag, field in
-                           (("--rollouts", "rollouts"), ("--nodes-per-window", "nodes_per_window"),
-                            ("--continuations", "continuations")) if flag in values})
-    return RunConfig(task=values["--task"], student=values["--student"], teachers=tuple(teachers),
-                     limit=int(values["--limit"]), settings=settings)
+    """``RunConfig`` of ``opd run`` with no arguments, built by the CLI itself from ``DEMO_ARGS``."""
+    from harness.cli import _config_from, build_parser
+
+    return _config_from(build_parser().parse_args(["run", *DEMO_ARGS]))
 
 
 def _run(config: RunConfig, out: Path, cache: WorkCache | None) -> tuple[dict, float, float]:
@@ -144,3 +137,123 @@ def test_add_teacher_with_reuse_cache_vs_from_scratch(benchmark, workdir):
                                 cache_teacher_misses=sum((hits.get("teacher_misses") or {}).values()))
     print("\n" + ", ".join(f"{k}={v}" for k, v in benchmark.extra_info.items()))
     assert same, "adding a teacher through the reuse cache gave other records than computing the run from scratch"
+
+
+# ------------------------------------------------------------------------------------------------ the issue's aims
+
+
+def test_demo_informative_nodes_per_cpu_minute_vs_previous_commit(benchmark, workdir):
+    """Issue (cost per informative node), aim 4: the demo's informative nodes per CPU-minute, this checkout against
+    the previous commit's code path (``processes.BASELINE_COMMIT``, extracted with ``git archive``), each run as
+    a user runs it (``opd run`` without arguments: each code path's own demo, ``--no-cache``, a separate process,
+    CPU seconds of every thread from start to exit, imports and model loading included). Also this checkout's
+    demo with METHOD's ``--selection windows``, which separates the pipeline's share of the gain from the
+    selection's."""
+    baseline_dir = extract_commit(BASELINE_COMMIT, workdir / "baseline-code")
+    env = environment(OPD_DATA_DIR=str(resolve_data_dir(None)))
+    windows_args = _with_selection(DEMO_ARGS, "windows")
+    results = {}
+
+    def measure():
+        results["current"] = run_alone(ROOT, [], workdir / "current-demo", env)
+        if windows_args != DEMO_ARGS:
+            results["current_windows"] = run_alone(ROOT, windows_args, workdir / "current-windows", env)
+        if baseline_dir is not None:
+            results["baseline"] = run_alone(baseline_dir, [], workdir / "baseline-demo", env)
+
+    benchmark.pedantic(measure, rounds=1, iterations=1)
+    info = {}
+    for name, result in results.items():
+        info[f"{name}_informative_per_cpu_minute"] = round(60 * result.informative / result.cpu_s, 2)
+        info.update({f"{name}_informative": result.informative, f"{name}_nodes": result.meta["counts"]["nodes"],
+                     f"{name}_cpu_s": round(result.cpu_s, 1), f"{name}_wall_s": round(result.wall_s, 1),
+                     f"{name}_tokens": result.tokens,
+                     f"{name}_selection": result.meta["config"]["settings"].get("selection", "windows")})
+    if "baseline" in results:
+        for name in ("current", "current_windows"):
+            if name in results:
+                info[f"{name}_vs_baseline"] = round(info[f"{name}_informative_per_cpu_minute"]
+                                                    / info["baseline_informative_per_cpu_minute"], 2)
+    else:
+        info["baseline"] = f"commit {BASELINE_COMMIT} not available"
+    benchmark.extra_info.update(info)
+    print("\n" + ", ".join(f"{k}={v}" for k, v in info.items()))
+
+
+def _with_selection(args: list[str], selection: str) -> list[str]:
+    args = list(args)
+    if "--selection" in args:
+        args[args.index("--selection") + 1] = selection
+    else:
+        args += ["--selection", selection]
+    return args
+
+
+def test_demo_generation_vs_plain_batched_generate(benchmark, workdir, monkeypatch):
+    """Issue, aim 3: the demo's generated tokens per second, the whole run's wall time (every teacher pass,
+    grading, selection and record writing included; the student loaded beforehand), against plain batched
+    ``model.generate`` on the same model and the same batch shapes: every generation call of the demo is replayed
+    as one ``generate`` of as many rows, continuing a prefilled prefix as long as the call's longest (the cache
+    handed to ``generate``, so only decoding is timed), each row sampling the call's mean row length. Aim >= 0.8."""
+    import harness.backends as backends
+
+    calls = []
+    original = backends.generate_branches
+
+    def recording(lm, sources, branches, **kwargs):
+        generated = original(lm, sources, branches, **kwargs)
+        calls.append((len(branches), max(b.prefix_len for b in branches), [len(g.tokens) for g in generated]))
+        return generated
+
+    monkeypatch.setattr(backends, "generate_branches", recording)
+    config = demo_config()
+    student = load_model(config.student)
+    measured = {}
+
+    def demo():
+        measured["meta"], measured["cpu_s"], measured["wall_s"] = _run(config, workdir / "engine-demo", None)
+
+    benchmark.pedantic(demo, rounds=1, iterations=1)
+    monkeypatch.setattr(backends, "generate_branches", original)
+    demo_tokens = measured["meta"]["counts"]["generated_tokens_this_session"]
+    assert demo_tokens == sum(sum(lengths) for _, _, lengths in calls)
+    reference_tokens, reference_s = _replay_with_generate(student, calls)
+    demo_rate, reference_rate = demo_tokens / measured["wall_s"], reference_tokens / reference_s
+    info = {"engine_fraction": round(demo_rate / reference_rate, 3), "demo_tokens": demo_tokens,
+            "demo_wall_s": round(measured["wall_s"], 1), "demo_tokens_per_s": round(demo_rate, 1),
+            "generate_tokens": reference_tokens, "generate_s": round(reference_s, 1),
+            "generate_tokens_per_s": round(reference_rate, 1), "generation_calls": len(calls),
+            "mean_rows_per_call": round(sum(rows for rows, _, _ in calls) / max(len(calls), 1), 1)}
+    benchmark.extra_info.update(info)
+    print("\n" + ", ".join(f"{k}={v}" for k, v in info.items()))
+
+
+def _replay_with_generate(student, calls) -> tuple[int, float]:
+    """Plain batched ``generate`` on every recorded call's shape: (tokens generated, seconds of decoding)."""
+    import torch
+    from transformers import DynamicCache
+
+    from harness.generation import prefill
+
+    generator = torch.Generator().manual_seed(0)
+    vocab = student.model.config.vocab_size
+    tokens, seconds = 0, 0.0
+    prefixes: dict[int, tuple] = {}
+    for rows, prefix_len, lengths in calls:
+        new = max(1, round(sum(lengths) / rows))
+        if prefix_len not in prefixes:  # a prefix of this length, prefilled once (not timed)
+            ids = torch.randint(3, vocab, (1, prefix_len + 1), generator=generator)
+            prefixes[prefix_len] = (ids, prefill(student, ids[0, :prefix_len].tolist())[0])
+        ids, cache = prefixes[prefix_len]
+        batch_cache = DynamicCache(config=student.model.config)
+        for index, layer in enumerate(cache.layers):
+            batch_cache.update(layer.keys.expand(rows, -1, -1, -1).contiguous(),
+                               layer.values.expand(rows, -1, -1, -1).contiguous(), index)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            student.model.generate(ids.expand(rows, -1), past_key_values=batch_cache, do_sample=True,
+                                   max_new_tokens=new, min_new_tokens=new, pad_token_id=0,
+                                   attention_mask=torch.ones(rows, prefix_len + 1, dtype=torch.long))
+        seconds += time.perf_counter() - start
+        tokens += rows * new
+    return tokens, seconds

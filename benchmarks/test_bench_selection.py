@@ -18,7 +18,7 @@ B = 1 node per depth window (the embedded demo's knobs).
 
 Every node is then treated the same way, by the harness's own code: support ``C(u)`` by
 ``support_tokens(logp, sampled, K, [], 1e-4)``, M forced continuations per support token generated and graded by
-``harness.diagnostic.branch_nodes`` (the rollout itself is one more trial of its sampled token), ``S_hat`` by
+``harness.diagnostic.branch_nodes`` (the rollout itself one more trial of its sampled token), ``S_hat`` by
 ``success_rates`` and "informative" by ``is_informative``. Budgets count branch-continuation tokens only (the shared
 rollouts cost both strategies the same). The ratio is whatever comes out: no seed is tuned.
 """
@@ -40,6 +40,7 @@ from harness.diagnostic import (
     QuestionResult,
     Rollout,
     Settings,
+    SuccessCounts,
     branch_nodes,
     rollouts_of,
     sample_rollouts,
@@ -148,13 +149,15 @@ def _branch(who: Participants, item: SampledRollout, positions: Sequence[int], m
         nodes.append((position, support_tokens(logp, y[position], SETTINGS.top_k, [], MIN_SUPPORT_PROB)))
     counter = CountingBackend(who.sampler)
     counted = QuestionResult()
-    outcomes = branch_nodes(dataclasses.replace(who, seed=seed, backend=counter), item.question, item.prompt_ids,
-                            item.rollout, nodes, SETTINGS, max_new, result=counted, prefix_cache=item.cache)
+    (counts,) = branch_nodes(dataclasses.replace(who, seed=seed, backend=counter), item.question, item.prompt_ids,
+                             [(item.rollout, item.cache, nodes)], SETTINGS.continuations, "branches",
+                             SETTINGS.temperature, max_new, result=counted)
     assert sum(counter.lengths) == counted.generated_tokens
     per_node, start = [], 0
-    for (position, support), (correct, trials) in zip(nodes, outcomes):
+    for (position, support), node in zip(nodes, counts):
+        outcome = SuccessCounts.of(node, item.rollout.correct)  # METHOD: the rollout is one more trial
         rows = len(support) * SETTINGS.continuations
-        per_node.append((position, is_informative(success_rates(correct, trials)),
+        per_node.append((position, is_informative(success_rates(outcome.correct, outcome.trials)),
                          sum(counter.lengths[start:start + rows])))
         start += rows
     return per_node

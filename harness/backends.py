@@ -18,8 +18,8 @@ from harness.generation import (
     STOP_CHECK_TAIL_TOKENS,
     Branch,
     Generated,
+    derive_seed,
     generate_branches,
-    make_generator,
     prefill,
     rows_per_batch,
 )
@@ -28,13 +28,27 @@ from harness.registry import Registry, resolve_spec
 
 
 @dataclass(frozen=True)
+class Source:
+    """A text that continuations branch from: ``prompt_ids + response``. ``cache`` may hold its transformers KV
+    cache (backends that keep their own prefix cache ignore it); without one the backend prefills it."""
+
+    prompt_ids: tuple[int, ...]
+    response: tuple[int, ...]
+    cache: Any = None
+
+
+@dataclass(frozen=True)
 class Continuation:
-    """Continue ``prompt + response[:position] + [token]``; ``token`` is the first of the returned tokens and counts
-    toward ``max_new_tokens``."""
+    """Continue ``prompt + response[:position] + [token]`` of source ``source``; ``token`` is the first of the
+    returned tokens and counts toward ``max_new_tokens``. ``seed`` is the continuation's own random stream
+    (None: ``derive_seed(*seed_parts, index in the call)``), so what it samples does not depend on the other
+    requests of the call or on how a backend batches them."""
 
     position: int
     token: int
     max_new_tokens: int
+    seed: int | None = None
+    source: int = 0
 
 
 class Backend(Protocol):
@@ -42,16 +56,22 @@ class Backend(Protocol):
 
     def rollouts(self, prompt_ids: Sequence[int], count: int, max_new_tokens: int, *, temperature: float,
                  seed_parts: Sequence[object], is_final: Callable[[str], bool] | None) -> list[Generated]:
-        """``count`` independent samples continuing ``prompt_ids``, seeded from ``seed_parts``."""
+        """``count`` independent samples continuing ``prompt_ids``; sample i is seeded ``derive_seed(*seed_parts,
+        i)``."""
         ...
 
-    def continuations(self, prompt_ids: Sequence[int], response: Sequence[int], requests: Sequence[Continuation], *,
-                      temperature: float, seed_parts: Sequence[object], is_final: Callable[[str], bool] | None,
-                      prefix_cache: Any = None, on_progress: Callable[[int], None] | None = None) -> list[Generated]:
-        """One generation per request, in request order. ``prefix_cache`` may hold the transformers KV cache of
-        ``prompt + response`` (backends that keep their own prefix cache ignore it); ``on_progress(n)`` is called
-        as requests finish."""
+    def continuations(self, sources: Sequence[Source], requests: Sequence[Continuation], *, temperature: float,
+                      is_final: Callable[[str], bool] | None, seed_parts: Sequence[object] = (),
+                      on_progress: Callable[[int], None] | None = None) -> list[Generated]:
+        """One generation per request, in request order; requests may continue different sources (rollouts of
+        one question, or of several questions) and are batched together. ``on_progress(n)`` is called as
+        requests finish."""
         ...
+
+
+def request_seeds(requests: Sequence[Continuation], seed_parts: Sequence[object]) -> list[int]:
+    """Each request's seed: its own, else ``derive_seed(*seed_parts, index)``."""
+    return [r.seed if r.seed is not None else derive_seed(*seed_parts, index) for index, r in enumerate(requests)]
 
 
 BACKENDS: Registry[Callable[[LoadedModel], Backend]] = Registry("backend")
@@ -66,7 +86,8 @@ def resolve_backend(name: str, student: LoadedModel) -> Backend:
 
 
 class TransformersBackend:
-    """In-process generation: all rows of one call decode together over one prefix KV cache (batched, ragged)."""
+    """In-process generation: the rows of one call decode together over the sources' KV caches (batched, ragged,
+    rows of different rollouts and questions mixed), each row with its own seeded random stream."""
 
     name = "transformers"
 
@@ -75,31 +96,33 @@ class TransformersBackend:
 
     def rollouts(self, prompt_ids, count, max_new_tokens, *, temperature, seed_parts, is_final):
         cache, logits = prefill(self.student, prompt_ids)
-        return generate_branches(self.student, cache, [Branch(len(prompt_ids), None, max_new_tokens)] * count,
-                                 temperature=temperature, first_logits=logits[-1], is_final=is_final,
-                                 generator=make_generator(self.student.device, *seed_parts))
+        branches = [Branch(len(prompt_ids), None, max_new_tokens, seed=derive_seed(*seed_parts, i))
+                    for i in range(count)]
+        return generate_branches(self.student, cache, branches, temperature=temperature, first_logits=logits[-1],
+                                 is_final=is_final)
 
-    def continuations(self, prompt_ids, response, requests, *, temperature, seed_parts, is_final,
-                      prefix_cache=None, on_progress=None):
-        student, prompt_len = self.student, len(prompt_ids)
-        if prefix_cache is None:
-            prefix_cache, _ = prefill(student, list(prompt_ids) + list(response))
-        branches = [Branch(prompt_len + r.position, r.token, r.max_new_tokens,
-                           tuple(response[max(0, r.position - STOP_CHECK_TAIL_TOKENS):r.position]))
-                    for r in requests]
-        generator = make_generator(student.device, *seed_parts)
-        longest = max((r.position + r.max_new_tokens for r in requests), default=0)
-        batch = rows_per_batch(student.device, prompt_len + longest)
+    def continuations(self, sources, requests, *, temperature, is_final, seed_parts=(), on_progress=None):
+        student = self.student
+        caches = [source.cache if source.cache is not None
+                  else prefill(student, list(source.prompt_ids) + list(source.response))[0] for source in sources]
+        seeds = request_seeds(requests, seed_parts)
+        branches = []
+        for request, seed in zip(requests, seeds):
+            source = sources[request.source]
+            tail = tuple(source.response[max(0, request.position - STOP_CHECK_TAIL_TOKENS):request.position])
+            branches.append(Branch(len(source.prompt_ids) + request.position, request.token,
+                                   request.max_new_tokens, tail, request.source, seed))
+        longest = max((b.prefix_len + b.max_new_tokens for b in branches), default=0)
+        batch = rows_per_batch(student.device, longest)
         generated: list[Generated] = []
         while len(generated) < len(branches):
             chunk = branches[len(generated):len(generated) + batch]
             try:
-                out = generate_branches(student, prefix_cache, chunk, temperature=temperature, generator=generator,
-                                        is_final=is_final)
+                out = generate_branches(student, caches, chunk, temperature=temperature, is_final=is_final)
             except torch.OutOfMemoryError:
                 if batch == 1:
                     raise
-                batch //= 2  # out of GPU memory: halve the batch and carry on
+                batch //= 2  # out of GPU memory: halve the batch and carry on (rows are seeded: same samples)
                 torch.cuda.empty_cache()
                 continue
             generated.extend(out)

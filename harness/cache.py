@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from harness.models import LoadedModel
     from harness.task import Question
 
-CACHE_FORMAT = 2  # bump when the layout of an entry changes
+CACHE_FORMAT = 3  # bump when the layout of an entry changes
 _KEY_METADATA = b"opd_cache_key"
 _PARAMETER_SAMPLE = 1024  # values hashed per tensor: any retrained or edited checkpoint changes them
 _PACKAGES = ("torch", "transformers", "math-verify", "lm-eval")
@@ -53,6 +53,7 @@ PLAN_SCHEMA = pa.schema([
     ("succ_correct", pa.list_(_i32)),
     ("succ_trials", pa.list_(_i32)),
     ("halves", pa.list_(pa.list_(_i32))),  # correct and trials of each half of the continuations
+    ("screen", pa.list_(pa.list_(_i32))),  # the screened selection's screening correct and trials (empty otherwise)
 ])
 
 

@@ -13,10 +13,12 @@ import time
 from pathlib import Path
 
 # `opd run` without any selection flag (--task, --student, --teacher, --limit or a METHOD knob) runs this demo
+# (the screened selection: about 2.5x the informative nodes per generated token of METHOD's windows on BoolQ)
 DEMO_ARGS = ["--task", "boolq", "--student", "smollm2-135m", "--teacher", "self:correct-demo", "--teacher", "self",
-             "--limit", "3", "--rollouts", "4", "--nodes-per-window", "1", "--continuations", "2"]
+             "--limit", "3", "--rollouts", "4", "--nodes-per-window", "1", "--continuations", "2",
+             "--selection", "screened"]
 _SELECTION_FLAGS = ("--task", "--student", "--teacher", "--limit", "--rollouts", "--temperature", "--nodes-per-window",
-                    "--top-k", "--continuations", "--priority", "--jsd-beta", "--max-new-tokens")
+                    "--top-k", "--continuations", "--priority", "--jsd-beta", "--max-new-tokens", "--selection")
 
 
 def _positive_int(text: str) -> int:
@@ -65,9 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     knobs.add_argument("--top-k", type=int, default=4, metavar="K", help="top-K student tokens in the support")
     knobs.add_argument("--continuations", type=int, default=4, metavar="M", help="forced continuations per token")
     knobs.add_argument("--priority", default="entropy", help="node priority: entropy | disagreement")
+    knobs.add_argument("--selection", default="windows",
+                       help="node selection: windows (METHOD: top-B per depth window) | screened (candidates "
+                            "screened with one cheap continuation, S_hat from fresh continuations only)")
     knobs.add_argument("--jsd-beta", type=float, default=0.5)
     knobs.add_argument("--max-new-tokens", type=int, default=None, help="default: the task's")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_threads_argument(run)
     run.set_defaults(handler=cmd_run)
 
     board = commands.add_parser("leaderboard", help="per teacher x loss alignment table of a run")
@@ -97,6 +103,12 @@ def add_cache_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the reuse cache")
 
 
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="torch CPU threads (default: $OMP_NUM_THREADS, else the CPU cores this process may use; "
+                             "on CPU the count is part of the run's fingerprint, as it changes the sampled tokens)")
+
+
 def cache_from(args: argparse.Namespace):
     """The reuse cache the flags ask for (None with --no-cache)."""
     from harness.cache import WorkCache
@@ -121,7 +133,7 @@ def _config_from(args: argparse.Namespace):
     settings = Settings(
         rollouts=args.rollouts, temperature=args.temperature, nodes_per_window=args.nodes_per_window,
         top_k=args.top_k, continuations=args.continuations, priority=args.priority, jsd_beta=args.jsd_beta,
-        max_new_tokens=args.max_new_tokens,
+        max_new_tokens=args.max_new_tokens, selection=args.selection,
     )
     teachers = tuple(args.teachers or ("self:correct-demo", "self"))
     if args.summarizer:  # read by teachers/summary.py (self:summary:<model> names one per teacher instead)
@@ -130,7 +142,7 @@ def _config_from(args: argparse.Namespace):
         os.environ["OPD_LM_EVAL_INCLUDE_PATH"] = os.pathsep.join(str(Path(p).resolve()) for p in args.include_path)
     return RunConfig(task=args.task, student=args.student, teachers=teachers, limit=args.limit,
                      data_dir=args.data_dir, seed=args.seed, settings=settings, device=args.device,
-                     trust_remote_code=args.trust_remote_code, backend=args.backend)
+                     trust_remote_code=args.trust_remote_code, backend=args.backend, threads=args.threads)
 
 
 def _quiet_libraries() -> None:
@@ -235,8 +247,9 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from harness.registry import RegistryError
     from harness.records import DamagedRecordsError, RecordWriteError
     from harness.runner import ConfigError, RunStoppedError
+    from harness.threads import ThreadsError
 
-    return (RegistryError, ConfigError, DataError, ModelError, FileNotFoundError, DamagedRecordsError,
+    return (RegistryError, ConfigError, DataError, ModelError, ThreadsError, FileNotFoundError, DamagedRecordsError,
             RecordWriteError, RunStoppedError)
 
 
@@ -250,6 +263,11 @@ def _resume_command(argv: list[str], args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # first, before anything imports torch: its OpenMP threads then sleep instead of spinning while they wait,
+    # which keeps a run fast beside other busy processes (harness.threads)
+    from harness.threads import set_wait_policy
+
+    set_wait_policy()
     from rich.console import Console
     from rich.markup import escape
 

@@ -1,9 +1,14 @@
-"""Sampling from the student: rollouts and forced-token branch continuations that share one prefix KV cache.
+"""Sampling from the student: rollouts and forced-token branch continuations over shared prefix KV caches.
 
-Every generation here continues a single prefix. The prefix is prefilled once (or sliced from the cache of a full
-rollout pass), expanded with ``DynamicCache.batch_repeat_interleave`` to one row per branch, and all rows then
-advance in lock-step, so no padding or attention mask is needed. Rows that hit EOS or whose answer is already
-fixed leave the batch (``batch_select_indices``), so finished branches cost nothing more.
+Each row of a generation batch continues a prefix of one of several batch-1 source caches (a prompt, or a prompt and
+a full rollout): the prefix is copied, never recomputed, right-aligned into one preallocated buffer whose left gap is
+masked, and all rows advance in lock-step. Rows that hit EOS or whose answer is already fixed leave the batch: the
+last live rows move into their slots, so a finished branch costs one row copy and nothing more.
+
+Randomness is per row: a row with a ``seed`` draws its step-t uniform from a counter-based generator
+(:func:`row_uniforms`), so what it samples does not depend on which other rows share its batch, on chunking or on
+row order (the floating-point logits themselves can still differ in the last bits with the batch's shape). Rows
+without a seed share one ``torch.Generator`` in batch order, as callers outside the diagnostic still use.
 """
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
@@ -41,6 +47,28 @@ def make_generator(device: torch.device, *parts: object) -> torch.Generator:
     return generator
 
 
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's output function on uint64 arrays (wrapping arithmetic): a strong 64-bit mixer."""
+    x = x + _GOLDEN
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def row_uniforms(seeds: Sequence[int], steps: Sequence[int]) -> np.ndarray:
+    """One uniform in [0, 1) per row: a counter-based draw from (row seed, step), 53 random bits.
+
+    A pure function of its inputs, so a row's random stream is the same whatever batch it runs in.
+    """
+    seed_array = np.asarray(seeds, dtype=np.uint64)
+    step_array = np.asarray(steps, dtype=np.uint64)
+    mixed = _splitmix64(seed_array ^ _splitmix64(step_array * _GOLDEN))
+    return (mixed >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
 class PreallocatedLayer(DynamicLayer):
     """A KV layer with head-room: appending writes in place instead of ``torch.cat`` over the whole prefix.
 
@@ -57,8 +85,10 @@ class PreallocatedLayer(DynamicLayer):
         longest = max(length for _, length in rows)
         keys0, values0 = sources[rows[0][0]]
         self.dtype, self.device = keys0.dtype, keys0.device
-        self._key_buffer = keys0.new_zeros(len(rows), keys0.shape[1], longest + headroom, keys0.shape[-1])
-        self._value_buffer = values0.new_zeros(len(rows), values0.shape[1], longest + headroom, values0.shape[-1])
+        # uninitialised: every prefix is copied in below, its left gap zeroed (masked, but attention multiplies it by
+        # a zero weight, which must not meet NaN garbage), and the head-room is written before it is ever read
+        self._key_buffer = keys0.new_empty(len(rows), keys0.shape[1], longest + headroom, keys0.shape[-1])
+        self._value_buffer = values0.new_empty(len(rows), values0.shape[1], longest + headroom, values0.shape[-1])
         groups: dict[tuple[int, int], list[int]] = {}
         for row, key in enumerate(rows):
             groups.setdefault(tuple(key), []).append(row)
@@ -68,24 +98,28 @@ class PreallocatedLayer(DynamicLayer):
             gap = longest - length
             self._key_buffer[index, :, gap:longest] = keys[:, :, :length]
             self._value_buffer[index, :, gap:longest] = values[:, :, :length]
+            if gap:
+                self._key_buffer[index, :, :gap] = 0
+                self._value_buffer[index, :, :gap] = 0
         self._length = longest
+        self._rows = len(rows)  # live rows: the first ``_rows`` of the buffer (finished rows are compacted away)
         self.is_initialized = True
         self._refresh_views()
 
     def _refresh_views(self) -> None:
-        self.keys = self._key_buffer[:, :, : self._length]
-        self.values = self._value_buffer[:, :, : self._length]
+        self.keys = self._key_buffer[: self._rows, :, : self._length]
+        self.values = self._value_buffer[: self._rows, :, : self._length]
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         new = key_states.shape[-2]
         if self._length + new > self._key_buffer.shape[-2]:  # out of head-room: grow geometrically
             grow = max(new, self._key_buffer.shape[-2])
-            self._key_buffer = torch.cat([self._key_buffer, self._key_buffer.new_empty(
-                *self._key_buffer.shape[:2], grow, self._key_buffer.shape[-1])], dim=-2)
-            self._value_buffer = torch.cat([self._value_buffer, self._value_buffer.new_empty(
-                *self._value_buffer.shape[:2], grow, self._value_buffer.shape[-1])], dim=-2)
-        self._key_buffer[:, :, self._length : self._length + new] = key_states
-        self._value_buffer[:, :, self._length : self._length + new] = value_states
+            keys, values = self._key_buffer[: self._rows], self._value_buffer[: self._rows]
+            self._key_buffer = torch.cat([keys, keys.new_empty(*keys.shape[:2], grow, keys.shape[-1])], dim=-2)
+            self._value_buffer = torch.cat([values, values.new_empty(*values.shape[:2], grow, values.shape[-1])],
+                                           dim=-2)
+        self._key_buffer[: self._rows, :, self._length : self._length + new] = key_states
+        self._value_buffer[: self._rows, :, self._length : self._length + new] = value_states
         self._length += new
         self._refresh_views()
         return self.keys, self.values
@@ -100,13 +134,21 @@ class PreallocatedLayer(DynamicLayer):
         self._refresh_views()
 
     def batch_repeat_interleave(self, repeats: int) -> None:
-        self._key_buffer = self._key_buffer.repeat_interleave(repeats, dim=0)
-        self._value_buffer = self._value_buffer.repeat_interleave(repeats, dim=0)
+        self._key_buffer = self._key_buffer[: self._rows].repeat_interleave(repeats, dim=0)
+        self._value_buffer = self._value_buffer[: self._rows].repeat_interleave(repeats, dim=0)
+        self._rows *= repeats
         self._refresh_views()
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
-        self._key_buffer = self._key_buffer[indices]
-        self._value_buffer = self._value_buffer[indices]
+        """Keep rows ``indices`` (new row i is old row ``indices[i]``), in place: only the rows that change slot
+        are copied (a gather of those rows, then a scatter), and the buffer keeps its capacity."""
+        count = len(indices)
+        moved = torch.nonzero(indices != torch.arange(count, device=indices.device)).flatten()
+        if len(moved):
+            sources = indices[moved]
+            self._key_buffer[moved] = self._key_buffer[sources]
+            self._value_buffer[moved] = self._value_buffer[sources]
+        self._rows = count
         self._refresh_views()
 
 
@@ -124,15 +166,41 @@ def prefill(lm: LoadedModel, input_ids: Sequence[int], logits_to_keep: int = 1) 
     return out.past_key_values, out.logits[0].float()
 
 
-def sample_tokens(logits: torch.Tensor, temperature: float, generator: torch.Generator) -> torch.Tensor:
+@torch.inference_mode()
+def extend(lm: LoadedModel, prefix: tuple[DynamicCache, torch.Tensor], tokens: Sequence[int]
+           ) -> tuple[DynamicCache, torch.Tensor]:
+    """Continue a prefilled prefix by ``tokens`` in one pass, the prefix's work not redone.
+
+    ``prefix``: its cache and its last position's float32 logits (as :func:`prefill` returns them), left unchanged.
+    Returns the cache of prefix + tokens and the float32 next-token logits before each token ([len(tokens), V]:
+    row 0 is the prefix's own last logits, row i the distribution ``tokens[i]`` was drawn from). Used for the G
+    rollouts of one prompt, which then share a single pass over the prompt.
+    """
+    cache, last = prefix
+    own = DynamicCache(config=lm.model.config)
+    for index, layer in enumerate(cache.layers):
+        own.update(layer.keys, layer.values, index)  # a copy: the prefix cache serves the next rollout too
+    out = lm.model(input_ids=torch.tensor([list(tokens)], device=lm.device), past_key_values=own, use_cache=True,
+                   logits_to_keep=len(tokens))
+    logits = torch.cat([last.reshape(1, -1).float(), out.logits[0, : len(tokens) - 1].float()])
+    return out.past_key_values, logits
+
+
+def sample_tokens(logits: torch.Tensor, temperature: float,
+                  randomness: torch.Generator | np.ndarray) -> torch.Tensor:
     """One token per row from softmax(logits / T), by inverse CDF (one uniform per row).
 
-    ``torch.multinomial`` draws an exponential per vocabulary entry: over 10% of CPU decoding time at V=49k.
+    ``randomness`` is a generator (one draw per row, in row order) or the rows' uniforms themselves
+    (:func:`row_uniforms`). ``torch.multinomial`` draws an exponential per vocabulary entry: over 10% of CPU
+    decoding time at V=49k.
     """
     probs = torch.softmax(logits.float() / temperature, dim=-1)
     cdf = probs.cumsum(dim=-1)
-    uniform = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device) * cdf[:, -1:]
-    return torch.searchsorted(cdf, uniform, right=True).squeeze(-1).clamp_(max=cdf.shape[-1] - 1)
+    if isinstance(randomness, torch.Generator):
+        uniform = torch.rand(cdf.shape[0], 1, generator=randomness, device=cdf.device)
+    else:
+        uniform = torch.as_tensor(randomness, dtype=cdf.dtype).reshape(-1, 1).to(cdf.device)
+    return torch.searchsorted(cdf, uniform * cdf[:, -1:], right=True).squeeze(-1).clamp_(max=cdf.shape[-1] - 1)
 
 
 @dataclass(frozen=True)
@@ -141,6 +209,8 @@ class Branch:
 
     ``first_token`` forces the row's first token (a branch at a node); None samples it from the prefix's
     next-token logits. ``context_tail`` is the end of the response before this row, for the answer-fixed test.
+    ``seed`` gives the row its own random stream (:func:`row_uniforms`; step t is the row's t-th token, a forced
+    first token using up step 0); None draws from the call's shared generator.
     """
 
     prefix_len: int
@@ -148,6 +218,7 @@ class Branch:
     max_new_tokens: int
     context_tail: tuple[int, ...] = ()
     source: int = 0  # which of the batch-1 source caches (and first-logit rows) this row continues
+    seed: int | None = None
 
 
 @torch.inference_mode()
@@ -157,7 +228,7 @@ def generate_branches(
     branches: Sequence[Branch],
     *,
     temperature: float,
-    generator: torch.Generator,
+    generator: torch.Generator | None = None,
     first_logits: torch.Tensor | None = None,
     is_final: Callable[[str], bool] | None = None,
 ) -> list[Generated]:
@@ -168,6 +239,7 @@ def generate_branches(
     sources (nodes at different depths, different rollouts or questions): each row's
     prefix is copied right-aligned into one buffer, the gap on its left is masked out, and positions are given
     explicitly, as for left-padded batch generation. Forced tokens count toward ``max_new_tokens``.
+    Either every branch has a ``seed`` or ``generator`` is given.
     """
     n_rows = len(branches)
     rows: list[list[int]] = [[] for _ in range(n_rows)]
@@ -178,6 +250,10 @@ def generate_branches(
     if not live:
         return [Generated((), "length") for _ in branches]
     branches_live = [branches[r] for r in live]
+    seeded = all(b.seed is not None for b in branches_live)
+    if not seeded and generator is None:
+        raise ValueError("generate_branches needs a seed on every branch or a shared generator.")
+    seeds = np.array([b.seed if seeded else 0 for b in branches], dtype=np.uint64)
     prefix_lens = [b.prefix_len for b in branches_live]
     longest = max(prefix_lens)
     headroom = max(b.max_new_tokens for b in branches_live) + 1
@@ -195,19 +271,26 @@ def generate_branches(
     mask = None
     if ragged:  # 1 where a row has a real prefix position, 0 in its left gap
         mask = (torch.arange(longest, device=device)[None, :] >= (longest - positions)[:, None]).long()
+
+    def randomness(row_ids: list[int]):
+        if not seeded:
+            return generator
+        return row_uniforms(seeds[row_ids], [len(rows[r]) for r in row_ids])
+
     forced = [b.first_token for b in branches_live]
     if all(token is not None for token in forced):
         step_tokens = torch.tensor(forced, device=device)
     else:
         assert first_logits is not None, "unforced branches need the prefix's next-token logits"
         per_source = first_logits.reshape(-1, first_logits.shape[-1])
-        step_tokens = sample_tokens(per_source[[b.source for b in branches_live]], temperature, generator)
+        step_tokens = sample_tokens(per_source[[b.source for b in branches_live]], temperature, randomness(live))
         for slot, token in enumerate(forced):
             if token is not None:
                 step_tokens[slot] = token
     while True:
         keep = []
-        for slot, (row, token) in enumerate(zip(active.tolist(), step_tokens.tolist())):
+        active_rows = active.tolist()
+        for slot, (row, token) in enumerate(zip(active_rows, step_tokens.tolist())):
             rows[row].append(token)
             if token in lm.eos_token_ids:
                 finish[row] = "eos"
@@ -220,7 +303,7 @@ def generate_branches(
         if not keep:
             break
         if len(keep) < len(active):  # finished rows leave the batch
-            index = torch.tensor(keep, device=device)
+            index = torch.tensor(_compaction(keep, len(active), order_free=seeded), device=device)
             cache.batch_select_indices(index)
             active, step_tokens, positions = active[index], step_tokens[index], positions[index]
             mask = mask[index] if mask is not None else None
@@ -229,8 +312,20 @@ def generate_branches(
         out = lm.model(input_ids=step_tokens[:, None], past_key_values=cache, use_cache=True,
                        attention_mask=mask, position_ids=positions[:, None] if ragged else None)
         cache, positions = out.past_key_values, positions + 1
-        step_tokens = sample_tokens(out.logits[:, -1], temperature, generator)
+        step_tokens = sample_tokens(out.logits[:, -1], temperature, randomness(active.tolist()))
     return [Generated(tuple(tokens), str(reason)) for tokens, reason in zip(rows, finish)]
+
+
+def _compaction(keep: list[int], slots: int, order_free: bool) -> list[int]:
+    """Which old slot each remaining row comes from. In order (``keep`` itself) when rows share a generator in
+    row order; otherwise each freed slot takes one of the last live rows, so that only as many rows move as
+    finished (row order does not matter when every row has its own random stream)."""
+    if not order_free:
+        return keep
+    count = len(keep)
+    kept = set(keep)
+    movers = iter(slot for slot in keep if slot >= count)
+    return [slot if slot in kept else next(movers) for slot in range(count)]
 
 
 def _tail_text(lm: LoadedModel, context_tail: Sequence[int], new_tokens: list[int]) -> str:

@@ -75,6 +75,11 @@ NODE_SCHEMA = pa.schema(
         *[(f"dnorm_{name}", _f64) for name in LOSS_NAMES],  # ||d|| on support+tail: 0 shows a zero gradient
         # the alignment with g* estimated from each half of the continuations (METHOD, Reliability)
         *[(f"align_{name}_{half}", _f64) for name in LOSS_NAMES for half in ("a", "b")],
+        ("selection", pa.string()),  # how the node was chosen: "windows" (METHOD) or "screened" (harness.selection)
+        # screened: the screening continuations per support token that decided to keep the node (never in S_hat);
+        # null under windows
+        ("screen_correct", pa.list_(_i32)),
+        ("screen_trials", pa.list_(_i32)),
     ]
 )
 
@@ -101,6 +106,7 @@ QUESTION_SCHEMA = pa.schema(
 
 # may be left out of a row (null): columns added after the first record files, so older rows still load
 OPTIONAL_COLUMNS = frozenset({"context_choice", "logits_finite", "nonfinite_positions", "prompt", "context_text",
+                              "selection", "screen_correct", "screen_trials",
                               "succ_correct_a", "succ_trials_a", "succ_correct_b", "succ_trials_b",
                               *(f"align_{name}_{half}" for name in LOSS_NAMES for half in ("a", "b"))})
 

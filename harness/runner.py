@@ -9,6 +9,7 @@ merged records from the parts without any model.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import errno
 import fcntl
 import hashlib
@@ -33,17 +34,28 @@ import torch
 from harness.backends import BACKENDS, resolve_backend
 from harness.cache import WorkCache
 from harness.data import resolve_data_dir
+from harness.diagnostic import (
+    SAMPLING_SCHEME,
+    NoProgress,
+    Participants,
+    Progress,
+    QuestionResult,
+    ScreenTally,
+    Settings,
+    cpu_threads,
+    diagnose_question,
+)
 from harness.errors import ConfigError
-from harness.diagnostic import NoProgress, Participants, Progress, QuestionResult, Settings, diagnose_question
 from harness.losses import resolve_loss
 from harness.models import check_same_tokenizer
 from harness.records import (
     LOSS_NAMES, NODE_SCHEMA, PARTS_DIR, QUESTION_SCHEMA, READ_ERRORS, RecordWriteError, fsync_directory,
     make_directory, read_table, rows_to_table, write_json, write_table,
 )
-from harness.selection import PRIORITIES
+from harness.selection import DEFAULT_SELECTION, PRIORITIES, SELECTIONS
 from harness.task import Task, resolve_task
 from harness.teacher import RunState, Teacher, resolve_teacher
+from harness.threads import ThreadPlan, apply_threads, threads_problem
 
 DAMAGED_DIR = "damaged"  # RUN/parts/damaged/: part files that could not be read, kept for inspection
 
@@ -67,6 +79,7 @@ class RunConfig:
     device: str | None = None
     trust_remote_code: bool = False  # only ever True when the user passes --trust-remote-code
     backend: str = "transformers"  # who generates rollouts and continuations (harness.backends)
+    threads: int | None = None  # torch CPU threads (None: the CPUs this process may use; harness.threads)
 
 
 def validate(config: RunConfig) -> None:
@@ -86,6 +99,12 @@ def validate(config: RunConfig) -> None:
         problems.append(f"--jsd-beta must be strictly between 0 and 1 (got {s.jsd_beta})")
     if s.priority not in PRIORITIES:
         problems.append(f"--priority must be one of {', '.join(PRIORITIES)} (got {s.priority!r})")
+    if s.selection not in SELECTIONS:
+        close = difflib.get_close_matches(str(s.selection), SELECTIONS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        problems.append(f"--selection must be one of {', '.join(SELECTIONS)} (got {s.selection!r}){hint}")
+    if threads_problem(config.threads):
+        problems.append(threads_problem(config.threads))
     if config.limit is not None and config.limit < 1:
         problems.append(f"--limit must be a positive number of questions (got {config.limit})")
     if s.max_new_tokens is not None and s.max_new_tokens < 1:
@@ -134,22 +153,36 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def config_fingerprint(config: RunConfig, teachers: Sequence[Teacher] = ()) -> str:
+def config_fingerprint(config: RunConfig, teachers: Sequence[Teacher] = (), threads: int | None = None) -> str:
     """What the records depend on: a re-run with the same fingerprint may resume, a different one may not mix in.
 
-    ``teachers`` (resolved) add their variants, e.g. the summariser an environment variable chose."""
-    return _short_hash({**asdict(config), "variants": [teacher.variant for teacher in teachers]})
+    ``teachers`` (resolved) add their variants, e.g. the summariser an environment variable chose. ``threads``: the
+    torch thread count the run uses on CPU (None on an accelerator), which changes the sampled tokens."""
+    return _short_hash({**_record_relevant(config, threads), "variants": [teacher.variant for teacher in teachers]})
 
 
-def sampling_fingerprint(config: RunConfig) -> str:
+def sampling_fingerprint(config: RunConfig, threads: int | None = None) -> str:
     """The configuration without its teachers: two runs that agree here share all teacher-independent work
     (under ``--priority disagreement`` the teachers choose the nodes, so they stay in)."""
     if config.settings.priority == "disagreement":
-        return config_fingerprint(config)
-    content = asdict(config)
+        return config_fingerprint(config, threads=threads)
+    content = _record_relevant(config, threads)
     content.pop("teachers")
     content["settings"].pop("jsd_beta")
     return _short_hash(content)
+
+
+def _record_relevant(config: RunConfig, threads: int | None) -> dict[str, Any]:
+    """The configuration as the records depend on it: the thread count actually used rather than the one asked
+    for (``--threads 2`` and the default on a 2-core machine give the same records), the random-stream layout,
+    and the selection only when it is not METHOD's (so METHOD runs keep one fingerprint)."""
+    content = asdict(config)
+    content.pop("threads")
+    if content["settings"]["selection"] == DEFAULT_SELECTION:
+        content["settings"].pop("selection")
+    content["cpu_threads"] = threads
+    content["sampling_scheme"] = SAMPLING_SCHEME
+    return content
 
 
 def _short_hash(content: dict[str, Any]) -> str:
@@ -182,11 +215,14 @@ def run(config: RunConfig, out: Path, progress: Progress | None = None, overwrit
     questions = list(task.load(data_dir, config.limit))
     if not questions:
         raise ConfigError(f"No questions selected for task {config.task!r}: check --limit and the data.")
+    threads = apply_threads(config.threads)
     who = resolve_participants(config, task, teachers, state)
-    identity = RunIdentity(config_fingerprint(config, teachers), sampling_fingerprint(config), config.teachers)
+    used = cpu_threads(who.student)
+    identity = RunIdentity(config_fingerprint(config, teachers, used), sampling_fingerprint(config, used),
+                           config.teachers)
     try:
         with RunDirectory(Path(out), identity, overwrite) as run_dir:
-            return _run_questions(config, questions, who, run_dir, data_dir, progress, started, cache)
+            return _run_questions(config, questions, who, run_dir, data_dir, progress, started, cache, threads)
     except RecordWriteError as error:
         raise RunStoppedError(write_failure_message(error, Path(out), len(questions), cache)) from error
 
@@ -240,7 +276,7 @@ def rebuild_records(path: Path) -> tuple[int, list[Path]]:
 
 
 def _run_questions(config: RunConfig, questions, who: Participants, run_dir: "RunDirectory", data_dir, progress,
-                   started: float, cache: WorkCache | None) -> dict[str, Any]:
+                   started: float, cache: WorkCache | None, threads: ThreadPlan) -> dict[str, Any]:
     setup_s = time.perf_counter() - started
     todo = [(index, q) for index, q in enumerate(questions) if run_dir.part_key(index, q.id) not in run_dir.done]
     meta = {
@@ -252,6 +288,8 @@ def _run_questions(config: RunConfig, questions, who: Participants, run_dir: "Ru
         "device": str(who.student.device),
         "dtype": str(who.student.dtype).replace("torch.", ""),
         "threads": torch.get_num_threads(),
+        "threads_source": threads.source,  # --threads, OMP_NUM_THREADS or the CPUs available
+        "omp_wait_policy": threads.wait_policy or "unset (OpenMP default: spinning)",
         "versions": package_versions(),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "resumed_questions": len(questions) - len(todo),
@@ -265,6 +303,7 @@ def _run_questions(config: RunConfig, questions, who: Participants, run_dir: "Ru
     progress.add_total("rollouts", len(todo) * config.settings.rollouts)
     progress.add_total("teacher passes", len(todo) * config.settings.rollouts * len(config.teachers))
     generated = diagnosed = teacher_passes = 0
+    screening = ScreenTally()
     try:
         for index, question in todo:
             result: QuestionResult = diagnose_question(question, who, config.settings, progress, cache)
@@ -275,6 +314,8 @@ def _run_questions(config: RunConfig, questions, who: Participants, run_dir: "Ru
             run_dir.merge(durable=False)
             generated += result.generated_tokens
             teacher_passes += result.teacher_passes
+            for name in ("candidates", "kept", "tokens"):
+                setattr(screening, name, getattr(screening, name) + getattr(result.screening, name))
             # throughput counts nodes sampled in this session, not those read back from the cache
             diagnosed += len(result.node_rows) // len(config.teachers) if result.sampled_now else 0
             progress.advance("questions")
@@ -294,6 +335,8 @@ def _run_questions(config: RunConfig, questions, who: Participants, run_dir: "Ru
                 "nodes": nodes.num_rows // teachers,
                 "informative_nodes": int(sum(nodes.column("informative").to_pylist())) // teachers,
                 "generated_tokens_this_session": generated, "teacher_passes_this_session": teacher_passes,
+                # screened selection, this session: candidates screened and kept, tokens the screening generated
+                "screening_this_session": asdict(screening),
                 "nonfinite_teacher_rows": int(nodes.column("logits_finite").to_pandas().eq(False).sum())},
         timings={"setup_s": round(setup_s, 2), "total_s": round(elapsed, 2),
                  "nodes_per_minute": round(60 * diagnosed / max(elapsed - setup_s, 1e-9), 2) if diagnosed else None},

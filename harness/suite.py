@@ -19,7 +19,7 @@ from harness.diagnostic import Settings
 from harness.runner import ConfigError, RunConfig
 
 _SETTING_NAMES = {f.name for f in fields(Settings)}
-_RUN_KEYS = {"limit", "data_dir", "device"}
+_RUN_KEYS = {"limit", "data_dir", "device", "threads"}
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,8 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._@-]+", "_", text).strip("._") or "_"
 
 
-def load_suite(path: Path, out: Path | None = None) -> Suite:
+def load_suite(path: Path, out: Path | None = None, threads: int | None = None) -> Suite:
+    """The grid of a suite file; ``threads`` (``opd suite --threads``) overrides every cell's thread count."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text())
@@ -82,7 +83,8 @@ def load_suite(path: Path, out: Path | None = None) -> Suite:
             own = tuple(dict.fromkeys([*teachers, *extra.get(student, ())]))
             config = RunConfig(task=task, student=student, teachers=own, limit=options.get("limit"),
                                data_dir=options.get("data_dir", head.get("data_dir")), seed=head.get("seed", 0),
-                               settings=settings, device=options.get("device"))
+                               settings=settings, device=options.get("device"),
+                               threads=threads if threads is not None else options.get("threads"))
             cells.append(Cell(task, student, config, root / slug(task) / slug(student), losses))
     return Suite(head.get("name", path.stem), root, tuple(cells), losses)
 
@@ -136,7 +138,8 @@ def _run_with_ray(suite: Suite, address: str | None, include: tuple[str, ...], c
         ray.init(address=address or None, include_dashboard=False, log_to_driver=False)
     try:
         gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-        remote = ray.remote(num_cpus=1, num_gpus=gpus)(run_cell)
+        # a cell asks Ray for as many CPUs as it runs threads (one unless the suite sets threads)
+        remote = ray.remote(num_cpus=max(cell.config.threads or 1 for cell in suite.cells), num_gpus=gpus)(run_cell)
         # ray.get keeps grid order, whatever order workers finish in: merged outputs are deterministic
         return ray.get([remote.remote(cell, include, cache_dir) for cell in suite.cells])
     finally:

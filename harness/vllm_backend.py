@@ -9,9 +9,10 @@ What differs from ``--backend transformers``:
 * vLLM cannot run the task's ``is_final`` test while decoding, so rollouts and continuations run to EOS or
   ``max_new_tokens`` instead of stopping once the answer is fixed: the grades are the same, only more tokens are
   generated (``finish_reason`` is ``eos`` or ``length``, never ``answer``).
-* Every sample has its own seed, ``derive_seed(*seed_parts, index)``: records are reproducible, but they are a
-  different (equally valid) random draw than the transformers backend's.
-* ``prefix_cache`` (a transformers KV cache) is ignored; vLLM keeps its own.
+* Every sample has its own seed (the request's, else ``derive_seed(*seed_parts, index)``), as with the
+  transformers backend, but vLLM turns a seed into other samples: records are reproducible, and a different
+  (equally valid) random draw than the transformers backend's.
+* ``Source.cache`` (a transformers KV cache) is ignored; vLLM keeps its own.
 
 vLLM loads models from a directory, so the already-loaded student (any spec: hub id, local path, GGUF-derived,
 ``@int4``/``@prune`` compressed) is written once with ``save_pretrained`` under ``cache_dir()/vllm/<fingerprint>``
@@ -25,7 +26,7 @@ from typing import Any
 
 import torch
 
-from harness.backends import Continuation
+from harness.backends import Continuation, Source, request_seeds
 from harness.cache import model_fingerprint
 from harness.generation import Generated, derive_seed
 from harness.models import LoadedModel, ModelError, cache_dir, save_model_dir
@@ -113,15 +114,13 @@ class VLLMBackend:
         params = [self._params(temperature, max_new_tokens, derive_seed(*seed_parts, i)) for i in range(count)]
         return [Generated(tokens, reason) for tokens, reason in self._generate([prompt] * count, params)]
 
-    def continuations(self, prompt_ids: Sequence[int], response: Sequence[int], requests: Sequence[Continuation], *,
-                      temperature: float, seed_parts: Sequence[object], is_final: Callable[[str], bool] | None,
-                      prefix_cache: Any = None, on_progress: Callable[[int], None] | None = None) -> list[Generated]:
-        prefix = [int(t) for t in prompt_ids] + [int(t) for t in response]
-        prompt_len = len(prompt_ids)
+    def continuations(self, sources: Sequence[Source], requests: Sequence[Continuation], *, temperature: float,
+                      is_final: Callable[[str], bool] | None, seed_parts: Sequence[object] = (),
+                      on_progress: Callable[[int], None] | None = None) -> list[Generated]:
         eos = self.student.eos_token_ids
         results: list[Generated | None] = [None] * len(requests)
         submitted, prompts, params = [], [], []
-        for index, request in enumerate(requests):
+        for index, (request, seed) in enumerate(zip(requests, request_seeds(requests, seed_parts))):
             token = int(request.token)
             if request.max_new_tokens < 1:  # as generate_branches: nothing to generate
                 results[index] = Generated((), "length")
@@ -130,9 +129,11 @@ class VLLMBackend:
             elif request.max_new_tokens == 1:  # the forced token is the whole budget (vLLM needs max_tokens >= 1)
                 results[index] = Generated((token,), "length")
             else:
+                source = sources[request.source]
                 submitted.append(index)
-                prompts.append(prefix[:prompt_len + request.position] + [token])
-                params.append(self._params(temperature, request.max_new_tokens - 1, derive_seed(*seed_parts, index)))
+                prompts.append([int(t) for t in source.prompt_ids]
+                               + [int(t) for t in source.response[:request.position]] + [token])
+                params.append(self._params(temperature, request.max_new_tokens - 1, seed))
         for index, (tokens, reason) in zip(submitted, self._generate(prompts, params)):
             results[index] = Generated((int(requests[index].token),) + tokens, reason)
         if on_progress is not None:

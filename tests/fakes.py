@@ -7,7 +7,8 @@
 * ``test-oracle`` model + ``test-count-a`` task (reward: an "a" in the response): a 4-token vocabulary (a, b, c,
   EOS) and a 4-token horizon, small enough to enumerate every future and compute success probabilities exactly.
   ``test-first-a-even`` (reward: the first "a" at an even position) makes success depend on *where* a token is
-  forced, so a branch at the wrong position fails the exact checks.
+  forced, so a branch at the wrong position fails the exact checks. ``test-count-a-final`` is ``test-count-a`` with
+  an answer that is final once an "a" is written (for the screened selection's answer-fixed rule).
 """
 from __future__ import annotations
 
@@ -65,6 +66,23 @@ class CountATask:
 @register_task("test-count-a")
 def count_a_task() -> CountATask:
     return CountATask()
+
+
+@dataclass(frozen=True)
+class CountAFinalTask(CountATask):
+    """``test-count-a`` whose task knows the answer is fixed once an "a" is written (the reward can no longer
+    change), so the screened selection never branches after it."""
+
+    name: str = "test-count-a-final"
+    description: str = "test fake: test-count-a, answer final once an 'a' is written"
+
+    def answer_is_final(self, response):
+        return "a" in response.split()
+
+
+@register_task("test-count-a-final")
+def count_a_final_task() -> CountAFinalTask:
+    return CountAFinalTask()
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,9 @@ def register(commands) -> None:
     # a separate dest from any top-level flag of the same name, so neither overwrites the other in the namespace
     parser.add_argument("--include-path", action="append", dest="lm_eval_include_path", default=[], metavar="DIR",
                         help="directory of lm-eval task YAML files for --task lm_eval:<name> (repeatable)")
+    from harness.cli import add_threads_argument
+
+    add_threads_argument(parser)
     parser.set_defaults(handler=cmd_accuracy)
 
 
@@ -50,7 +53,10 @@ def cmd_accuracy(args: argparse.Namespace, console) -> int:
     from harness.accuracy import AccuracyConfig, evaluate, write_report
     from harness.tables import format_accuracy, print_accuracy
     from harness.cli import _quiet_libraries
+    from harness.threads import apply_threads
     from tasks.lm_eval import INCLUDE_PATH_ENV
+
+    apply_threads(args.threads)  # a bad --threads stops here, before any model loads
 
     if args.lm_eval_include_path:
         # the lm_eval task family reads its include paths from the environment, so any way of resolving a task

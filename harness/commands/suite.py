@@ -10,9 +10,10 @@ def register(commands) -> None:
     parser.add_argument("--out", type=Path, default=None, help="suite directory (default: the file's [suite] out)")
     parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                         help="spread cells over a Ray cluster (no ADDRESS: a local instance)")
-    from harness.cli import add_cache_arguments
+    from harness.cli import add_cache_arguments, add_threads_argument
 
     add_cache_arguments(parser)
+    add_threads_argument(parser)
     parser.set_defaults(handler=handle)
 
 
@@ -21,7 +22,7 @@ def handle(args, console) -> int:
     from harness.suite import load_suite, run_suite
 
     _quiet_libraries()
-    suite = load_suite(args.suite_file, args.out)
+    suite = load_suite(args.suite_file, args.out, threads=args.threads)
     cache = cache_from(args)  # a path, so that Ray workers on this machine (or a shared disk) use the same one
     run_suite(suite, ray_address=args.ray or None, use_ray=args.ray is not None, console=console,
               include=tuple(args.include), cache_dir=str(cache.root.resolve()) if cache is not None else None)

@@ -120,5 +120,5 @@ def test_a_teacher_with_padding_rows_is_accepted_and_sliced_to_the_students_voca
     task = resolve_task("test-parity")
     question = task.load(None, 1)[0]
     inputs = ContextInputs(task, question, 0, [RolloutView(0, "ab", True)], student=student)
-    logits, context_text = _teacher_logits(resolve_teacher("model:padded"), teacher, inputs, [10, 11, 12])
+    logits, context_text = _teacher_logits(resolve_teacher("model:padded"), teacher, inputs, [10, 11, 12], {}, 0)
     assert logits.shape == (3, student.vocab_size) and context_text is None  # it sees the student's own prompt

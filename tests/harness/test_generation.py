@@ -1,10 +1,21 @@
-"""Branch generation over a shared prefix KV cache: equals plain decoding, samples the right distribution."""
+"""Branch generation over shared prefix KV caches: equals plain decoding, samples the right distribution, each seeded
+row draws its own stream whatever batch it runs in, and finished rows are compacted in place."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from harness.generation import Branch, derive_seed, generate_branches, make_generator, prefill, sample_tokens
+from harness.generation import (
+    Branch,
+    Generated,
+    derive_seed,
+    extend,
+    generate_branches,
+    make_generator,
+    prefill,
+    row_uniforms,
+    sample_tokens,
+)
 from harness.models import load_model
 
 
@@ -64,3 +75,84 @@ def test_seeds_are_stable_and_distinct():
     assert derive_seed(0, "q1", 2) == derive_seed(0, "q1", 2)
     assert derive_seed(0, "q1", 2) != derive_seed(0, "q1", 3)
     assert 0 <= derive_seed("x") < 2**63
+
+
+def test_row_uniforms_are_a_pure_function_of_seed_and_step_and_uniform():
+    from scipy import stats
+
+    seeds = np.arange(50_000, dtype=np.uint64) * np.uint64(7919) + np.uint64(3)
+    first = row_uniforms(seeds, np.zeros(len(seeds), dtype=np.int64))
+    assert np.array_equal(first, row_uniforms(seeds, np.zeros(len(seeds), dtype=np.int64)))
+    assert first.min() >= 0.0 and first.max() < 1.0
+    assert stats.kstest(first, "uniform").pvalue > 1e-3  # uniform across seeds
+    along = row_uniforms(np.full(50_000, 12345, dtype=np.uint64), np.arange(50_000))
+    assert stats.kstest(along, "uniform").pvalue > 1e-3  # and along one row's steps
+    assert abs(np.corrcoef(along[:-1], along[1:])[0, 1]) < 0.03  # consecutive draws unrelated
+    assert len(set(first.tolist())) == len(first)
+
+
+def test_seeded_rows_sample_the_same_whatever_batch_they_run_in():
+    """Each seeded row draws its own stream: alone, together, in another order, or beside rows that finish early
+    (finished rows are compacted away), it samples the same tokens."""
+    lm = load_model("tiny-random", "cpu")
+    ids = list(range(30, 60))
+    cache, logits = prefill(lm, ids)
+    eos = next(iter(lm.eos_token_ids))
+    rows = [Branch(len(ids) - cut, token, length, seed=derive_seed("row", i))
+            for i, (cut, token, length) in enumerate([(0, None, 9), (3, 65, 6), (0, None, 2), (7, eos, 5),
+                                                      (1, 70, 8), (0, None, 4)])]
+    kwargs = dict(temperature=1.0, first_logits=logits[-1])
+    # rows with a forced token continue shorter prefixes of the same source; unforced rows sample their first
+    # token from the prompt's logits, so they all continue the full prompt
+    together = generate_branches(lm, cache, rows, **kwargs)
+    alone = [generate_branches(lm, cache, [row], **kwargs)[0] for row in rows]
+    reversed_order = generate_branches(lm, cache, rows[::-1], **kwargs)[::-1]
+    assert together == alone == reversed_order
+    assert together[3] == Generated((eos,), "eos") and len({g.tokens for g in together}) == len(rows)
+
+
+def test_in_place_compaction_equals_a_gather():
+    from harness.generation import PreallocatedLayer, _compaction
+
+    keys = torch.randn(1, 2, 7, 3)
+    layer = PreallocatedLayer([(keys, keys + 1)], [(0, 7)] * 6, headroom=2)
+    layer.update(torch.randn(6, 2, 1, 3), torch.randn(6, 2, 1, 3))
+    before_k, before_v = layer.keys.clone(), layer.values.clone()
+    keep = [0, 2, 3, 5]  # rows 1 and 4 finished
+    for order_free in (False, True):
+        index = _compaction(keep, 6, order_free)
+        assert sorted(index) == keep
+        copy = PreallocatedLayer([(keys, keys + 1)], [(0, 7)] * 6, headroom=2)
+        copy.update(before_k[:, :, -1:], before_v[:, :, -1:])
+        copy.batch_select_indices(torch.tensor(index))
+        assert torch.equal(copy.keys, before_k[index]) and torch.equal(copy.values, before_v[index])
+    assert _compaction(keep, 6, True) == [0, 5, 2, 3]  # the last live row fills the freed slot: one row moves
+
+
+def test_extending_a_prefilled_prompt_equals_one_pass_over_prompt_and_rollout():
+    lm = load_model("tiny-random", "cpu")
+    prompt, rollout = list(range(10, 40)), [50, 60, 70, 80]
+    whole_cache, whole = prefill(lm, prompt + rollout, logits_to_keep=len(rollout) + 1)
+    prefix = prefill(lm, prompt)
+    kept = [layer.keys.clone() for layer in prefix[0].layers]
+    cache, logits = extend(lm, prefix, rollout)
+    assert logits.shape == (len(rollout), whole.shape[-1])
+    torch.testing.assert_close(logits, whole[: len(rollout)], rtol=0, atol=1e-5)  # row i: y_i's distribution
+    for mine, reference in zip(cache.layers, whole_cache.layers):
+        torch.testing.assert_close(mine.keys, reference.keys, rtol=0, atol=1e-5)
+    assert all(torch.equal(k, layer.keys) for k, layer in zip(kept, prefix[0].layers))  # the prompt cache serves again
+
+
+def test_continuations_of_several_sources_each_continue_their_own_prefix():
+    from harness.backends import Continuation, Source, TransformersBackend
+
+    lm = load_model("tiny-random", "cpu")
+    prompt = tuple(range(10, 30))
+    responses = [(40, 41, 42, 43, 44), (50, 51, 52)]
+    requests = [Continuation(3, 90, 5, seed=1, source=0), Continuation(1, 91, 4, seed=2, source=1),
+                Continuation(0, 92, 3, seed=3, source=0), Continuation(2, 93, 6, seed=4, source=1)]
+    generated = TransformersBackend(lm).continuations([Source(prompt, r) for r in responses], requests,
+                                                      temperature=1e-6, is_final=None)
+    for request, row in zip(requests, generated):  # temperature -> 0: greedy, so an independent decode agrees
+        prefix = list(prompt) + list(responses[request.source][:request.position]) + [request.token]
+        assert list(row.tokens) == [request.token] + _greedy_reference(lm, prefix, request.max_new_tokens - 1)

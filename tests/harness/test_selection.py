@@ -1,9 +1,19 @@
-"""Depth windows and per-window node selection (METHOD, targeted rollouts steps 1-2)."""
+"""Depth windows and per-window node selection (METHOD, targeted rollouts steps 1-2), and the screened
+selection's decision rules (free sibling trials, keep on mixed evidence, which alternatives to screen)."""
 import math
 
 import torch
 
-from harness.selection import depth_window, entropy_rows, select_nodes, tv_rows
+from harness.selection import (
+    depth_window,
+    entropy_rows,
+    screen_keeps,
+    screen_tokens,
+    select_nodes,
+    sibling_trials,
+    tv_rows,
+    window_candidates,
+)
 
 
 def test_windows_grow_exponentially():
@@ -30,3 +40,40 @@ def test_entropy_and_tv_rows():
     assert abs(float(ent[0]) - math.log(4)) < 1e-6 and float(ent[1]) < 1e-3
     tv = tv_rows(logits, logits.flip(0))
     assert torch.allclose(tv, torch.full((2,), float(tv[0]))) and 0.7 < float(tv[0]) <= 0.75
+
+
+def test_window_candidates_rank_by_priority_and_cap_each_window():
+    priority = [0.1, 0.5, 0.2, 0.9, 0.3, 0.8, math.nan, 0.7, 5.0]
+    assert window_candidates(priority) == {0: [0], 1: [1], 2: [3, 2], 3: [5, 7, 4], 4: [8]}
+    assert window_candidates(priority, limit=2) == {0: [0], 1: [1], 2: [3, 2], 3: [5, 7], 4: [8]}
+
+
+def test_sibling_rollouts_sharing_the_prefix_are_free_trials_of_their_tokens():
+    responses = [(5, 6, 7), (5, 6, 8), (5, 6, 7, 1), (5, 9, 8), (5, 6)]
+    outcomes = [True, False, True, False, True]
+    support = [7, 8, 3]  # the node (rollout 0, position 2) sampled 7
+    correct, trials = sibling_trials(responses, outcomes, rollout=0, position=2, support=support)
+    # rollout 1 took 8 (failed), rollout 2 took 7 (succeeded); rollout 3 has another prefix, rollout 4 ends
+    # before position 2, and the node's own rollout is not its own sibling
+    assert (correct, trials) == ([1, 0, 0], [1, 1, 0])
+    # a token outside the support is no trial of any support token
+    assert sibling_trials(responses, outcomes, 0, 2, [7, 3]) == ([1, 0], [1, 0])
+    # position 0: every rollout shares the (empty) prefix
+    assert sibling_trials(responses, outcomes, 3, 0, [5]) == ([3], [4])
+
+
+def test_screen_keeps_a_candidate_whose_evidence_holds_a_success_and_a_failure():
+    assert screen_keeps(True, [0, 0], [0, 1])  # rollout succeeded, the screened alternative failed
+    assert screen_keeps(False, [0, 1], [0, 1])  # rollout failed, the alternative succeeded
+    assert not screen_keeps(True, [0, 1], [0, 1])  # all successes
+    assert not screen_keeps(False, [0, 0], [2, 1])  # all failures, siblings included
+    assert screen_keeps(False, [1, 0], [1, 0])  # a sibling with the sampled token succeeded
+    assert not screen_keeps(True, [0, 0], [0, 0])  # no evidence beyond the rollout: nothing to compare
+
+
+def test_screen_tokens_are_the_likeliest_alternatives_without_a_free_trial():
+    support = [11, 12, 13, 14]  # sampled token first, then by probability
+    assert screen_tokens(support, [0, 0, 0, 0]) == [12]
+    assert screen_tokens(support, [5, 1, 0, 0]) == [13]  # 12 already has a sibling trial
+    assert screen_tokens(support, [0, 1, 1, 1]) == []  # every alternative is covered for free
+    assert screen_tokens([11], [0]) == []

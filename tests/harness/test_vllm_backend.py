@@ -19,7 +19,7 @@ import pytest
 import torch
 
 import harness.vllm_backend as vllm_backend
-from harness.backends import Continuation, resolve_backend
+from harness.backends import Continuation, Source, resolve_backend
 from harness.cli import main
 from harness.diagnostic import Settings
 from harness.generation import derive_seed
@@ -30,6 +30,7 @@ from harness.vllm_backend import VLLMBackend
 
 PROMPT = [60, 61, 62]
 RESPONSE = [70, 71, 72, 73, 74, 75]
+SOURCES = [Source(tuple(PROMPT), tuple(RESPONSE))]
 
 
 def make_fake_vllm() -> types.ModuleType:
@@ -96,8 +97,8 @@ def test_continuations_send_prompt_prefix_and_forced_token_in_one_call(fake_vllm
     requests = [Continuation(0, 65, 6), Continuation(3, 66, 4), Continuation(3, 66, 4), Continuation(5, 67, 3),
                 Continuation(1, 68, 12)]
     progress = []
-    out = backend.continuations(PROMPT, RESPONSE, requests, temperature=0.7, seed_parts=(0, "q", 1, "branches"),
-                                is_final=lambda text: True, prefix_cache=object(), on_progress=progress.append)
+    out = backend.continuations(SOURCES, requests, temperature=0.7, seed_parts=(0, "q", 1, "branches"),
+                                is_final=lambda text: True, on_progress=progress.append)
     (engine,) = fake_vllm.engines
     (prompts, params), = engine.calls  # every request of the call in one generate: prefix caching shares them
     assert [p["prompt_token_ids"] for p in prompts] == [PROMPT + RESPONSE[:r.position] + [r.token] for r in requests]
@@ -121,7 +122,7 @@ def test_continuations_send_prompt_prefix_and_forced_token_in_one_call(fake_vllm
 def test_finish_reasons_are_mapped_to_the_harness_names(fake_vllm, student):
     backend = VLLMBackend(student)
     requests = [Continuation(p % len(RESPONSE), 65 + p % 20, 2 + p % 5) for p in range(40)]
-    out = backend.continuations(PROMPT, RESPONSE, requests, temperature=1.0, seed_parts=(3,), is_final=None)
+    out = backend.continuations(SOURCES, requests, temperature=1.0, seed_parts=(3,), is_final=None)
     raw = [a.outputs[0].finish_reason for a in fake_vllm.engines[0].generate(*fake_vllm.engines[0].calls[0])]
     assert set(raw) == {"stop", "length"}  # both kinds occur
     assert [g.finish_reason for g in out] == ["eos" if r == "stop" else "length" for r in raw]
@@ -133,11 +134,11 @@ def test_requests_vllm_cannot_take_are_answered_without_it(fake_vllm, student):
     eos = min(student.eos_token_ids)
     backend = VLLMBackend(student)
     requests = [Continuation(2, eos, 5), Continuation(2, 65, 1), Continuation(2, 65, 0)]
-    out = backend.continuations(PROMPT, RESPONSE, requests, temperature=1.0, seed_parts=(0,), is_final=None)
+    out = backend.continuations(SOURCES, requests, temperature=1.0, seed_parts=(0,), is_final=None)
     assert [(g.tokens, g.finish_reason) for g in out] == [((eos,), "eos"), ((65,), "length"), ((), "length")]
     assert not fake_vllm.engines  # nothing to generate: vLLM is not even started
     mixed = [Continuation(2, 65, 1), Continuation(2, 66, 5), Continuation(2, eos, 5)]
-    out = backend.continuations(PROMPT, RESPONSE, mixed, temperature=1.0, seed_parts=(0,), is_final=None)
+    out = backend.continuations(SOURCES, mixed, temperature=1.0, seed_parts=(0,), is_final=None)
     (prompts, params), = fake_vllm.engines[0].calls
     assert [p["prompt_token_ids"] for p in prompts] == [PROMPT + RESPONSE[:2] + [66]]
     assert [p.seed for p in params] == [derive_seed(0, 1)]  # the seed of the request's own index
@@ -169,7 +170,7 @@ def test_student_is_exported_once_and_reused(fake_vllm, student, monkeypatch):
         saves.append(target), real_save(model, tokenizer, target)))
     backend = VLLMBackend(student)
     backend.rollouts(PROMPT, 2, 4, temperature=1.0, seed_parts=(0,), is_final=None)
-    backend.continuations(PROMPT, RESPONSE, [Continuation(1, 65, 4)], temperature=1.0, seed_parts=(0,),
+    backend.continuations(SOURCES, [Continuation(1, 65, 4)], temperature=1.0, seed_parts=(0,),
                           is_final=None)
     assert len(fake_vllm.engines) == 1 and len(fake_vllm.engines[0].calls) == 2  # one engine per backend
     kwargs = fake_vllm.engines[0].kwargs
@@ -242,7 +243,7 @@ def test_a_run_with_the_vllm_backend_writes_the_same_records(fake_vllm, tmp_path
     q = questions.to_pandas()
     assert set(q.finish_reason) <= {"eos", "length"} and (q.response_tokens <= 6).all()
     calls = [call for engine in fake_vllm.engines for call in engine.calls]
-    assert len(calls) == 1 + 2  # the rollouts, then one call per rollout with all its continuations
+    assert len(calls) == 1 + 1  # the rollouts, then one call with the continuations of every rollout
     assert all(p.max_tokens <= 5 for _, params in calls[1:] for p in params)
     df = nodes.to_pandas()
     assert (df.succ_trials.map(min) >= 1).all()
@@ -272,10 +273,10 @@ def test_real_vllm_samples_valid_reproducible_continuations(tmp_path, monkeypatc
         assert 1 <= len(g.tokens) <= 8 and all(0 <= t < student.vocab_size for t in g.tokens)
         assert g.finish_reason == ("eos" if g.tokens[-1] in student.eos_token_ids else "length")
     requests = [Continuation(2, 65, 6), Continuation(2, 65, 6), Continuation(4, 66, 3)]
-    out = backend.continuations(PROMPT, RESPONSE, requests, temperature=1.0, seed_parts=(0, "gpu", 0),
+    out = backend.continuations(SOURCES, requests, temperature=1.0, seed_parts=(0, "gpu", 0),
                                 is_final=None)
     assert [g.tokens[0] for g in out] == [65, 65, 66]
     assert all(len(g.tokens) <= r.max_new_tokens for g, r in zip(out, requests))
-    again = backend.continuations(PROMPT, RESPONSE, requests, temperature=1.0, seed_parts=(0, "gpu", 0),
+    again = backend.continuations(SOURCES, requests, temperature=1.0, seed_parts=(0, "gpu", 0),
                                   is_final=None)
     assert again == out  # per-request seeds: the same samples

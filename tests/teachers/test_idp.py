@@ -118,7 +118,7 @@ def test_idp_choice_is_recorded_per_node(tmp_path):
     assert nodes.loc[nodes.teacher == "self", "context_choice"].isna().all()
 
 
-# a pool whose ranking differs between the two tiny students (tiny-random:1 prefers self-demo, :2 correct-wrong)
+# a pool whose ranking differs between the two tiny students (tiny-random:1 picks correct-demo throughout, :4 not)
 LEAK_POOL = "idp:correct-demo,self-demo,correct-wrong"
 
 
@@ -152,26 +152,26 @@ def test_idp_rankings_and_cached_rows_do_not_leak_from_one_student_to_the_next(t
 
     shared = WorkCache(tmp_path / "cache")
     run(_leak_config("tiny-random:1"), tmp_path / "first", cache=shared)
-    run(_leak_config("tiny-random:2"), tmp_path / "second", cache=shared)
+    run(_leak_config("tiny-random:4"), tmp_path / "second", cache=shared)
 
     fakes = Path(__file__).resolve().parents[1] / "fakes.py"
     settings = ["--rollouts", "4", "--continuations", "1", "--max-new-tokens", "6"]
-    for student, out in (("tiny-random:2", "alone-2"), ("tiny-random:1", "alone-1")):
+    for student, out in (("tiny-random:4", "alone-4"), ("tiny-random:1", "alone-1")):
         subprocess.run([sys.executable, "-m", "harness.cli", "--include", str(fakes), "run", "--task", "test-parity",
                         "--student", student, "--teacher", LEAK_POOL, "--limit", "2", *settings, "--device", "cpu",
                         "--out", str(tmp_path / out), "--cache-dir", str(tmp_path / f"cache-{out}"), "--quiet"],
                        check=True, capture_output=True, env={**os.environ, "OPD_WORK_CACHE_DIR": ""})
     first, second = _choices(tmp_path / "first"), _choices(tmp_path / "second")
-    alone_1, alone_2 = _choices(tmp_path / "alone-1"), _choices(tmp_path / "alone-2")
+    alone_1, alone_4 = _choices(tmp_path / "alone-1"), _choices(tmp_path / "alone-4")
     # the test means something only if the two students choose differently when each runs alone
-    assert alone_1.context_choice.tolist() != alone_2.context_choice.tolist()
-    for student, together, alone in (("tiny-random:1", first, alone_1), ("tiny-random:2", second, alone_2)):
+    assert alone_1.context_choice.tolist() != alone_4.context_choice.tolist()
+    for student, together, alone in (("tiny-random:1", first, alone_1), ("tiny-random:4", second, alone_4)):
         assert together.context_choice.tolist() == alone.context_choice.tolist(), student
         assert together.context_ok.tolist() == alone.context_ok.tolist()
         for got, want in zip(together.teacher_logprobs, alone.teacher_logprobs):
             assert (got is None) == (want is None) and (got is None or got == pytest.approx(want, abs=1e-5))
     # the second student's reuse-cache rows are those of a fresh run of it alone (same key, same rows)
-    alone_files = sorted((tmp_path / "cache-alone-2" / "teacher").glob("*.parquet"))
+    alone_files = sorted((tmp_path / "cache-alone-4" / "teacher").glob("*.parquet"))
     assert alone_files
     for path in alone_files:
         cached = pq.read_table(tmp_path / "cache" / "teacher" / path.name).to_pandas()
