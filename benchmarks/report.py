@@ -2,6 +2,9 @@
 
     python -m pytest benchmarks --benchmark-only --benchmark-json=.benchmarks/latest.json
     python benchmarks/report.py .benchmarks/latest.json > docs/benchmarks.md
+
+Several files may be given (e.g. a full run, then a re-run of some benchmarks): a benchmark measured in a later
+file replaces its row from an earlier one, and each row states when it was measured.
 """
 from __future__ import annotations
 
@@ -25,20 +28,30 @@ GOALS = {
 }
 
 
-def main(path: str) -> None:
-    data = json.loads(open(path).read())
+def merged(paths: list[str]) -> dict:
+    """The first file's machine and date, with every benchmark's latest measurement (its date in ``measured``)."""
+    files = [json.loads(open(path).read()) for path in paths]
+    benchmarks: dict[str, dict] = {}
+    for data in files:
+        for bench in data["benchmarks"]:
+            benchmarks[bench["name"]] = {**bench, "measured": data["datetime"][:16].replace("T", " ")}
+    return {**files[0], "benchmarks": list(benchmarks.values())}
+
+
+def main(paths: list[str]) -> None:
+    data = merged(paths)
     machine, cpu = data["machine_info"], data["machine_info"].get("cpu", {})
     rows = []
     for bench in data["benchmarks"]:
         key, goal = GOALS.get(bench["name"], ("", ""))
         info = bench.get("extra_info", {})
         details = ", ".join(f"{k}={v}" for k, v in info.items())
-        rows.append([bench["name"].removeprefix("test_"), info.get(key, ""), goal, details])
+        rows.append([bench["name"].removeprefix("test_"), info.get(key, ""), goal, bench["measured"], details])
     print("# Benchmarks\n")
-    print(f"Measured {data['datetime']} on {cpu.get('brand_raw', machine.get('processor'))}, "
-          f"{cpu.get('count', '?')} logical cores, Python {machine.get('python_version')}, CPU only; "
-          "each ratio compares two implementations timed side by side in one process.\n")
-    print(tabulate(rows, headers=["benchmark", "ratio / value", "aim", "details"], tablefmt="github"))
+    print(f"Measured on {cpu.get('brand_raw', machine.get('processor'))}, "
+          f"{cpu.get('count', '?')} logical cores, Python {machine.get('python_version')}, CPU only, nothing else "
+          "running; each ratio compares two implementations (or two designs) timed side by side in one run.\n")
+    print(tabulate(rows, headers=["benchmark", "ratio / value", "aim", "measured (UTC)", "details"], tablefmt="github"))
     print("\nWhat the selection and end-to-end rows measure: `targeted_vs_uniform_nodes_at_equal_token_budget` is "
           "informative nodes per 1,000 generated continuation tokens, METHOD's entropy-ranked depth windows over "
           "uniformly random positions, on the same real SmolLM2-135M rollouts of 4 BoolQ questions (G=4, K=4, M=2, "
@@ -72,4 +85,4 @@ def main(path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1:])

@@ -129,13 +129,14 @@ def _design(who: Participants, ledger: LedgerBackend, sampled, settings: Setting
         ledger.ledger = []
         plans, _ = plan_question(question, rollouts, [dict(row) for row in rows], prompt_ids, views, who, settings,
                                  who.task.max_new_tokens, NoProgress(), QuestionResult())
-        # branch_nodes' sources are the question's rollouts with tokens, in order
+        # branch_jobs' sources are, job after job, the question's rollouts with tokens, in order
         with_tokens = [rollout.rollout_id for rollout in rollouts if rollout.tokens]
         at_position: dict[tuple[int, int], int] = defaultdict(int)
         for source, position, tokens in ledger.ledger:
-            tally.per_rollout[(index, with_tokens[source])][1] += tokens
+            rollout_id = with_tokens[source % len(with_tokens)]
+            tally.per_rollout[(index, rollout_id)][1] += tokens
             tally.tokens += tokens
-            at_position[(with_tokens[source], position)] += tokens
+            at_position[(rollout_id, position)] += tokens
         for plan in plans:
             informative = is_informative(success_rates(plan.succ_correct, plan.succ_trials))
             tally.nodes += 1

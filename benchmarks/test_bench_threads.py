@@ -22,8 +22,12 @@ from harness.data import resolve_data_dir
 
 
 def _with_limit(args: list[str], limit: int) -> list[str]:
+    """The demo's workload with ``limit`` questions, under METHOD's windows selection: the one design the previous
+    commit also has (it refuses --selection), so both code paths do the same work."""
     args = list(args)
     args[args.index("--limit") + 1] = str(limit)
+    if "--selection" in args:
+        del args[args.index("--selection"):args.index("--selection") + 2]
     return args
 
 

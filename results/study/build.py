@@ -1,0 +1,344 @@
+"""The study of results/STUDY.md: collect the suite's runs into compact files, then write the write-up from them.
+
+Two steps, so that every number in STUDY.md can be recomputed from what the repository holds:
+
+    python results/study/build.py collect runs/study runs/study-accuracy   # runs -> results/study/{nodes.parquet,...}
+    python results/study/build.py write                                    # results/study/* -> results/STUDY.md
+
+``collect`` keeps only the node columns the tables need (``COMPACT_COLUMNS``), each run's cost (``runs.json``) and
+the ``opd accuracy`` reports (``accuracy/``). ``write`` computes every table with the harness's own statistics
+(``harness.findings``, ``harness.leaderboard``, ``harness.analysis``, ``harness.plan``) and renders the Markdown and
+figures; ``tests/test_study.py`` recomputes the write-up from the compact files and checks it matches, and checks
+the headline numbers against independent pandas arithmetic.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from scipy import stats as scipy_stats
+from tabulate import tabulate
+
+STUDY_DIR = Path(__file__).resolve().parent
+WRITE_UP = STUDY_DIR.parent / "STUDY.md"
+LOSSES = ("rkl", "fkl", "jsd", "sampled", "grpo")
+HEADLINE_LOSS = "rkl"
+EFFECT = 0.1  # the alignment difference the study is sized to detect (issue: MDE at most 0.1)
+# the node columns the leaderboard, findings, routing, plan and figures read; lists and texts are left out
+COMPACT_COLUMNS = [
+    "task", "student", "teacher", "question_id", "rollout_id", "position", "rollout_len", "depth_norm", "window",
+    "entropy", "rollout_correct", "kl_student_teacher", "kl_teacher_student", "l2", "cos_pq", "tv", "topk_shared_mass",
+    "jsd_rbar",
+    "ideal_norm", "informative", "context_ok", "logits_finite", "context_choice",
+    *(f"align_{loss}" for loss in LOSSES), *(f"dnorm_{loss}" for loss in LOSSES),
+    *(f"align_{loss}_{half}" for loss in LOSSES for half in ("a", "b")),
+]
+# what each run's run.json contributes: its configuration and cost (harness.plan's rate reads the last four)
+RUN_KEYS = ("config", "device", "dtype", "threads", "counts", "timings", "resumed_questions", "cache_hits")
+
+
+# ---------------------------------------------------------------- collect
+
+
+def collect(suite_dir: Path, accuracy_dir: Path | None, out: Path = STUDY_DIR) -> None:
+    """The compact files of ``out`` from the suite's run directories (``<suite>/<task>/<student>/``) and the
+    ``opd accuracy --out`` reports in ``accuracy_dir``."""
+    from harness.records import load_run
+
+    frames, runs = [], []
+    for run_json in sorted(Path(suite_dir).glob("*/*/run.json")):
+        nodes, _, meta = load_run(run_json.parent)
+        frames.append(nodes[[c for c in COMPACT_COLUMNS if c in nodes]])
+        runs.append({key: meta.get(key) for key in RUN_KEYS if key in meta})
+    if not frames:
+        raise SystemExit(f"no finished runs under {suite_dir} (expected <task>/<student>/run.json)")
+    nodes = pd.concat(frames, ignore_index=True)
+    out.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pandas(nodes, preserve_index=False), out / "nodes.parquet", compression="zstd")
+    (out / "runs.json").write_text(json.dumps(runs, indent=1, sort_keys=True) + "\n")
+    if accuracy_dir is not None:
+        target = out / "accuracy"
+        target.mkdir(exist_ok=True)
+        for report in sorted(Path(accuracy_dir).glob("*.json")):
+            data = json.loads(report.read_text())
+            (target / report.name).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+# ---------------------------------------------------------------- compute
+
+
+def load(study_dir: Path = STUDY_DIR) -> tuple[pd.DataFrame, list[dict], dict[str, dict]]:
+    nodes = pq.read_table(study_dir / "nodes.parquet").to_pandas()
+    runs = json.loads((study_dir / "runs.json").read_text())
+    accuracy = {path.stem: json.loads(path.read_text()) for path in sorted((study_dir / "accuracy").glob("*.json"))}
+    return nodes, runs, accuracy
+
+
+def rank_agreement(board: pd.DataFrame, loss: str) -> pd.DataFrame:
+    """Per task and pair of students: Kendall's tau between the two students' walign orderings of the teachers
+    both share (the ``self`` control left out), with scipy's exact two-sided p."""
+    rows = []
+    table = board[(board["loss"] == loss) & board["walign"].notna()]
+    for task, group in table.groupby("task", sort=False):
+        students = list(pd.unique(group["student"]))
+        for i, first in enumerate(students):
+            for second in students[i + 1:]:
+                a = group[group.student == first].set_index("teacher")["walign"]
+                b = group[group.student == second].set_index("teacher")["walign"]
+                shared = a.index.intersection(b.index)
+                tau, p = (scipy_stats.kendalltau(a[shared], b[shared]) if len(shared) >= 3 else (math.nan, math.nan))
+                rows.append({"task": task, "student": first, "other": second, "teachers": len(shared),
+                             "kendall_tau": float(tau), "p": float(p)})
+    return pd.DataFrame.from_records(rows, columns=["task", "student", "other", "teachers", "kendall_tau", "p"])
+
+
+def cost(runs: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    rows = []
+    for run in runs:
+        counts, timings, config = run.get("counts", {}), run.get("timings", {}), run["config"]
+        rows.append({"task": config["task"], "student": config["student"], "questions": counts.get("questions"),
+                     "teachers": len(config.get("teachers", [])), "nodes": counts.get("nodes"),
+                     "informative": counts.get("informative_nodes"),
+                     "generated_tokens": counts.get("generated_tokens_this_session"),
+                     "hours": (timings.get("total_s") or math.nan) / 3600,
+                     "device": f"{run.get('device', '?')}, {run.get('threads', '?')} threads"})
+    return pd.DataFrame.from_records(rows)
+
+
+def accuracy_table(accuracy: Mapping[str, dict]) -> pd.DataFrame:
+    rows = []
+    for name, report in accuracy.items():
+        config = report.get("config", {})
+        for row in report["rows"]:
+            rows.append({"report": name, "task": config.get("task"), "student": config.get("student"),
+                         "samples": config.get("samples"), **{k: row.get(k) for k in (
+                             "condition", "questions", "accuracy", "ci_low", "ci_high", "delta", "better", "worse",
+                             "p_sign_flip")}})
+    return pd.DataFrame.from_records(rows)
+
+
+def compute(nodes: pd.DataFrame, runs: Sequence[Mapping[str, Any]], accuracy: Mapping[str, dict]
+            ) -> dict[str, pd.DataFrame]:
+    """Every table of the write-up."""
+    from harness import stats
+    from harness.analysis import oracle_routing
+    from harness.findings import findings
+    from harness.leaderboard import build
+    from harness.plan import plan
+
+    options = stats.Options()
+    board = build(nodes, options=options)
+    routing = oracle_routing(nodes, options=options)
+    rate_run = max(runs, key=lambda run: run.get("counts", {}).get("questions", 0))
+    sizes = plan(nodes, rate_run, effect=EFFECT, options=options)
+    return {
+        "findings": findings(nodes, loss=HEADLINE_LOSS, options=options),
+        "board": board.table, "pairs": board.pairs, "agreement": rank_agreement(board.table, HEADLINE_LOSS),
+        "routing": routing[routing["loss"] == HEADLINE_LOSS], "plan": sizes["summary"],
+        "plan_rows": sizes["comparisons"], "cost": cost(runs), "accuracy": accuracy_table(accuracy),
+    }
+
+
+# ---------------------------------------------------------------- render
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    return f"{float(value):.{digits}f}"
+
+
+def _count(value: Any) -> str:
+    return "—" if value is None or not math.isfinite(float(value)) else str(int(value))
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) and value else "—"
+
+
+def _with_interval(value: Any, lo: Any, hi: Any) -> str:
+    return "—" if _num(value) == "—" else f"{_num(value)} {_interval(lo, hi)}"
+
+
+def _interval(lo: Any, hi: Any, digits: int = 3) -> str:
+    return "—" if _num(lo) == "—" else f"[{_num(lo, digits)}, {_num(hi, digits)}]"
+
+
+def _p(value: Any) -> str:
+    if value is None or not math.isfinite(float(value)):
+        return "—"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _md(rows: list[list[Any]], headers: list[str]) -> str:
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def render_findings(table: pd.DataFrame) -> str:
+    rows = [[r.finding, r.test, r.task, _text(r.student), r.direction, _num(r.estimate), _interval(r.lo, r.hi),
+             _p(r.p), _p(r.p_holm), r.questions, _num(r.mde), r.verdict] for r in table.itertuples()]
+    return _md(rows, ["finding", "test", "task", "student", "paper", "estimate", "95% CI", "p", "p (Holm)",
+                      "n (questions)", "MDE", "verdict"])
+
+
+def render_board(board: pd.DataFrame, task: str, student: str) -> str:
+    table = board[(board.task == task) & (board.student == student) & (board.loss == HEADLINE_LOSS)]
+    rows = [[r.teacher, _with_interval(r.walign, r.walign_lo, r.walign_hi), r.align_questions,
+             r.informative, _with_interval(r.ok_minus_bad, r.ok_minus_bad_lo, r.ok_minus_bad_hi),
+             r.ok_bad_questions, _p(r.p_ok_minus_bad), _text(r.group)]
+            for r in table.itertuples()]
+    return _md(rows, ["teacher", "walign [95% CI]", "n (questions)", "informative nodes", "ok − bad [95% CI]",
+                      "n (questions)", "p", "group"])
+
+
+def render_accuracy(table: pd.DataFrame, report: str) -> str:
+    rows = [[r.condition, r.questions, _with_interval(r.accuracy, r.ci_low, r.ci_high), _num(r.delta),
+             "—" if r.better is None or pd.isna(r.better) else f"{int(r.better)} / {int(r.worse)}", _p(r.p_sign_flip)]
+            for r in table[table.report == report].itertuples()]
+    return _md(rows, ["context", "n (questions)", "accuracy [95% CI]", "Δ vs student", "better / worse", "p"])
+
+
+def summary(numbers: Mapping[str, pd.DataFrame]) -> list[str]:
+    """The write-up's bullet points, each read off a table (so the prose cannot drift from the numbers)."""
+    lines = []
+    found = numbers["findings"]
+    claims = found[found["direction"] != "(context)"]
+    for finding, group in claims.groupby("finding", sort=True):
+        verdicts = group["verdict"].value_counts()
+        counted = ", ".join(f"{verdicts[v]} {v}" for v in ("reproduced", "opposite", "inconclusive",
+                                                            "too few questions") if v in verdicts)
+        lines.append(f"- {finding}: {len(group)} test(s): {counted}.")
+    board = numbers["board"]
+    rows = board[(board.loss == HEADLINE_LOSS) & board["walign"].notna()]
+    for (task, student), group in rows.groupby(["task", "student"], sort=False):
+        leader = group.sort_values("walign", ascending=False).iloc[0]
+        mates = [t for t, g in zip(group.teacher, group.group)
+                 if t != leader.teacher and isinstance(g, str) and "a" in g]
+        apart = "; the only teacher with an alignment" if len(group) == 1 else (
+            "; no other teacher is separated from it") if len(mates) == len(group) - 1 else (
+            f"; not separated from {', '.join(mates)}" if mates else "; ahead of every other teacher")
+        lines.append(f"- {task} · {student}: `{leader.teacher}` leads by walign ({_num(leader.walign)}, "
+                     f"{leader.align_questions} questions){apart} (rank groups, Holm over all pairs).")
+    plan_rows = numbers["plan_rows"]
+    for comparison, label in (("ok_minus_bad", "ok − bad"), ("pair", "teacher pairs")):
+        mde = plan_rows.loc[plan_rows.comparison == comparison, "mde"].dropna()
+        if len(mde):
+            lines.append(f"- Minimum detectable effect reached ({label}, 80% power, alpha 0.05): median "
+                         f"{_num(mde.median())}, range {_num(mde.min())} to {_num(mde.max())} in alignment "
+                         f"(the study was sized for {EFFECT}).")
+    routing = numbers["routing"].dropna(subset=["cv_gain"])
+    for r in routing.itertuples():
+        lines.append(f"- Per-node routing, {r.task} · {r.student}: cross-fitted gain over `{r.best_single}` "
+                     f"{_with_interval(r.cv_gain, r.cv_gain_lo, r.cv_gain_hi)}, p {_p(r.p_cv_gain)} "
+                     f"({_count(r.cv_questions)} questions).")
+    accuracy = numbers["accuracy"]
+    wrong = accuracy[accuracy.condition == "self:correct-wrong"] if not accuracy.empty else accuracy
+    for r in wrong.itertuples():
+        lines.append(f"- Wrong demonstrations, {r.report}: accuracy with correct+wrong examples "
+                     f"{_with_interval(r.accuracy, r.ci_low, r.ci_high)}, {_num(r.delta)} against the student "
+                     f"alone (sign-flip p {_p(r.p_sign_flip)}, {r.questions} questions).")
+    return lines
+
+
+def render(numbers: Mapping[str, pd.DataFrame], figures: Sequence[str] = ()) -> str:
+    """STUDY.md from :func:`compute`'s tables."""
+    board, cost_table = numbers["board"], numbers["cost"]
+    lines = ["# Study: the paper's findings on SmolLM2-135M and its compressed variants", "",
+             "Generated by `bash results/study/regenerate.sh` (runs, then `python results/study/build.py write`); "
+             "every number below is recomputed from `results/study/` by `tests/test_study.py`.", ""]
+    lines += ["## In short", "", *summary(numbers), ""]
+    lines += ["## What ran", "",
+              _md([[r.task, r.student, _num(r.questions), r.teachers, _num(r.nodes), _num(r.informative),
+                    _num(r.generated_tokens), _num(r.hours, 2), r.device] for r in cost_table.itertuples()],
+                  ["task", "student", "questions", "teachers", "nodes", "informative", "generated tokens",
+                   "hours", "where"]), ""]
+    lines += ["## The paper's findings", "",
+              f"Headline loss `{HEADLINE_LOSS}`; Holm over every claim in the table; a verdict needs p (Holm) < 0.05; "
+              "below 10 questions no interval and no verdict.", "", render_findings(numbers["findings"]), ""]
+    lines += ["## Leaderboards (`rkl`)", ""]
+    for (task, student), _ in board.groupby(["task", "student"], sort=False):
+        lines += [f"### {task} · {student}", "", render_board(board, task, student), ""]
+    lines += ["## Does the ranking change with compression?", "",
+              "Kendall's tau between two students' walign orderings of the teachers both have (`self` has no "
+              "alignment).", "",
+              _md([[r.task, r.student, r.other, r.teachers, _num(r.kendall_tau), _p(r.p)]
+                   for r in numbers["agreement"].itertuples()],
+                  ["task", "student", "other", "teachers", "Kendall tau", "p"]), ""]
+    lines += ["## Does the best teacher change from token to token?", "",
+              _md([[r.task, r.student, _text(r.best_single), _num(r.best_single_walign), _num(r.oracle_walign),
+                    _num(r.switch_rate), _with_interval(r.cv_gain, r.cv_gain_lo, r.cv_gain_hi),
+                    _p(r.p_cv_gain), _count(r.cv_questions), _num(r.mde_cv_gain)]
+                   for r in numbers["routing"].itertuples()],
+                  ["task", "student", "best single", "its walign", "in-sample oracle", "switch rate",
+                   "cross-fitted gain [95% CI]", "p", "n (questions)", "MDE"]), ""]
+    accuracy = numbers["accuracy"]
+    if not accuracy.empty:
+        lines += ["## In-context accuracy", ""]
+        for report in pd.unique(accuracy["report"]):
+            lines += [f"### {report}", "", render_accuracy(accuracy, report), ""]
+    lines += ["## What more compute would settle", "",
+              _md([[r.task, r.student, r.pilot_questions, r.comparisons, _count(r.questions_for_all),
+                    _num(r.hours, 1)] for r in numbers["plan"].itertuples()],
+                  ["task", "student", "questions now", "comparisons", f"questions to detect {EFFECT}", "hours"]), ""]
+    if figures:
+        lines += ["## Figures", ""]
+    for figure in figures:
+        lines += [f"![{figure}](study/{figure})", ""]
+    return "\n".join(lines)
+
+
+def figure_names(study_dir: Path = STUDY_DIR) -> list[str]:
+    return sorted(path.name for path in Path(study_dir).glob("*.png"))
+
+
+FIGURES = ("depth", "correctness")  # per (task, student): alignment by depth, and on correct vs incorrect paths
+
+
+def write(study_dir: Path = STUDY_DIR, write_up: Path = WRITE_UP) -> str:
+    """The figures (per task and student) and STUDY.md from the compact files."""
+    import tempfile
+
+    from harness.plots import plot_run
+
+    nodes, runs, accuracy = load(study_dir)
+    numbers = compute(nodes, runs, accuracy)
+    for old in Path(study_dir).glob("*.png"):
+        old.unlink()
+    for (task, student), group in nodes.groupby(["task", "student"], sort=False):
+        with tempfile.TemporaryDirectory() as scratch:
+            for path in plot_run(group, scratch, loss=HEADLINE_LOSS):
+                if path.suffix == ".png" and path.stem in FIGURES:
+                    path.replace(Path(study_dir) / f"{task}-{student}-{path.name}")
+    text = render(numbers, figure_names(study_dir))
+    write_up.write_text(text)
+    return text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="step", required=True)
+    gather = sub.add_parser("collect", help="compact files from the suite's runs and the accuracy reports")
+    gather.add_argument("suite_dir", type=Path)
+    gather.add_argument("accuracy_dir", type=Path, nargs="?")
+    sub.add_parser("write", help="results/STUDY.md and its figures from the compact files")
+    args = parser.parse_args(argv)
+    if args.step == "collect":
+        collect(args.suite_dir, args.accuracy_dir)
+    else:
+        write()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

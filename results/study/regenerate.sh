@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Regenerate results/STUDY.md from nothing: the suite's runs, the in-context accuracy reports, the compact files in
+# results/study/, the figures and the write-up. Hours on 2 CPU cores (results/STUDY.md states the measured cost).
+# Run from the repository root: bash results/study/regenerate.sh [DATA_DIR]
+set -euo pipefail
+export OPD_DATA_DIR="${1:-${OPD_DATA_DIR:-../shared/data}}"
+RUNS="${RUNS:-runs/study}"
+ACCURACY="${ACCURACY:-runs/study-accuracy}"
+mkdir -p "$ACCURACY"
+
+# the diagnostic: every (task, student) cell, two at a time on a local Ray instance (one thread each)
+opd suite suites/study.toml --out "$RUNS" --ray
+
+# in-context accuracy of every context per student (two sampled answers per question: the self-demo and
+# correct-wrong contexts are built from the student's other answer), and AIME 2024 greedy for the record
+CONTEXTS=(--teacher self:correct-demo --teacher self:correct-wrong --teacher self:self-demo --teacher self:summary
+          --teacher idp:default)
+for student in smollm2-135m smollm2-135m@int8 smollm2-135m@int4; do
+  extra=(); [[ "$student" == *@* ]] && extra=(--teacher model:smollm2-135m)
+  opd accuracy --task boolq --student "$student" "${CONTEXTS[@]}" "${extra[@]}" --limit 20 --samples 2 \
+    --out "$ACCURACY/boolq-$student.json" --format md > /dev/null
+  opd accuracy --task mmlu --student "$student" "${CONTEXTS[@]}" "${extra[@]}" --limit 10 --samples 2 \
+    --out "$ACCURACY/mmlu-$student.json" --format md > /dev/null
+done
+opd accuracy --task aime24 --student smollm2-135m --out "$ACCURACY/aime24-smollm2-135m.json" --format md > /dev/null
+
+python results/study/build.py collect "$RUNS" "$ACCURACY"
+python results/study/build.py write
