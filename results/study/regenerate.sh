@@ -9,7 +9,7 @@ ACCURACY="${ACCURACY:-runs/study-accuracy}"
 mkdir -p "$ACCURACY"
 
 # the diagnostic: every (task, student) cell, two at a time on a local Ray instance (one thread each)
-opd suite suites/study.toml --out "$RUNS" --ray
+opd suite suites/study.toml --out "$RUNS" --ray --threads 1
 
 # in-context accuracy of every context per student (two sampled answers per question: the self-demo and
 # correct-wrong contexts are built from the student's other answer), and AIME 2024 greedy for the record
@@ -17,7 +17,7 @@ CONTEXTS=(--teacher self:correct-demo --teacher self:correct-wrong --teacher sel
           --teacher idp:default)
 for student in smollm2-135m smollm2-135m@int8 smollm2-135m@int4; do
   extra=(); [[ "$student" == *@* ]] && extra=(--teacher model:smollm2-135m)
-  opd accuracy --task boolq --student "$student" "${CONTEXTS[@]}" "${extra[@]}" --limit 20 --samples 2 \
+  opd accuracy --task boolq --student "$student" "${CONTEXTS[@]}" "${extra[@]}" --limit 14 --samples 2 \
     --out "$ACCURACY/boolq-$student.json" --format md > /dev/null
   opd accuracy --task mmlu --student "$student" "${CONTEXTS[@]}" "${extra[@]}" --limit 10 --samples 2 \
     --out "$ACCURACY/mmlu-$student.json" --format md > /dev/null
