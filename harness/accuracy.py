@@ -120,6 +120,14 @@ class Condition:
         """Its context is built from the student's other answers (``opd run``: the other rollouts)."""
         return self.teacher is not None and "rollouts" in self.teacher.needs
 
+    @property
+    def samples_needed(self) -> int:
+        """The fewest answers per question that can ever build its context: the paired answer k is never shown,
+        so one more than the other answers it shows (two for a correct and an incorrect one)."""
+        if not self.needs_other_answers:
+            return 1
+        return 3 if "both outcomes" in self.teacher.needs else 2
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -201,15 +209,19 @@ def conditions_for(config: AccuracyConfig) -> list[Condition]:
 
 
 def check_samples(conditions: Sequence[Condition], samples: int) -> None:
-    """Contexts built from the student's other answers need at least two answers per question."""
-    needing = [c.name for c in conditions if c.needs_other_answers]
-    if needing and samples < 2:
-        raise AccuracyError(
-            f"{', '.join(needing)} build{'s' if len(needing) == 1 else ''} the context from the student's *other* "
-            f"answers to the question (as `opd run` does from its other rollouts), and one greedy answer per "
-            f"question leaves none: add --samples K with K >= 2 (e.g. --samples 4), or leave "
-            f"{'it' if len(needing) == 1 else 'them'} out (an idp: pool without self-demo/correct-wrong, e.g. "
-            f"idp:correct-demo,summary, works with one answer).")
+    """Contexts built from the student's other answers need enough answers per question to ever be built."""
+    needed = max((c.samples_needed for c in conditions), default=1)
+    if samples >= needed:
+        return
+    needing = [c.name for c in conditions if c.samples_needed > samples]
+    what = ("a correct and an incorrect one of the student's *other* answers" if needed == 3
+            else "the student's *other* answers")
+    raise AccuracyError(
+        f"{', '.join(needing)} build{'s' if len(needing) == 1 else ''} the context from {what} to the question (as "
+        f"`opd run` does from its other rollouts; answer k is never shown to the context paired with it), and "
+        f"{samples} answer(s) per question can never give that: add --samples K with K >= {needed} (e.g. "
+        f"--samples 4), or leave {'it' if len(needing) == 1 else 'them'} out (an idp: pool without "
+        f"self-demo/correct-wrong, e.g. idp:correct-demo,summary, works with one answer).")
 
 
 def context_inputs(task: Task, question: Question, student_answers: Sequence[Answer], k: int,

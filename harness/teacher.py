@@ -169,6 +169,7 @@ def demonstration_context(question: Question, demonstration: str, what: str) -> 
 NEEDS_LABELS = {
     "gold": "gold answers",
     "rollouts": "other student rollouts",
+    "both outcomes": "a correct and an incorrect other rollout",
     "second model": "a second model",
     "generation": "extra generation",
 }

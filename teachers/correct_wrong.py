@@ -7,7 +7,7 @@ scored rollout. The correct one is always shown first. None when either kind is 
 """
 from harness.teacher import ContextInputs, Teacher, describe, question_with_context, register_teacher
 
-NEEDS = ("rollouts",)
+NEEDS = ("rollouts", "both outcomes")
 DESCRIPTION = describe("The student shown one correct and one incorrect rollout of its own, labelled", NEEDS)
 
 

@@ -27,8 +27,8 @@ def register(commands) -> None:
     parser.add_argument("--limit", type=int, default=None, help="first N questions (default: all)")
     parser.add_argument("--samples", type=int, default=None, metavar="K",
                         help="K answers per question at temperature 1, averaged (default: one greedy answer); "
-                             "contexts built from the student's other answers (self:self-demo, self:correct-wrong) "
-                             "need K >= 2")
+                             "contexts built from the student's other answers need K >= 2 (self:self-demo), "
+                             "K >= 3 (self:correct-wrong: a correct and an incorrect other answer)")
     parser.add_argument("--summarizer", default=None, metavar="MODEL",
                         help="model that writes self:summary's summaries (default: $OPD_SUMMARIZER, else the "
                              "student itself), as in `opd run`")

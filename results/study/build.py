@@ -101,13 +101,18 @@ def rank_agreement(board: pd.DataFrame, loss: str) -> pd.DataFrame:
     return pd.DataFrame.from_records(rows, columns=["task", "student", "other", "teachers", "kendall_tau", "p"])
 
 
-def cost(runs: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+def cost(runs: Sequence[Mapping[str, Any]], nodes: pd.DataFrame) -> pd.DataFrame:
+    """Per run: questions diagnosed (of the suite's limit), nodes, informative nodes (from the records), and the
+    tokens and hours its run.json states (a run stopped before its end states none)."""
     rows = []
     for run in runs:
-        counts, timings, config = run.get("counts", {}), run.get("timings", {}), run["config"]
-        rows.append({"task": config["task"], "student": config["student"], "questions": counts.get("questions"),
-                     "teachers": len(config.get("teachers", [])), "nodes": counts.get("nodes"),
-                     "informative": counts.get("informative_nodes"),
+        counts, timings, config = run.get("counts") or {}, run.get("timings") or {}, run["config"]
+        cell = nodes[(nodes.task == config["task"]) & (nodes.student == config["student"])]
+        keyed = cell.drop_duplicates(["question_id", "rollout_id", "position"])
+        rows.append({"task": config["task"], "student": config["student"],
+                     "questions": int(cell.question_id.nunique()), "limit": config.get("limit"),
+                     "teachers": len(config.get("teachers", [])), "nodes": len(keyed),
+                     "informative": int(keyed.informative.astype(bool).sum()),
                      "generated_tokens": counts.get("generated_tokens_this_session"),
                      "hours": (timings.get("total_s") or math.nan) / 3600,
                      "device": f"{run.get('device', '?')}, {run.get('threads', '?')} threads"})
@@ -138,13 +143,14 @@ def compute(nodes: pd.DataFrame, runs: Sequence[Mapping[str, Any]], accuracy: Ma
     options = stats.Options()
     board = build(nodes, options=options)
     routing = oracle_routing(nodes, options=options)
-    rate_run = max(runs, key=lambda run: run.get("counts", {}).get("questions", 0))
+    # the cost rate of harness.plan: the finished run that diagnosed the most questions
+    rate_run = max(runs, key=lambda run: (run.get("counts") or {}).get("questions", 0))
     sizes = plan(nodes, rate_run, effect=EFFECT, options=options)
     return {
         "findings": findings(nodes, loss=HEADLINE_LOSS, options=options),
         "board": board.table, "pairs": board.pairs, "agreement": rank_agreement(board.table, HEADLINE_LOSS),
         "routing": routing[routing["loss"] == HEADLINE_LOSS], "plan": sizes["summary"],
-        "plan_rows": sizes["comparisons"], "cost": cost(runs), "accuracy": accuracy_table(accuracy),
+        "plan_rows": sizes["comparisons"], "cost": cost(runs, nodes), "accuracy": accuracy_table(accuracy),
     }
 
 
@@ -259,10 +265,16 @@ def render(numbers: Mapping[str, pd.DataFrame], figures: Sequence[str] = ()) -> 
              "every number below is recomputed from `results/study/` by `tests/test_study.py`.", ""]
     lines += ["## In short", "", *summary(numbers), ""]
     lines += ["## What ran", "",
-              _md([[r.task, r.student, _num(r.questions), r.teachers, _num(r.nodes), _num(r.informative),
-                    _num(r.generated_tokens), _num(r.hours, 2), r.device] for r in cost_table.itertuples()],
+              _md([[r.task, r.student, f"{r.questions} of {_count(r.limit)}", r.teachers, r.nodes, r.informative,
+                    _count(r.generated_tokens), _num(r.hours, 2), r.device] for r in cost_table.itertuples()],
                   ["task", "student", "questions", "teachers", "nodes", "informative", "generated tokens",
                    "hours", "where"]), ""]
+    stopped = cost_table[cost_table.questions < cost_table.limit.fillna(0)]
+    if len(stopped):
+        lines += [f"{len(stopped)} run(s) hold fewer questions than their limit: they were stopped when the "
+                  "compute of the session that built this study ran out. Their records hold every question they "
+                  "finished (no tokens or hours stated); `opd suite suites/study.toml` resumes them, and cells of "
+                  "the grid missing from this table have not started.", ""]
     lines += ["## The paper's findings", "",
               f"Headline loss `{HEADLINE_LOSS}`; Holm over every claim in the table; a verdict needs p (Holm) < 0.05; "
               "below 10 questions no interval and no verdict.", "", render_findings(numbers["findings"]), ""]

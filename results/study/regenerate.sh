@@ -11,15 +11,15 @@ mkdir -p "$ACCURACY"
 # the diagnostic: every (task, student) cell, two at a time on a local Ray instance (one thread each)
 opd suite suites/study.toml --out "$RUNS" --ray --threads 1
 
-# in-context accuracy of every context per student (two sampled answers per question: the self-demo and
-# correct-wrong contexts are built from the student's other answer), and AIME 2024 greedy for the record
+# in-context accuracy of every context per student (three sampled answers per question: the self-demo and
+# correct-wrong contexts are built from the student's other answers, never from the answer they are paired with), and AIME 2024 greedy for the record
 CONTEXTS=(--teacher self:correct-demo --teacher self:correct-wrong --teacher self:self-demo --teacher self:summary
           --teacher idp:default)
 for student in smollm2-135m smollm2-135m@int8 smollm2-135m@int4; do
   extra=(); [[ "$student" == *@* ]] && extra=(--teacher model:smollm2-135m)
-  opd accuracy --task boolq --student "$student" "${CONTEXTS[@]}" "${extra[@]}" --limit 14 --samples 2 \
+  opd accuracy --task boolq --student "$student" "${CONTEXTS[@]}" "${extra[@]}" --limit 14 --samples 3 \
     --out "$ACCURACY/boolq-$student.json" --format md > /dev/null
-  opd accuracy --task mmlu --student "$student" "${CONTEXTS[@]}" "${extra[@]}" --limit 10 --samples 2 \
+  opd accuracy --task mmlu --student "$student" "${CONTEXTS[@]}" "${extra[@]}" --limit 10 --samples 3 \
     --out "$ACCURACY/mmlu-$student.json" --format md > /dev/null
 done
 opd accuracy --task aime24 --student smollm2-135m --out "$ACCURACY/aime24-smollm2-135m.json" --format md > /dev/null

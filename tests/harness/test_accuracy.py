@@ -294,9 +294,21 @@ def test_invalid_settings_fail_early():
 def test_contexts_from_other_answers_need_samples_and_say_so_before_any_work(spec):
     # an unknown student would fail at loading: the samples check comes first
     for samples in (None, 1):
-        with pytest.raises(AccuracyError, match=r"--samples K with K >= 2") as error:
+        with pytest.raises(AccuracyError, match=r"--samples K with K >= [23]") as error:
             evaluate(AccuracyConfig(task="test-parity", student="no-such-model", teachers=(spec,), samples=samples))
         assert spec in str(error.value) and "other" in str(error.value)
+
+
+def test_correct_wrong_needs_three_answers_because_the_paired_one_is_never_shown():
+    """With K = 2 the only other answer cannot be both correct and incorrect: the context could never be built."""
+    with pytest.raises(AccuracyError, match=r"K >= 3") as error:
+        evaluate(AccuracyConfig(task="test-parity", student="no-such-model", teachers=("self:correct-wrong",),
+                                samples=2))
+    assert "correct and an incorrect" in str(error.value)
+    with pytest.raises(Exception) as loading:  # K = 3 passes the check and fails only later, at the unknown model
+        evaluate(AccuracyConfig(task="test-parity", student="no-such-model", teachers=("self:correct-wrong",),
+                                samples=3))
+    assert "K >= 3" not in str(loading.value)
 
 
 # ---------------------------------------------------------------- every context teacher in accuracy mode
