@@ -132,7 +132,7 @@ def accuracy_table(accuracy: Mapping[str, dict]) -> pd.DataFrame:
 
 
 def compute(nodes: pd.DataFrame, runs: Sequence[Mapping[str, Any]], accuracy: Mapping[str, dict]
-            ) -> dict[str, pd.DataFrame]:
+            ) -> dict[str, Any]:
     """Every table of the write-up."""
     from harness import stats
     from harness.analysis import oracle_routing
@@ -146,7 +146,13 @@ def compute(nodes: pd.DataFrame, runs: Sequence[Mapping[str, Any]], accuracy: Ma
     # the cost rate of harness.plan: the finished run that diagnosed the most questions
     rate_run = max(runs, key=lambda run: (run.get("counts") or {}).get("questions", 0))
     sizes = plan(nodes, rate_run, effect=EFFECT, options=options)
+    configs = [run["config"] for run in runs]
+    settings = {"tasks": list(dict.fromkeys(c["task"] for c in configs)),
+                "students": list(dict.fromkeys(c["student"] for c in configs)),
+                "teachers": list(dict.fromkeys(t for c in configs for t in c["teachers"])),
+                "settings": configs[0]["settings"], "seed": configs[0]["seed"]}
     return {
+        "settings": settings,
         "findings": findings(nodes, loss=HEADLINE_LOSS, options=options),
         "board": board.table, "pairs": board.pairs, "agreement": rank_agreement(board.table, HEADLINE_LOSS),
         "routing": routing[routing["loss"] == HEADLINE_LOSS], "plan": sizes["summary"],
@@ -193,7 +199,7 @@ def _md(rows: list[list[Any]], headers: list[str]) -> str:
 
 def render_findings(table: pd.DataFrame) -> str:
     rows = [[r.finding, r.test, r.task, _text(r.student), r.direction, _num(r.estimate), _interval(r.lo, r.hi),
-             _p(r.p), _p(r.p_holm), r.questions, _num(r.mde), r.verdict] for r in table.itertuples()]
+             _p(r.p), _p(r.p_holm), r.questions, _num(r.mde), _text(r.verdict)] for r in table.itertuples()]
     return _md(rows, ["finding", "test", "task", "student", "paper", "estimate", "95% CI", "p", "p (Holm)",
                       "n (questions)", "MDE", "verdict"])
 
@@ -205,7 +211,7 @@ def render_board(board: pd.DataFrame, task: str, student: str) -> str:
              r.ok_bad_questions, _p(r.p_ok_minus_bad), _text(r.group)]
             for r in table.itertuples()]
     return _md(rows, ["teacher", "walign [95% CI]", "n (questions)", "informative nodes", "ok − bad [95% CI]",
-                      "n (questions)", "p", "group"])
+                      "n (questions)", "p (ok − bad)", "group"])
 
 
 def render_accuracy(table: pd.DataFrame, report: str) -> str:
@@ -213,6 +219,24 @@ def render_accuracy(table: pd.DataFrame, report: str) -> str:
              "—" if r.better is None or pd.isna(r.better) else f"{int(r.better)} / {int(r.worse)}", _p(r.p_sign_flip)]
             for r in table[table.report == report].itertuples()]
     return _md(rows, ["context", "n (questions)", "accuracy [95% CI]", "Δ vs student", "better / worse", "p"])
+
+
+def design(settings: Mapping[str, Any]) -> list[str]:
+    """What every run shares, read from the runs' configurations."""
+    knobs = ", ".join(f"{key}={value}" for key, value in settings["settings"].items() if value is not None)
+    return [
+        f"- Tasks {', '.join(settings['tasks'])}; students {', '.join(settings['students'])} (int8/int4: simulated "
+        "per-channel round-to-nearest weight quantisation of the same model); teachers "
+        f"{', '.join(settings['teachers'])}; the compressed students also get the uncompressed model as an "
+        "external teacher.",
+        f"- Knobs (METHOD's names): {knobs}; seed {settings['seed']}. `--selection screened` spends the "
+        "continuations on nodes whose outcome visibly depends on the token and estimates `S_hat` from fresh "
+        "continuations only (README, Node selection), so every kept node's `S_hat` is unbiased.",
+        "- Statistics (METHOD, Statistics): the question is the unit; 95% intervals by test inversion of a "
+        "sign-flip test, none below 10 questions; pairs of teachers Holm-corrected per (task, student, loss), the "
+        "findings Holm-corrected over every claim; accuracy intervals are Wilson with the question as the unit, "
+        "its test a sign-flip test of per-question differences (the paired, multi-sample analogue of McNemar).",
+    ]
 
 
 def summary(numbers: Mapping[str, pd.DataFrame]) -> list[str]:
@@ -257,12 +281,18 @@ def summary(numbers: Mapping[str, pd.DataFrame]) -> list[str]:
     return lines
 
 
+def _median_to_run(plan_rows: pd.DataFrame, task: str, student: str) -> float:
+    rows = plan_rows[(plan_rows.task == task) & (plan_rows.student == student)]["questions_to_run"].dropna()
+    return float(np.ceil(rows.median())) if len(rows) else math.nan
+
+
 def render(numbers: Mapping[str, pd.DataFrame], figures: Sequence[str] = ()) -> str:
     """STUDY.md from :func:`compute`'s tables."""
     board, cost_table = numbers["board"], numbers["cost"]
     lines = ["# Study: the paper's findings on SmolLM2-135M and its compressed variants", "",
              "Generated by `bash results/study/regenerate.sh` (runs, then `python results/study/build.py write`); "
              "every number below is recomputed from `results/study/` by `tests/test_study.py`.", ""]
+    lines += ["## Design", "", *design(numbers["settings"]), ""]
     lines += ["## In short", "", *summary(numbers), ""]
     lines += ["## What ran", "",
               _md([[r.task, r.student, f"{r.questions} of {_count(r.limit)}", r.teachers, r.nodes, r.informative,
@@ -300,9 +330,14 @@ def render(numbers: Mapping[str, pd.DataFrame], figures: Sequence[str] = ()) -> 
         for report in pd.unique(accuracy["report"]):
             lines += [f"### {report}", "", render_accuracy(accuracy, report), ""]
     lines += ["## What more compute would settle", "",
-              _md([[r.task, r.student, r.pilot_questions, r.comparisons, _count(r.questions_for_all),
+              "Per (task, student), from the spread measured here (harness.plan, 80% power, alpha 0.05): the "
+              f"questions to run so that the median comparison, and every comparison, detects {EFFECT} in "
+              "alignment, and the hours the slower of the two takes at the rate measured in What ran (its threads).", "",
+              _md([[r.task, r.student, r.pilot_questions, r.comparisons,
+                    _count(_median_to_run(numbers["plan_rows"], r.task, r.student)), _count(r.questions_for_all),
                     _num(r.hours, 1)] for r in numbers["plan"].itertuples()],
-                  ["task", "student", "questions now", "comparisons", f"questions to detect {EFFECT}", "hours"]), ""]
+                  ["task", "student", "questions now", "comparisons", "median comparison", "every comparison",
+                   "hours (every)"]), ""]
     if figures:
         lines += ["## Figures", ""]
     for figure in figures:
