@@ -17,6 +17,8 @@ Nodes whose distillation gradient is exactly zero have no defined cosine (METHOD
 """
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 
 import matplotlib
@@ -198,11 +200,18 @@ def depth_figure(nodes: pd.DataFrame, *, losses=TEACHER_LOSSES, permutations: in
 
 def correctness_figure(nodes: pd.DataFrame, *, losses=TEACHER_LOSSES) -> Figure:
     colours = _colours(nodes)
-    fig, axes = plt.subplots(1, len(losses), figsize=(3.2 * len(losses) + 0.8, 4.6), sharey=True, squeeze=False,
-                             layout="constrained")
+    # two boxes per teacher, each needs room for its three-line label: many teachers go on a 2-column grid
+    boxes = 2 * nodes["teacher"].nunique()
+    columns = len(losses) if boxes <= 6 else min(2, len(losses))
+    rows = math.ceil(len(losses) / columns)
+    width = max(3.2, 0.6 * boxes)
+    fig, axes = plt.subplots(rows, columns, figsize=(width * columns + 0.8, 4.6 * rows), sharey=True,
+                             squeeze=False, layout="constrained")
+    for ax in axes.flat[len(losses):]:
+        ax.set_visible(False)
     empty: dict[str, str] = {}
     drawn: set[str] = set()
-    for ax, loss in zip(axes[0], losses):
+    for ax, loss in zip(axes.flat, losses):
         data, labels, styles = [], [], []
         for cell in _cells(nodes, loss):
             scored = _scored(cell)
@@ -226,7 +235,8 @@ def correctness_figure(nodes: pd.DataFrame, *, losses=TEACHER_LOSSES) -> Figure:
             ax.set_xticks(range(1, len(labels) + 1), labels, fontsize="x-small")
         ax.set(title=loss, ylim=YLIM)
         ax.axhline(0, color="grey", linewidth=0.5)
-    axes[0][0].set_ylabel("node alignment (box: quartiles)")
+    for row in axes:
+        row[0].set_ylabel("node alignment (box: quartiles)")
     empty = {t: why for t, why in empty.items() if t not in drawn}
     extra = [Line2D([], [], marker="^", color="black", linestyle="none", label="mean (line: median)"),
              Patch(facecolor="white", edgecolor="grey", hatch="///", label=TOO_FEW)]
