@@ -332,7 +332,8 @@ def render(numbers: Mapping[str, pd.DataFrame], figures: Sequence[str] = ()) -> 
     lines += ["## What more compute would settle", "",
               "Per (task, student), from the spread measured here (harness.plan, 80% power, alpha 0.05): the "
               f"questions to run so that the median comparison, and every comparison, detects {EFFECT} in "
-              "alignment, and the hours the slower of the two takes at the rate measured in What ran (its threads).", "",
+              "alignment, and the hours the slower of the two takes at the rate measured in What ran (its "
+              "threads).", "",
               _md([[r.task, r.student, r.pilot_questions, r.comparisons,
                     _count(_median_to_run(numbers["plan_rows"], r.task, r.student)), _count(r.questions_for_all),
                     _num(r.hours, 1)] for r in numbers["plan"].itertuples()],
