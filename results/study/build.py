@@ -43,7 +43,7 @@ COMPACT_COLUMNS = [
     *(f"align_{loss}_{half}" for loss in LOSSES for half in ("a", "b")),
 ]
 # what each run's run.json contributes: its configuration and cost (harness.plan's rate reads the last four)
-RUN_KEYS = ("config", "device", "dtype", "threads", "counts", "timings", "resumed_questions", "cache_hits")
+RUN_KEYS = ("config", "status", "device", "dtype", "threads", "counts", "timings", "resumed_questions", "cache_hits")
 
 
 # ---------------------------------------------------------------- collect
@@ -102,15 +102,18 @@ def rank_agreement(board: pd.DataFrame, loss: str) -> pd.DataFrame:
 
 
 def cost(runs: Sequence[Mapping[str, Any]], nodes: pd.DataFrame) -> pd.DataFrame:
-    """Per run: questions diagnosed (of the suite's limit), nodes, informative nodes (from the records), and the
-    tokens and hours its run.json states (a run stopped before its end states none)."""
+    """Per run: questions diagnosed (of the suite's limit; from run.json, or the records of a stopped run), those
+    with any node, nodes and informative nodes (from the records), and the tokens and hours run.json states (a run
+    stopped before its end states none)."""
     rows = []
     for run in runs:
         counts, timings, config = run.get("counts") or {}, run.get("timings") or {}, run["config"]
         cell = nodes[(nodes.task == config["task"]) & (nodes.student == config["student"])]
         keyed = cell.drop_duplicates(["question_id", "rollout_id", "position"])
+        with_nodes = int(cell.question_id.nunique())
         rows.append({"task": config["task"], "student": config["student"],
-                     "questions": int(cell.question_id.nunique()), "limit": config.get("limit"),
+                     "questions": counts.get("questions", with_nodes), "with_nodes": with_nodes,
+                     "limit": config.get("limit"), "stopped": run.get("status") != "complete",
                      "teachers": len(config.get("teachers", [])), "nodes": len(keyed),
                      "informative": int(keyed.informative.astype(bool).sum()),
                      "generated_tokens": counts.get("generated_tokens_this_session"),
@@ -295,11 +298,14 @@ def render(numbers: Mapping[str, pd.DataFrame], figures: Sequence[str] = ()) -> 
     lines += ["## Design", "", *design(numbers["settings"]), ""]
     lines += ["## In short", "", *summary(numbers), ""]
     lines += ["## What ran", "",
-              _md([[r.task, r.student, f"{r.questions} of {_count(r.limit)}", r.teachers, r.nodes, r.informative,
-                    _count(r.generated_tokens), _num(r.hours, 2), r.device] for r in cost_table.itertuples()],
-                  ["task", "student", "questions", "teachers", "nodes", "informative", "generated tokens",
-                   "hours", "where"]), ""]
-    stopped = cost_table[cost_table.questions < cost_table.limit.fillna(0)]
+              _md([[r.task, r.student, f"{r.questions} of {_count(r.limit)}", r.with_nodes, r.teachers, r.nodes,
+                    r.informative, _count(r.generated_tokens), _num(r.hours, 2), r.device]
+                   for r in cost_table.itertuples()],
+                  ["task", "student", "questions", "with nodes", "teachers", "nodes", "informative",
+                   "generated tokens", "hours", "where"]), "",
+              "A question has no node when screening found no position whose outcome depends on the token (e.g. "
+              "every rollout wrong and no continuation right): it enters no alignment estimate.", ""]
+    stopped = cost_table[cost_table.stopped]
     if len(stopped):
         lines += [f"{len(stopped)} run(s) hold fewer questions than their limit: they were stopped when the "
                   "compute of the session that built this study ran out. Their records hold every question they "
