@@ -147,6 +147,7 @@ def compute(nodes: pd.DataFrame, runs: Sequence[Mapping[str, Any]], accuracy: Ma
     board = build(nodes, options=options)
     routing = oracle_routing(nodes, options=options)
     # the cost rate of harness.plan: the finished run that diagnosed the most questions
+    # (one rate for every cell: a caveat the write-up states, as MMLU rollouts are longer than BoolQ's)
     rate_run = max(runs, key=lambda run: (run.get("counts") or {}).get("questions", 0))
     sizes = plan(nodes, rate_run, effect=EFFECT, options=options)
     configs = [run["config"] for run in runs]
@@ -277,7 +278,7 @@ def summary(numbers: Mapping[str, pd.DataFrame]) -> list[str]:
                      f"({_count(r.cv_questions)} questions).")
     accuracy = numbers["accuracy"]
     wrong = accuracy[accuracy.condition == "self:correct-wrong"] if not accuracy.empty else accuracy
-    for r in wrong.itertuples():
+    for r in wrong[wrong.questions > 0].itertuples():  # K answers gave no correct-and-incorrect pair: no row
         lines.append(f"- Wrong demonstrations, {r.report}: accuracy with correct+wrong examples "
                      f"{_with_interval(r.accuracy, r.ci_low, r.ci_high)}, {_num(r.delta)} against the student "
                      f"alone (sign-flip p {_p(r.p_sign_flip)}, {r.questions} questions).")
@@ -339,7 +340,7 @@ def render(numbers: Mapping[str, pd.DataFrame], figures: Sequence[str] = ()) -> 
               "Per (task, student), from the spread measured here (harness.plan, 80% power, alpha 0.05): the "
               f"questions to run so that the median comparison, and every comparison, detects {EFFECT} in "
               "alignment, and the hours the slower of the two takes at the rate measured in What ran (its "
-              "threads).", "",
+              "threads; one rate, that of the finished run with the most questions, for every cell).", "",
               _md([[r.task, r.student, r.pilot_questions, r.comparisons,
                     _count(_median_to_run(numbers["plan_rows"], r.task, r.student)), _count(r.questions_for_all),
                     _num(r.hours, 1)] for r in numbers["plan"].itertuples()],
