@@ -150,7 +150,8 @@ def matrix(board: pd.DataFrame) -> pd.DataFrame:
     return wide[[name for name in ordered if name in wide.columns]].reset_index()
 
 def rank_agreement(board: pd.DataFrame) -> pd.DataFrame:
-    """Kendall tau of ``walign`` over the teachers two students share, for each (task, loss) and student pair."""
+    """Kendall tau of ``walign`` over the teachers two students share, for each (task, loss) and student pair, with
+    scipy's two-sided p of no agreement (exact for a handful of teachers)."""
     rows = _teacher_rows(board)
     records = []
     for (task, loss), group in rows.groupby(["task", "loss"], sort=False):
@@ -158,10 +159,11 @@ def rank_agreement(board: pd.DataFrame) -> pd.DataFrame:
                                                                                                        sort=False)}
         for first, second in itertools.combinations(by_student, 2):
             both = pd.concat([by_student[first], by_student[second]], axis=1, join="inner").dropna()
+            tau, p = stats.correlation_test(both.iloc[:, 0], both.iloc[:, 1], "kendall")
             records.append({"task": task, "loss": loss, "student_a": first, "student_b": second,
-                            "teachers": len(both),
-                            "tau": stats.correlation(both.iloc[:, 0], both.iloc[:, 1], "kendall")})
-    return pd.DataFrame.from_records(records, columns=["task", "loss", "student_a", "student_b", "teachers", "tau"])
+                            "teachers": len(both), "tau": tau, "p": p})
+    return pd.DataFrame.from_records(records,
+                                     columns=["task", "loss", "student_a", "student_b", "teachers", "tau", "p"])
 
 def best_teachers(board: Leaderboard) -> pd.DataFrame:
     """Leader and runner-up by ``walign`` per (task, student, loss), their rank groups, and the tested difference of

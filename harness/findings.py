@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from harness import stats
-from harness.leaderboard import REFERENCE_LOSS, build, informative_mask
+from harness.leaderboard import REFERENCE_LOSS, Leaderboard, build, informative_mask
 
 SELF_CONTEXTS = ("self:correct-demo", "self:self-demo", "self:correct-wrong", "self:summary")
 WRONG, CORRECT_ONLY = "self:correct-wrong", ("self:self-demo", "self:correct-demo")
@@ -168,14 +168,14 @@ def by_size(students: Sequence[str]) -> list[str]:
 
 
 def findings(nodes: pd.DataFrame, *, loss: str = "rkl", sizes: Sequence[str] = (),
-             options: stats.Options | None = None) -> pd.DataFrame:
+             options: stats.Options | None = None, board: Leaderboard | None = None) -> pd.DataFrame:
     """The findings table (module docstring). ``sizes``: students from smallest to largest, for finding 2
-    (default: :func:`by_size`)."""
+    (default: :func:`by_size`); ``board``: ``build(nodes, options=options)`` when the caller already has it."""
     options = options or stats.Options()
     sizes = list(sizes) or by_size(list(pd.unique(nodes["student"])))
     if loss == REFERENCE_LOSS:
         raise ValueError("the findings are about teachers: choose a teacher loss (rkl, fkl, jsd, sampled)")
-    board = build(nodes, options=options)
+    board = board if board is not None else build(nodes, options=options)
     rows = [*incorrect_over_correct(nodes, loss, options), *self_contexts_for_smaller(nodes, loss, sizes, options),
             *wrong_demonstrations(board, loss, options), *divergence_and_depth(nodes, loss, options)]
     table = pd.DataFrame.from_records(rows, columns=[c for c in COLUMNS if c not in ("p_holm", "verdict")])

@@ -438,17 +438,35 @@ def _letter(index: int) -> str:
 
 # ---------------------------------------------------------------- correlation and reliability
 
+_RANK_CORRELATIONS = {"spearman": scipy.stats.spearmanr, "kendall": scipy.stats.kendalltau}
+
+
+def _rank_result(method: str, x: np.ndarray, y: np.ndarray):
+    """scipy's result for ``method`` on (x, y); None where no rank correlation is defined (fewer than 2 points or
+    a constant variable)."""
+    if x.size < 2 or np.all(x == x[0]) or np.all(y == y[0]):
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _RANK_CORRELATIONS[method](x, y)
+
+
 def _correlation(method: str) -> Callable[[np.ndarray, np.ndarray], float]:
-    func = {"spearman": scipy.stats.spearmanr, "kendall": scipy.stats.kendalltau}[method]
+    if method not in _RANK_CORRELATIONS:  # fails here, before any resampling
+        raise KeyError(method)
 
     def correlate(x: np.ndarray, y: np.ndarray) -> float:
-        if x.size < 2 or np.all(x == x[0]) or np.all(y == y[0]):
-            return math.nan  # a constant variable has no rank correlation
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return float(func(x, y).statistic)
+        result = _rank_result(method, x, y)
+        return math.nan if result is None else float(result.statistic)
 
     return correlate
+
+
+def correlation_test(x, y, method: str = "spearman") -> tuple[float, float]:
+    """:func:`correlation` with scipy's two-sided p-value of no association (Kendall: exact on small samples
+    without ties); (NaN, NaN) where undefined."""
+    result = _rank_result(method, np.asarray(x, dtype=float), np.asarray(y, dtype=float))
+    return (math.nan, math.nan) if result is None else (float(result.statistic), float(result.pvalue))
 
 
 def correlation(x, y, method: str = "spearman") -> float:

@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from scipy import stats as scipy_stats
 from tabulate import tabulate
 
 STUDY_DIR = Path(__file__).resolve().parent
@@ -83,24 +82,6 @@ def load(study_dir: Path = STUDY_DIR) -> tuple[pd.DataFrame, list[dict], dict[st
     return nodes, runs, accuracy
 
 
-def rank_agreement(board: pd.DataFrame, loss: str) -> pd.DataFrame:
-    """Per task and pair of students: Kendall's tau between the two students' walign orderings of the teachers
-    both share (the ``self`` control left out), with scipy's exact two-sided p."""
-    rows = []
-    table = board[(board["loss"] == loss) & board["walign"].notna()]
-    for task, group in table.groupby("task", sort=False):
-        students = list(pd.unique(group["student"]))
-        for i, first in enumerate(students):
-            for second in students[i + 1:]:
-                a = group[group.student == first].set_index("teacher")["walign"]
-                b = group[group.student == second].set_index("teacher")["walign"]
-                shared = a.index.intersection(b.index)
-                tau, p = (scipy_stats.kendalltau(a[shared], b[shared]) if len(shared) >= 3 else (math.nan, math.nan))
-                rows.append({"task": task, "student": first, "other": second, "teachers": len(shared),
-                             "kendall_tau": float(tau), "p": float(p)})
-    return pd.DataFrame.from_records(rows, columns=["task", "student", "other", "teachers", "kendall_tau", "p"])
-
-
 def cost(runs: Sequence[Mapping[str, Any]], nodes: pd.DataFrame) -> pd.DataFrame:
     """Per run: questions diagnosed (of the suite's limit; from run.json, or the records of a stopped run), those
     with any node, nodes and informative nodes (from the records), and the tokens and hours run.json states (a run
@@ -139,12 +120,14 @@ def compute(nodes: pd.DataFrame, runs: Sequence[Mapping[str, Any]], accuracy: Ma
     """Every table of the write-up."""
     from harness import stats
     from harness.analysis import oracle_routing
+    from harness.compare import rank_agreement
     from harness.findings import findings
     from harness.leaderboard import build
     from harness.plan import plan
 
     options = stats.Options()
     board = build(nodes, options=options)
+    agreement = rank_agreement(board.table)
     routing = oracle_routing(nodes, options=options)
     # the cost rate of harness.plan: the finished run that diagnosed the most questions
     # (one rate for every cell: a caveat the write-up states, as MMLU rollouts are longer than BoolQ's)
@@ -157,8 +140,8 @@ def compute(nodes: pd.DataFrame, runs: Sequence[Mapping[str, Any]], accuracy: Ma
                 "settings": configs[0]["settings"], "seed": configs[0]["seed"]}
     return {
         "settings": settings,
-        "findings": findings(nodes, loss=HEADLINE_LOSS, options=options),
-        "board": board.table, "pairs": board.pairs, "agreement": rank_agreement(board.table, HEADLINE_LOSS),
+        "findings": findings(nodes, loss=HEADLINE_LOSS, options=options, board=board),
+        "board": board.table, "pairs": board.pairs, "agreement": agreement[agreement["loss"] == HEADLINE_LOSS],
         "routing": routing[routing["loss"] == HEADLINE_LOSS], "plan": sizes["summary"],
         "plan_rows": sizes["comparisons"], "cost": cost(runs, nodes), "accuracy": accuracy_table(accuracy),
     }
@@ -321,7 +304,7 @@ def render(numbers: Mapping[str, pd.DataFrame], figures: Sequence[str] = ()) -> 
     lines += ["## Does the ranking change with compression?", "",
               "Kendall's tau between two students' walign orderings of the teachers both have (`self` has no "
               "alignment).", "",
-              _md([[r.task, r.student, r.other, r.teachers, _num(r.kendall_tau), _p(r.p)]
+              _md([[r.task, r.student_a, r.student_b, r.teachers, _num(r.tau), _p(r.p)]
                    for r in numbers["agreement"].itertuples()],
                   ["task", "student", "other", "teachers", "Kendall tau", "p"]), ""]
     lines += ["## Does the best teacher change from token to token?", "",

@@ -36,6 +36,7 @@ def test_matrix_ranks_agreement_and_best():
         board.table.query("student == 's' and teacher == 'far' and loss == 'rkl'").walign.iloc[0])
     agreement = rank_agreement(board.table)
     assert (agreement.tau == -1.0).all() and (agreement.teachers == 2).all()
+    assert (agreement.p == 1.0).all()  # two teachers in opposite order: one of the 2! orders as extreme, each way
     best = best_teachers(board).set_index(["student", "loss"])
     row = best.loc[("s", "rkl")]
     assert row.best == "far" and row.runner_up == "near"

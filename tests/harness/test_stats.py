@@ -190,6 +190,17 @@ def test_batched_spearman_equals_scipy_with_ties_and_padding():
     np.testing.assert_allclose(got, want, atol=1e-12)
 
 
+def test_kendall_test_p_is_the_exact_share_of_orderings():
+    """Five pairs in the same order: of the 5! = 120 equally likely orderings one is as concordant and one as
+    discordant, so the exact two-sided p is 2/120; a constant variable has neither statistic nor p."""
+    tau, p = stats.correlation_test([1, 2, 3, 4, 5], [10, 20, 30, 40, 50], "kendall")
+    assert tau == pytest.approx(1.0) and p == pytest.approx(2 / 120)
+    assert all(math.isnan(v) for v in stats.correlation_test([1, 2, 3], [4, 4, 4], "kendall"))
+    assert stats.correlation([1, 2, 3, 4, 5], [5, 4, 3, 2, 1], "kendall") == pytest.approx(-1.0)
+    with pytest.raises(KeyError):
+        stats.correlation([1, 2], [1, 2], "pearson")
+
+
 def test_partial_spearman_equals_rank_residual_correlation():
     """Partial rank correlation = correlation of the ranks of x and y after regressing each on the ranks of z."""
     rng = np.random.default_rng(5)
