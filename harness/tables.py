@@ -269,6 +269,13 @@ def format_sections(sections: Mapping[str, pd.DataFrame], fmt: str, console=None
     return text
 
 
+def print_sections(sections: Mapping[str, pd.DataFrame], fmt: str, console=None, notes: Sequence[str] = ()) -> None:
+    """:func:`format_sections` to the terminal (rich prints itself; the text formats go to stdout)."""
+    text = format_sections(sections, fmt, console, notes=notes)
+    if text is not None:
+        print(text)
+
+
 # ---------------------------------------------------------------- opd accuracy
 
 

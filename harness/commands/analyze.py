@@ -31,11 +31,9 @@ def handle(args, console) -> int:
     from harness.analysis import analyze
     from harness.options import options_from
     from harness.records import load_run
-    from harness.tables import format_sections
+    from harness.tables import print_sections
 
     options = options_from(args)  # bad numbers: one clear error, before reading
     nodes, _, _ = load_run(args.run_dir)
-    text = format_sections(analyze(nodes, options=options), args.format, console, notes=NOTES)
-    if text is not None:
-        print(text)
+    print_sections(analyze(nodes, options=options), args.format, console, notes=NOTES)
     return 0

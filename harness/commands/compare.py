@@ -21,12 +21,10 @@ def register(commands) -> None:
 def handle(args, console) -> int:
     from harness.compare import compare, load_runs
     from harness.options import options_from
-    from harness.tables import format_sections
+    from harness.tables import print_sections
 
     options = options_from(args)
     runs = load_runs(args.run_dirs, combine=args.combine)
     tables = compare(runs.nodes, options=options)
-    text = format_sections(tables, args.format, console, notes=runs.notes)
-    if text is not None:
-        print(text)
+    print_sections(tables, args.format, console, notes=runs.notes)
     return 0

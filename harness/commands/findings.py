@@ -32,14 +32,12 @@ def handle(args, console) -> int:
     from harness.findings import findings
     from harness.leaderboard import TEACHER_LOSSES
     from harness.options import check_losses, options_from
-    from harness.tables import format_sections
+    from harness.tables import print_sections
 
     options = options_from(args)
     loss = check_losses([args.loss], TEACHER_LOSSES, reason="the findings are about teachers")[0]
     runs = load_runs(args.run_dirs, combine=args.combine)
     sizes = [name.strip() for name in args.sizes.split(",")] if args.sizes else ()
     table = findings(runs.nodes, loss=loss, sizes=sizes, options=options)
-    text = format_sections({"findings": table}, args.format, console, notes=[*NOTES, *runs.notes])
-    if text is not None:
-        print(text)
+    print_sections({"findings": table}, args.format, console, notes=[*NOTES, *runs.notes])
     return 0

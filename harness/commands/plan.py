@@ -23,7 +23,7 @@ def handle(args, console) -> int:
     from harness.plan import plan
     from harness.records import load_run
     from harness.errors import ConfigError
-    from harness.tables import format_sections
+    from harness.tables import print_sections
 
     options = options_from(args)
     if not args.effect > 0:
@@ -39,7 +39,5 @@ def handle(args, console) -> int:
         "resumed or cached pilot has no rate (—). A pilot of a few questions gives a rough spread: plan again "
         "after the first tens of questions.",
     ]
-    text = format_sections(tables, args.format, console, notes=notes)
-    if text is not None:
-        print(text)
+    print_sections(tables, args.format, console, notes=notes)
     return 0
