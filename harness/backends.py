@@ -85,9 +85,49 @@ def resolve_backend(name: str, student: LoadedModel) -> Backend:
     return resolve_spec(BACKENDS, name)(student)
 
 
+@dataclass(frozen=True)
+class RolloutCall:
+    """One :meth:`Backend.rollouts` call as data, so that several can be merged into one batch."""
+
+    prompt_ids: tuple[int, ...]
+    count: int
+    max_new_tokens: int
+    temperature: float
+    seed_parts: tuple[object, ...]
+    is_final: Callable[[str], bool] | None
+
+
+@dataclass(frozen=True)
+class ContinuationCall:
+    """One :meth:`Backend.continuations` call as data, so that several can be merged into one batch."""
+
+    sources: tuple[Source, ...]
+    requests: tuple[Continuation, ...]
+    temperature: float
+    is_final: Callable[[str], bool] | None
+    seed_parts: tuple[object, ...] = ()
+    on_progress: Callable[[int], None] | None = None
+
+
+Call = RolloutCall | ContinuationCall
+
+
+def run_calls(backend: Backend, calls: Sequence[Call]) -> list[list[Generated]]:
+    """Each call's generations, in call order: in one merged batch when the backend can (``generate_calls``),
+    else one backend call after the other."""
+    merged = getattr(backend, "generate_calls", None)
+    if merged is not None:
+        return merged(calls)
+    return [backend.rollouts(c.prompt_ids, c.count, c.max_new_tokens, temperature=c.temperature,
+                             seed_parts=c.seed_parts, is_final=c.is_final) if isinstance(c, RolloutCall)
+            else backend.continuations(c.sources, c.requests, temperature=c.temperature, is_final=c.is_final,
+                                       seed_parts=c.seed_parts, on_progress=c.on_progress) for c in calls]
+
+
 class TransformersBackend:
     """In-process generation: the rows of one call decode together over the sources' KV caches (batched, ragged,
-    rows of different rollouts and questions mixed), each row with its own seeded random stream."""
+    rows of different rollouts and questions mixed), each row with its own seeded random stream. At most
+    :func:`~harness.generation.rows_per_batch` rows decode at once; waiting rows take the slots of finished ones."""
 
     name = "transformers"
 
@@ -95,40 +135,79 @@ class TransformersBackend:
         self.student = student
 
     def rollouts(self, prompt_ids, count, max_new_tokens, *, temperature, seed_parts, is_final):
-        cache, logits = prefill(self.student, prompt_ids)
-        branches = [Branch(len(prompt_ids), None, max_new_tokens, seed=derive_seed(*seed_parts, i))
-                    for i in range(count)]
-        return generate_branches(self.student, cache, branches, temperature=temperature, first_logits=logits[-1],
-                                 is_final=is_final)
+        return self.generate_calls([RolloutCall(tuple(prompt_ids), count, max_new_tokens, temperature,
+                                                tuple(seed_parts), is_final)])[0]
 
     def continuations(self, sources, requests, *, temperature, is_final, seed_parts=(), on_progress=None):
+        return self.generate_calls([ContinuationCall(tuple(sources), tuple(requests), temperature, is_final,
+                                                     tuple(seed_parts), on_progress)])[0]
+
+    def generate_calls(self, calls: Sequence[Call]) -> list[list[Generated]]:
+        """Every call's rows in one continuous batch (calls with another temperature or stop test run in their
+        own). Each row keeps its own seed, so what it samples does not depend on the calls it was merged with."""
+        results: list[list[Generated] | None] = [None] * len(calls)
+        groups: dict[tuple[float, Any], list[int]] = {}
+        for index, call in enumerate(calls):
+            groups.setdefault((call.temperature, call.is_final), []).append(index)
+        for (temperature, is_final), members in groups.items():
+            for index, generated in zip(members, self._merged([calls[i] for i in members], temperature, is_final)):
+                results[index] = generated
+        return results  # type: ignore[return-value]
+
+    def _merged(self, calls: Sequence[Call], temperature: float, is_final) -> list[list[Generated]]:
         student = self.student
-        caches = [source.cache if source.cache is not None
-                  else prefill(student, list(source.prompt_ids) + list(source.response))[0] for source in sources]
-        seeds = request_seeds(requests, seed_parts)
-        branches = []
-        for request, seed in zip(requests, seeds):
-            source = sources[request.source]
-            tail = tuple(source.response[max(0, request.position - STOP_CHECK_TAIL_TOKENS):request.position])
-            branches.append(Branch(len(source.prompt_ids) + request.position, request.token,
-                                   request.max_new_tokens, tail, request.source, seed))
-        longest = max((b.prefix_len + b.max_new_tokens for b in branches), default=0)
-        batch = rows_per_batch(student.device, longest)
-        generated: list[Generated] = []
-        while len(generated) < len(branches):
-            chunk = branches[len(generated):len(generated) + batch]
+        caches, first_logits, branches, owners = [], [], [], []
+        for call_index, call in enumerate(calls):
+            if isinstance(call, RolloutCall):
+                cache, logits = prefill(student, call.prompt_ids)
+                source = len(caches)
+                caches.append(cache)
+                first_logits.append(logits[-1])
+                branches.extend(Branch(len(call.prompt_ids), None, call.max_new_tokens, source=source,
+                                       seed=derive_seed(*call.seed_parts, i)) for i in range(call.count))
+                owners.extend([call_index] * call.count)
+                continue
+            offset = len(caches)
+            for source in call.sources:
+                caches.append(source.cache if source.cache is not None
+                              else prefill(student, list(source.prompt_ids) + list(source.response))[0])
+                first_logits.append(None)
+            for request, seed in zip(call.requests, request_seeds(call.requests, call.seed_parts)):
+                source = call.sources[request.source]
+                tail = tuple(source.response[max(0, request.position - STOP_CHECK_TAIL_TOKENS):request.position])
+                branches.append(Branch(len(source.prompt_ids) + request.position, request.token,
+                                       request.max_new_tokens, tail, offset + request.source, seed))
+            owners.extend([call_index] * len(call.requests))
+        if not branches:
+            return [[] for _ in calls]
+        logits = None
+        if any(row is not None for row in first_logits):  # rollouts sample their first token from the prompt's
+            template = next(row for row in first_logits if row is not None)
+            logits = torch.stack([row if row is not None else torch.zeros_like(template) for row in first_logits])
+
+        reported: set[int] = set()  # a retry after running out of memory redoes rows already counted
+
+        def finished(row: int) -> None:
+            report = getattr(calls[owners[row]], "on_progress", None)
+            if report is not None and row not in reported:
+                reported.add(row)
+                report(1)
+
+        batch = rows_per_batch(student.device, max(b.prefix_len + b.max_new_tokens for b in branches))
+        while True:
             try:
-                out = generate_branches(student, caches, chunk, temperature=temperature, is_final=is_final)
+                generated = generate_branches(student, caches, branches, temperature=temperature, first_logits=logits,
+                                              is_final=is_final, max_rows=batch, on_finish=finished)
+                break
             except torch.OutOfMemoryError:
                 if batch == 1:
                     raise
-                batch //= 2  # out of GPU memory: halve the batch and carry on (rows are seeded: same samples)
+                batch //= 2  # out of GPU memory: fewer rows at once, from the start (rows are seeded: same samples)
                 torch.cuda.empty_cache()
-                continue
-            generated.extend(out)
-            if on_progress is not None:
-                on_progress(len(chunk))
-        return generated
+        out: list[list[Generated]] = [[] for _ in calls]
+        for owner, row in zip(owners, generated):
+            out[owner].append(row)
+        return out
 
 
 @register_backend("transformers", "in-process generation over shared prefix KV caches (default; CPU or GPU)")

@@ -104,6 +104,10 @@ class WorkCache:
         self.counts.sampled_hits += 1
         return questions, plans
 
+    def has_sampled(self, key: Mapping[str, Any]) -> bool:
+        """Whether an entry for ``key`` is there (not read: a damaged one is found out, and recomputed, on loading)."""
+        return (self.root / "sampled" / f"{digest(key)}.questions.parquet").is_file()
+
     def save_sampled(self, key: Mapping[str, Any], question_rows: Sequence[Mapping], plan_rows: Sequence[Mapping],
                      question_schema: pa.Schema) -> None:
         name = digest(key)

@@ -13,6 +13,7 @@ without a seed share one ``torch.Generator`` in batch order, as callers outside 
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -77,12 +78,12 @@ class PreallocatedLayer(DynamicLayer):
     """
 
     def __init__(self, sources: Sequence[tuple[torch.Tensor, torch.Tensor]], rows: Sequence[tuple[int, int]],
-                 headroom: int) -> None:
+                 headroom: int, align: int = 0) -> None:
         """Row r holds the first ``length`` positions of batch-1 source ``rows[r] = (source, length)``, all ending
-        at one common column (the left gap is zero-filled, to be masked). Rows with the same (source, length)
-        are filled by one broadcast copy: a prefix is never recomputed, only copied."""
+        at one common column, at least ``align`` (the left gap is zero-filled, to be masked). Rows with the same
+        (source, length) are filled by one broadcast copy: a prefix is never recomputed, only copied."""
         super().__init__()
-        longest = max(length for _, length in rows)
+        longest = max(align, *(length for _, length in rows))
         keys0, values0 = sources[rows[0][0]]
         self.dtype, self.device = keys0.dtype, keys0.device
         # uninitialised: every prefix is copied in below, its left gap zeroed (masked, but attention multiplies it by
@@ -137,6 +138,50 @@ class PreallocatedLayer(DynamicLayer):
         self._key_buffer = self._key_buffer[: self._rows].repeat_interleave(repeats, dim=0)
         self._value_buffer = self._value_buffer[: self._rows].repeat_interleave(repeats, dim=0)
         self._rows *= repeats
+        self._refresh_views()
+
+    def admit(self, sources: Sequence[tuple[torch.Tensor, torch.Tensor]], rows: Sequence[tuple[int, int]]) -> None:
+        """Append rows after the live ones (continuous batching): row ``rows[i] = (source, length)`` gets that
+        prefix right-aligned to the current end column, its left gap zeroed. Missing row slots are added, and a
+        prefix longer than the current columns first widens the buffer on the left."""
+        longest = max(length for _, length in rows)
+        if longest > self._length:
+            self.widen_left(longest - self._length)
+        start = self._rows
+        missing = start + len(rows) - self._key_buffer.shape[0]
+        if missing > 0:  # growing the head-room kept only the live rows: make slots again (a copy, rare)
+            self._key_buffer = torch.cat([self._key_buffer, self._key_buffer.new_empty(missing,
+                                                                                         *self._key_buffer.shape[1:])])
+            self._value_buffer = torch.cat([self._value_buffer,
+                                            self._value_buffer.new_empty(missing, *self._value_buffer.shape[1:])])
+        groups: dict[tuple[int, int], list[int]] = {}
+        for offset, key in enumerate(rows):
+            groups.setdefault(tuple(key), []).append(start + offset)
+        end = self._length
+        for (source, length), members in groups.items():
+            keys, values = sources[source]
+            index = torch.tensor(members, device=keys.device)
+            self._key_buffer[index, :, end - length:end] = keys[:, :, :length]
+            self._value_buffer[index, :, end - length:end] = values[:, :, :length]
+            self._key_buffer[index, :, :end - length] = 0
+            self._value_buffer[index, :, :end - length] = 0
+        self._rows += len(rows)
+        self._refresh_views()
+
+    def widen_left(self, columns: int) -> None:
+        """``columns`` zero (masked) columns before the first one: a copy of the buffer, so kept rare."""
+        pad = self._key_buffer.new_zeros(*self._key_buffer.shape[:2], columns, self._key_buffer.shape[-1])
+        self._key_buffer = torch.cat([pad, self._key_buffer], dim=-2)
+        self._value_buffer = torch.cat([pad, self._value_buffer], dim=-2)
+        self._length += columns
+        self._refresh_views()
+
+    def drop_leading(self, columns: int) -> None:
+        """Forget the first ``columns`` columns, masked for every live row: a view, no copy (the next growth copies
+        only what is left), so a long continuous batch does not keep widening."""
+        self._key_buffer = self._key_buffer[:, :, columns:]
+        self._value_buffer = self._value_buffer[:, :, columns:]
+        self._length -= columns
         self._refresh_views()
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
@@ -231,6 +276,8 @@ def generate_branches(
     generator: torch.Generator | None = None,
     first_logits: torch.Tensor | None = None,
     is_final: Callable[[str], bool] | None = None,
+    max_rows: int | None = None,
+    on_finish: Callable[[int], None] | None = None,
 ) -> list[Generated]:
     """Generate every branch in one batch over batch-1 source caches (left unchanged).
 
@@ -240,73 +287,114 @@ def generate_branches(
     prefix is copied right-aligned into one buffer, the gap on its left is masked out, and positions are given
     explicitly, as for left-padded batch generation. Forced tokens count toward ``max_new_tokens``.
     Either every branch has a ``seed`` or ``generator`` is given.
+
+    ``max_rows`` caps the rows decoding at once (memory): the others wait in order and each takes the slot of a
+    row that finished (continuous batching), so a long row never leaves the batch running nearly empty while
+    rows still wait. ``on_finish(index)`` is called as each branch finishes.
     """
     n_rows = len(branches)
     rows: list[list[int]] = [[] for _ in range(n_rows)]
     finish: list[str | None] = [None] * n_rows
     live = [r for r, b in enumerate(branches) if b.max_new_tokens > 0]
-    for r in set(range(n_rows)) - set(live):
+    for r in sorted(set(range(n_rows)) - set(live)):
         finish[r] = "length"
+        if on_finish is not None:
+            on_finish(r)
     if not live:
         return [Generated((), "length") for _ in branches]
     branches_live = [branches[r] for r in live]
     seeded = all(b.seed is not None for b in branches_live)
     if not seeded and generator is None:
         raise ValueError("generate_branches needs a seed on every branch or a shared generator.")
+    if max_rows is not None and max_rows < 1:
+        raise ValueError(f"max_rows must be at least 1, got {max_rows}.")
     seeds = np.array([b.seed if seeded else 0 for b in branches], dtype=np.uint64)
+    cap = len(live) if max_rows is None else min(max_rows, len(live))
+    first, queue = live[:cap], deque(live[cap:])
     prefix_lens = [b.prefix_len for b in branches_live]
-    longest = max(prefix_lens)
+    longest = max(prefix_lens)  # every row, waiting ones too, fits the first alignment column
     headroom = max(b.max_new_tokens for b in branches_live) + 1
     sources = [sources] if isinstance(sources, DynamicCache) else list(sources)
-    row_keys = [(b.source, b.prefix_len) for b in branches_live]
+    source_kv = [[(src.layers[i].keys, src.layers[i].values) for src in sources] for i in range(len(sources[0].layers))]
+    first_keys = [(branches[r].source, branches[r].prefix_len) for r in first]
     cache = DynamicCache(config=lm.model.config)
-    cache.layers = [
-        PreallocatedLayer([(src.layers[i].keys, src.layers[i].values) for src in sources], row_keys, headroom)
-        for i in range(len(sources[0].layers))
-    ]
-    ragged = min(prefix_lens) != longest
+    cache.layers = [PreallocatedLayer(kv, first_keys, headroom, align=longest) for kv in source_kv]
+    continuous = bool(queue)
+    ragged = min(prefix_lens) != longest or continuous
     device = lm.device
-    active = torch.tensor(live, device=device)
-    positions = torch.tensor(prefix_lens, device=device)
+    active = torch.tensor(first, device=device)
+    positions = torch.tensor([branches[r].prefix_len for r in first], device=device)
     mask = None
     if ragged:  # 1 where a row has a real prefix position, 0 in its left gap
-        mask = (torch.arange(longest, device=device)[None, :] >= (longest - positions)[:, None]).long()
+        mask = _prefix_mask(positions, longest)
 
     def randomness(row_ids: list[int]):
         if not seeded:
             return generator
         return row_uniforms(seeds[row_ids], [len(rows[r]) for r in row_ids])
 
-    forced = [b.first_token for b in branches_live]
-    if all(token is not None for token in forced):
-        step_tokens = torch.tensor(forced, device=device)
-    else:
+    def first_tokens(row_ids: list[int]) -> torch.Tensor:
+        forced = [branches[r].first_token for r in row_ids]
+        if all(token is not None for token in forced):
+            return torch.tensor(forced, device=device)
         assert first_logits is not None, "unforced branches need the prefix's next-token logits"
         per_source = first_logits.reshape(-1, first_logits.shape[-1])
-        step_tokens = sample_tokens(per_source[[b.source for b in branches_live]], temperature, randomness(live))
+        tokens = sample_tokens(per_source[[branches[r].source for r in row_ids]], temperature, randomness(row_ids))
         for slot, token in enumerate(forced):
             if token is not None:
-                step_tokens[slot] = token
+                tokens[slot] = token
+        return tokens
+
+    def goes_on(row: int, token: int) -> bool:
+        """Record the row's new token; False (and the finish reason set) when the row is done."""
+        rows[row].append(token)
+        if token in lm.eos_token_ids:
+            finish[row] = "eos"
+        elif is_final is not None and is_final(_tail_text(lm, branches[row].context_tail, rows[row])):
+            finish[row] = "answer"
+        elif len(rows[row]) >= branches[row].max_new_tokens:
+            finish[row] = "length"
+        else:
+            return True
+        if on_finish is not None:
+            on_finish(row)
+        return False
+
+    step_tokens = first_tokens(first)
     while True:
-        keep = []
-        active_rows = active.tolist()
-        for slot, (row, token) in enumerate(zip(active_rows, step_tokens.tolist())):
-            rows[row].append(token)
-            if token in lm.eos_token_ids:
-                finish[row] = "eos"
-            elif is_final is not None and is_final(_tail_text(lm, branches[row].context_tail, rows[row])):
-                finish[row] = "answer"
-            elif len(rows[row]) >= branches[row].max_new_tokens:
-                finish[row] = "length"
-            else:
-                keep.append(slot)
-        if not keep:
-            break
+        keep = [slot for slot, (row, token) in enumerate(zip(active.tolist(), step_tokens.tolist()))
+                if goes_on(row, token)]
         if len(keep) < len(active):  # finished rows leave the batch
-            index = torch.tensor(_compaction(keep, len(active), order_free=seeded), device=device)
+            index = torch.tensor(_compaction(keep, len(active), order_free=seeded), device=device, dtype=torch.long)
             cache.batch_select_indices(index)
             active, step_tokens, positions = active[index], step_tokens[index], positions[index]
             mask = mask[index] if mask is not None else None
+        while queue and len(active) < cap:  # waiting rows take the free slots
+            admitted = [queue.popleft() for _ in range(min(cap - len(active), len(queue)))]
+            tokens = first_tokens(admitted)
+            entering = [(row, token) for row, token in zip(admitted, tokens.tolist()) if goes_on(row, token)]
+            if not entering:
+                continue
+            new_rows = [row for row, _ in entering]
+            keys = [(branches[r].source, branches[r].prefix_len) for r in new_rows]
+            for layer, kv in zip(cache.layers, source_kv):
+                layer.admit(kv, keys)
+            width = cache.layers[0].get_seq_length()
+            new_positions = torch.tensor([branches[r].prefix_len for r in new_rows], device=device)
+            if mask.shape[1] < width:  # the buffer was widened on the left for a longer prefix
+                mask = torch.cat([mask.new_zeros(len(mask), width - mask.shape[1]), mask], dim=1)
+            mask = torch.cat([mask, _prefix_mask(new_positions, width)])
+            active = torch.cat([active, torch.tensor(new_rows, device=device)])
+            step_tokens = torch.cat([step_tokens, torch.tensor([t for _, t in entering], device=device)])
+            positions = torch.cat([positions, new_positions])
+        if not len(active):
+            break
+        if continuous:
+            unused = cache.layers[0].get_seq_length() - int(positions.max())  # columns masked for every live row
+            if unused > 0:
+                for layer in cache.layers:
+                    layer.drop_leading(unused)
+                mask = mask[:, unused:]
         if mask is not None:
             mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
         out = lm.model(input_ids=step_tokens[:, None], past_key_values=cache, use_cache=True,
@@ -314,6 +402,11 @@ def generate_branches(
         cache, positions = out.past_key_values, positions + 1
         step_tokens = sample_tokens(out.logits[:, -1], temperature, randomness(active.tolist()))
     return [Generated(tuple(tokens), str(reason)) for tokens, reason in zip(rows, finish)]
+
+
+def _prefix_mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
+    """[rows, width] attention mask: 1 on each row's last ``lengths[row]`` columns (its real prefix), 0 before."""
+    return (torch.arange(width, device=lengths.device)[None, :] >= (width - lengths)[:, None]).long()
 
 
 def _compaction(keep: list[int], slots: int, order_free: bool) -> list[int]:

@@ -20,8 +20,8 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -44,8 +44,10 @@ from harness.diagnostic import (
     Settings,
     cpu_threads,
     diagnose_question,
+    sampling_key,
 )
 from harness.errors import ConfigError
+from harness.lockstep import run_lockstep
 from harness.losses import resolve_loss
 from harness.models import check_same_tokenizer
 from harness.records import (
@@ -256,6 +258,70 @@ def _free_bytes(directory: Path) -> int | None:
         return None
 
 
+# positions of student KV cache the questions in flight may hold together (their prompts and rollouts, which
+# every branch starts from): about 1.5 GB for a 135M model in float32 on CPU
+IN_FLIGHT_POSITIONS = {"cpu": 1 << 15, "cuda": 1 << 18}
+MAX_QUESTIONS_IN_FLIGHT = 8
+
+
+def questions_in_flight(who: Participants, settings: Settings) -> int:
+    """How many questions run side by side, their generation calls merged (``harness.lockstep``): as many as
+    keep their G rollouts' caches (with a 512-token prompt allowance) within ``IN_FLIGHT_POSITIONS``, at most
+    ``MAX_QUESTIONS_IN_FLIGHT``; 1 for a backend that cannot merge calls."""
+    if not hasattr(who.sampler, "generate_calls"):
+        return 1
+    max_new = settings.max_new_tokens or who.task.max_new_tokens
+    budget = IN_FLIGHT_POSITIONS.get(who.student.device.type, IN_FLIGHT_POSITIONS["cpu"])
+    return max(1, min(MAX_QUESTIONS_IN_FLIGHT, budget // (settings.rollouts * (max_new + 512))))
+
+
+def _wave(block, pending: set[int], who: Participants, settings: Settings, cache: WorkCache | None):
+    """Which questions of ``block`` (consecutive ``(index, question)``, one wave of an uninterrupted run) to run
+    together, and with which cache. Generated rows keep their own seeds, but the batch a row decodes in shifts
+    its logits in the last float bits, which can flip a sampled token; so whenever any question of the block
+    has to sample, the whole block samples afresh, as the uninterrupted run did (questions saved before are
+    redone and dropped, sampled cache entries unread), and a resumed or cache-assisted run gives the same records.
+    When the block's pending questions all have sampled entries, nothing is generated: they alone run."""
+    wanted = [(index, question) for index, question in block if index in pending]
+    if not wanted or len(block) == 1:
+        return wanted, cache
+    if cache is not None:
+        max_new = settings.max_new_tokens or who.task.max_new_tokens
+        if all(cache.has_sampled(sampling_key(question, who, settings, max_new)) for _, question in wanted):
+            return wanted, cache
+    return block, (None if cache is None else _SamplingAnew(cache))
+
+
+class _SamplingAnew:
+    """A reuse cache that reads back no sampled entry (so its question samples again; teacher rows then follow
+    from the new plans), everything else, writes included, passed through."""
+
+    def __init__(self, cache: WorkCache) -> None:
+        self._cache = cache
+
+    def load_sampled(self, key):
+        return None
+
+    def __getattr__(self, name: str):
+        return getattr(self._cache, name)
+
+
+def _diagnose_wave(wave, who: Participants, settings: Settings, progress, cache: WorkCache | None
+                   ) -> Iterator[tuple[int, Any]]:
+    """``(slot, QuestionResult or the exception raised)`` for each question of the wave, as each finishes."""
+    if len(wave) == 1:  # nothing to merge with: no worker thread (plain tracebacks, plain debugging)
+        try:
+            yield 0, diagnose_question(wave[0][1], who, settings, progress, cache)
+        except Exception as error:  # noqa: BLE001  (raised by the caller, after the wave)
+            yield 0, error
+        return
+
+    def job(question):
+        return lambda sampler: diagnose_question(question, replace(who, backend=sampler), settings, progress, cache)
+
+    yield from run_lockstep([job(question) for _, question in wave], who.sampler)
+
+
 def rebuild_records(path: Path) -> tuple[int, list[Path]]:
     """Rewrite ``path/nodes.parquet`` and ``questions.parquet`` from ``path/parts/`` (no model, no data needed).
 
@@ -304,21 +370,40 @@ def _run_questions(config: RunConfig, questions, who: Participants, run_dir: "Ru
     progress.add_total("teacher passes", len(todo) * config.settings.rollouts * len(config.teachers))
     generated = diagnosed = teacher_passes = 0
     screening = ScreenTally()
+    in_flight = questions_in_flight(who, config.settings)
+    meta["questions_in_flight"] = in_flight
+    pending = {index for index, _ in todo}
     try:
-        for index, question in todo:
-            result: QuestionResult = diagnose_question(question, who, config.settings, progress, cache)
-            run_dir.commit(index, question.id, result)
-            # the merged files stay current for readers; not fsynced here: the parts are the durable commit, and
-            # resuming or `opd rebuild` rewrites these from them (fsyncing a growing file per question would not
-            # stay negligible on a long run)
-            run_dir.merge(durable=False)
-            generated += result.generated_tokens
-            teacher_passes += result.teacher_passes
-            for name in ("candidates", "kept", "tokens"):
-                setattr(screening, name, getattr(screening, name) + getattr(result.screening, name))
-            # throughput counts nodes sampled in this session, not those read back from the cache
-            diagnosed += len(result.node_rows) // len(config.teachers) if result.sampled_now else 0
-            progress.advance("questions")
+        for start in range(0, len(questions), in_flight):
+            block = list(enumerate(questions))[start:start + in_flight]
+            wave, wave_cache = _wave(block, pending, who, config.settings, cache)
+            redone = len(wave) - sum(index in pending for index, _ in wave)
+            if redone:  # questions saved before, batched again only so that the rest samples as it first would
+                progress.add_total("rollouts", redone * config.settings.rollouts)
+                progress.add_total("teacher passes", redone * config.settings.rollouts * len(config.teachers))
+            failure: BaseException | None = None
+            for slot, outcome in _diagnose_wave(wave, who, config.settings, progress, wave_cache):
+                index, question = wave[slot]
+                if isinstance(outcome, BaseException):
+                    failure = failure or outcome  # the wave's other questions still finish and are saved
+                    continue
+                if index not in pending:
+                    continue
+                result: QuestionResult = outcome
+                run_dir.commit(index, question.id, result)
+                # the merged files stay current for readers; not fsynced here: the parts are the durable commit,
+                # and resuming or `opd rebuild` rewrites these from them (fsyncing a growing file per question
+                # would not stay negligible on a long run)
+                run_dir.merge(durable=False)
+                generated += result.generated_tokens
+                teacher_passes += result.teacher_passes
+                for name in ("candidates", "kept", "tokens"):
+                    setattr(screening, name, getattr(screening, name) + getattr(result.screening, name))
+                # throughput counts nodes sampled in this session, not those read back from the cache
+                diagnosed += len(result.node_rows) // len(config.teachers) if result.sampled_now else 0
+                progress.advance("questions")
+            if failure is not None:
+                raise failure
     except BaseException:
         meta.update(status="interrupted", committed_questions=len(run_dir.done))
         with contextlib.suppress(RecordWriteError):  # on a full disk the parts are what matters, and they are saved

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import harness.records as records
+import harness.runner
 from harness.cache import WorkCache
 from harness.cli import main
 from harness.diagnostic import Settings
@@ -164,12 +165,17 @@ def _fill(directory: Path) -> Path:
     return ballast
 
 
-def test_disk_full_on_a_real_tmpfs_then_resume(small_tmpfs, uninterrupted, capsys, monkeypatch):
+def test_disk_full_on_a_real_tmpfs_then_resume(small_tmpfs, tmp_path, capsys, monkeypatch):
     """The run and its reuse cache on a small tmpfs that fills up after the first question: the cache gives up
     with one warning, the run stops with the paragraph; with space freed, the same command ends with identical
     records."""
     out, cache_dir = small_tmpfs / "run", small_tmpfs / "cache"
     argv = [*ARGS, "--out", str(out), "--cache-dir", str(cache_dir)]
+    # one question at a time, so that the cache still has entries to write when the disk fills after the first
+    # question is saved (in a merged wave every question's cache entries are written before the first commit)
+    monkeypatch.setattr(harness.runner, "MAX_QUESTIONS_IN_FLIGHT", 1)
+    uninterrupted = tmp_path / "uninterrupted"
+    run(CONFIG, uninterrupted)  # the reference, with the same (one-question) batches
     merge = RunDirectory.merge
     ballast = []
 
@@ -186,7 +192,7 @@ def test_disk_full_on_a_real_tmpfs_then_resume(small_tmpfs, uninterrupted, capsy
     assert f"1 of {QUESTIONS} question(s) are saved in {out / 'parts'}" in printed
     assert "opd cache --clear" in printed and printed.endswith(f"Resume with: opd {shlex.join(argv)}")
 
-    monkeypatch.undo()
+    monkeypatch.setattr(RunDirectory, "merge", merge)
     ballast[0].unlink()
     assert main(argv) == 0
     _assert_same_records(out, uninterrupted)

@@ -156,3 +156,61 @@ def test_continuations_of_several_sources_each_continue_their_own_prefix():
     for request, row in zip(requests, generated):  # temperature -> 0: greedy, so an independent decode agrees
         prefix = list(prompt) + list(responses[request.source][:request.position]) + [request.token]
         assert list(row.tokens) == [request.token] + _greedy_reference(lm, prefix, request.max_new_tokens - 1)
+
+
+def _greedy_until_eos(lm, prefix, first_token, n):
+    """An independent greedy decode of ``prefix + [first_token]`` for ``n`` tokens in all, cut after an EOS."""
+    tokens = [first_token] + (_greedy_reference(lm, prefix + [first_token], n - 1) if n > 1 else [])
+    for index, token in enumerate(tokens):
+        if token in lm.eos_token_ids:
+            return tokens[: index + 1]
+    return tokens
+
+
+def test_continuous_batching_rows_equal_independent_greedy_decoding():
+    """With at most ``max_rows`` decoding at once, waiting rows take the slots of finished ones; each row must still
+    be exactly its own greedy decode. The rows are built so that a waiting row is longer than the batch's columns
+    after unused columns were dropped (the buffer widens on the left) and one row ends on its forced token."""
+    lm = load_model("tiny-random", "cpu")
+    ids = list(range(10, 70))
+    cache, _ = prefill(lm, ids)
+    eos = next(iter(lm.eos_token_ids))
+    shapes = [(50, 3), (10, 30), (10, 5), (50, 4), (33, 1), (20, 9), (58, 6), (5, 12)]
+    branches = [Branch(length, ids[length], new, seed=derive_seed("continuous", i))
+                for i, (length, new) in enumerate(shapes)]
+    branches.insert(3, Branch(40, eos, 8, seed=derive_seed("continuous", "eos")))
+    finished = []
+    for max_rows in (1, 2, 3, 100):
+        finished.clear()
+        generated = generate_branches(lm, cache, branches, temperature=1e-6, max_rows=max_rows,
+                                      on_finish=finished.append)
+        assert sorted(finished) == list(range(len(branches)))  # every row reported once
+        for branch, row in zip(branches, generated):
+            expected = _greedy_until_eos(lm, ids[: branch.prefix_len], branch.first_token, branch.max_new_tokens)
+            assert list(row.tokens) == expected, (max_rows, branch)
+            assert row.finish_reason == ("eos" if expected[-1] in lm.eos_token_ids else "length")
+
+
+def test_continuous_batching_draws_each_seeded_row_from_its_own_stream():
+    """Sampling at temperature 1: capped at 1, 2 or 4 live rows, seeded rows sample exactly what they sample all
+    in one batch (their uniforms depend on their seed and step only, not on when they entered the batch)."""
+    lm = load_model("tiny-random", "cpu")
+    ids = list(range(30, 70))
+    cache, logits = prefill(lm, ids)
+    rows = [Branch(len(ids) - cut, token, length, seed=derive_seed("stream", i))
+            for i, (cut, token, length) in enumerate([(0, None, 9), (3, 65, 6), (0, None, 2), (9, 71, 12),
+                                                      (1, 70, 8), (0, None, 4), (20, 40, 7)])]
+    kwargs = dict(temperature=1.0, first_logits=logits[-1])
+    together = generate_branches(lm, cache, rows, **kwargs)
+    for max_rows in (1, 2, 4):
+        assert generate_branches(lm, cache, rows, max_rows=max_rows, **kwargs) == together
+    assert len({g.tokens for g in together}) == len(rows)
+
+
+def test_max_rows_must_be_positive():
+    import pytest
+
+    lm = load_model("tiny-random", "cpu")
+    cache, logits = prefill(lm, [5, 6, 7])
+    with pytest.raises(ValueError, match="max_rows"):
+        generate_branches(lm, cache, [Branch(3, 9, 2, seed=1)], temperature=1.0, max_rows=0)

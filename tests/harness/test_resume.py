@@ -93,3 +93,59 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     assert process.returncode == 130
     text = " ".join(output.split())
     assert "Interrupted" in text and "run the same command again to resume" in text
+
+
+def _recording_batches(monkeypatch) -> list[tuple[int, ...]]:
+    """Every generation batch the run decodes, as the sorted seeds of its rows (which rows shared a batch)."""
+    import harness.backends as backends
+
+    batches: list[tuple[int, ...]] = []
+    original = backends.generate_branches
+
+    def recording(lm, sources, branches, **kwargs):
+        batches.append(tuple(sorted(b.seed for b in branches)))
+        return original(lm, sources, branches, **kwargs)
+
+    monkeypatch.setattr(backends, "generate_branches", recording)
+    return batches
+
+
+@pytest.mark.parametrize("use_cache", [False, True])
+def test_a_wave_interrupted_after_its_first_question_resumes_with_the_same_batches(tmp_path, monkeypatch,
+                                                                                   use_cache):
+    """Questions run in waves whose generation is merged, and a row's logits shift in the last float bits with
+    its batch. Stopped after the wave's first question was saved, the resumed run must redo the wave's generation
+    with the same rows in every batch as the uninterrupted run (so the same samples), and end with its records."""
+    from harness.cache import WorkCache
+    from harness.runner import RunDirectory, questions_in_flight  # noqa: F401  (the wave size is computed)
+
+    config = RunConfig(task="test-parity", student="tiny-random", teachers=("self", "model:tiny-random:1"), limit=3,
+                       settings=Settings(rollouts=3, continuations=2, max_new_tokens=8), device="cpu")
+    batches = _recording_batches(monkeypatch)
+    meta = run(config, tmp_path / "full")
+    assert meta["questions_in_flight"] >= 3  # one wave holds all three questions
+    uninterrupted = list(batches)
+    assert any(len(batch) > 3 for batch in uninterrupted)  # rows of several questions shared a batch
+
+    commit = RunDirectory.commit
+    calls = []
+
+    def stop_after_first(self, *args, **kwargs):
+        if calls:
+            raise RuntimeError("stopped")
+        calls.append(1)
+        return commit(self, *args, **kwargs)
+
+    monkeypatch.setattr(RunDirectory, "commit", stop_after_first)
+    cache = WorkCache(tmp_path / "cache") if use_cache else None
+    with pytest.raises(RuntimeError, match="stopped"):
+        run(config, tmp_path / "stopped", cache=cache)
+    monkeypatch.setattr(RunDirectory, "commit", commit)
+    if use_cache:  # every question's sampled work is in the cache: the rest is read back, nothing generated
+        (entry,) = [p for p in (tmp_path / "cache" / "sampled").glob("*.questions.parquet")][:1]
+        entry.unlink()  # ...unless one is missing: then the whole wave samples again, as it first did
+    batches.clear()
+    run(config, tmp_path / "stopped", cache=cache)
+    assert batches == uninterrupted
+    for resumed, full in zip(_frames(tmp_path / "stopped"), _frames(tmp_path / "full")):
+        pd.testing.assert_frame_equal(resumed, full)
