@@ -23,7 +23,7 @@ GOALS = {
     "test_commit_with_fsync_vs_without": ("fsync_ms_per_question", "(report)"),
     "test_screened_vs_windows_at_equal_token_budget": ("ratio", ">= 2x, CI > 1"),
     "test_threads_alone_and_beside_a_competitor": ("current_slowdown", "<= 2x"),
-    "test_demo_informative_nodes_per_cpu_minute_vs_previous_commit": ("current_vs_baseline", "(report)"),
+    "test_demo_informative_nodes_per_cpu_minute_vs_previous_commit": ("current_vs_baseline", ">= 3x"),
     "test_demo_generation_vs_plain_batched_generate": ("engine_fraction", ">= 0.8"),
 }
 
@@ -78,10 +78,16 @@ def main(paths: list[str]) -> None:
           "processes, CPU seconds from start to exit, this checkout's demo against the previous commit's (and this "
           "checkout with `--selection windows`). `demo_generation_vs_plain_batched_generate`: the demo's generated "
           "tokens per wall second (the whole run) over plain batched `generate` replaying every generation call's "
-          "shape (rows, prefix length, mean new tokens; decoding only).")
+          "shape (rows, in chunks of the pipeline's live-row cap; prefix length; mean new tokens; decoding only). "
+          "The demo's 3 questions run side by side (`harness/lockstep.py`), so its generation is 3 merged, "
+          "continuously batched calls (rollouts, screening, branches) instead of 8 per-question calls whose last "
+          "rows decoded nearly alone. The machine's speed drifted by up to 1.5x within this session (the same "
+          "in-process demo took 48 s and 71 s twenty minutes apart), so read only ratios measured side by side; the "
+          "previous-commit row runs its three processes one after another and moves with that drift.")
     print("\nNot benchmarked here: GPU runs (no GPU was lent to this session).")
     print("\nRegenerate: `python -m pytest benchmarks --benchmark-only --benchmark-json=.benchmarks/latest.json && "
-          "python benchmarks/report.py .benchmarks/latest.json > docs/benchmarks.md`")
+          "python benchmarks/report.py .benchmarks/latest.json > docs/benchmarks.md` (later JSON files given after "
+          "it replace the rows they hold, each row keeping its own date).")
 
 
 if __name__ == "__main__":
