@@ -95,6 +95,7 @@ class RolloutCall:
     temperature: float
     seed_parts: tuple[object, ...]
     is_final: Callable[[str], bool] | None
+    prompt_pass: Any = None  # the prompt's ``prefill`` (cache, logits) when the caller has it: not run again
 
 
 @dataclass(frozen=True)
@@ -130,13 +131,14 @@ class TransformersBackend:
     :func:`~harness.generation.rows_per_batch` rows decode at once; waiting rows take the slots of finished ones."""
 
     name = "transformers"
+    reuses_prompt_pass = True  # rollouts(..., prompt_pass=) starts from the caller's pass over the prompt
 
     def __init__(self, student: LoadedModel) -> None:
         self.student = student
 
-    def rollouts(self, prompt_ids, count, max_new_tokens, *, temperature, seed_parts, is_final):
+    def rollouts(self, prompt_ids, count, max_new_tokens, *, temperature, seed_parts, is_final, prompt_pass=None):
         return self.generate_calls([RolloutCall(tuple(prompt_ids), count, max_new_tokens, temperature,
-                                                tuple(seed_parts), is_final)])[0]
+                                                tuple(seed_parts), is_final, prompt_pass)])[0]
 
     def continuations(self, sources, requests, *, temperature, is_final, seed_parts=(), on_progress=None):
         return self.generate_calls([ContinuationCall(tuple(sources), tuple(requests), temperature, is_final,
@@ -159,7 +161,7 @@ class TransformersBackend:
         caches, first_logits, branches, owners = [], [], [], []
         for call_index, call in enumerate(calls):
             if isinstance(call, RolloutCall):
-                cache, logits = prefill(student, call.prompt_ids)
+                cache, logits = call.prompt_pass if call.prompt_pass is not None else prefill(student, call.prompt_ids)
                 source = len(caches)
                 caches.append(cache)
                 first_logits.append(logits[-1])

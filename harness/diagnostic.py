@@ -202,8 +202,10 @@ def diagnose_question(question: Question, who: Participants, settings: Settings,
     teacher_keys = [teacher_key(sampled_key, teacher, model, settings) for teacher, model in who.teachers]
 
     sampled = cache.load_sampled(sampled_key) if cache is not None else None
+    prompt_pass = None
     if sampled is None:
-        result.question_rows = sample_rollouts(question, who, settings, max_new, prompt_ids, result)
+        prompt_pass = prefill(student, prompt_ids)  # one pass over the prompt: the rollouts and planning both use it
+        result.question_rows = sample_rollouts(question, who, settings, max_new, prompt_ids, result, prompt_pass)
         plans: list[NodePlan] | None = None
     else:
         result.sampled_now = False
@@ -226,9 +228,8 @@ def diagnose_question(question: Question, who: Participants, settings: Settings,
     contexts: dict[int, tuple[str, Any]] = {}  # per teacher, its last context and the pass over it
     if plans is None:  # every rollout's nodes are planned, and branched in shared batches, before any scoring
         new_plans, kept_logits = plan_question(question, rollouts, result.question_rows, prompt_ids, views, who,
-                                                settings, max_new, progress, result, contexts)
+                                                settings, max_new, progress, result, contexts, prompt_pass)
         plans = new_plans
-    prompt_pass = None
     for rollout in rollouts:
         if rollout.tokens and todo:
             rollout_plans = [p for p in plans if p.rollout_id == rollout.rollout_id]
@@ -256,11 +257,15 @@ def diagnose_question(question: Question, who: Participants, settings: Settings,
 
 
 def sample_rollouts(question: Question, who: Participants, settings: Settings, max_new: int,
-                    prompt_ids: list[int], result: QuestionResult) -> list[dict[str, Any]]:
-    """G seeded rollouts of the question, graded: its ``questions.parquet`` rows (tokens added to ``result``)."""
+                    prompt_ids: list[int], result: QuestionResult, prompt_pass=None) -> list[dict[str, Any]]:
+    """G seeded rollouts of the question, graded: its ``questions.parquet`` rows (tokens added to ``result``).
+    ``prompt_pass``: the student's ``prefill`` of the prompt, handed to samplers that can start from it."""
     task = who.task
-    rollouts = who.sampler.rollouts(prompt_ids, settings.rollouts, max_new, temperature=settings.temperature,
-                                    seed_parts=(who.seed, question.id, "rollouts"), is_final=task.answer_is_final)
+    sampler = who.sampler
+    start = {"prompt_pass": prompt_pass} if prompt_pass is not None and getattr(sampler, "reuses_prompt_pass",
+                                                                                 False) else {}
+    rollouts = sampler.rollouts(prompt_ids, settings.rollouts, max_new, temperature=settings.temperature,
+                                seed_parts=(who.seed, question.id, "rollouts"), is_final=task.answer_is_final, **start)
     texts = [who.student.tokenizer.decode(list(g.tokens), skip_special_tokens=True) for g in rollouts]
     grades = [task.grade(question, text) for text in texts]
     rewards = np.array([float(g.correct) for g in grades])
@@ -375,13 +380,14 @@ class _Candidates:
 
 def plan_question(question: Question, rollouts: Sequence[Rollout], question_rows: Sequence[dict],
                   prompt_ids: list[int], views, who: Participants, settings: Settings, max_new: int,
-                  progress: Progress, result: QuestionResult, contexts: dict[int, tuple[str, Any]] | None = None
-                  ) -> tuple[list[NodePlan], dict[int, RolloutLogits]]:
+                  progress: Progress, result: QuestionResult, contexts: dict[int, tuple[str, Any]] | None = None,
+                  prompt_pass=None) -> tuple[list[NodePlan], dict[int, RolloutLogits]]:
     """Node selection (``settings.selection``) and the forced continuations behind ``S_hat`` for every rollout of
     the question, the continuations of all rollouts generated in shared batches. Returns the plans, in rollout
     and position order, and per rollout the logits its scoring needs."""
     rows_by_id = {row["rollout_id"]: row for row in question_rows}
-    prompt_pass = prefill(who.student, prompt_ids)  # one pass over the prompt, which every rollout extends
+    if prompt_pass is None:  # one pass over the prompt, which every rollout extends
+        prompt_pass = prefill(who.student, prompt_ids)
     contexts = {} if contexts is None else contexts
     prepared = [_candidates(question, rollout, rows_by_id[rollout.rollout_id], prompt_pass, views, who, settings,
                             result, contexts) for rollout in rollouts if rollout.tokens]

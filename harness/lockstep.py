@@ -44,10 +44,11 @@ class LockstepSampler:
     def __init__(self, backend: Backend, current: threading.local) -> None:
         self.backend, self._current = backend, current
         self.name = backend.name
+        self.reuses_prompt_pass = getattr(backend, "reuses_prompt_pass", False)
 
-    def rollouts(self, prompt_ids, count, max_new_tokens, *, temperature, seed_parts, is_final):
+    def rollouts(self, prompt_ids, count, max_new_tokens, *, temperature, seed_parts, is_final, prompt_pass=None):
         return self._park(RolloutCall(tuple(prompt_ids), count, max_new_tokens, temperature, tuple(seed_parts),
-                                      is_final))
+                                      is_final, prompt_pass))
 
     def continuations(self, sources, requests, *, temperature, is_final, seed_parts=(), on_progress=None):
         return self._park(ContinuationCall(tuple(sources), tuple(requests), temperature, is_final,

@@ -257,3 +257,24 @@ def test_empty_selection_is_a_clear_error(tmp_path, capsys):
     (data / "boolq" / "validation.jsonl").write_text("\n")  # a data file without a single question
     _assert_one_clear_error(["run", "--task", "boolq", "--student", "tiny-random", "--data-dir", str(data)],
                             "No questions selected for task 'boolq': check --limit and the data.", tmp_path, capsys)
+
+
+def test_each_prompt_is_prefilled_once_per_model(tmp_path, monkeypatch):
+    """The rollouts and the planning of a question start from one pass over its prompt (not one each), and a
+    teacher on another model passes over its own context once."""
+    import harness.backends as backends
+    import harness.diagnostic as diagnostic
+
+    passes: list[tuple[int, tuple[int, ...]]] = []
+    original = diagnostic.prefill
+
+    def counting(lm, input_ids, *args, **kwargs):
+        passes.append((id(lm), tuple(input_ids)))
+        return original(lm, input_ids, *args, **kwargs)
+
+    monkeypatch.setattr(diagnostic, "prefill", counting)
+    monkeypatch.setattr(backends, "prefill", counting)
+    config = RunConfig(task="test-parity", student="tiny-random", teachers=("self", "model:tiny-random:1"), limit=2,
+                       settings=Settings(rollouts=3, continuations=2, max_new_tokens=6), device="cpu")
+    run(config, tmp_path / "run")
+    assert passes and len(passes) == len(set(passes))
