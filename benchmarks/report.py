@@ -81,9 +81,9 @@ def main(paths: list[str]) -> None:
           "shape (rows, in chunks of the pipeline's live-row cap; prefix length; mean new tokens; decoding only). "
           "The demo's 3 questions run side by side (`harness/lockstep.py`), so its generation is 3 merged, "
           "continuously batched calls (rollouts, screening, branches) instead of 8 per-question calls whose last "
-          "rows decoded nearly alone. The machine's speed drifted by up to 1.5x within this session (the same "
-          "in-process demo took 48 s and 71 s twenty minutes apart), so read only ratios measured side by side; the "
-          "previous-commit row runs its three processes one after another and moves with that drift.")
+          "rows decoded nearly alone. The machine's speed drifted by up to 1.5x within one session (the same "
+          "in-process demo took 48 s and 71 s twenty minutes apart), so both rows measure A-B-A: this checkout's "
+          "demo before and after the other side, counted by the mean (`*_before_after` shows both).")
     print("\nNot benchmarked here: GPU runs (no GPU was lent to this session).")
     print("\nRegenerate: `python -m pytest benchmarks --benchmark-only --benchmark-json=.benchmarks/latest.json && "
           "python benchmarks/report.py .benchmarks/latest.json > docs/benchmarks.md` (later JSON files given after "

@@ -15,12 +15,14 @@ opd suite suites/study.toml --out "$RUNS" --ray --threads 1
 # correct-wrong contexts are built from the student's other answers, never from the answer they are paired with), and AIME 2024 greedy for the record
 CONTEXTS=(--teacher self:correct-demo --teacher self:correct-wrong --teacher self:self-demo --teacher self:summary
           --teacher idp:default)
-for student in smollm2-135m smollm2-135m@int8 smollm2-135m@int4; do
-  extra=(); [[ "$student" == *@* ]] && extra=(--teacher model:smollm2-135m)
-  opd accuracy --task boolq --student "$student" "${CONTEXTS[@]}" "${extra[@]}" --limit 14 --samples 3 \
-    --out "$ACCURACY/boolq-$student.json" --format md > /dev/null
-  opd accuracy --task mmlu --student "$student" "${CONTEXTS[@]}" "${extra[@]}" --limit 10 --samples 3 \
-    --out "$ACCURACY/mmlu-$student.json" --format md > /dev/null
+# the same questions as the diagnostic: each task's limit read from the suite file
+limit() { python -c "import sys, tomllib; print(tomllib.load(open('suites/study.toml', 'rb'))['tasks'][sys.argv[1]]['limit'])" "$1"; }
+for task in boolq mmlu; do
+  for student in smollm2-135m smollm2-135m@int8 smollm2-135m@int4; do
+    extra=(); [[ "$student" == *@* ]] && extra=(--teacher model:smollm2-135m)
+    opd accuracy --task "$task" --student "$student" "${CONTEXTS[@]}" "${extra[@]}" --limit "$(limit "$task")" \
+      --samples 3 --out "$ACCURACY/$task-$student.json" --format md > /dev/null
+  done
 done
 opd accuracy --task aime24 --student smollm2-135m --out "$ACCURACY/aime24-smollm2-135m.json" --format md > /dev/null
 
