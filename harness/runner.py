@@ -184,6 +184,8 @@ def _record_relevant(config: RunConfig, threads: int | None) -> dict[str, Any]:
         content["settings"].pop("selection")
     content["cpu_threads"] = threads
     content["sampling_scheme"] = SAMPLING_SCHEME
+    if in_flight_override() is not None:  # the default is a function of the configuration itself
+        content["questions_in_flight"] = in_flight_override()
     return content
 
 
@@ -264,12 +266,31 @@ IN_FLIGHT_POSITIONS = {"cpu": 1 << 15, "cuda": 1 << 18}
 MAX_QUESTIONS_IN_FLIGHT = 8
 
 
+IN_FLIGHT_VARIABLE = "OPD_QUESTIONS_IN_FLIGHT"
+
+
+def in_flight_override() -> int | None:
+    """``$OPD_QUESTIONS_IN_FLIGHT`` (e.g. 1 for the least memory), None when unset; it changes which rows share a
+    batch, so it is part of the run's fingerprint."""
+    value = os.environ.get(IN_FLIGHT_VARIABLE, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"${IN_FLIGHT_VARIABLE} must be a whole number of questions, at least 1 (got {value!r}); "
+                          f"unset it to let opd choose from the memory the questions' caches need.")
+    return int(value)
+
+
 def questions_in_flight(who: Participants, settings: Settings) -> int:
     """How many questions run side by side, their generation calls merged (``harness.lockstep``): as many as
     keep their G rollouts' caches (with a 512-token prompt allowance) within ``IN_FLIGHT_POSITIONS``, at most
-    ``MAX_QUESTIONS_IN_FLIGHT``; 1 for a backend that cannot merge calls."""
+    ``MAX_QUESTIONS_IN_FLIGHT``, unless ``$OPD_QUESTIONS_IN_FLIGHT`` says; 1 for a backend that cannot merge
+    calls."""
     if not hasattr(who.sampler, "generate_calls"):
         return 1
+    override = in_flight_override()
+    if override is not None:
+        return override
     max_new = settings.max_new_tokens or who.task.max_new_tokens
     budget = IN_FLIGHT_POSITIONS.get(who.student.device.type, IN_FLIGHT_POSITIONS["cpu"])
     return max(1, min(MAX_QUESTIONS_IN_FLIGHT, budget // (settings.rollouts * (max_new + 512))))

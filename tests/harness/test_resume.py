@@ -27,12 +27,19 @@ def _frames(out: Path):
     return (pq.read_table(out / "nodes.parquet").to_pandas(), pq.read_table(out / "questions.parquet").to_pandas())
 
 
-def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path):
+# one question at a time in these runs, so that the interrupt reliably lands between two saved questions (a wave
+# of merged questions saves them all within a few milliseconds)
+ONE_AT_A_TIME = {"OPD_QUESTIONS_IN_FLIGHT": "1"}
+
+
+def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path, monkeypatch):
     full, killed = tmp_path / "full", tmp_path / "killed"
+    monkeypatch.setenv("OPD_QUESTIONS_IN_FLIGHT", "1")
     assert main(["--include", str(FAKES), *ARGS, "--out", str(full)]) == 0
 
     command = [sys.executable, "-m", "harness.cli", "--include", str(FAKES), *ARGS, "--out", str(killed)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, **ONE_AT_A_TIME})
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:
         if len(list((killed / "parts").glob("*.questions.parquet"))) >= 1:
@@ -82,7 +89,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     out = tmp_path / "interrupted"
     command = [sys.executable, "-m", "harness.cli", "--include", str(FAKES), *ARGS, "--out", str(out)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "COLUMNS": "200"})
+                               env={**os.environ, "COLUMNS": "200", **ONE_AT_A_TIME})
     deadline = time.time() + 120
     while time.time() < deadline and not list((out / "parts").glob("*.questions.parquet")):
         time.sleep(0.02)
@@ -153,3 +160,20 @@ def test_a_wave_interrupted_after_its_first_question_resumes_with_the_same_batch
     assert batches == uninterrupted
     for resumed, full in zip(_frames(tmp_path / "stopped"), _frames(tmp_path / "full")):
         pd.testing.assert_frame_equal(resumed, full)
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-3"])
+def test_a_bad_questions_in_flight_setting_is_refused_before_any_work(tmp_path, monkeypatch, value):
+    monkeypatch.setenv("OPD_QUESTIONS_IN_FLIGHT", value)
+    with pytest.raises(ConfigError, match="OPD_QUESTIONS_IN_FLIGHT must be a whole number"):
+        run(_config(), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_questions_in_flight_setting_is_recorded_and_part_of_the_fingerprint(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPD_QUESTIONS_IN_FLIGHT", "2")
+    meta = run(_config(), tmp_path / "run")
+    assert meta["questions_in_flight"] == 2
+    monkeypatch.delenv("OPD_QUESTIONS_IN_FLIGHT")
+    with pytest.raises(ConfigError, match="different configuration"):  # other batches: not mixed into the run
+        run(_config(), tmp_path / "run")
