@@ -90,22 +90,28 @@ class PreallocatedLayer(DynamicLayer):
         # a zero weight, which must not meet NaN garbage), and the head-room is written before it is ever read
         self._key_buffer = keys0.new_empty(len(rows), keys0.shape[1], longest + headroom, keys0.shape[-1])
         self._value_buffer = values0.new_empty(len(rows), values0.shape[1], longest + headroom, values0.shape[-1])
-        groups: dict[tuple[int, int], list[int]] = {}
-        for row, key in enumerate(rows):
-            groups.setdefault(tuple(key), []).append(row)
-        for (source, length), members in groups.items():
-            keys, values = sources[source]
-            index = torch.tensor(members, device=keys.device)
-            gap = longest - length
-            self._key_buffer[index, :, gap:longest] = keys[:, :, :length]
-            self._value_buffer[index, :, gap:longest] = values[:, :, :length]
-            if gap:
-                self._key_buffer[index, :, :gap] = 0
-                self._value_buffer[index, :, :gap] = 0
+        self._copy_prefixes(sources, rows, first_slot=0, end=longest)
         self._length = longest
         self._rows = len(rows)  # live rows: the first ``_rows`` of the buffer (finished rows are compacted away)
         self.is_initialized = True
         self._refresh_views()
+
+    def _copy_prefixes(self, sources: Sequence[tuple[torch.Tensor, torch.Tensor]], rows: Sequence[tuple[int, int]],
+                       first_slot: int, end: int) -> None:
+        """Slot ``first_slot + i`` gets the prefix ``rows[i] = (source, length)`` in columns ``[end - length,
+        end)`` and zeros before it; rows with the same (source, length) are filled by one broadcast copy."""
+        groups: dict[tuple[int, int], list[int]] = {}
+        for offset, key in enumerate(rows):
+            groups.setdefault(tuple(key), []).append(first_slot + offset)
+        for (source, length), members in groups.items():
+            keys, values = sources[source]
+            index = torch.tensor(members, device=keys.device)
+            gap = end - length
+            self._key_buffer[index, :, gap:end] = keys[:, :, :length]
+            self._value_buffer[index, :, gap:end] = values[:, :, :length]
+            if gap:
+                self._key_buffer[index, :, :gap] = 0
+                self._value_buffer[index, :, :gap] = 0
 
     def _refresh_views(self) -> None:
         self.keys = self._key_buffer[: self._rows, :, : self._length]
@@ -154,17 +160,7 @@ class PreallocatedLayer(DynamicLayer):
                                                                                          *self._key_buffer.shape[1:])])
             self._value_buffer = torch.cat([self._value_buffer,
                                             self._value_buffer.new_empty(missing, *self._value_buffer.shape[1:])])
-        groups: dict[tuple[int, int], list[int]] = {}
-        for offset, key in enumerate(rows):
-            groups.setdefault(tuple(key), []).append(start + offset)
-        end = self._length
-        for (source, length), members in groups.items():
-            keys, values = sources[source]
-            index = torch.tensor(members, device=keys.device)
-            self._key_buffer[index, :, end - length:end] = keys[:, :, :length]
-            self._value_buffer[index, :, end - length:end] = values[:, :, :length]
-            self._key_buffer[index, :, :end - length] = 0
-            self._value_buffer[index, :, :end - length] = 0
+        self._copy_prefixes(sources, rows, first_slot=start, end=self._length)
         self._rows += len(rows)
         self._refresh_views()
 
