@@ -82,6 +82,10 @@ class Settings:
     max_new_tokens: int | None = None  # None: the task's default
     selection: str = DEFAULT_SELECTION  # "windows" (METHOD) or "screened" (harness.selection)
 
+    def new_tokens(self, task: Task) -> int:
+        """The generation budget of a rollout or continuation: ``max_new_tokens``, else the task's default."""
+        return self.max_new_tokens or task.max_new_tokens
+
 
 @dataclass(frozen=True)
 class Participants:
@@ -195,7 +199,7 @@ _SAME_AS_STUDENT = object()  # marker: teacher distribution is the student's own
 def diagnose_question(question: Question, who: Participants, settings: Settings, progress: Progress,
                       cache: WorkCache | None = None) -> QuestionResult:
     task, student = who.task, who.student
-    max_new = settings.max_new_tokens or task.max_new_tokens
+    max_new = settings.new_tokens(task)
     prompt_ids = chat_prompt_ids(student.tokenizer, question.prompt)
     result = QuestionResult()
     sampled_key = sampling_key(question, who, settings, max_new)

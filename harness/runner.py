@@ -184,8 +184,9 @@ def _record_relevant(config: RunConfig, threads: int | None) -> dict[str, Any]:
         content["settings"].pop("selection")
     content["cpu_threads"] = threads
     content["sampling_scheme"] = SAMPLING_SCHEME
-    if in_flight_override() is not None:  # the default is a function of the configuration itself
-        content["questions_in_flight"] = in_flight_override()
+    in_flight = in_flight_override()
+    if in_flight is not None:  # the default is a function of the configuration itself
+        content["questions_in_flight"] = in_flight
     return content
 
 
@@ -264,8 +265,6 @@ def _free_bytes(directory: Path) -> int | None:
 # every branch starts from): about 1.5 GB for a 135M model in float32 on CPU
 IN_FLIGHT_POSITIONS = {"cpu": 1 << 15, "cuda": 1 << 18}
 MAX_QUESTIONS_IN_FLIGHT = 8
-
-
 IN_FLIGHT_VARIABLE = "OPD_QUESTIONS_IN_FLIGHT"
 
 
@@ -291,9 +290,8 @@ def questions_in_flight(who: Participants, settings: Settings) -> int:
     override = in_flight_override()
     if override is not None:
         return override
-    max_new = settings.max_new_tokens or who.task.max_new_tokens
     budget = IN_FLIGHT_POSITIONS.get(who.student.device.type, IN_FLIGHT_POSITIONS["cpu"])
-    return max(1, min(MAX_QUESTIONS_IN_FLIGHT, budget // (settings.rollouts * (max_new + 512))))
+    return max(1, min(MAX_QUESTIONS_IN_FLIGHT, budget // (settings.rollouts * (settings.new_tokens(who.task) + 512))))
 
 
 def _wave(block, pending: set[int], who: Participants, settings: Settings, cache: WorkCache | None):
@@ -307,7 +305,7 @@ def _wave(block, pending: set[int], who: Participants, settings: Settings, cache
     if not wanted or len(block) == 1:
         return wanted, cache
     if cache is not None:
-        max_new = settings.max_new_tokens or who.task.max_new_tokens
+        max_new = settings.new_tokens(who.task)
         if all(cache.has_sampled(sampling_key(question, who, settings, max_new)) for _, question in wanted):
             return wanted, cache
     return block, (None if cache is None else _SamplingAnew(cache))
@@ -394,9 +392,10 @@ def _run_questions(config: RunConfig, questions, who: Participants, run_dir: "Ru
     in_flight = questions_in_flight(who, config.settings)
     meta["questions_in_flight"] = in_flight
     pending = {index for index, _ in todo}
+    numbered = list(enumerate(questions))
     try:
         for start in range(0, len(questions), in_flight):
-            block = list(enumerate(questions))[start:start + in_flight]
+            block = numbered[start:start + in_flight]
             wave, wave_cache = _wave(block, pending, who, config.settings, cache)
             redone = len(wave) - sum(index in pending for index, _ in wave)
             if redone:  # questions saved before, batched again only so that the rest samples as it first would

@@ -124,7 +124,7 @@ def test_a_wave_interrupted_after_its_first_question_resumes_with_the_same_batch
     its batch. Stopped after the wave's first question was saved, the resumed run must redo the wave's generation
     with the same rows in every batch as the uninterrupted run (so the same samples), and end with its records."""
     from harness.cache import WorkCache
-    from harness.runner import RunDirectory, questions_in_flight  # noqa: F401  (the wave size is computed)
+    from harness.runner import RunDirectory
 
     config = RunConfig(task="test-parity", student="tiny-random", teachers=("self", "model:tiny-random:1"), limit=3,
                        settings=Settings(rollouts=3, continuations=2, max_new_tokens=8), device="cpu")
