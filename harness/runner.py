@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 import torch
 
 from harness.backends import BACKENDS, resolve_backend
-from harness.cache import WorkCache
+from harness.cache import WorkCache, code_fingerprint
 from harness.data import resolve_data_dir
 from harness.diagnostic import (
     SAMPLING_SCHEME,
@@ -224,12 +224,25 @@ def run(config: RunConfig, out: Path, progress: Progress | None = None, overwrit
     who = resolve_participants(config, task, teachers, state)
     used = cpu_threads(who.student)
     identity = RunIdentity(config_fingerprint(config, teachers, used), sampling_fingerprint(config, used),
-                           config.teachers)
+                           config.teachers, _fewer_questions(Path(out), config, teachers, used))
     try:
         with RunDirectory(Path(out), identity, overwrite) as run_dir:
             return _run_questions(config, questions, who, run_dir, data_dir, progress, started, cache, threads)
     except RecordWriteError as error:
         raise RunStoppedError(write_failure_message(error, Path(out), len(questions), cache)) from error
+
+
+def _fewer_questions(out: Path, config: RunConfig, teachers: Sequence[Teacher], threads: int | None
+                     ) -> tuple[int, str] | None:
+    """``(limit, fingerprint)`` of this configuration at the smaller ``--limit`` of the run in ``out``, if its
+    run.json has one: a run there with that fingerprint is this run on its first questions, and grows in place."""
+    try:
+        earlier = json.loads((out / "run.json").read_text())["config"]["limit"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    if not isinstance(earlier, int) or (config.limit is not None and earlier >= config.limit):
+        return None
+    return earlier, config_fingerprint(replace(config, limit=earlier), teachers, threads)
 
 
 def write_failure_message(error: RecordWriteError, out: Path, total: int, cache: WorkCache | None) -> str:
@@ -363,7 +376,24 @@ def rebuild_records(path: Path) -> tuple[int, list[Path]]:
 def _run_questions(config: RunConfig, questions, who: Participants, run_dir: "RunDirectory", data_dir, progress,
                    started: float, cache: WorkCache | None, threads: ThreadPlan) -> dict[str, Any]:
     setup_s = time.perf_counter() - started
+    in_flight = questions_in_flight(who, config.settings)
+    if run_dir.grown_from is not None:
+        numbered_keys = {run_dir.part_key(index, q.id) for index, q in enumerate(questions)}
+        if not run_dir.done <= numbered_keys:
+            raise ConfigError(f"--out {run_dir.path} holds this run on its first {run_dir.grown_from} questions, but "
+                              f"task {config.task!r} selects other questions first at --limit {config.limit}, so it "
+                              f"cannot grow in place: use a new --out.")
+        # the last wave of the smaller run held fewer questions than it does now, and a row's samples depend on
+        # the batch it decodes in: its questions run again with the new ones, as a run this size from the start
+        run_dir.forget_from(run_dir.grown_from - run_dir.grown_from % in_flight)
     todo = [(index, q) for index, q in enumerate(questions) if run_dir.part_key(index, q.id) not in run_dir.done]
+    earlier = _earlier_meta(run_dir)
+    if (not todo and earlier.get("status") == "complete" and earlier.get("fingerprint") == run_dir.identity.fingerprint
+            and not run_dir.set_aside):
+        # nothing to do: keep the record of the session that did the work (its cost and timings)
+        run_dir.merge()
+        return earlier
+    code = code_fingerprint()
     meta = {
         "config": asdict(config),
         "fingerprint": run_dir.identity.fingerprint,
@@ -376,9 +406,14 @@ def _run_questions(config: RunConfig, questions, who: Participants, run_dir: "Ru
         "threads_source": threads.source,  # --threads, OMP_NUM_THREADS or the CPUs available
         "omp_wait_policy": threads.wait_policy or "unset (OpenMP default: spinning)",
         "versions": package_versions(),
+        "code": code,  # this session's harness/tasks/teachers sources; earlier sessions' when the run resumed or grew
+        "code_earlier": [c for c in dict.fromkeys([*earlier.get("code_earlier", []),
+                                                   earlier.get("code", "not recorded") if earlier else None])
+                         if c and c != code],
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "resumed_questions": len(questions) - len(todo),
         "added_teachers": list(run_dir.added_teachers),
+        "grown_from_limit": run_dir.grown_from,
         "cache": str(cache.root) if cache is not None else None,
         "set_aside_parts": [str(p.relative_to(run_dir.path)) for p in run_dir.set_aside],
         "status": "running",
@@ -389,7 +424,6 @@ def _run_questions(config: RunConfig, questions, who: Participants, run_dir: "Ru
     progress.add_total("teacher passes", len(todo) * config.settings.rollouts * len(config.teachers))
     generated = diagnosed = teacher_passes = 0
     screening = ScreenTally()
-    in_flight = questions_in_flight(who, config.settings)
     meta["questions_in_flight"] = in_flight
     pending = {index for index, _ in todo}
     numbered = list(enumerate(questions))
@@ -461,6 +495,7 @@ class RunIdentity:
     fingerprint: str  # the whole configuration
     sampling: str  # the configuration without its teachers
     teachers: tuple[str, ...]
+    fewer_questions: tuple[int, str] | None = None  # (limit, fingerprint) of this configuration at a smaller limit
 
 
 class RunDirectory:
@@ -478,6 +513,7 @@ class RunDirectory:
         self.done: set[str] = set()
         self.set_aside: list[Path] = []  # damaged part files moved to parts/damaged/ on entering
         self.added_teachers: tuple[str, ...] = ()
+        self.grown_from: int | None = None  # the smaller --limit this run had before, when it grows
         self._lock = None
 
     def __enter__(self) -> "RunDirectory":
@@ -504,6 +540,9 @@ class RunDirectory:
         previous = _read_identity(path / "run.json")
         has_files = path.is_dir() and any(p.name != ".lock" for p in path.iterdir())
         if not has_files or self.overwrite or (previous is not None and previous.fingerprint == identity.fingerprint):
+            return False
+        if previous is not None and identity.fewer_questions and previous.fingerprint == identity.fewer_questions[1]:
+            self.grown_from = identity.fewer_questions[0]  # the same run with a larger --limit: it grows in place
             return False
         # the same run with teachers added: its records are rebuilt, the old teachers' rows and all sampling
         # coming back from the reuse cache (or recomputed identically without one)
@@ -566,6 +605,17 @@ class RunDirectory:
         # ids come from data files: keep them out of path syntax so a run name can never escape the directory
         return f"{index:06d}-" + re.sub(r"[^A-Za-z0-9._-]+", "_", question_id)[:80]
 
+    def forget_from(self, first_index: int) -> int:
+        """Delete the committed questions numbered ``first_index`` and up, to be run again; how many."""
+        keys = [key for key in self.done if int(key.split("-", 1)[0]) >= first_index]
+        for key in keys:
+            for kind in ("questions", "nodes"):  # the questions part marks a commit: it goes first
+                (self.path / PARTS_DIR / f"{key}.{kind}.parquet").unlink(missing_ok=True)
+            self.done.discard(key)
+        if keys:
+            fsync_directory(self.path / PARTS_DIR)
+        return len(keys)
+
     def commit(self, index: int, question_id: str, result: QuestionResult) -> None:
         key = self.part_key(index, question_id)
         parts = self.path / PARTS_DIR
@@ -601,6 +651,18 @@ def _move_aside(path: Path, folder: Path) -> Path:
         target = folder / f"{path.name.removesuffix('.parquet')}.{copy}.parquet"
     os.replace(path, target)
     return target
+
+
+def _earlier_meta(run_dir: "RunDirectory") -> dict[str, Any]:
+    """The run.json of the run whose committed questions this one resumes or grows from, else {}."""
+    try:
+        meta = json.loads((run_dir.path / "run.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    accepted = {run_dir.identity.fingerprint}
+    if run_dir.grown_from is not None:
+        accepted.add(run_dir.identity.fewer_questions[1])
+    return meta if isinstance(meta, dict) and meta.get("fingerprint") in accepted else {}
 
 
 def _read_identity(path: Path) -> RunIdentity | None:

@@ -20,7 +20,8 @@ def register(commands) -> None:
     parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
     parser.add_argument("--loss", default="rkl", help="teacher loss the findings are tested on (default rkl)")
     parser.add_argument("--sizes", default=None, metavar="A,B,...",
-                        help="students from smallest to largest, for finding 2 (default: @int4 < @int8 < plain)")
+                        help="students from smallest to largest, for finding 2 (default: by bits per weight, "
+                             "@int4 < @int4:g32 < @int8 < plain)")
     parser.add_argument("--combine", action="store_true", help="merge runs of one configuration (as opd compare)")
     add_format_argument(parser)
     add_stats_arguments(parser)

@@ -42,7 +42,8 @@ COMPACT_COLUMNS = [
     *(f"align_{loss}_{half}" for loss in LOSSES for half in ("a", "b")),
 ]
 # what each run's run.json contributes: its configuration and cost (harness.plan's rate reads the last four)
-RUN_KEYS = ("config", "status", "device", "dtype", "threads", "counts", "timings", "resumed_questions", "cache_hits")
+RUN_KEYS = ("config", "status", "device", "dtype", "threads", "counts", "timings", "resumed_questions", "cache_hits",
+            "code")
 
 
 # ---------------------------------------------------------------- collect
@@ -99,7 +100,8 @@ def cost(runs: Sequence[Mapping[str, Any]], nodes: pd.DataFrame) -> pd.DataFrame
                      "informative": int(keyed.informative.astype(bool).sum()),
                      "generated_tokens": counts.get("generated_tokens_this_session"),
                      "hours": (timings.get("total_s") or math.nan) / 3600,
-                     "device": f"{run.get('device', '?')}, {run.get('threads', '?')} threads"})
+                     "device": f"{run.get('device', '?')}, {run.get('threads', '?')} threads",
+                     "code": (run.get("code") or "")[:8] or "—"})
     return pd.DataFrame.from_records(rows)
 
 
@@ -210,10 +212,14 @@ def render_accuracy(table: pd.DataFrame, report: str) -> str:
 
 def design(settings: Mapping[str, Any]) -> list[str]:
     """What every run shares, read from the runs' configurations."""
+    from harness.models import split_compression
+
     knobs = ", ".join(f"{key}={value}" for key, value in settings["settings"].items() if value is not None)
+    how = "; ".join(f"{student}: {compression.describe()}" for student in settings["students"]
+                    for compression in [split_compression(student)[1]] if compression is not None)
     return [
-        f"- Tasks {', '.join(settings['tasks'])}; students {', '.join(settings['students'])} (int8/int4: simulated "
-        "per-channel round-to-nearest weight quantisation of the same model); teachers "
+        f"- Tasks {', '.join(settings['tasks'])}; students {', '.join(settings['students'])} ({how}, of the same "
+        "model's weights); teachers "
         f"{', '.join(settings['teachers'])}; the compressed students also get the uncompressed model as an "
         "external teacher.",
         f"- Knobs (METHOD's names): {knobs}; seed {settings['seed']}. `--selection screened` spends the "
@@ -228,6 +234,8 @@ def design(settings: Mapping[str, Any]) -> list[str]:
 
 def summary(numbers: Mapping[str, pd.DataFrame]) -> list[str]:
     """The write-up's bullet points, each read off a table (so the prose cannot drift from the numbers)."""
+    from harness.findings import by_size
+
     lines = []
     found = numbers["findings"]
     claims = found[found["direction"] != "(context)"]
@@ -260,6 +268,13 @@ def summary(numbers: Mapping[str, pd.DataFrame]) -> list[str]:
                      f"{_with_interval(r.cv_gain, r.cv_gain_lo, r.cv_gain_hi)}, p {_p(r.p_cv_gain)} "
                      f"({_count(r.cv_questions)} questions).")
     accuracy = numbers["accuracy"]
+    alone = accuracy[accuracy.condition == "student"] if not accuracy.empty else accuracy
+    for task, group in alone.groupby("task", sort=False):  # what compression did to the student itself
+        group = group.set_index("student").loc[by_size(list(group.student))[::-1]].reset_index()
+        students = ", ".join(f"{r.student} {_with_interval(r.accuracy, r.ci_low, r.ci_high)}"
+                             for r in group.itertuples())
+        lines.append(f"- Accuracy of the student alone, {task} ({_count(group.questions.max())} questions): "
+                     f"{students}.")
     wrong = accuracy[accuracy.condition == "self:correct-wrong"] if not accuracy.empty else accuracy
     for r in wrong[wrong.questions > 0].itertuples():  # K answers gave no correct-and-incorrect pair: no row
         lines.append(f"- Wrong demonstrations, {r.report}: accuracy with correct+wrong examples "
@@ -283,10 +298,12 @@ def render(numbers: Mapping[str, pd.DataFrame], figures: Sequence[str] = ()) -> 
     lines += ["## In short", "", *summary(numbers), ""]
     lines += ["## What ran", "",
               _md([[r.task, r.student, f"{r.questions} of {_count(r.limit)}", r.with_nodes, r.teachers, r.nodes,
-                    r.informative, _count(r.generated_tokens), _num(r.hours, 2), r.device]
+                    r.informative, _count(r.generated_tokens), _num(r.hours, 2), r.device, r.code]
                    for r in cost_table.itertuples()],
                   ["task", "student", "questions", "with nodes", "teachers", "nodes", "informative",
-                   "generated tokens", "hours", "where"]), "",
+                   "generated tokens", "hours", "where", "code"]), "",
+              "`code`: the hash of the harness, tasks and teachers sources that ran the cell's latest session "
+              "(`run.json`; — where the run predates this record).", "",
               "A question has no node when screening found no position whose outcome depends on the token (e.g. "
               "every rollout wrong and no continuation right): it enters no alignment estimate.", ""]
     stopped = cost_table[cost_table.stopped]

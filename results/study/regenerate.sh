@@ -15,10 +15,12 @@ opd suite suites/study.toml --out "$RUNS" --ray --threads 1
 # correct-wrong contexts are built from the student's other answers, never from the answer they are paired with), and AIME 2024 greedy for the record
 CONTEXTS=(--teacher self:correct-demo --teacher self:correct-wrong --teacher self:self-demo --teacher self:summary
           --teacher idp:default)
-# the same questions as the diagnostic: each task's limit read from the suite file
-limit() { python -c "import sys, tomllib; print(tomllib.load(open('suites/study.toml', 'rb'))['tasks'][sys.argv[1]]['limit'])" "$1"; }
+# the same questions and students as the diagnostic, read from the suite file
+suite() { python -c "import sys, tomllib; s = tomllib.load(open('suites/study.toml', 'rb')); print(eval(sys.argv[1]))" "$1"; }
+limit() { suite "s['tasks']['$1']['limit']"; }
+read -ra STUDENTS <<< "$(suite "' '.join(s['suite']['students'])")"
 for task in boolq mmlu; do
-  for student in smollm2-135m smollm2-135m@int8 smollm2-135m@int4; do
+  for student in "${STUDENTS[@]}"; do
     extra=(); [[ "$student" == *@* ]] && extra=(--teacher model:smollm2-135m)
     opd accuracy --task "$task" --student "$student" "${CONTEXTS[@]}" "${extra[@]}" --limit "$(limit "$task")" \
       --samples 3 --out "$ACCURACY/$task-$student.json" --format md > /dev/null

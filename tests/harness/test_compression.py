@@ -1,4 +1,4 @@
-"""Compressed students (``@int4``, ``@int8``, ``@prune:<f>``) and teachers with padded output rows."""
+"""Compressed students (``@int4``, ``@int8``, ``@int4:g<group>``, ``@prune:<f>``) and teachers with padded output rows."""
 from __future__ import annotations
 
 import pytest
@@ -7,10 +7,12 @@ import torch
 from harness.diagnostic import _teacher_logits
 from harness.generation import Branch, generate_branches, make_generator, prefill
 from harness.models import (
+    Compression,
     LoadedModel,
     ModelError,
     _load_tiny,
     check_same_tokenizer,
+    bits_per_weight,
     layers_to_drop,
     load_model,
     prune_layers,
@@ -50,6 +52,43 @@ def test_int4_is_coarser_than_int8_and_zero_rows_survive():
     assert torch.equal(quantise_dequantise(weight, 4)[3], torch.zeros(64))
 
 
+def test_group_wise_quantisation_matches_a_loop_over_groups():
+    """Each group of ``g`` consecutive columns of a row gets its own scale max|w| / qmax (the last group of a row
+    shorter when ``g`` does not divide the width), computed here entry by entry in plain Python."""
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(5, 11, generator=generator, dtype=torch.float64)
+    weight[2, 4:8] = 0  # an all-zero group stays zero
+    for bits, group in ((4, 4), (4, 3), (8, 4), (4, 11), (4, 64)):
+        qmax = 2 ** (bits - 1) - 1
+        expected = torch.zeros_like(weight)
+        for row in range(5):
+            for start in range(0, 11, group):
+                values = weight[row, start:start + group].tolist()
+                scale = max(abs(v) for v in values) / qmax or 1.0
+                for offset, v in enumerate(values):
+                    expected[row, start + offset] = max(-qmax, min(qmax, round(v / scale))) * scale
+        assert torch.allclose(quantise_dequantise(weight, bits, group), expected, rtol=0, atol=1e-12), (bits, group)
+    assert torch.equal(quantise_dequantise(weight, 4, 11), quantise_dequantise(weight, 4))  # one group = per row
+
+
+def test_groups_keep_small_weights_that_a_row_outlier_would_round_to_zero():
+    weight = torch.full((1, 64), 0.01)
+    weight[0, 0] = 1.0  # the outlier sets the row's scale to 1/7: every 0.01 rounds to 0
+    assert torch.count_nonzero(quantise_dequantise(weight, 4)) == 1
+    grouped = quantise_dequantise(weight, 4, 32)
+    assert torch.allclose(grouped[0, 32:], weight[0, 32:])  # a group of equal values is exact
+
+
+def test_group_wise_students_load_and_sort_by_bits_per_weight():
+    original = linear_weights(_load_tiny(0)[0])
+    grouped = linear_weights(load_model("tiny-random@int4:g8", "cpu").model)
+    per_channel = linear_weights(load_model("tiny-random@int4", "cpu").model)
+    for name, weight in original.items():
+        assert (grouped[name] - weight).abs().mean() < (per_channel[name] - weight).abs().mean(), name
+    assert bits_per_weight("m") == 16 and bits_per_weight("m@int4") == 4 and bits_per_weight("m@int4:g32") == 4.5
+    assert bits_per_weight("m@prune:0.5@int8") == 4 == bits_per_weight("m@int8@prune:0.5")
+
+
 def test_compressed_specs_are_cached_apart_from_the_original():
     from harness.models import ModelCache
 
@@ -66,7 +105,9 @@ def test_compression_suffixes_parse_and_bad_ones_say_how_to_fix_them():
     base, compression = split_compression("hf:org/model@prune:0.25")
     assert base == "hf:org/model" and compression.fraction == 0.25
     assert split_compression("tiny-random:3@int4")[1].bits == 4
-    for bad in ("smollm2-135m@int3", "smollm2-135m@prune:1.5", "smollm2-135m@prune:0"):
+    assert split_compression("m@int4:g32")[1] == Compression(bits=4, group=32)
+    for bad in ("smollm2-135m@int3", "smollm2-135m@prune:1.5", "smollm2-135m@prune:0", "m@int4:g0", "m@int4:32",
+                "m@int4:gx"):
         with pytest.raises(ModelError):
             split_compression(bad)
 

@@ -78,6 +78,8 @@ def test_opposite_and_inconclusive():
 
 def test_sizes_from_specs_and_the_command(tmp_path, capsys):
     assert by_size(["m", "m@int8", "m@int4", "m@prune:0.6"]) == ["m@int4", "m@prune:0.6", "m@int8", "m"]
+    assert by_size(["m@int8", "m@int4:g32", "m@int4", "m@int4:g128"]) == ["m@int4", "m@int4:g128", "m@int4:g32",
+                                                                            "m@int8"]
     nodes = planted(questions=10)
     write_table(rows_to_table(nodes.to_dict("records"), NODE_SCHEMA), tmp_path / "nodes.parquet")
     write_table(rows_to_table([], QUESTION_SCHEMA), tmp_path / "questions.parquet")

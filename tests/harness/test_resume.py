@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import signal
 import subprocess
@@ -70,11 +71,18 @@ def test_different_configuration_is_refused_and_overwrite_replaces(tmp_path):
     assert pq.read_table(tmp_path / "questions.parquet").num_rows == 2
 
 
-def test_rerun_of_a_finished_run_does_no_new_work(tmp_path):
+def test_rerun_of_a_finished_run_does_no_new_work_and_keeps_its_record(tmp_path):
+    """Re-running a finished run (e.g. `opd suite` after a cell was added to the grid) must not replace the record
+    of the session that did the work: the study's cost table and `opd plan`'s rate read it."""
     first = run(_config(), tmp_path)
+    written = (tmp_path / "run.json").read_text()
+    records = (tmp_path / "nodes.parquet").read_bytes()
+    (tmp_path / "nodes.parquet").unlink()  # the merged files are rewritten from the parts
     again = run(_config(), tmp_path)
-    assert again["resumed_questions"] == 1 and again["counts"]["generated_tokens_this_session"] == 0
-    assert again["counts"]["nodes"] == first["counts"]["nodes"]
+    assert again == json.loads(written) and again["timings"] == first["timings"]
+    assert again["counts"] == first["counts"] and first["counts"]["generated_tokens_this_session"] > 0
+    assert (tmp_path / "run.json").read_text() == written
+    assert (tmp_path / "nodes.parquet").read_bytes() == records
 
 
 def test_second_writer_is_refused(tmp_path):
@@ -177,3 +185,60 @@ def test_questions_in_flight_setting_is_recorded_and_part_of_the_fingerprint(tmp
     monkeypatch.delenv("OPD_QUESTIONS_IN_FLIGHT")
     with pytest.raises(ConfigError, match="different configuration"):  # other batches: not mixed into the run
         run(_config(), tmp_path / "run")
+
+
+def _committed_indices(monkeypatch) -> list[int]:
+    from harness.runner import RunDirectory
+
+    indices: list[int] = []
+    commit = RunDirectory.commit
+
+    def recording(self, index, *args, **kwargs):
+        indices.append(index)
+        return commit(self, index, *args, **kwargs)
+
+    monkeypatch.setattr(RunDirectory, "commit", recording)
+    return indices
+
+
+def test_a_larger_limit_grows_the_run_in_place_as_if_it_had_been_that_size_from_the_start(tmp_path, monkeypatch):
+    """Raising --limit on a run (e.g. a study's suite file) keeps its questions; the smaller run's last wave held
+    fewer questions than it does at the larger limit, so those questions run again in the full wave, and the grown
+    run ends with the records, and the batches, of a run started at the larger limit."""
+    from dataclasses import replace
+
+    monkeypatch.setenv("OPD_QUESTIONS_IN_FLIGHT", "2")  # waves {0, 1}, {2, 3}, {4}
+    config = RunConfig(task="test-parity", student="tiny-random", teachers=("self", "model:tiny-random:1"), limit=5,
+                       settings=Settings(rollouts=3, continuations=2, max_new_tokens=8), device="cpu")
+    batches = _recording_batches(monkeypatch)
+    run(config, tmp_path / "fresh")
+    fresh = list(batches)
+    run(replace(config, limit=3), tmp_path / "grown")  # waves {0, 1}, {2}: question 2 decoded alone
+    codes_before = json.loads((tmp_path / "grown" / "run.json").read_text())["code"]
+    batches.clear()
+    committed = _committed_indices(monkeypatch)
+    meta = run(config, tmp_path / "grown")
+    assert committed == [2, 3, 4]  # question 2 again, in the wave it has at limit 5; 0 and 1 kept
+    assert meta["grown_from_limit"] == 3 and meta["resumed_questions"] == 2 and meta["code"] == codes_before
+    assert batches == fresh[len(fresh) - len(batches):]  # the fresh run's batches of waves {2, 3} and {4}
+    for grown, full in zip(_frames(tmp_path / "grown"), _frames(tmp_path / "fresh")):
+        pd.testing.assert_frame_equal(grown, full)
+    with pytest.raises(ConfigError, match="different configuration"):  # fewer questions: a different run
+        run(replace(config, limit=4), tmp_path / "grown")
+
+
+def test_a_run_cannot_grow_when_the_larger_limit_selects_other_questions_first(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from harness.task import resolve_task
+
+    parity = type(resolve_task("test-parity"))  # the registered fake's class
+    config = RunConfig(task="test-parity", student="tiny-random", teachers=("self",), limit=2,
+                       settings=Settings(rollouts=2, continuations=2, max_new_tokens=4), device="cpu")
+    run(config, tmp_path / "run")
+    parts = sorted(p.name for p in (tmp_path / "run" / "parts").iterdir())
+    load = parity.load
+    monkeypatch.setattr(parity, "load", lambda self, data_dir, limit=None: load(self, data_dir, None)[::-1][:limit])
+    with pytest.raises(ConfigError, match="selects other questions first.*new --out"):
+        run(replace(config, limit=3), tmp_path / "run")
+    assert sorted(p.name for p in (tmp_path / "run" / "parts").iterdir()) == parts  # nothing deleted

@@ -43,6 +43,7 @@ def test_records_have_every_method_column(parity_run):
     saved = json.loads((out / "run.json").read_text())
     assert saved["status"] == "complete" and saved["config"]["teachers"] == list(TEACHERS)
     assert {"torch", "transformers", "python"} <= set(saved["versions"]) and saved["device"] == "cpu"
+    assert len(saved["code"]) == 32 and int(saved["code"], 16) >= 0  # which sources made the records
     assert saved["counts"]["informative_nodes"] > 0 and saved["timings"]["total_s"] > 0
     df = nodes.to_pandas()
     assert set(df.teacher) == set(TEACHERS)
