@@ -82,6 +82,24 @@ def test_ok_minus_bad_by_hand(data, numbers):
     assert checked > 0
 
 
+def test_answer_mix_by_counting(data, numbers):
+    """The share of the student's own answers extracting to each answer, and of questions with that gold, counted
+    one by one from the reports."""
+    accuracy = data[2]
+    if not accuracy:
+        pytest.skip("no accuracy reports")
+    mix = numbers["answer_mix"]
+    for name, report in accuracy.items():
+        alone = [entry for entry in report["questions"] if entry["condition"] == "student"]
+        answers = [a["extracted"] or "unparsed" for entry in alone for a in entry["answers"] if a is not None]
+        rows = mix[mix.report == name]
+        assert sorted(rows.answer) == sorted(set(answers))
+        for row in rows.itertuples():
+            assert row.share == pytest.approx(answers.count(row.answer) / len(answers), abs=1e-12)
+            golds = sum(entry["gold"] == row.answer for entry in alone)
+            assert row.gold_share == pytest.approx(golds / len(alone), abs=1e-12)
+
+
 def test_accuracy_rows_from_the_answers(data, numbers):
     """Each context's accuracy is the mean over questions of its pass rate, from the graded answers kept in the
     reports; its delta the mean paired difference from the student's own."""

@@ -79,7 +79,8 @@ def collect(suite_dir: Path, accuracy_dir: Path | None, out: Path = STUDY_DIR) -
 def load(study_dir: Path = STUDY_DIR) -> tuple[pd.DataFrame, list[dict], dict[str, dict]]:
     nodes = pq.read_table(study_dir / "nodes.parquet").to_pandas()
     runs = json.loads((study_dir / "runs.json").read_text())
-    accuracy = {path.stem: json.loads(path.read_text()) for path in sorted((study_dir / "accuracy").glob("*.json"))}
+    reports = [json.loads(path.read_text()) for path in sorted((study_dir / "accuracy").glob("*.json"))]
+    accuracy = {f"{r['config']['task']} · {r['config']['student']}": r for r in reports}
     return nodes, runs, accuracy
 
 
@@ -117,6 +118,22 @@ def accuracy_table(accuracy: Mapping[str, dict]) -> pd.DataFrame:
     return pd.DataFrame.from_records(rows)
 
 
+def answer_mix(accuracy: Mapping[str, dict]) -> pd.DataFrame:
+    """Per report: the share of the student's own answers (no context) that extract to each answer ("unparsed"
+    when none), beside the share of questions whose gold is that answer. A student leaning to one answer moves its
+    accuracy by the gold mix alone, which is what accuracy differences between compressed students can reflect."""
+    rows = []
+    for name, report in accuracy.items():
+        alone = [q for q in report.get("questions", []) if q.get("condition") == "student"]
+        answers = pd.Series([a.get("extracted") or "unparsed" for q in alone for a in q["answers"] if a is not None],
+                            dtype=object)
+        golds = pd.Series([q.get("gold") for q in alone], dtype=object)
+        for label, share in answers.value_counts(normalize=True).items():
+            rows.append({"report": name, "task": report["config"]["task"], "student": report["config"]["student"],
+                         "answer": label, "share": float(share), "gold_share": float((golds == label).mean())})
+    return pd.DataFrame.from_records(rows, columns=["report", "task", "student", "answer", "share", "gold_share"])
+
+
 def compute(nodes: pd.DataFrame, runs: Sequence[Mapping[str, Any]], accuracy: Mapping[str, dict]
             ) -> dict[str, Any]:
     """Every table of the write-up."""
@@ -146,6 +163,7 @@ def compute(nodes: pd.DataFrame, runs: Sequence[Mapping[str, Any]], accuracy: Ma
         "board": board.table, "pairs": board.pairs, "agreement": agreement[agreement["loss"] == HEADLINE_LOSS],
         "routing": routing[routing["loss"] == HEADLINE_LOSS], "plan": sizes["summary"],
         "plan_rows": sizes["comparisons"], "cost": cost(runs, nodes), "accuracy": accuracy_table(accuracy),
+        "answer_mix": answer_mix(accuracy),
     }
 
 
@@ -275,6 +293,17 @@ def summary(numbers: Mapping[str, pd.DataFrame]) -> list[str]:
                              for r in group.itertuples())
         lines.append(f"- Accuracy of the student alone, {task} ({_count(group.questions.max())} questions): "
                      f"{students}.")
+        mix = numbers["answer_mix"]
+        mix = mix[mix.task == task]
+        if 1 < mix.answer.nunique() <= 6:  # a closed answer set: how much of that accuracy is a lean to one answer
+            gold = mix.drop_duplicates("answer").query("gold_share > 0").sort_values("answer")
+            leans = "; ".join(
+                f"{student} " + ", ".join(f"{r.answer} {r.share:.0%}" for r in
+                                          mix[mix.student == student].sort_values("answer").itertuples())
+                for student in group.student)
+            lines.append(f"- Answers of the student alone, {task} (share of its answers; gold: "
+                         f"{', '.join(f'{r.answer} {r.gold_share:.0%}' for r in gold.itertuples())} of questions): "
+                         f"{leans}.")
     wrong = accuracy[accuracy.condition == "self:correct-wrong"] if not accuracy.empty else accuracy
     for r in wrong[wrong.questions > 0].itertuples():  # K answers gave no correct-and-incorrect pair: no row
         lines.append(f"- Wrong demonstrations, {r.report}: accuracy with correct+wrong examples "
@@ -365,6 +394,7 @@ def write(study_dir: Path = STUDY_DIR, write_up: Path = WRITE_UP) -> str:
     import tempfile
 
     from harness.plots import plot_run
+    from harness.suite import slug
 
     nodes, runs, accuracy = load(study_dir)
     numbers = compute(nodes, runs, accuracy)
@@ -374,7 +404,7 @@ def write(study_dir: Path = STUDY_DIR, write_up: Path = WRITE_UP) -> str:
         with tempfile.TemporaryDirectory() as scratch:
             for path in plot_run(group, scratch, loss=HEADLINE_LOSS):
                 if path.suffix == ".png" and path.stem in FIGURES:
-                    path.replace(Path(study_dir) / f"{task}-{student}-{path.name}")
+                    path.replace(Path(study_dir) / f"{task}-{slug(student)}-{path.name}")  # no ':' in names
     text = render(numbers, figure_names(study_dir))
     write_up.write_text(text)
     return text

@@ -23,7 +23,7 @@ for task in boolq mmlu; do
   for student in "${STUDENTS[@]}"; do
     extra=(); [[ "$student" == *@* ]] && extra=(--teacher model:smollm2-135m)
     opd accuracy --task "$task" --student "$student" "${CONTEXTS[@]}" "${extra[@]}" --limit "$(limit "$task")" \
-      --samples 3 --out "$ACCURACY/$task-$student.json" --format md > /dev/null
+      --samples 3 --out "$ACCURACY/$task-${student//:/_}.json" --format md > /dev/null
   done
 done
 opd accuracy --task aime24 --student smollm2-135m --out "$ACCURACY/aime24-smollm2-135m.json" --format md > /dev/null
