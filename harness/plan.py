@@ -9,7 +9,8 @@ it states the n the pilot's test rests on, the observed between-question spread,
 (80% power, alpha 0.05) at that n, and how many questions the test would need to detect ``effect``. Not every
 question a run diagnoses counts for every comparison (``ok_minus_bad`` needs informative nodes on both a correct and
 an incorrect rollout of the question), so the questions *to run* divide the needed count by the share of the
-pilot's questions that counted. Cost follows from the pilot's measured rate (generated tokens and wall seconds per
+pilot's questions that counted. The pilot's questions are those it diagnosed (``run.json`` counts them for its
+task and student), not only those with a node: a question where screening kept no node cost as much to run. Cost follows from the pilot's measured rate (generated tokens and wall seconds per
 question sampled in its last session, from ``run.json``; device and threads as recorded there).
 """
 from __future__ import annotations
@@ -65,6 +66,18 @@ def _row(comparison: str, cell: Cell, other: str, estimate: stats.Estimate, tota
             "tokens": to_run * rate.tokens_per_question, "hours": to_run * rate.seconds_per_question / 3600}
 
 
+def questions_diagnosed(nodes: pd.DataFrame, run_json: Mapping[str, Any]) -> dict[tuple[str, str], int]:
+    """Per (task, student): the questions the pilot diagnosed. Those with a node are in ``nodes``; the run's own
+    cell (``run.json``'s task and student) also counts the questions that kept none (``counts.questions``)."""
+    totals = nodes.groupby(["task", "student"], sort=False)["question_id"].nunique().to_dict()
+    config = run_json.get("config") or {}
+    key = (config.get("task"), config.get("student"))
+    diagnosed = (run_json.get("counts") or {}).get("questions")
+    if key in totals and diagnosed:
+        totals[key] = max(totals[key], int(diagnosed))
+    return totals
+
+
 def plan(nodes: pd.DataFrame, run_json: Mapping[str, Any], *, effect: float = DEFAULT_EFFECT,
          options: stats.Options | None = None) -> dict[str, pd.DataFrame]:
     """Tables ``comparisons`` (one row per headline comparison) and ``summary`` (per (task, student): the questions
@@ -73,7 +86,7 @@ def plan(nodes: pd.DataFrame, run_json: Mapping[str, Any], *, effect: float = DE
     rate = Rate.of(run_json)
     records = []
     cells = [cell for cell in iter_cells(nodes, options) if cell.loss != REFERENCE_LOSS and cell.mask.any()]
-    totals = nodes.groupby(["task", "student"], sort=False)["question_id"].nunique().to_dict()
+    totals = questions_diagnosed(nodes, run_json)
     for cell in cells:
         records.append(_row("ok_minus_bad", cell, "", cell.ok_minus_bad_estimate, totals[(cell.task, cell.student)],
                             effect, rate, options.alpha))

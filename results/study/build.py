@@ -27,6 +27,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tabulate import tabulate
 
+from harness import stats
+
 STUDY_DIR = Path(__file__).resolve().parent
 WRITE_UP = STUDY_DIR.parent / "STUDY.md"
 LOSSES = ("rkl", "fkl", "jsd", "sampled", "grpo")
@@ -115,7 +117,39 @@ def accuracy_table(accuracy: Mapping[str, dict]) -> pd.DataFrame:
                          "samples": config.get("samples"), **{k: row.get(k) for k in (
                              "condition", "questions", "accuracy", "ci_low", "ci_high", "delta", "better", "worse",
                              "p_sign_flip")}})
-    return pd.DataFrame.from_records(rows)
+    table = pd.DataFrame.from_records(rows)
+    if table.empty:
+        return table
+    # each report compares every context with the student alone: one family, Holm-corrected
+    table["p_holm"] = math.nan
+    for _, group in table.groupby("report", sort=False):
+        tested = group[pd.to_numeric(group.p_sign_flip, errors="coerce").notna()]
+        if len(tested):
+            table.loc[tested.index, "p_holm"] = stats.holm(tested.p_sign_flip.astype(float).to_numpy())
+    return table
+
+
+def render_accuracy_overview(table: pd.DataFrame, task: str) -> str:
+    """The analog of the paper's accuracy table: every context (rows) per student (columns, largest first), each
+    cell the accuracy, its difference from the student alone and that difference's Holm-corrected p, and n."""
+    from harness.findings import by_size
+
+    rows = table[table.task == task]
+    students = by_size(list(dict.fromkeys(rows.student)))[::-1]
+    cells = {(r.condition, r.student): r for r in rows.itertuples()}
+    body = []
+    for condition in dict.fromkeys(rows.condition):
+        line = [condition]
+        for student in students:
+            r = cells.get((condition, student))
+            if r is None or _num(r.accuracy) == "—":
+                line.append("—")
+            elif condition == "student":
+                line.append(f"{_num(r.accuracy)} (n {r.questions})")
+            else:
+                line.append(f"{_num(r.accuracy)} (Δ {_signed(r.delta)}, p {_p(r.p_holm)}, n {r.questions})")
+        body.append(line)
+    return _md(body, ["context", *students])
 
 
 def answer_mix(accuracy: Mapping[str, dict]) -> pd.DataFrame:
@@ -137,7 +171,6 @@ def answer_mix(accuracy: Mapping[str, dict]) -> pd.DataFrame:
 def compute(nodes: pd.DataFrame, runs: Sequence[Mapping[str, Any]], accuracy: Mapping[str, dict]
             ) -> dict[str, Any]:
     """Every table of the write-up."""
-    from harness import stats
     from harness.analysis import oracle_routing
     from harness.compare import rank_agreement
     from harness.findings import findings
@@ -148,10 +181,11 @@ def compute(nodes: pd.DataFrame, runs: Sequence[Mapping[str, Any]], accuracy: Ma
     board = build(nodes, options=options)
     agreement = rank_agreement(board.table)
     routing = oracle_routing(nodes, options=options)
-    # the cost rate of harness.plan: the finished run that diagnosed the most questions
-    # (one rate for every cell: a caveat the write-up states, as MMLU rollouts are longer than BoolQ's)
-    rate_run = max(runs, key=lambda run: (run.get("counts") or {}).get("questions", 0))
-    sizes = plan(nodes, rate_run, effect=EFFECT, options=options)
+    # harness.plan per cell, with that cell's own run: its rate (MMLU's rollouts are longer than BoolQ's) and the
+    # questions it diagnosed (a question where screening kept no node cost as much as one that kept some)
+    cells = [(run, nodes[(nodes.task == run["config"]["task"]) & (nodes.student == run["config"]["student"])])
+             for run in runs]
+    sizes = [plan(cell, run, effect=EFFECT, options=options) for run, cell in cells if len(cell)]
     configs = [run["config"] for run in runs]
     settings = {"tasks": list(dict.fromkeys(c["task"] for c in configs)),
                 "students": list(dict.fromkeys(c["student"] for c in configs)),
@@ -161,8 +195,10 @@ def compute(nodes: pd.DataFrame, runs: Sequence[Mapping[str, Any]], accuracy: Ma
         "settings": settings,
         "findings": findings(nodes, loss=HEADLINE_LOSS, options=options, board=board),
         "board": board.table, "pairs": board.pairs, "agreement": agreement[agreement["loss"] == HEADLINE_LOSS],
-        "routing": routing[routing["loss"] == HEADLINE_LOSS], "plan": sizes["summary"],
-        "plan_rows": sizes["comparisons"], "cost": cost(runs, nodes), "accuracy": accuracy_table(accuracy),
+        "routing": routing[routing["loss"] == HEADLINE_LOSS],
+        "plan": pd.concat([size["summary"] for size in sizes], ignore_index=True),
+        "plan_rows": pd.concat([size["comparisons"] for size in sizes], ignore_index=True),
+        "cost": cost(runs, nodes), "accuracy": accuracy_table(accuracy),
         "answer_mix": answer_mix(accuracy),
     }
 
@@ -194,6 +230,10 @@ def _interval(lo: Any, hi: Any, digits: int = 3) -> str:
     return "—" if _num(lo) == "—" else f"[{_num(lo, digits)}, {_num(hi, digits)}]"
 
 
+def _signed(value: Any) -> str:
+    return "—" if _num(value) == "—" else f"{float(value):+.3f}"
+
+
 def _p(value: Any) -> str:
     if value is None or not math.isfinite(float(value)):
         return "—"
@@ -223,9 +263,11 @@ def render_board(board: pd.DataFrame, task: str, student: str) -> str:
 
 def render_accuracy(table: pd.DataFrame, report: str) -> str:
     rows = [[r.condition, r.questions, _with_interval(r.accuracy, r.ci_low, r.ci_high), _num(r.delta),
-             "—" if r.better is None or pd.isna(r.better) else f"{int(r.better)} / {int(r.worse)}", _p(r.p_sign_flip)]
+             "—" if r.better is None or pd.isna(r.better) else f"{int(r.better)} / {int(r.worse)}", _p(r.p_sign_flip),
+             _p(r.p_holm)]
             for r in table[table.report == report].itertuples()]
-    return _md(rows, ["context", "n (questions)", "accuracy [95% CI]", "Δ vs student", "better / worse", "p"])
+    return _md(rows, ["context", "n (questions)", "accuracy [95% CI]", "Δ vs student", "better / worse", "p",
+                      "p (Holm)"])
 
 
 def design(settings: Mapping[str, Any]) -> list[str]:
@@ -261,11 +303,19 @@ def summary(numbers: Mapping[str, pd.DataFrame]) -> list[str]:
         verdicts = group["verdict"].value_counts()
         counted = ", ".join(f"{verdicts[v]} {v}" for v in ("reproduced", "opposite", "inconclusive",
                                                             "too few questions") if v in verdicts)
-        lines.append(f"- {finding}: {len(group)} test(s): {counted}.")
+        where = "".join(
+            f"; {verdict}: " + ", ".join(f"{r.task} · {r.student} ({r.test}, {_num(r.estimate)}, Holm p "
+                                         f"{_p(r.p_holm)}, {r.questions} questions)" for r in rows.itertuples())
+            for verdict in ("reproduced", "opposite") for rows in [group[group.verdict == verdict]] if len(rows))
+        lines.append(f"- {finding}: {len(group)} test(s): {counted}{where}.")
     board = numbers["board"]
     rows = board[(board.loss == HEADLINE_LOSS) & board["walign"].notna()]
     for (task, student), group in rows.groupby(["task", "student"], sort=False):
         leader = group.sort_values("walign", ascending=False).iloc[0]
+        if group.align_questions.max() < stats.MIN_QUESTIONS:
+            lines.append(f"- {task} · {student}: no leader named: at most {group.align_questions.max()} questions "
+                         f"have an alignment (a verdict needs {stats.MIN_QUESTIONS}).")
+            continue
         mates = [t for t, g in zip(group.teacher, group.group)
                  if t != leader.teacher and isinstance(g, str) and "a" in g]
         apart = "; the only teacher with an alignment" if len(group) == 1 else (
@@ -273,14 +323,9 @@ def summary(numbers: Mapping[str, pd.DataFrame]) -> list[str]:
             f"; not separated from {', '.join(mates)}" if mates else "; ahead of every other teacher")
         lines.append(f"- {task} · {student}: `{leader.teacher}` leads by walign ({_num(leader.walign)}, "
                      f"{leader.align_questions} questions){apart} (rank groups, Holm over all pairs).")
-    plan_rows = numbers["plan_rows"]
-    for comparison, label in (("ok_minus_bad", "ok − bad"), ("pair", "teacher pairs")):
-        mde = plan_rows.loc[plan_rows.comparison == comparison, "mde"].dropna()
-        if len(mde):
-            lines.append(f"- Minimum detectable effect reached ({label}, 80% power, alpha 0.05): median "
-                         f"{_num(mde.median())}, range {_num(mde.min())} to {_num(mde.max())} in alignment "
-                         f"(the study was sized for {EFFECT}).")
+    lines += minimum_detectable_effects(numbers["plan_rows"])
     routing = numbers["routing"].dropna(subset=["cv_gain"])
+    routing = routing[routing.cv_questions >= stats.MIN_QUESTIONS]  # the table has the rest
     for r in routing.itertuples():
         lines.append(f"- Per-node routing, {r.task} · {r.student}: cross-fitted gain over `{r.best_single}` "
                      f"{_with_interval(r.cv_gain, r.cv_gain_lo, r.cv_gain_hi)}, p {_p(r.p_cv_gain)} "
@@ -293,6 +338,11 @@ def summary(numbers: Mapping[str, pd.DataFrame]) -> list[str]:
                              for r in group.itertuples())
         lines.append(f"- Accuracy of the student alone, {task} ({_count(group.questions.max())} questions): "
                      f"{students}.")
+        if task not in set(numbers["board"].task) and (group.accuracy == 0).all():
+            lines.append(f"- {task} is out of reach for this student: it solves none of the "
+                         f"{_count(group.questions.max())} questions. Where no rollout and no continuation is "
+                         "correct, S_hat = 0 for every token and g* = 0: the diagnostic would find next to no "
+                         "informative node, so it was not run.")
         mix = numbers["answer_mix"]
         mix = mix[mix.task == task]
         if 1 < mix.answer.nunique() <= 6:  # a closed answer set: how much of that accuracy is a lean to one answer
@@ -305,10 +355,33 @@ def summary(numbers: Mapping[str, pd.DataFrame]) -> list[str]:
                          f"{', '.join(f'{r.answer} {r.gold_share:.0%}' for r in gold.itertuples())} of questions): "
                          f"{leans}.")
     wrong = accuracy[accuracy.condition == "self:correct-wrong"] if not accuracy.empty else accuracy
-    for r in wrong[wrong.questions > 0].itertuples():  # K answers gave no correct-and-incorrect pair: no row
+    for r in wrong[wrong.questions >= stats.MIN_QUESTIONS].itertuples():  # the tables have the rest
         lines.append(f"- Wrong demonstrations, {r.report}: accuracy with correct+wrong examples "
                      f"{_with_interval(r.accuracy, r.ci_low, r.ci_high)}, {_num(r.delta)} against the student "
                      f"alone (sign-flip p {_p(r.p_sign_flip)}, {r.questions} questions).")
+    return lines
+
+
+def minimum_detectable_effects(plan_rows: pd.DataFrame) -> list[str]:
+    """Per task, the MDE the study reached for ``ok_minus_bad`` and for the teacher pairs on the headline loss, over
+    the tests that rest on enough questions for a verdict (below that the MDE is a formula, not a reading)."""
+    from harness.stats import MIN_QUESTIONS
+
+    lines = []
+    headline = plan_rows[plan_rows.loss == HEADLINE_LOSS]
+    for task, rows in headline.groupby("task", sort=False):
+        enough = rows[(rows.questions >= MIN_QUESTIONS) & rows.mde.notna()]
+        parts = []
+        for comparison, label in (("ok_minus_bad", "ok − bad"), ("pair", "teacher pairs")):
+            mde = enough.loc[enough.comparison == comparison, "mde"]
+            if len(mde):
+                parts.append(f"{label} median {_num(mde.median())} ({_num(mde.min())} to {_num(mde.max())}, "
+                             f"{len(mde)} tests)")
+        few = len(rows) - len(enough)
+        reached = "; ".join(parts) if parts else f"no test rests on {MIN_QUESTIONS} questions or more"
+        lines.append(f"- Minimum detectable effect reached, {task} (`{HEADLINE_LOSS}`, 80% power, alpha 0.05, "
+                     f"tests on {MIN_QUESTIONS} questions or more; the study was sized for {EFFECT}): {reached}"
+                     + (f"; {few} more tests rest on fewer questions." if few else "."))
     return lines
 
 
@@ -362,14 +435,21 @@ def render(numbers: Mapping[str, pd.DataFrame], figures: Sequence[str] = ()) -> 
                    "cross-fitted gain [95% CI]", "p", "n (questions)", "MDE"]), ""]
     accuracy = numbers["accuracy"]
     if not accuracy.empty:
-        lines += ["## In-context accuracy", ""]
+        lines += ["## In-context accuracy", "",
+                  "Every context per student, the analog of the paper's accuracy table: accuracy (mean "
+                  "per-question pass rate), Δ against the student alone on the same answers, the p of its "
+                  "sign-flip test (McNemar's exact test for one answer per question) Holm-corrected over the "
+                  "student's contexts, and n in questions. Per-student tables with intervals follow.", ""]
+        for task in pd.unique(accuracy["task"]):
+            if (accuracy[accuracy.task == task].condition != "student").any():
+                lines += [f"### {task}: every context per student", "", render_accuracy_overview(accuracy, task), ""]
         for report in pd.unique(accuracy["report"]):
             lines += [f"### {report}", "", render_accuracy(accuracy, report), ""]
     lines += ["## What more compute would settle", "",
               "Per (task, student), from the spread measured here (harness.plan, 80% power, alpha 0.05): the "
               f"questions to run so that the median comparison, and every comparison, detects {EFFECT} in "
-              "alignment, and the hours the slower of the two takes at the rate measured in What ran (its "
-              "threads; one rate, that of the finished run with the most questions, for every cell).", "",
+              "alignment, and the hours the slower of the two takes at the cell's own rate measured in What ran (its "
+              "threads). Questions count as run whether or not screening kept a node in them.", "",
               _md([[r.task, r.student, r.pilot_questions, r.comparisons,
                     _count(_median_to_run(numbers["plan_rows"], r.task, r.student)), _count(r.questions_for_all),
                     _num(r.hours, 1)] for r in numbers["plan"].itertuples()],

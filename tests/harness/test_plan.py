@@ -64,6 +64,24 @@ def test_questions_needed_scaled_by_the_share_that_counts():
     assert summary.questions_for_all == rows.questions_to_run.max() and summary.pilot_questions == 20
 
 
+def test_questions_without_nodes_count_as_run():
+    """A pilot that diagnosed 40 questions of which only the 20 in its records kept nodes: every comparison could
+    use at most half the questions run, so it needs twice the questions run (to_run = needed / (used / 40))."""
+    run_json = {**RUN_JSON, "config": {"task": "boolq", "student": "s"},
+                "counts": {**RUN_JSON["counts"], "questions": 40}}
+    options = stats.Options(permutations=500)
+    rows = plan(pilot(), run_json, effect=0.1, options=options)["comparisons"]
+    ok_bad = rows[(rows.comparison == "ok_minus_bad") & (rows.teacher == "A") & (rows.loss == "rkl")].iloc[0]
+    assert ok_bad.questions == 10 and ok_bad.counted_share == pytest.approx(10 / 40)
+    assert ok_bad.questions_to_run == math.ceil(ok_bad.questions_needed * 4)
+    pair = rows[(rows.comparison == "pair") & (rows.loss == "rkl")].iloc[0]
+    assert pair.counted_share == pytest.approx(20 / 40)
+    assert plan(pilot(), run_json, effect=0.1, options=options)["summary"].iloc[0].pilot_questions == 40
+    # a run.json of another cell says nothing about this one's questions
+    other = {**run_json, "config": {"task": "boolq", "student": "other"}}
+    assert plan(pilot(), other, effect=0.1, options=options)["summary"].iloc[0].pilot_questions == 20
+
+
 def test_opd_plan_cli(tmp_path, capsys):
     nodes = pilot()
     write_table(rows_to_table(nodes.to_dict("records"), NODE_SCHEMA), tmp_path / "nodes.parquet")
