@@ -15,7 +15,10 @@ zero (the ``self`` control) left out:
 4. ``divergence goes with alignment``: per (task, student), Spearman correlation of alignment with ``KL(p||q)``
    (positive), ``L2`` (positive) and ``cos(p, q)`` (negative) over every teacher's nodes.
 5. ``alignment rises with depth``: per (task, student), Spearman correlation of alignment with normalised depth,
-   controlling for the entropy nodes are selected by; positive.
+   controlling for the entropy nodes are selected by; positive. And "more clearly for smaller students": per task,
+   for each pair of students adjacent in ``sizes``, that correlation of the smaller minus the larger's, with one
+   question bootstrap over both (a question drawn brings its nodes of both students: paired where they share
+   questions); positive.
 
 Every row has the paper's direction, the estimate, its interval, p, ``p_holm`` (Holm over every row of the table: each
 row is a claim), the n in questions, the minimum detectable effect where the test is a mean (findings 1-3), and a
@@ -142,6 +145,30 @@ def divergence_and_depth(nodes: pd.DataFrame, loss: str, options: stats.Options)
     return rows
 
 
+def depth_by_size(nodes: pd.DataFrame, loss: str, sizes: Sequence[str], options: stats.Options) -> list[dict]:
+    """Finding 5's second half on each pair of students (smaller, larger) adjacent in ``sizes`` order."""
+    rows = []
+    for task, group in nodes.groupby("task", sort=False):
+        used = _scored(group, loss)
+        present = [student for student in sizes if (used.student == student).any()]
+        for smaller, larger in zip(present, present[1:]):
+            both = used[used.student.isin([smaller, larger])]
+            depth, align, entropy = (both[c].to_numpy(dtype=float) for c in ("depth_norm", f"align_{loss}", "entropy"))
+            is_smaller = (both.student == smaller).to_numpy()
+
+            def difference(index: np.ndarray) -> float:
+                first, second = index[is_smaller[index]], index[~is_smaller[index]]
+                return (stats.partial_spearman(depth[first], align[first], entropy[first])
+                        - stats.partial_spearman(depth[second], align[second], entropy[second]))
+
+            estimate = stats.bootstrap_t(difference, both.question_id.astype(str).to_numpy(dtype=object),
+                                         **options.bootstrap)
+            rows.append(_row("5 alignment rises with depth",
+                             f"Spearman(align, depth | entropy) of {smaller} minus that of {larger}", task,
+                             f"{smaller} vs {larger}", "> 0", estimate))
+    return rows
+
+
 def verdict(row: dict[str, Any], alpha: float) -> str:
     if not row["questions"] >= stats.MIN_QUESTIONS or not math.isfinite(row["estimate"]):
         return "too few questions"
@@ -169,7 +196,8 @@ def findings(nodes: pd.DataFrame, *, loss: str = "rkl", sizes: Sequence[str] = (
         raise ValueError("the findings are about teachers: choose a teacher loss (rkl, fkl, jsd, sampled)")
     board = board if board is not None else build(nodes, options=options)
     rows = [*incorrect_over_correct(nodes, loss, options), *self_contexts_for_smaller(nodes, loss, sizes, options),
-            *wrong_demonstrations(board, loss, options), *divergence_and_depth(nodes, loss, options)]
+            *wrong_demonstrations(board, loss, options), *divergence_and_depth(nodes, loss, options),
+            *depth_by_size(nodes, loss, sizes, options)]
     table = pd.DataFrame.from_records(rows, columns=[c for c in COLUMNS if c not in ("p_holm", "verdict")])
     claims = table["direction"] != "(context)"
     table["p_holm"] = np.nan

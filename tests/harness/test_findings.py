@@ -44,8 +44,8 @@ def planted(student="s@int4", questions=16, incorrect_boost=0.2, wrong_penalty=0
 
 
 def test_planted_findings_are_reproduced():
-    nodes = pd.concat([planted("s@int4", self_vs_external=0.2), planted("s@int8", self_vs_external=0.0, seed=1)],
-                      ignore_index=True)
+    nodes = pd.concat([planted("s@int4", self_vs_external=0.2, depth_slope=0.8),
+                       planted("s@int8", self_vs_external=0.0, seed=1)], ignore_index=True)
     table = findings(nodes, options=OPTIONS)
     claims = table[table.direction != "(context)"]
     assert (claims.verdict == "reproduced").all(), claims[["finding", "test", "student", "estimate", "p_holm"]]
@@ -64,6 +64,29 @@ def test_planted_findings_are_reproduced():
     # finding 2: the smaller student's self contexts gain 0.2 on the external teacher, the larger's 0
     interaction = table[table.student == "s@int4 vs s@int8"].iloc[0]
     assert interaction.estimate == pytest.approx(0.2, abs=0.05)
+
+
+def _partial_rank_correlation(frame):
+    """Spearman of depth and alignment given entropy, as the Pearson correlation of the residuals of each rank
+    vector regressed (least squares) on the entropy ranks."""
+    ranks = {c: scipy.stats.rankdata(frame[c]) for c in ("depth_norm", "align_rkl", "entropy")}
+    design = np.column_stack([np.ones(len(frame)), ranks["entropy"]])
+    residual = {c: ranks[c] - design @ np.linalg.lstsq(design, ranks[c], rcond=None)[0]
+                for c in ("depth_norm", "align_rkl")}
+    return float(np.corrcoef(residual["depth_norm"], residual["align_rkl"])[0, 1])
+
+
+@pytest.mark.parametrize("slopes, verdict", [((0.8, 0.0), "reproduced"), ((0.0, 0.8), "opposite")])
+def test_depth_rises_more_clearly_for_the_smaller_student(slopes, verdict):
+    nodes = pd.concat([planted("s@int4", depth_slope=slopes[0]), planted("s@int8", depth_slope=slopes[1], seed=1)],
+                      ignore_index=True)
+    table = findings(nodes, options=OPTIONS)
+    row = table[table.test == "Spearman(align, depth | entropy) of s@int4 minus that of s@int8"].iloc[0]
+    expected = (_partial_rank_correlation(nodes[nodes.student == "s@int4"])
+                - _partial_rank_correlation(nodes[nodes.student == "s@int8"]))
+    assert row.estimate == pytest.approx(expected, abs=1e-9)
+    assert row.student == "s@int4 vs s@int8" and row.questions == 16 and row.lo < row.estimate < row.hi
+    assert row.verdict == verdict
 
 
 def test_opposite_and_inconclusive():
