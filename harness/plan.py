@@ -10,8 +10,9 @@ it states the n the pilot's test rests on, the observed between-question spread,
 question a run diagnoses counts for every comparison (``ok_minus_bad`` needs informative nodes on both a correct and
 an incorrect rollout of the question), so the questions *to run* divide the needed count by the share of the
 pilot's questions that counted. The pilot's questions are those it diagnosed (``run.json`` counts them for its
-task and student), not only those with a node: a question where screening kept no node cost as much to run. Cost follows from the pilot's measured rate (generated tokens and wall seconds per
-question sampled in its last session, from ``run.json``; device and threads as recorded there).
+task and student), not only those with a node: a question where screening kept no node cost as much to run.
+Cost follows from the pilot's measured rate (generated tokens and wall seconds per question sampled in its last
+session, from ``run.json``; device and threads as recorded there).
 """
 from __future__ import annotations
 
