@@ -20,7 +20,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -417,6 +417,7 @@ def _run_questions(config: RunConfig, questions, who: Participants, run_dir: "Ru
         "cache": str(cache.root) if cache is not None else None,
         "set_aside_parts": [str(p.relative_to(run_dir.path)) for p in run_dir.set_aside],
         "status": "running",
+        "sessions": _earlier_sessions(earlier),  # kept through a session that is killed before it finishes
     }
     write_json(meta, run_dir.path / "run.json")
     progress.add_total("questions", len(todo))
@@ -480,6 +481,10 @@ def _run_questions(config: RunConfig, questions, who: Participants, run_dir: "Ru
         timings={"setup_s": round(setup_s, 2), "total_s": round(elapsed, 2),
                  "nodes_per_minute": round(60 * diagnosed / max(elapsed - setup_s, 1e-9), 2) if diagnosed else None},
     )
+    # every finished session's cost, so that a run grown or resumed over several sessions states what it all took
+    meta["sessions"] = [*meta["sessions"], {
+        "finished_at": meta["finished_at"], "questions_sampled": len(todo), "generated_tokens": generated,
+        "total_s": round(elapsed, 2), "device": meta["device"], "threads": meta["threads"], "code": code}]
     if cache is not None:
         meta["cache_hits"] = asdict(cache.counts)
         if cache.write_error:
@@ -651,6 +656,20 @@ def _move_aside(path: Path, folder: Path) -> Path:
         target = folder / f"{path.name.removesuffix('.parquet')}.{copy}.parquet"
     os.replace(path, target)
     return target
+
+
+def _earlier_sessions(earlier: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The sessions an earlier run.json lists; one written before run.json listed them stands for its last
+    session (the only one it recorded), and an unfinished one (killed: no counts) for none."""
+    if "sessions" in earlier:
+        return list(earlier["sessions"])
+    counts, timings = earlier.get("counts") or {}, earlier.get("timings") or {}
+    if earlier.get("status") != "complete" or "total_s" not in timings:
+        return []
+    return [{"finished_at": earlier.get("finished_at"),
+             "questions_sampled": int(counts.get("questions", 0)) - int(earlier.get("resumed_questions") or 0),
+             "generated_tokens": counts.get("generated_tokens_this_session"), "total_s": timings["total_s"],
+             "device": earlier.get("device"), "threads": earlier.get("threads"), "code": earlier.get("code")}]
 
 
 def _earlier_meta(run_dir: "RunDirectory") -> dict[str, Any]:

@@ -45,7 +45,7 @@ COMPACT_COLUMNS = [
 ]
 # what each run's run.json contributes: its configuration and cost (harness.plan's rate reads the last four)
 RUN_KEYS = ("config", "status", "device", "dtype", "threads", "counts", "timings", "resumed_questions", "cache_hits",
-            "code")
+            "code", "sessions")
 
 
 # ---------------------------------------------------------------- collect
@@ -96,13 +96,18 @@ def cost(runs: Sequence[Mapping[str, Any]], nodes: pd.DataFrame) -> pd.DataFrame
         cell = nodes[(nodes.task == config["task"]) & (nodes.student == config["student"])]
         keyed = cell.drop_duplicates(["question_id", "rollout_id", "position"])
         with_nodes = int(cell.question_id.nunique())
+        # every session of a run grown or resumed over several (run.json's sessions), else its only one
+        sessions = run.get("sessions") or [{"generated_tokens": counts.get("generated_tokens_this_session"),
+                                            "total_s": timings.get("total_s")}]
+        tokens = [s.get("generated_tokens") for s in sessions]
+        seconds = [s.get("total_s") for s in sessions]
         rows.append({"task": config["task"], "student": config["student"],
                      "questions": counts.get("questions", with_nodes), "with_nodes": with_nodes,
                      "limit": config.get("limit"), "stopped": run.get("status") != "complete",
                      "teachers": len(config.get("teachers", [])), "nodes": len(keyed),
                      "informative": int(keyed.informative.astype(bool).sum()),
-                     "generated_tokens": counts.get("generated_tokens_this_session"),
-                     "hours": (timings.get("total_s") or math.nan) / 3600,
+                     "generated_tokens": None if None in tokens else sum(tokens), "sessions": len(sessions),
+                     "hours": math.nan if None in seconds else sum(seconds) / 3600,
                      "device": f"{run.get('device', '?')}, {run.get('threads', '?')} threads",
                      "code": (run.get("code") or "")[:8] or "—"})
     return pd.DataFrame.from_records(rows)
@@ -285,6 +290,13 @@ def design(settings: Mapping[str, Any]) -> list[str]:
         f"- Knobs (METHOD's names): {knobs}; seed {settings['seed']}. `--selection screened` spends the "
         "continuations on nodes whose outcome visibly depends on the token and estimates `S_hat` from fresh "
         "continuations only (README, Node selection), so every kept node's `S_hat` is unbiased.",
+        "- Size: the pilot was the study's first build (the first 26 BoolQ and 10 MMLU questions per cell, "
+        "commit a6c036b), on which `opd plan` asked for about 250 to 350 BoolQ questions per cell for the median "
+        "comparison to detect 0.1 in alignment, and over a thousand for every comparison: more than a day of 2 "
+        "CPU cores for the grid. This build runs the questions in What ran (as many as one session's compute "
+        "allowed; a larger `limit` in suites/study.toml grows every cell in place) and states the minimum "
+        "detectable effect it reached (In short) and the questions and hours each cell still needs (What more "
+        "compute would settle).",
         "- Statistics (METHOD, Statistics): the question is the unit; 95% intervals by test inversion of a "
         "sign-flip test, none below 10 questions; pairs of teachers Holm-corrected per (task, student, loss), the "
         "findings Holm-corrected over every claim; accuracy intervals are Wilson with the question as the unit, "
@@ -400,10 +412,12 @@ def render(numbers: Mapping[str, pd.DataFrame], figures: Sequence[str] = ()) -> 
     lines += ["## In short", "", *summary(numbers), ""]
     lines += ["## What ran", "",
               _md([[r.task, r.student, f"{r.questions} of {_count(r.limit)}", r.with_nodes, r.teachers, r.nodes,
-                    r.informative, _count(r.generated_tokens), _num(r.hours, 2), r.device, r.code]
+                    r.informative, _count(r.generated_tokens), _num(r.hours, 2), r.sessions, r.device, r.code]
                    for r in cost_table.itertuples()],
                   ["task", "student", "questions", "with nodes", "teachers", "nodes", "informative",
-                   "generated tokens", "hours", "where", "code"]), "",
+                   "generated tokens", "hours", "sessions", "where", "code"]), "",
+              "`generated tokens` and `hours`: every session of the cell together (a larger limit grows a cell in "
+              "a later session).", "",
               "`code`: the hash of the harness, tasks and teachers sources that ran the cell's latest session "
               "(`run.json`; — where the run predates this record).", "",
               "A question has no node when screening found no position whose outcome depends on the token (e.g. "
@@ -427,6 +441,15 @@ def render(numbers: Mapping[str, pd.DataFrame], figures: Sequence[str] = ()) -> 
                    for r in numbers["agreement"].itertuples()],
                   ["task", "student", "other", "teachers", "Kendall tau", "p"]), ""]
     lines += ["## Does the best teacher change from token to token?", "",
+              "`in-sample oracle`: each node sent to the teacher with the highest alignment there, picked and scored "
+              "on the same continuations, so it beats the best single teacher even when the teachers do not differ "
+              "(noise alone picks a winner at every node); the `switch rate` (how often that pick changes between "
+              "consecutive nodes of a rollout) is inflated the same way. Against that null, the `cross-fitted "
+              "gain` picks each node's teacher and the best single teacher on one half of the continuations and "
+              "scores both on the other half: its expectation is 0 or less when no per-node choice is real, and "
+              "its sign-flip test over questions says whether routing beats the best single teacher. It is what "
+              "a router that knew each node's best teacher from independent evidence would gain, an upper bound "
+              "for one that must predict it.", "",
               _md([[r.task, r.student, _text(r.best_single), _num(r.best_single_walign), _num(r.oracle_walign),
                     _num(r.switch_rate), _with_interval(r.cv_gain, r.cv_gain_lo, r.cv_gain_hi),
                     _p(r.p_cv_gain), _count(r.cv_questions), _num(r.mde_cv_gain)]

@@ -221,10 +221,32 @@ def test_a_larger_limit_grows_the_run_in_place_as_if_it_had_been_that_size_from_
     assert committed == [2, 3, 4]  # question 2 again, in the wave it has at limit 5; 0 and 1 kept
     assert meta["grown_from_limit"] == 3 and meta["resumed_questions"] == 2 and meta["code"] == codes_before
     assert batches == fresh[len(fresh) - len(batches):]  # the fresh run's batches of waves {2, 3} and {4}
+    # both sessions' cost: 3 questions sampled at limit 3, then 2, 3 and 4
+    assert [session["questions_sampled"] for session in meta["sessions"]] == [3, 3]
+    assert all(session["total_s"] > 0 and session["generated_tokens"] > 0 for session in meta["sessions"])
     for grown, full in zip(_frames(tmp_path / "grown"), _frames(tmp_path / "fresh")):
         pd.testing.assert_frame_equal(grown, full)
     with pytest.raises(ConfigError, match="different configuration"):  # fewer questions: a different run
         run(replace(config, limit=4), tmp_path / "grown")
+
+
+def test_a_killed_session_keeps_the_cost_of_the_sessions_before_it(tmp_path):
+    """run.json lists every finished session; a session killed mid-run (run.json left 'running', no counts) must
+    not drop the earlier ones from the list the next session extends."""
+    from dataclasses import replace
+
+    config = RunConfig(task="test-parity", student="tiny-random", teachers=("self",), limit=3,
+                       settings=Settings(rollouts=2, continuations=2, max_new_tokens=6), device="cpu")
+    out = tmp_path / "run"
+    first = run(replace(config, limit=2), out)["sessions"]
+    assert len(first) == 1 and first[0]["questions_sampled"] == 2
+    killed = json.loads((out / "run.json").read_text())
+    killed.update(status="running", sessions=first)  # what a killed session leaves: its start-of-run record
+    for key in ("counts", "timings", "finished_at"):
+        killed.pop(key)
+    (out / "run.json").write_text(json.dumps(killed))
+    sessions = run(config, out)["sessions"]
+    assert sessions[0] == first[0] and len(sessions) == 2 and sessions[1]["questions_sampled"] >= 1
 
 
 def test_a_run_cannot_grow_when_the_larger_limit_selects_other_questions_first(tmp_path, monkeypatch):
