@@ -377,12 +377,10 @@ def summary(numbers: Mapping[str, pd.DataFrame]) -> list[str]:
 def minimum_detectable_effects(plan_rows: pd.DataFrame) -> list[str]:
     """Per task, the MDE the study reached for ``ok_minus_bad`` and for the teacher pairs on the headline loss, over
     the tests that rest on enough questions for a verdict (below that the MDE is a formula, not a reading)."""
-    from harness.stats import MIN_QUESTIONS
-
     lines = []
     headline = plan_rows[plan_rows.loss == HEADLINE_LOSS]
     for task, rows in headline.groupby("task", sort=False):
-        enough = rows[(rows.questions >= MIN_QUESTIONS) & rows.mde.notna()]
+        enough = rows[(rows.questions >= stats.MIN_QUESTIONS) & rows.mde.notna()]
         parts = []
         for comparison, label in (("ok_minus_bad", "ok − bad"), ("pair", "teacher pairs")):
             mde = enough.loc[enough.comparison == comparison, "mde"]
@@ -390,9 +388,9 @@ def minimum_detectable_effects(plan_rows: pd.DataFrame) -> list[str]:
                 parts.append(f"{label} median {_num(mde.median())} ({_num(mde.min())} to {_num(mde.max())}, "
                              f"{len(mde)} tests)")
         few = len(rows) - len(enough)
-        reached = "; ".join(parts) if parts else f"no test rests on {MIN_QUESTIONS} questions or more"
+        reached = "; ".join(parts) if parts else f"no test rests on {stats.MIN_QUESTIONS} questions or more"
         lines.append(f"- Minimum detectable effect reached, {task} (`{HEADLINE_LOSS}`, 80% power, alpha 0.05, "
-                     f"tests on {MIN_QUESTIONS} questions or more; the study was sized for {EFFECT}): {reached}"
+                     f"tests on {stats.MIN_QUESTIONS} questions or more; the study was sized for {EFFECT}): {reached}"
                      + (f"; {few} more tests rest on fewer questions." if few else "."))
     return lines
 
