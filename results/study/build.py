@@ -323,17 +323,20 @@ def summary(numbers: Mapping[str, pd.DataFrame]) -> list[str]:
     board = numbers["board"]
     rows = board[(board.loss == HEADLINE_LOSS) & board["walign"].notna()]
     for (task, student), group in rows.groupby(["task", "student"], sort=False):
-        leader = group.sort_values("walign", ascending=False).iloc[0]
-        if group.align_questions.max() < stats.MIN_QUESTIONS:
+        enough = group[group.align_questions >= stats.MIN_QUESTIONS]  # a leader on fewer questions is noise
+        if enough.empty:
             lines.append(f"- {task} · {student}: no leader named: at most {group.align_questions.max()} questions "
                          f"have an alignment (a verdict needs {stats.MIN_QUESTIONS}).")
             continue
-        mates = [t for t, g in zip(group.teacher, group.group)
-                 if t != leader.teacher and isinstance(g, str) and "a" in g]
+        leader = enough.sort_values("walign", ascending=False).iloc[0]
+        letters = set(leader.group) if isinstance(leader.group, str) else set()
+        mates = [t for t, g in zip(group.teacher, group.group)  # teachers no test separates from the leader
+                 if t != leader.teacher and isinstance(g, str) and letters & set(g)]
         apart = "; the only teacher with an alignment" if len(group) == 1 else (
             "; no other teacher is separated from it") if len(mates) == len(group) - 1 else (
             f"; not separated from {', '.join(mates)}" if mates else "; ahead of every other teacher")
-        lines.append(f"- {task} · {student}: `{leader.teacher}` leads by walign ({_num(leader.walign)}, "
+        among = "" if len(enough) == len(group) else f" among the teachers with {stats.MIN_QUESTIONS} questions or more"
+        lines.append(f"- {task} · {student}: `{leader.teacher}` leads by walign{among} ({_num(leader.walign)}, "
                      f"{leader.align_questions} questions){apart} (rank groups, Holm over all pairs).")
     lines += minimum_detectable_effects(numbers["plan_rows"])
     routing = numbers["routing"].dropna(subset=["cv_gain"])
