@@ -28,8 +28,8 @@ __all__ = [
 DATA_DIR_ENV = "OPD_DATA_DIR"
 # A directory counts as a data root only if it has at least one task's folder; a stray ./data of some other
 # project must not silently shadow the hub.
-LAYOUT_DIRS = ("boolq", "mmlu", "aime")
-_LAYOUT_HINT = "boolq/validation.jsonl, mmlu/test.jsonl, aime/aime_2024.jsonl, ..."
+LAYOUT_DIRS = ("boolq", "mmlu", "aime", "gsm8k")
+_LAYOUT_HINT = "boolq/validation.jsonl, mmlu/test.jsonl, aime/aime_2024.jsonl, gsm8k/test.jsonl, ..."
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 # byte-order marks of the encodings exports use (UTF-32 before UTF-16: its little-endian mark starts with UTF-16's)
 _BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"), (codecs.BOM_UTF8, "utf-8"),
@@ -69,7 +69,7 @@ def resolve_data_dir(explicit: str | Path | None) -> Path | None:
 
     ``explicit`` (the ``--data-dir`` flag) wins and must exist; then ``$OPD_DATA_DIR`` (also must exist, since a
     typo there should not silently switch to downloading); then the first of ``./data``, ``../shared/data`` and
-    ``<repo>/../shared/data`` that contains a ``boolq/``, ``mmlu/`` or ``aime/`` folder.
+    ``<repo>/../shared/data`` that contains a ``boolq/``, ``mmlu/``, ``aime/`` or ``gsm8k/`` folder.
     """
     if explicit is not None and str(explicit) != "":
         return _existing_dir(Path(explicit).expanduser(), "--data-dir")

@@ -1,5 +1,10 @@
 """BoolQ: yes/no questions about a Wikipedia passage (the SuperGLUE dev set, 3270 questions).
 
+``boolq`` asks for one sentence of reasoning and the answer; ``boolq:cot`` is the chain-of-thought variant: the
+student reasons step by step about the passage first and ends with "Answer: yes/no" (:data:`COT_FORMAT`); its grader
+reads the answer only from the end (the last explicit answer, else a last line that is just the word: never the
+opening word, which a chain of thought may revise), and it gets a larger generation budget.
+
 Local data: ``<data_dir>/boolq/validation.jsonl`` with ``{"idx", "question", "passage", "answer": bool}``.
 Without a data directory the public hub dataset ``google/boolq`` (split ``validation``) is used.
 """
@@ -22,6 +27,9 @@ HUB_SPLIT = "validation"
 # format-following than "reason, then end with Answer:" placed after the passage (measured on 6 questions x 8 samples).
 INSTRUCTION = "Read the passage and answer the question with yes or no."
 FORMAT = "Format:\nReasoning: <one sentence>\nAnswer: <yes or no>"
+COT_FORMAT = ('Think step by step about what the passage says and what the question asks, then end with a final line '
+              'of the form "Answer: yes" or "Answer: no".')
+COT_MAX_NEW_TOKENS = 256
 
 # Demonstrations are deliberately generic: they must be correct for every question without inventing facts
 # about the passage that nobody checked.
@@ -39,8 +47,9 @@ def format_question(question: str) -> str:
     return text if text.endswith("?") else text + "?"
 
 
-def build_prompt(passage: str, question: str) -> str:
-    return f"{INSTRUCTION}\n\nPassage: {passage.strip()}\n\nQuestion: {format_question(question)}\n\n{FORMAT}"
+def build_prompt(passage: str, question: str, reasoning: bool = False) -> str:
+    return (f"{INSTRUCTION}\n\nPassage: {passage.strip()}\n\nQuestion: {format_question(question)}\n\n"
+            f"{COT_FORMAT if reasoning else FORMAT}")
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,7 @@ class BoolQ:
     name: str = "boolq"
     description: str = "BoolQ (SuperGLUE dev, 3270): yes/no questions about a Wikipedia passage"
     max_new_tokens: int = 64
+    reasoning: bool = False  # boolq:cot: a chain of thought first, the answer read from the end
 
     def load(self, data_dir: Path | None, limit: int | None = None) -> Sequence[Question]:
         if limit is not None and limit < 0:
@@ -77,19 +87,18 @@ class BoolQ:
             questions.append(self._question(index, row["question"], row["passage"], row["answer"], source=HUB_PATH))
         return questions
 
-    @staticmethod
-    def _question(idx: object, question: str, passage: str, answer: bool, source: str) -> Question:
+    def _question(self, idx: object, question: str, passage: str, answer: bool, source: str) -> Question:
         gold = "yes" if answer else "no"
         return Question(
             id=f"boolq-{idx}",
-            prompt=build_prompt(passage, question),
+            prompt=build_prompt(passage, question, self.reasoning),
             gold=gold,
             demonstration=DEMONSTRATIONS[gold],
             meta={"idx": idx, "question": question, "passage": passage, "source": source},
         )
 
     def grade(self, question: Question, response: str) -> Grade:
-        extracted = extract_yes_no(response)
+        extracted = extract_yes_no(response, reasoning=self.reasoning)
         gold = yes_no_gold(question.gold, self.name)  # "True", "false", "1" as datasets spell it
         return Grade(extracted=extracted, correct=extracted is not None and extracted == gold)
 
@@ -99,7 +108,11 @@ class BoolQ:
 
 @register_task("boolq")
 def boolq(argument: str | None = None) -> BoolQ:
-    """BoolQ: yes/no questions about a Wikipedia passage (SuperGLUE dev set)."""
+    """BoolQ: yes/no questions about a Wikipedia passage (SuperGLUE dev set); boolq:cot reasons step by step first."""
+    if argument == "cot":
+        return BoolQ(name="boolq:cot", reasoning=True, max_new_tokens=COT_MAX_NEW_TOKENS,
+                     description="BoolQ (SuperGLUE dev, 3270), chain of thought: reasons step by step, then yes/no")
     if argument:
-        raise ValueError(f"The boolq task takes no argument (got 'boolq:{argument}'); use plain 'boolq'.")
+        raise ValueError(f"The boolq task takes one optional argument, 'cot' (got 'boolq:{argument}'); use 'boolq' "
+                         f"or 'boolq:cot' (chain of thought).")
     return BoolQ()

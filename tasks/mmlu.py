@@ -2,7 +2,11 @@
 
 ``mmlu`` is every subject; ``mmlu:anatomy`` or ``mmlu:anatomy,virology`` keeps only those subjects. The factory
 also takes ``shots`` (k worked examples from the subject's dev split, prepended to the prompt; 0 by default and
-always 0 for the ``mmlu:<subject>`` spec form).
+always 0 for the ``mmlu:<subject>`` spec form). ``mmlu:cot`` (or ``mmlu:cot:<subject>[,<subject>...]``) is the
+chain-of-thought variant: the student reasons step by step and ends with "Answer: <letter>" (:data:`COT_FORMAT`); its
+grader reads the answer from the end and takes only "answer" and ``\\boxed`` as cues (a chain of thought walks
+through "option A ..."; see ``reasoning`` in :func:`harness.answers.extract_choice_letter`), and it gets a larger
+generation budget.
 
 Local data: ``<data_dir>/mmlu/test.jsonl`` (and ``dev.jsonl`` for shots) with
 ``{"question", "subject", "choices": [4 str], "answer": int 0-3}``. Without a data directory the public hub
@@ -57,6 +61,10 @@ SUBJECT_GROUPS: Mapping[str, str] = {
 SUBJECTS: tuple[str, ...] = tuple(sorted(SUBJECT_GROUPS))
 
 FORMAT = 'Reason briefly, then end with a final line of the form "Answer: <letter>", where <letter> is A, B, C or D.'
+COT_FORMAT = ('Think step by step, then end with a final line of the form "Answer: <letter>", where <letter> is A, B, '
+              'C or D.')
+COT_MAX_NEW_TOKENS = 384
+COT = "cot"  # the spec argument (or its first part) that selects the chain-of-thought variant
 
 
 def topic(subject: str) -> str:
@@ -74,12 +82,13 @@ def demonstration(choices: Sequence[str], answer: int) -> str:
     return f"The correct choice is {text}{end}\nAnswer: {LETTERS[answer]}"
 
 
-def build_prompt(subject: str, question: str, choices: Sequence[str], shots: Sequence[Mapping[str, Any]] = ()) -> str:
+def build_prompt(subject: str, question: str, choices: Sequence[str], shots: Sequence[Mapping[str, Any]] = (),
+                 reasoning: bool = False) -> str:
     """The instruction, optional worked examples (each a question block and its demonstration), then the question."""
     intro = (f"The following are multiple choice questions about {topic(subject)}, each worked example followed by "
              f"its answer; answer the last one." if shots else
              f"The following is a multiple choice question about {topic(subject)}.")
-    parts = [f"{intro} {FORMAT}"]
+    parts = [f"{intro} {COT_FORMAT if reasoning else FORMAT}"]
     parts += [f"{question_block(s['question'], s['choices'])}\n\n{demonstration(s['choices'], s['answer'])}"
               for s in shots]
     parts.append(question_block(question, choices))
@@ -95,7 +104,8 @@ def parse_subjects(argument: str | None) -> tuple[str, ...] | None:
     if unknown:
         raise RegistryError(
             f"Unknown MMLU subject(s) {', '.join(map(repr, unknown))} in 'mmlu:{argument}'. Use 'mmlu' for all "
-            f"subjects or 'mmlu:<subject>[,<subject>...]' with subjects from: {', '.join(SUBJECTS)}."
+            f"subjects or 'mmlu:<subject>[,<subject>...]' (chain of thought: 'mmlu:cot' or "
+            f"'mmlu:cot:<subject>[,...]') with subjects from: {', '.join(SUBJECTS)}."
         )
     return names
 
@@ -121,6 +131,7 @@ class MMLU:
     max_new_tokens: int = 128
     subjects: tuple[str, ...] | None = None  # None: all 57
     shots: int = 0
+    reasoning: bool = False  # mmlu:cot: a chain of thought first, the answer read from the end
 
     def load(self, data_dir: Path | None, limit: int | None = None) -> Sequence[Question]:
         if limit is not None and limit < 0:
@@ -170,12 +181,12 @@ class MMLU:
             )
         return {subject: examples[: self.shots] for subject, examples in by_subject.items()}
 
-    @staticmethod
-    def _question(row: Mapping[str, Any], index: int, shots: Sequence[Mapping[str, Any]], source: str) -> Question:
+    def _question(self, row: Mapping[str, Any], index: int, shots: Sequence[Mapping[str, Any]], source: str
+                  ) -> Question:
         subject, choices, answer = row["subject"], list(row["choices"]), row["answer"]
         return Question(
             id=f"mmlu-{subject}-{index}",
-            prompt=build_prompt(subject, row["question"], choices, shots),
+            prompt=build_prompt(subject, row["question"], choices, shots, self.reasoning),
             gold=LETTERS[answer],
             demonstration=demonstration(choices, answer),
             meta={"subject": subject, "group": SUBJECT_GROUPS[subject], "index": index, "question": row["question"],
@@ -183,19 +194,25 @@ class MMLU:
         )
 
     def grade(self, question: Question, response: str) -> Grade:
-        extracted = extract_choice_letter(response, question.meta.get("choices", ()), LETTERS)
+        extracted = extract_choice_letter(response, question.meta.get("choices", ()), LETTERS, self.reasoning)
         gold = choice_gold(question.gold, self.name, LETTERS)  # "c" or the index 2 as datasets spell it
         return Grade(extracted=extracted, correct=extracted is not None and extracted == gold)
 
     def answer_is_final(self, response: str) -> bool:
-        return choice_answer_is_final(response, LETTERS)
+        return choice_answer_is_final(response, LETTERS, self.reasoning)
 
 
 @register_task("mmlu")
 def mmlu(argument: str | None = None, *, shots: int = 0) -> MMLU:
-    """MMLU: 4-way multiple choice on 57 subjects; mmlu:<subject>[,<subject>...] keeps only those."""
+    """MMLU: 4-way multiple choice on 57 subjects; mmlu:<subject>[,...] keeps those; mmlu:cot[:<subject>,...] reasons."""
     if isinstance(shots, bool) or not isinstance(shots, int) or not 0 <= shots <= 5:
         raise ValueError(f"MMLU shots must be an integer from 0 to 5 (the dev split has 5 per subject), got {shots!r}.")
+    reasoning = argument is not None and (argument.strip() == COT or argument.startswith(f"{COT}:"))
+    if reasoning:
+        argument = argument.strip()[len(COT) + 1:]
     subjects = parse_subjects(argument)
-    name = "mmlu" if subjects is None else f"mmlu:{','.join(subjects)}"
-    return MMLU(name=name, subjects=subjects, shots=shots)
+    name = ":".join(["mmlu"] + ([COT] if reasoning else []) + ([",".join(subjects)] if subjects else []))
+    if not reasoning:
+        return MMLU(name=name, subjects=subjects, shots=shots)
+    return MMLU(name=name, subjects=subjects, shots=shots, reasoning=True, max_new_tokens=COT_MAX_NEW_TOKENS,
+                description="MMLU (test, 14042), chain of thought: reasons step by step, then the answer letter")

@@ -8,7 +8,7 @@ from harness.teacher import TEACHERS, ContextInputs, RolloutView, Teacher, resol
 
 # families need an argument to be instantiated; self:larger-demo takes an optional one (its default model is real)
 FAMILY_ARGUMENTS = {"model": "tiny-random:1", "idp": "default", "self:larger-demo": "tiny-random:2"}
-REAL_DATA_TASKS = {"boolq", "mmlu", "aime", "aime24", "aime25"}
+REAL_DATA_TASKS = {"boolq", "mmlu", "aime", "aime24", "aime25", "gsm8k"}
 
 
 # families need an argument (their own tests cover them); tasks whose local file is optional need it present,

@@ -70,6 +70,11 @@ def test_autodetect_repo_relative(isolated: Path, tmp_path: Path, monkeypatch) -
     assert resolve_data_dir(None) == shared.resolve()
 
 
+def test_autodetect_a_gsm8k_only_copy(isolated: Path) -> None:
+    make_layout(isolated / "data", "gsm8k")  # a user who copied only GSM8K still reads it locally
+    assert resolve_data_dir(None) == (isolated / "data").resolve()
+
+
 def test_dir_without_layout_is_ignored(isolated: Path) -> None:
     (isolated / "data" / "unrelated").mkdir(parents=True)
     assert resolve_data_dir(None) is None

@@ -39,7 +39,7 @@ def test_registered_and_protocol() -> None:
     task = resolve_task("boolq")
     assert isinstance(task, BoolQ) and isinstance(task, Task)
     assert task.name == "boolq" and task.max_new_tokens == 64 and task.description
-    with pytest.raises(ValueError, match="no argument"):
+    with pytest.raises(ValueError, match="one optional argument, .cot."):
         resolve_task("boolq:extra")
 
 
@@ -94,7 +94,7 @@ def test_load_real_data() -> None:
 
 
 def _question(gold: str) -> Question:
-    return BoolQ._question(0, "is it", "It is.", gold == "yes", source="test")
+    return BoolQ()._question(0, "is it", "It is.", gold == "yes", source="test")
 
 
 @pytest.mark.parametrize("gold", ["yes", "no"])
@@ -117,3 +117,30 @@ def test_demonstration_is_final_only_after_a_boundary() -> None:
     assert task.answer_is_final(demo + "\n")
     assert task.answer_is_final(demo + ".")
     assert not task.answer_is_final("The passage supports this.")
+
+
+def test_cot_variant_spec_prompt_and_budget(fake_data_dir: Path) -> None:
+    plain, cot = resolve_task("boolq"), resolve_task("boolq:cot")
+    assert cot.name == "boolq:cot" and cot.reasoning and not plain.reasoning
+    assert cot.max_new_tokens > plain.max_new_tokens and cot.description != plain.description
+    plain_q, cot_q = plain.load(fake_data_dir, 1)[0], cot.load(fake_data_dir, 1)[0]
+    assert cot_q.id == plain_q.id and cot_q.gold == plain_q.gold  # the same question, paired across variants
+    assert "Think step by step" in cot_q.prompt and 'end with a final line of the form "Answer: yes"' in cot_q.prompt
+    assert "Reasoning: <one sentence>" not in cot_q.prompt and "Reasoning: <one sentence>" in plain_q.prompt
+    assert cot_q.prompt.split("Question:")[0] == plain_q.prompt.split("Question:")[0]
+    with pytest.raises(ValueError, match="'cot'"):
+        resolve_task("boolq:nope")
+
+
+@pytest.mark.parametrize("response, plain, cot", [
+    ("Yes, the passage mentions the sky. But it is grey there.\nAnswer: no", "no", "no"),
+    ("Yes, the passage mentions the sky, but not its colour.", "yes", None),  # an opening word is no answer in CoT
+    ("Step 1: the passage says the sky is blue.\nStep 2: so yes.\nAnswer: yes", "yes", "yes"),
+    ("Answer: no\nWait, the passage says it is blue.\nAnswer: yes", "yes", "yes"),
+])
+def test_cot_grader_reads_the_end(response: str, plain: str, cot: str | None) -> None:
+    question = _question("yes")
+    for spec, expected in (("boolq", plain), ("boolq:cot", cot)):
+        grade = resolve_task(spec).grade(question, response)
+        assert (grade.extracted, grade.correct) == (expected, expected == "yes")
+    assert resolve_task("boolq:cot").grade(question, question.demonstration).correct

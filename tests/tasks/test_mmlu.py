@@ -145,3 +145,45 @@ def test_real_data(shared_data):
     assert all(MMLU().grade(q, q.demonstration).correct for q in questions[::97])
     five_shot = mmlu_module.mmlu("anatomy", shots=5).load(shared_data, 1)[0]
     assert five_shot.prompt.count("\nAnswer: ") == 5
+
+
+def test_cot_variant_specs(fake_data_dir):
+    cot = resolve_task("mmlu:cot")
+    assert (cot.name, cot.subjects, cot.reasoning) == ("mmlu:cot", None, True)
+    assert cot.max_new_tokens > MMLU().max_new_tokens
+    some = resolve_task("mmlu:cot:anatomy")
+    assert (some.name, some.subjects, some.reasoning) == ("mmlu:cot:anatomy", ("anatomy",), True)
+    assert not resolve_task("mmlu:anatomy").reasoning
+    with pytest.raises(RegistryError, match="mmlu:cot"):
+        resolve_task("mmlu:cot:anatomyy")
+    plain_q, cot_q = MMLU().load(fake_data_dir, 1)[0], some.load(fake_data_dir, 1)[0]
+    assert cot_q.id == plain_q.id and cot_q.gold == plain_q.gold and cot_q.meta == plain_q.meta
+    assert "Think step by step" in cot_q.prompt and "Reason briefly" in plain_q.prompt
+    assert cot_q.prompt.replace(mmlu_module.COT_FORMAT, mmlu_module.FORMAT) == plain_q.prompt
+    assert some.grade(cot_q, cot_q.demonstration).correct
+
+
+COT_GRADE_CASES = [
+    # a chain of thought walks through the options: only "answer" / \boxed count, read from the end
+    ("Let's look at each option:\nA. London is in England.\nB. Paris is the capital of France.\nAnswer: B", "B"),
+    ("Let's look at each option:\nA. London is in England.", None),
+    ("The best option seems to be A at first. But Paris is the capital.\nAnswer: B.", "B"),
+    ("The answer cannot be A, since London is in England.\nAnswer: B", "B"),
+    ("Answer: A\nWait: London is not the capital of France.\nAnswer: B", "B"),
+    ("Step 1...\nStep 2...\n\\boxed{B}", "B"),
+    ("Answer: A or B", None),
+]
+
+
+@pytest.mark.parametrize("response, extracted", COT_GRADE_CASES)
+def test_cot_grade(response, extracted):
+    question = Question(id="q", prompt="p", gold="B", demonstration="", meta={"choices": CHOICES})
+    grade = resolve_task("mmlu:cot").grade(question, response)
+    assert (grade.extracted, grade.correct) == (extracted, extracted == "B")
+
+
+def test_cot_answer_is_final():
+    task = resolve_task("mmlu:cot")
+    assert task.answer_is_final("Answer: B\n") and task.answer_is_final("Reasoning...\nAnswer: B.")
+    assert not task.answer_is_final("Let's look at each option:\nA. London")  # stops a plain mmlu run
+    assert MMLU().answer_is_final("Let's look at each option:\nA. London")
