@@ -471,7 +471,8 @@ def extract_number_answer(text: str) -> str | None:
     / "the answer is". Numbers after the last explicit answer (a check, a restated step) never replace it. Only a
     response with no explicit answer at all is read by its last number. ``$``, thousands separators, units and a
     trailing full stop are ignored; "18.00" is 18; a minus sign counts when glued to the number ("-5", "-$5"),
-    not in "16 - 3" or "16-3".
+    not in "16 - 3" or "16-3". A response cut off before any explicit answer is thus read by its last number, often
+    an intermediate result: the grader sees text only (``finish_reason`` in the records says where it stopped).
     """
     if not text:
         return None

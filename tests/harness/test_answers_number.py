@@ -73,6 +73,11 @@ EXTRACT_CASES = [
     ("#### Step 1: compute 16 - 3 = 13\n#### Step 2: 13 * 2 = 26", "26"),  # markdown headings, not answers
     ("I'll put the final answer in \\boxed{}. 16 - 3 = 13", "13"),  # an empty box is an echo of the instruction
     ("The answer is that she earns $18 per day, 2 more than yesterday.", "2"),  # prose after the cue: last number
+    # the endings Qwen2.5-Coder-0.5B-Instruct wrote on GSM8K (generation stopped inside "\)" once the box closed)
+    ("Therefore, the amount Janet makes every day at the farmers' market is \\(\\boxed{22}\\", "22"),
+    ("```python\nprint(total_cost)\n```\n```output\n96.0\n```\nThe total cost for Kylar to buy 16 glasses is "
+     "\\(\\boxed{96}\\", "96"),
+    ("\\[ 130,000 - 80,000 = 50,000 \\]\n\nThus, the profit Josh made is \\(\\boxed{50000}\\", "50000"),
     # nothing numeric
     ("", None),
     ("I cannot solve this.", None),
@@ -117,6 +122,7 @@ def test_number_answers_equal(pred, gold, expected):
 
 FINAL_CASES = [
     ("\\boxed{18}", True),
+    ("the profit Josh made is \\(\\boxed{50000}\\", True),
     ("The final answer is $\\boxed{18", False),  # not closed yet: 18 may become 180
     ("#### 18\n", True),
     ("#### 18 dollars", True),

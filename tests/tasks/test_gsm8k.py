@@ -204,3 +204,29 @@ def test_opd_grade_unreadable_gold_is_one_clear_error(capsys):
     printed = " ".join(capsys.readouterr().out.split())
     assert "The gsm8k task cannot read the gold answer 'eighteen'" in printed and "1,000" in printed
     assert "Traceback" not in printed
+
+
+@pytest.mark.parametrize("spec", ["gsm8k", "boolq:cot"])
+def test_a_run_records_the_task_spec_prompt_and_grades(spec, fake_data_dir, tmp_path, capsys):
+    """End to end on the tiny random model: run.json keeps the spec, questions.parquet the CoT prompt, and every
+    stored grade is what the task's grader says of the stored response."""
+    import pyarrow.parquet as pq
+
+    from harness.cli import main
+
+    write_jsonl(fake_data_dir / "boolq" / "validation.jsonl",
+                [{"idx": 0, "question": "is the sky blue", "passage": "Sky -- The sky is blue.", "answer": True}])
+    out = tmp_path / "run"
+    assert main(["run", "--task", spec, "--student", "tiny-random", "--teacher", "self:correct-demo", "--limit", "1",
+                 "--rollouts", "3", "--max-new-tokens", "6", "--data-dir", str(fake_data_dir), "--out", str(out),
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    assert json.loads((out / "run.json").read_text())["config"]["task"] == spec
+    task = resolve_task(spec)
+    (question,) = task.load(fake_data_dir, 1)
+    rows = pq.read_table(out / "questions.parquet").to_pylist()
+    assert len(rows) == 3 and {r["prompt"] for r in rows} == {question.prompt}
+    assert "step by step" in question.prompt
+    for r in rows:
+        grade = task.grade(question, r["response"])
+        assert (r["extracted"], r["correct"], r["gold"]) == (grade.extracted, grade.correct, question.gold)
