@@ -116,6 +116,19 @@ def test_hub_path_is_lazy_and_splits_the_solution(monkeypatch):
     assert questions[0].meta["solution"] == JANET_SOLUTION and questions[0].meta["source"] == "openai/gsm8k"
 
 
+def test_hub_shots_come_from_the_hub_train_split(monkeypatch):
+    calls = []
+
+    def fake_hub(path, name, split):
+        calls.append(split)
+        return iter([{"question": f"{split} question?", "answer": "Worked.\n#### 7"}])
+
+    monkeypatch.setattr(gsm8k_module, "load_hub", fake_hub)
+    (question,) = gsm8k_module.gsm8k(shots=1).load(None, limit=1)
+    assert sorted(calls) == ["test", "train"]
+    assert question.prompt.index("train question?") < question.prompt.index("Problem: test question?")
+
+
 def test_hub_row_without_final_line_explains(monkeypatch):
     monkeypatch.setattr(gsm8k_module, "load_hub", lambda path, name, split: iter([{"question": "Q", "answer": "5"}]))
     with pytest.raises(DataError, match="ending in '#### <number>'"):
