@@ -406,7 +406,7 @@ _NUMBER_FILL = r"[ \t*_`:]*(?:\\\(|\$)?[ \t]*"
 _HASH_ANSWER = re.compile(r"####[ \t]*" + _NUMBER)
 # "Answer: 18", "The final answer is $18.", "**Answer:** 18": the number directly after the cue. A cue followed by
 # prose ("the answer is that she earns $18") is left to the last-number rule.
-_CUE_ANSWER = re.compile(r"(?i:\banswer\b)[*_`\s]*(?:(?i:is|would\s+be|should\s+be)\b)?[ \t]*[:=]?" + _NUMBER_FILL
+_CUE_ANSWER = re.compile(r"(?i:\banswer\b)[*_`\s]*(?:(?i:is|would\s+be|should\s+be)\b[ \t]*:?|[:=])" + _NUMBER_FILL
                          + _NUMBER)
 # LaTeX that wraps a boxed number without changing it: units in \text{}, \$, \%, degree signs, spacing commands.
 _BOXED_NOISE = re.compile(r"\\(?:text|mathrm|textbf|mbox)\s*\{([^{}]*)\}|\\[$%!;: ]|\^\s*\{?\\circ\}?|\\,(?!\d)")

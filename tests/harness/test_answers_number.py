@@ -71,7 +71,8 @@ EXTRACT_CASES = [
     ("Answer: 18\n(1 dozen = 12)", "18"),
     # adversarial: what is not an answer
     ("#### Step 1: compute 16 - 3 = 13\n#### Step 2: 13 * 2 = 26", "26"),  # markdown headings, not answers
-    ("I'll put the final answer in \\boxed{}. 16 - 3 = 13", "13"),  # an empty box is an echo of the instruction
+    ("I'll put the final answer in \\boxed{}. 16 - 3 = 13", "13"),
+    ("To answer 2 parts: first 16 - 3 = 13, then 13 * 2 = 26", "26"),  # "answer" without "is" or ":" is no cue  # an empty box is an echo of the instruction
     ("The answer is that she earns $18 per day, 2 more than yesterday.", "2"),  # prose after the cue: last number
     # the endings Qwen2.5-Coder-0.5B-Instruct wrote on GSM8K (generation stopped inside "\)" once the box closed)
     ("Therefore, the amount Janet makes every day at the farmers' market is \\(\\boxed{22}\\", "22"),
