@@ -60,6 +60,16 @@ def summarize(positions: np.ndarray, depth_norm: np.ndarray, selected: int | Non
     return DepthSummary(int(depth.size), int(np.sum(positions == 0)), quartiles, selected)
 
 
+def depth_shares(depth_norm: np.ndarray, bins: int = 4) -> list[float]:
+    """Share of the nodes in each of ``bins`` equal-width depth_norm bins ``[j/bins, (j+1)/bins)`` (empty input:
+    NaN shares). ``depth_norm`` lies in [0, 1) (``position / length`` with position < length)."""
+    depth = np.asarray(depth_norm, dtype=float)
+    if depth.size == 0:
+        return [float("nan")] * bins
+    index = np.minimum((depth * bins).astype(np.int64), bins - 1)
+    return [float(share) for share in np.bincount(index, minlength=bins) / depth.size]
+
+
 def unique_nodes(nodes: pd.DataFrame) -> pd.DataFrame:
     """One row per node (the first teacher's), in the records' order."""
     key = [name for name in NODE_IDENTITY if name in nodes.columns]

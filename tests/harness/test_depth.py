@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from harness.cli import main
-from harness.depth import DepthSummary, depth_summaries, depth_summary, summarize
+from harness.depth import DepthSummary, depth_shares, depth_summaries, depth_summary, summarize
 from harness.diagnostic import Settings
 from harness.runner import RunConfig, run
 from harness.tables import depth_text
@@ -122,3 +122,10 @@ def test_run_summary_and_leaderboard_footer_say_where_the_nodes_are(parity_run, 
     saved = json.loads((again / "run.json").read_text())["depth"]
     assert f"Where the nodes are: {saved['informative_nodes']} informative nodes (of {saved['selected_nodes']} " \
            f"selected)" in printed
+
+
+def test_depth_shares_by_hand():
+    # bins [0, .25) [.25, .5) [.5, .75) [.75, 1): 0, .1 | .25 | - | .8, .99
+    assert depth_shares(np.array([0.0, 0.1, 0.25, 0.8, 0.99])) == pytest.approx([0.4, 0.2, 0.0, 0.4])
+    assert depth_shares(np.array([0.0, 0.5]), bins=2) == pytest.approx([0.5, 0.5])
+    assert all(np.isnan(depth_shares(np.array([]))))
