@@ -68,7 +68,8 @@ def spread_row(selection: str, windows: str, nodes: pd.DataFrame, meta: dict) ->
     tokens = sum(int(s.get("generated_tokens") or 0) for s in sessions)
     row = {"selection": selection, "depth_windows": windows, "questions": meta["counts"]["questions"],
            "nodes": every.nodes, "informative": useful.nodes,
-           "first_token_share_nodes": every.first_token_share, "first_token_share_informative": useful.first_token_share,
+           "first_token_share_nodes": every.first_token_share,
+           "first_token_share_informative": useful.first_token_share,
            "quartiles_nodes": every.quartiles, "quartiles_informative": useful.quartiles,
            "quarters_nodes": depth_shares(unique["depth_norm"].to_numpy(dtype=float)),
            "quarters_informative": depth_shares(informative["depth_norm"].to_numpy(dtype=float)),

@@ -10,7 +10,6 @@ teacher). Rendering lives in :mod:`harness.tables`.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 

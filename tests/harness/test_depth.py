@@ -129,3 +129,19 @@ def test_depth_shares_by_hand():
     assert depth_shares(np.array([0.0, 0.1, 0.25, 0.8, 0.99])) == pytest.approx([0.4, 0.2, 0.0, 0.4])
     assert depth_shares(np.array([0.0, 0.5]), bins=2) == pytest.approx([0.5, 0.5])
     assert all(np.isnan(depth_shares(np.array([]))))
+
+
+def test_footer_labels_each_task_and_student_when_there_are_several():
+    from rich.console import Console
+
+    from harness.tables import print_depth
+
+    first = frame([("q1", 0, 0, 4, True), ("q1", 0, 2, 4, True)])
+    console = Console(record=True, width=300)
+    print_depth(depth_summaries(pd.concat([first, first.assign(student="other")])), console)
+    lines = console.export_text().splitlines()
+    assert lines == [f"Where the nodes are (t · {student}): 2 informative nodes (of 2 selected), 50% at the first "
+                     f"response token; depth_norm quartiles 0.12 / 0.25 / 0.38." for student in ("s", "other")]
+    console = Console(record=True, width=300)
+    print_depth(depth_summaries(first), console)
+    assert console.export_text().startswith("Where the nodes are: 2 informative")
