@@ -18,7 +18,8 @@ DEMO_ARGS = ["--task", "boolq", "--student", "smollm2-135m", "--teacher", "self:
              "--limit", "3", "--rollouts", "4", "--nodes-per-window", "1", "--continuations", "2",
              "--selection", "screened"]
 _SELECTION_FLAGS = ("--task", "--student", "--teacher", "--limit", "--rollouts", "--temperature", "--nodes-per-window",
-                    "--top-k", "--continuations", "--priority", "--jsd-beta", "--max-new-tokens", "--selection")
+                    "--top-k", "--continuations", "--priority", "--jsd-beta", "--max-new-tokens", "--selection",
+                    "--depth-windows")
 
 
 def _positive_int(text: str) -> int:
@@ -70,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     knobs.add_argument("--selection", default="windows",
                        help="node selection: windows (METHOD: top-B per depth window) | screened (candidates "
                             "screened with one cheap continuation, S_hat from fresh continuations only)")
+    knobs.add_argument("--depth-windows", default="exponential",
+                       help="depth windows of either selection: exponential (METHOD: [0,1), [1,2), [2,4), ...) | "
+                            "even (as many windows, of equal width in depth_norm: nodes cover the whole chain)")
     knobs.add_argument("--jsd-beta", type=float, default=0.5)
     knobs.add_argument("--max-new-tokens", type=int, default=None, help="default: the task's")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -133,7 +137,7 @@ def _config_from(args: argparse.Namespace):
     settings = Settings(
         rollouts=args.rollouts, temperature=args.temperature, nodes_per_window=args.nodes_per_window,
         top_k=args.top_k, continuations=args.continuations, priority=args.priority, jsd_beta=args.jsd_beta,
-        max_new_tokens=args.max_new_tokens, selection=args.selection,
+        max_new_tokens=args.max_new_tokens, selection=args.selection, depth_windows=args.depth_windows,
     )
     teachers = tuple(args.teachers or ("self:correct-demo", "self"))
     if args.summarizer:  # read by teachers/summary.py (self:summary:<model> names one per teacher instead)
@@ -154,9 +158,10 @@ def _quiet_libraries() -> None:
 
 
 def cmd_run(args: argparse.Namespace, console) -> int:
+    from harness.depth import depth_summaries
     from harness.leaderboard import leaderboard
     from harness.records import load_run
-    from harness.tables import print_rich
+    from harness.tables import print_depth, print_rich
     from harness.progress import RichProgress
     from harness.runner import default_out_dir, run
 
@@ -174,6 +179,7 @@ def cmd_run(args: argparse.Namespace, console) -> int:
         console.print(f"Added {', '.join(meta['added_teachers'])} to the run in {out}.")
     nodes, _, _ = load_run(out)
     print_rich(leaderboard(nodes), console)
+    print_depth(depth_summaries(nodes), console)  # the leaderboard's footer, the run's summary: where the nodes are
     counts, timings = meta["counts"], meta["timings"]
     rate = timings["nodes_per_minute"]
     rate_text = f"{rate:.1f} nodes/min" if rate is not None else "no node sampled now: resumed or reused"
@@ -200,10 +206,11 @@ def cmd_run(args: argparse.Namespace, console) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace, console) -> int:
+    from harness.depth import depth_summaries
     from harness.leaderboard import build, select_losses
     from harness.options import check_losses, options_from
     from harness.records import load_run
-    from harness.tables import format_table, print_pairs, print_rich
+    from harness.tables import format_table, print_depth, print_pairs, print_rich
 
     # flags and loss names are checked before any record is read
     options = options_from(args)
@@ -217,6 +224,7 @@ def cmd_leaderboard(args: argparse.Namespace, console) -> int:
         print_pairs(table, console)
     else:
         print_rich(table, console, wide=args.wide)
+        print_depth(depth_summaries(nodes), console)
     return 0
 
 

@@ -50,6 +50,7 @@ from harness.models import LoadedModel
 from harness.prompting import chat_prompt_ids
 from harness.records import LOSS_NAMES, NODE_SCHEMA, QUESTION_SCHEMA
 from harness.selection import (
+    DEFAULT_DEPTH_WINDOWS,
     DEFAULT_SELECTION,
     SCREEN_CANDIDATES_PER_NODE,
     entropy_rows,
@@ -81,6 +82,7 @@ class Settings:
     jsd_beta: float = 0.5
     max_new_tokens: int | None = None  # None: the task's default
     selection: str = DEFAULT_SELECTION  # "windows" (METHOD) or "screened" (harness.selection)
+    depth_windows: str = DEFAULT_DEPTH_WINDOWS  # "exponential" (METHOD) or "even" (harness.selection)
 
     def new_tokens(self, task: Task) -> int:
         """The generation budget of a rollout or continuation: ``max_new_tokens``, else the task's default."""
@@ -456,7 +458,7 @@ def _candidates(question: Question, rollout: Rollout, question_row: dict, prompt
     if screened:  # where the task already fixes the answer, every continuation ends alike: never a candidate
         priority[answer_fixed_positions(who.task, student.tokenizer, y)] = torch.nan
     limit = settings.nodes_per_window * (SCREEN_CANDIDATES_PER_NODE if screened else 1)
-    by_window = window_candidates(priority.tolist(), limit)
+    by_window = window_candidates(priority.tolist(), limit, settings.depth_windows)
     supports = {}
     for window, positions in by_window.items():
         for position in positions:
@@ -711,7 +713,10 @@ def sampling_key(question: Question, who: Participants, settings: Settings, max_
         "settings": {"rollouts": settings.rollouts, "temperature": settings.temperature,
                      "nodes_per_window": settings.nodes_per_window, "top_k": settings.top_k,
                      "continuations": settings.continuations, "priority": settings.priority,
-                     "selection": settings.selection},
+                     "selection": settings.selection,
+                     # only when not METHOD's, so that the keys of METHOD-window runs stay as they were
+                     **({"depth_windows": settings.depth_windows}
+                        if settings.depth_windows != DEFAULT_DEPTH_WINDOWS else {})},
         "sampling_scheme": SAMPLING_SCHEME, "cpu_threads": cpu_threads(who.student),
     }
     if settings.priority == "disagreement":  # the teachers choose the nodes

@@ -46,6 +46,7 @@ from harness.diagnostic import (
     diagnose_question,
     sampling_key,
 )
+from harness.depth import depth_summary
 from harness.errors import ConfigError
 from harness.lockstep import run_lockstep
 from harness.losses import resolve_loss
@@ -54,7 +55,7 @@ from harness.records import (
     LOSS_NAMES, NODE_SCHEMA, PARTS_DIR, QUESTION_SCHEMA, READ_ERRORS, RecordWriteError, fsync_directory,
     make_directory, read_table, rows_to_table, write_json, write_table,
 )
-from harness.selection import DEFAULT_SELECTION, PRIORITIES, SELECTIONS
+from harness.selection import DEFAULT_DEPTH_WINDOWS, DEFAULT_SELECTION, DEPTH_WINDOWS, PRIORITIES, SELECTIONS
 from harness.task import Task, resolve_task
 from harness.teacher import RunState, Teacher, resolve_teacher
 from harness.threads import ThreadPlan, apply_threads, threads_problem
@@ -105,6 +106,10 @@ def validate(config: RunConfig) -> None:
         close = difflib.get_close_matches(str(s.selection), SELECTIONS, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         problems.append(f"--selection must be one of {', '.join(SELECTIONS)} (got {s.selection!r}){hint}")
+    if s.depth_windows not in DEPTH_WINDOWS:
+        close = difflib.get_close_matches(str(s.depth_windows), DEPTH_WINDOWS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        problems.append(f"--depth-windows must be one of {', '.join(DEPTH_WINDOWS)} (got {s.depth_windows!r}){hint}")
     if threads_problem(config.threads):
         problems.append(threads_problem(config.threads))
     if config.limit is not None and config.limit < 1:
@@ -177,11 +182,13 @@ def sampling_fingerprint(config: RunConfig, threads: int | None = None) -> str:
 def _record_relevant(config: RunConfig, threads: int | None) -> dict[str, Any]:
     """The configuration as the records depend on it: the thread count actually used rather than the one asked
     for (``--threads 2`` and the default on a 2-core machine give the same records), the random-stream layout,
-    and the selection only when it is not METHOD's (so METHOD runs keep one fingerprint)."""
+    and the selection and depth windows only when they are not METHOD's (so METHOD runs keep one fingerprint)."""
     content = asdict(config)
     content.pop("threads")
     if content["settings"]["selection"] == DEFAULT_SELECTION:
         content["settings"].pop("selection")
+    if content["settings"]["depth_windows"] == DEFAULT_DEPTH_WINDOWS:
+        content["settings"].pop("depth_windows")
     content["cpu_threads"] = threads
     content["sampling_scheme"] = SAMPLING_SCHEME
     in_flight = in_flight_override()
@@ -465,7 +472,9 @@ def _run_questions(config: RunConfig, questions, who: Participants, run_dir: "Ru
             write_json(meta, run_dir.path / "run.json")
         raise
     run_dir.merge()
-    nodes = pq.read_table(run_dir.path / "nodes.parquet", columns=["informative", "teacher", "logits_finite"])
+    nodes = pq.read_table(run_dir.path / "nodes.parquet", columns=["informative", "teacher", "logits_finite", "task",
+                                                                   "student", "question_id", "rollout_id", "position",
+                                                                   "depth_norm"])
     teachers = max(len(config.teachers), 1)
     elapsed = time.perf_counter() - started
     meta.update(
@@ -478,6 +487,8 @@ def _run_questions(config: RunConfig, questions, who: Participants, run_dir: "Ru
                 # screened selection, this session: candidates screened and kept, tokens the screening generated
                 "screening_this_session": asdict(screening),
                 "nonfinite_teacher_rows": int(nodes.column("logits_finite").to_pandas().eq(False).sum())},
+        # where the informative nodes are (METHOD): share at the first response token, quartiles of depth_norm
+        depth=depth_summary(nodes.to_pandas()).as_json(),
         timings={"setup_s": round(setup_s, 2), "total_s": round(elapsed, 2),
                  "nodes_per_minute": round(60 * diagnosed / max(elapsed - setup_s, 1e-9), 2) if diagnosed else None},
     )

@@ -1,4 +1,14 @@
-"""Targeted rollouts, steps 1-2 of METHOD: exponential depth windows and per-window node selection by priority.
+"""Targeted rollouts, steps 1-2 of METHOD: depth windows and per-window node selection by priority.
+
+Two layouts of the depth windows (``--depth-windows``), each used by both selections below:
+
+* ``exponential`` (METHOD, the default): ``[0,1), [1,2), [2,4), [4,8), ...``. A 150-512-token chain has 9 or 10
+  windows, 4 of them in its first 8 tokens, and its second half lies in one or two (parts of) windows.
+* ``even``: as many windows as the exponential layout gives the rollout (so the same node budget, ``B`` per
+  window), of equal width in ``depth_norm = position / length``: position ``i`` of a ``length``-token rollout lies
+  in window ``floor(i * W / length)``, ``W = window_count(length)``. Every window is non-empty (``W <= length``),
+  and every window holds the same number of candidates (give or take one), so the top-priority node of a late
+  window is no more extreme than that of an early one.
 
 Two selection designs (``--selection``):
 
@@ -25,6 +35,8 @@ from collections.abc import Sequence
 import torch
 
 PRIORITIES = ("entropy", "disagreement")
+DEPTH_WINDOWS = ("exponential", "even")
+DEFAULT_DEPTH_WINDOWS = "exponential"
 SELECTIONS = ("windows", "screened")
 DEFAULT_SELECTION = "windows"
 # screened: how many candidates a window may screen per node it may keep (B). One: the candidates are METHOD's own
@@ -40,23 +52,49 @@ def depth_window(position: int) -> int:
     return 0 if position == 0 else int(position).bit_length()
 
 
-def window_candidates(priority: Sequence[float], limit: int | None = None) -> dict[int, list[int]]:
-    """Per depth window, its positions by decreasing priority (ties to the earlier position), at most ``limit``
-    each. NaN priorities (non-finite logits, or positions ruled out beforehand) are never candidates."""
+def window_count(length: int) -> int:
+    """How many exponential depth windows a rollout of ``length`` tokens has (0 for an empty one): the window of
+    its last position, plus one. The ``even`` layout uses as many."""
+    return depth_window(length - 1) + 1 if length > 0 else 0
+
+
+def even_window(position: int, length: int) -> int:
+    """Window index of a position under the ``even`` layout: ``floor(position * W / length)`` with
+    ``W = window_count(length)``, i.e. equal-width windows in ``depth_norm`` (integer arithmetic: no rounding)."""
+    return position * window_count(length) // length
+
+
+def window_of(position: int, length: int, layout: str = DEFAULT_DEPTH_WINDOWS) -> int:
+    """Window index of ``position`` in a ``length``-token rollout under ``layout`` (one of :data:`DEPTH_WINDOWS`)."""
+    if layout == "exponential":
+        return depth_window(position)
+    if layout == "even":
+        return even_window(position, length)
+    raise ValueError(f"unknown depth-window layout {layout!r}; known: {', '.join(DEPTH_WINDOWS)}")
+
+
+def window_candidates(priority: Sequence[float], limit: int | None = None,
+                      layout: str = DEFAULT_DEPTH_WINDOWS) -> dict[int, list[int]]:
+    """Per depth window (``layout``; the rollout's length is ``len(priority)``), its positions by decreasing
+    priority (ties to the earlier position), at most ``limit`` each. NaN priorities (non-finite logits, or
+    positions ruled out beforehand) are never candidates."""
+    length = len(priority)
     by_window: dict[int, list[tuple[float, int]]] = {}
     for position, score in enumerate(priority):
         if score == score:  # skip NaN
-            by_window.setdefault(depth_window(position), []).append((-float(score), position))
+            by_window.setdefault(window_of(position, length, layout), []).append((-float(score), position))
     return {window: [position for _, position in sorted(candidates)[:limit]]
             for window, candidates in by_window.items()}
 
 
-def select_nodes(priority: Sequence[float], per_window: int) -> list[tuple[int, int]]:
-    """Up to ``per_window`` positions per depth window, highest priority first; ties go to the earlier position.
+def select_nodes(priority: Sequence[float], per_window: int,
+                 layout: str = DEFAULT_DEPTH_WINDOWS) -> list[tuple[int, int]]:
+    """Up to ``per_window`` positions per depth window (``layout``), highest priority first; ties go to the earlier
+    position.
 
     Returns ``(position, window)`` pairs sorted by position. NaN priorities (e.g. non-finite logits) are never chosen.
     """
-    return sorted((position, window) for window, positions in window_candidates(priority, per_window).items()
+    return sorted((position, window) for window, positions in window_candidates(priority, per_window, layout).items()
                   for position in positions)
 
 

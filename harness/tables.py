@@ -27,6 +27,7 @@ from harness.options import FILE_FORMATS
 
 if TYPE_CHECKING:
     from harness.accuracy import AccuracyReport
+    from harness.depth import DepthSummary
 
 FORMATS = FILE_FORMATS
 SMALL_N_MARK = "(n<10)"
@@ -343,3 +344,29 @@ def print_accuracy(report: "AccuracyReport", console=None) -> None:
         console.print(breakdown)
     for note in report.notes:
         console.print(f"[dim]· {note}[/]", highlight=False)
+
+
+def depth_text(summary: "DepthSummary", label: str | None = None) -> str:
+    """One line saying where a run's informative nodes are (:mod:`harness.depth`), with METHOD's warning when most
+    of them sit on the first response token; ``label`` (e.g. "task · student") leads it when given."""
+    lead = f"Where the nodes are{f' ({label})' if label else ''}: "
+    of = f" (of {summary.selected} selected)" if summary.selected is not None else ""
+    if not summary.nodes:
+        return lead + f"no informative node{of}, so no spread over depth to state."
+    q1, q2, q3 = summary.quartiles
+    text = (lead + f"{summary.nodes} informative nodes{of}, {summary.first_token_share:.0%} at the first response "
+            f"token; depth_norm quartiles {q1:.2f} / {q2:.2f} / {q3:.2f}.")
+    if summary.mostly_first_token:
+        text += (" Most sit on the first response token, a state every rollout shares: these tables measure the "
+                 "answer prior, not a reasoning chain (METHOD, Where the nodes are).")
+    return text
+
+
+def print_depth(summaries: Mapping[tuple[str, str], "DepthSummary"], console=None) -> None:
+    """:func:`depth_text` per (task, student) (``harness.depth.depth_summaries``), labelled when there are several:
+    the footer of a leaderboard and part of a run's summary."""
+    from rich.console import Console
+
+    console = console or Console()
+    for (task, student), summary in summaries.items():
+        console.print(depth_text(summary, f"{task} · {student}" if len(summaries) > 1 else None), highlight=False)
