@@ -80,6 +80,7 @@ class AccuracyConfig:
     data_dir: str | None = None
     seed: int = 0
     device: str | None = None
+    include_paths: tuple[str, ...] = ()  # lm-eval task YAML directories for lm_eval:<name> (--include-path)
 
     @property
     def n_samples(self) -> int:
@@ -262,7 +263,7 @@ def evaluate(config: AccuracyConfig, progress: Callable[[int, int], None] | None
     config.validate()
     conditions = conditions_for(config)  # unknown teacher names fail here, before any model loads
     check_samples(conditions, config.n_samples)
-    task = resolve_task(config.task)
+    task = resolve_task(config.task, config.include_paths)
     data_dir = resolve_data_dir(config.data_dir)
     questions = list(task.load(data_dir, config.limit))
     if not questions:

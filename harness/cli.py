@@ -28,14 +28,39 @@ def _positive_int(text: str) -> int:
     return value
 
 
+class OpdParser(argparse.ArgumentParser):
+    """The parser of ``opd`` and of every subcommand: no abbreviated flags, since an abbreviation silently turns
+    into another flag (``--include`` after ``run`` used to mean ``--include-path``)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+
+def add_global_arguments(parser: argparse.ArgumentParser, top_level: bool) -> None:
+    """``--debug`` and ``--include``, before or after the subcommand (``opd --include p.py run`` and ``opd run
+    --include p.py``). A subcommand's flags use their own dests, as argparse copies every subparser default over
+    the top-level value; :func:`includes_of` and :func:`debug_of` join the two."""
+    suffix = "" if top_level else "_after"
+    parser.add_argument("--debug", action="store_true", dest=f"debug{suffix}", help="show full tracebacks on errors")
+    parser.add_argument("--include", action="append", default=[], metavar="FILE.py", dest=f"include{suffix}",
+                        help="import a plugin file that registers tasks/teachers/models/losses (repeatable)")
+
+
+def includes_of(args: argparse.Namespace) -> list[str]:
+    return [*args.include, *getattr(args, "include_after", [])]
+
+
+def debug_of(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "debug", False) or getattr(args, "debug_after", False))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from harness.options import add_format_argument, add_stats_arguments
 
-    parser = argparse.ArgumentParser(prog="opd", description="Training-free diagnostic of on-policy distillation.")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    parser.add_argument("--include", action="append", default=[], metavar="FILE.py",
-                        help="import a plugin file that registers tasks/teachers/models/losses (repeatable)")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = OpdParser(prog="opd", description="Training-free diagnostic of on-policy distillation.")
+    add_global_arguments(parser, top_level=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OpdParser)
 
     run = commands.add_parser("run", help="run the diagnostic (no arguments: a small BoolQ demo)")
     run.add_argument("--task", default="boolq", help="task name (opd list tasks)")
@@ -53,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--trust-remote-code", action="store_true",
                      help="allow hub models to run their own Python code (off by default)")
     run.add_argument("--summarizer", default=None, metavar="MODEL",
-                     help="model that writes self:summary's summaries (default: the student itself)")
+                     help="model that writes self:summary's summaries: short for --teacher self:summary:MODEL "
+                          "(default: $OPD_SUMMARIZER, else the student itself)")
     run.add_argument("--include-path", action="append", default=[], metavar="DIR",
                      help="extra lm-eval task YAML directory for --task lm_eval:<name> (repeatable)")
     add_cache_arguments(run)
@@ -93,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("what", choices=["tasks", "teachers", "models", "losses", "backends"])
     listing.set_defaults(handler=cmd_list)
     _register_extra_commands(commands)
+    for subcommand in commands.choices.values():
+        add_global_arguments(subcommand, top_level=False)
     return parser
 
 
@@ -135,14 +163,14 @@ def _config_from(args: argparse.Namespace):
         top_k=args.top_k, continuations=args.continuations, priority=args.priority, jsd_beta=args.jsd_beta,
         max_new_tokens=args.max_new_tokens, selection=args.selection,
     )
-    teachers = tuple(args.teachers or ("self:correct-demo", "self"))
-    if args.summarizer:  # read by teachers/summary.py (self:summary:<model> names one per teacher instead)
-        os.environ["OPD_SUMMARIZER"] = args.summarizer
-    if args.include_path:  # read by the lm_eval task family when it builds lm-eval's TaskManager
-        os.environ["OPD_LM_EVAL_INCLUDE_PATH"] = os.pathsep.join(str(Path(p).resolve()) for p in args.include_path)
+    from harness.options import include_paths_from, with_summarizer
+
+    # --summarizer and --include-path reach the factories as arguments (the environment is only ever read)
+    teachers = with_summarizer(args.teachers or ("self:correct-demo", "self"), args.summarizer)
     return RunConfig(task=args.task, student=args.student, teachers=teachers, limit=args.limit,
                      data_dir=args.data_dir, seed=args.seed, settings=settings, device=args.device,
-                     trust_remote_code=args.trust_remote_code, backend=args.backend, threads=args.threads)
+                     trust_remote_code=args.trust_remote_code, backend=args.backend, threads=args.threads,
+                     include_paths=include_paths_from(args.include_path))
 
 
 def _quiet_libraries() -> None:
@@ -242,15 +270,13 @@ def cmd_list(args: argparse.Namespace, console) -> int:
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
-    from harness.data import DataError
+    """:class:`~harness.errors.OpdError` (every error with a message for the user derives from it), and the few
+    classes defined elsewhere that do not yet: each carries a message saying what to fix."""
+    from harness.errors import OpdError
     from harness.models import ModelError
-    from harness.registry import RegistryError
     from harness.records import DamagedRecordsError, RecordWriteError
-    from harness.runner import ConfigError, RunStoppedError
-    from harness.threads import ThreadsError
 
-    return (RegistryError, ConfigError, DataError, ModelError, ThreadsError, FileNotFoundError, DamagedRecordsError,
-            RecordWriteError, RunStoppedError)
+    return (OpdError, ModelError, FileNotFoundError, DamagedRecordsError, RecordWriteError)
 
 
 def _resume_command(argv: list[str], args: argparse.Namespace) -> str:
@@ -281,10 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from harness.plugins import load_all
 
-        load_all(args.include)
+        load_all(includes_of(args))
         return args.handler(args, console)
     except _known_errors() as error:
-        if args.debug:
+        if debug_of(args):
             raise
         from harness.runner import RunStoppedError
 
@@ -298,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         import errno
 
         # a full or read-only disk under a report's output (a figure, an HTML view): the same one paragraph
-        if args.debug or error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        if debug_of(args) or error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
             raise
         where = f" {error.filename}" if error.filename else ""
         console.print(f"[bold red]error:[/] Could not write{escape(where)}: {os.strerror(error.errno)} (errno "

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from harness.answers import extract_yes_no, yes_no_answer_is_final, yes_no_gold
 from harness.data import DataError, load_hub, local_file, read_jsonl
+from harness.errors import SpecError
 from harness.task import Grade, Question, register_task
 
 LOCAL_FILE = "boolq/validation.jsonl"
@@ -101,5 +102,5 @@ class BoolQ:
 def boolq(argument: str | None = None) -> BoolQ:
     """BoolQ: yes/no questions about a Wikipedia passage (SuperGLUE dev set)."""
     if argument:
-        raise ValueError(f"The boolq task takes no argument (got 'boolq:{argument}'); use plain 'boolq'.")
+        raise SpecError(f"The boolq task takes no argument (got 'boolq:{argument}'); use plain 'boolq'.")
     return BoolQ()

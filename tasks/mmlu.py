@@ -17,6 +17,7 @@ from typing import Any
 
 from harness.answers import choice_answer_is_final, choice_gold, extract_choice_letter
 from harness.data import DataError, load_hub, local_file, read_jsonl
+from harness.errors import SpecError
 from harness.registry import RegistryError
 from harness.task import Grade, Question, register_task
 
@@ -195,7 +196,7 @@ class MMLU:
 def mmlu(argument: str | None = None, *, shots: int = 0) -> MMLU:
     """MMLU: 4-way multiple choice on 57 subjects; mmlu:<subject>[,<subject>...] keeps only those."""
     if isinstance(shots, bool) or not isinstance(shots, int) or not 0 <= shots <= 5:
-        raise ValueError(f"MMLU shots must be an integer from 0 to 5 (the dev split has 5 per subject), got {shots!r}.")
+        raise SpecError(f"MMLU shots must be an integer from 0 to 5 (the dev split has 5 per subject), got {shots!r}.")
     subjects = parse_subjects(argument)
     name = "mmlu" if subjects is None else f"mmlu:{','.join(subjects)}"
     return MMLU(name=name, subjects=subjects, shots=shots)

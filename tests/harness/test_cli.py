@@ -1,0 +1,192 @@
+"""The command line as a new user meets it: bad arguments give one paragraph (exit 2, no traceback), flags are never
+abbreviated into other flags, ``--include`` works after the subcommand, and ``--summarizer``/``--include-path``
+reach the factories as arguments, never through the environment."""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from harness.cli import _config_from, build_parser, main
+from harness.errors import ConfigError, OpdError
+from harness.models import MODELS
+from harness.options import with_summarizer
+from harness.runner import RunConfig, _record_relevant, config_fingerprint
+from harness.task import TASKS
+from harness.teacher import TEACHERS
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY_RUN = ["--task", "test-parity", "--student", "tiny-random", "--teacher", "self", "--limit", "1",
+            "--rollouts", "2", "--max-new-tokens", "4", "--quiet", "--no-cache"]
+BAD_ARGUMENT = "no-such-argument"
+# lm_eval:<name> with an unknown name indexes lm-eval's ~200 built-in task folders (~20 s); its empty argument is
+# refused by the same factory at once (unknown names: tests/tasks/test_lm_eval_bridge.py)
+BAD_SPECS = {"lm_eval": "lm_eval:"}
+# hf:<id> asks the hub, which tests never do; its refusal of a missing id is a ModelError tested in test_models
+NEEDS_NETWORK = {"hf"}
+
+
+def _flag_value(argv: list[str], flag: str, value: str) -> list[str]:
+    argv = list(argv)
+    argv[argv.index(flag) + 1] = value
+    return argv
+
+
+def _cases() -> list[tuple[str, str]]:
+    cases = []
+    for flag, registry in (("--task", TASKS), ("--teacher", TEACHERS), ("--student", MODELS)):
+        for name in registry.names():
+            if name not in NEEDS_NETWORK:
+                cases.append((flag, BAD_SPECS.get(name, f"{name}:{BAD_ARGUMENT}")))
+    return cases
+
+
+@pytest.mark.parametrize(("flag", "spec"), _cases(), ids=lambda value: str(value))
+def test_every_factory_refuses_a_bad_argument_with_one_paragraph(flag, spec, tmp_path, capfd, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code = main(["run", *_flag_value(TINY_RUN, flag, spec), "--out", str(tmp_path / "run")])
+    out, err = capfd.readouterr()
+    assert code == 2, out + err
+    assert "Traceback" not in out + err
+    assert out.lstrip().startswith("error:")
+    assert not (tmp_path / "run" / "nodes.parquet").exists()
+
+
+def test_factory_errors_are_one_family():
+    """The CLI catches OpdError: the errors of the factories, the registry and the data loader all derive from it."""
+    from harness.data import DataError
+    from harness.errors import SpecError
+    from harness.registry import RegistryError
+    from harness.threads import ThreadsError
+    from tasks.lm_eval import LmEvalTaskError
+
+    for error in (SpecError, ConfigError, RegistryError, DataError, ThreadsError, LmEvalTaskError):
+        assert issubclass(error, OpdError), error
+    for spec in ("boolq:x", "aime:x", "aime24:x"):
+        with pytest.raises(SpecError, match="takes no argument"):
+            TASKS.get(spec.split(":")[0])("x")
+    with pytest.raises(SpecError, match="needs a model spec"):
+        TEACHERS.get("model")("")
+
+
+def test_top_k_zero_is_refused_before_any_work(tmp_path, capsys):
+    code = main(["run", *TINY_RUN, "--top-k", "0", "--out", str(tmp_path / "run")])
+    out = capsys.readouterr().out
+    assert code == 2
+    assert "--top-k must be at least 1" in out
+    assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------------------------- abbreviations and --include
+
+
+def _parsers(parser: argparse.ArgumentParser):
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _parsers(sub)
+
+
+def test_no_parser_abbreviates_flags():
+    parsers = list(_parsers(build_parser()))
+    assert len(parsers) > 10  # every subcommand, not only the top level
+    assert all(not parser.allow_abbrev for parser in parsers)
+    with pytest.raises(SystemExit) as stop:  # used to be read as --include-path
+        build_parser().parse_args(["run", "--include-pat", "x"])
+    assert stop.value.code == 2
+
+
+def test_every_subcommand_accepts_include_and_debug():
+    parser = build_parser()
+    for command in ("run", "leaderboard", "list", "accuracy", "plan", "suite", "grade"):
+        subcommand = next(p for p in _parsers(parser) if p.prog.endswith(f" {command}"))
+        flags = {option for action in subcommand._actions for option in action.option_strings}
+        assert {"--include", "--debug"} <= flags, command
+
+
+def _readme_plugin(tmp_path: Path) -> Path:
+    readme = (ROOT / "README.md").read_text()
+    code = re.search(r"```python\n(# my_teacher\.py\n.+?)```", readme, re.S).group(1)
+    plugin = tmp_path / "my_teacher.py"
+    plugin.write_text(code)
+    return plugin
+
+
+@pytest.mark.parametrize("position", ["before run", "after run"])
+def test_readme_plugin_example_with_include_before_or_after_run(position, tmp_path, capsys):
+    plugin = _readme_plugin(tmp_path)
+    run_args = ["--task", "test-parity", "--student", "tiny-random", "--teacher", "self:hint", "--teacher", "self",
+                "--limit", "1", "--rollouts", "3", "--max-new-tokens", "6", "--out", str(tmp_path / "run"), "--quiet"]
+    argv = (["--include", str(plugin), "run", *run_args] if position == "before run"
+            else ["run", "--include", str(plugin), *run_args])
+    try:
+        assert main(argv) == 0
+        assert "self:hint" in capsys.readouterr().out
+    finally:
+        TEACHERS.remove("self:hint")
+
+
+def test_debug_after_the_subcommand_shows_the_traceback(tmp_path):
+    with pytest.raises(OpdError):
+        main(["run", "--debug", *_flag_value(TINY_RUN, "--task", "boolq:x"), "--out", str(tmp_path / "run")])
+
+
+# ------------------------------------------------------------ --summarizer and --include-path: explicit arguments
+
+
+def test_summarizer_is_an_argument_of_the_spec():
+    assert with_summarizer(["self:summary", "self", "model:tiny-random+summary", "self:summary:other",
+                            "model:tiny-random+self:summary"], "tiny-random:3") == (
+        "self:summary:tiny-random:3", "self", "model:tiny-random+self:summary:tiny-random:3", "self:summary:other",
+        "model:tiny-random+self:summary:tiny-random:3")
+    assert with_summarizer(["self:summary"], None) == ("self:summary",)
+    with pytest.raises(ConfigError, match="idp:correct-demo,self-demo,summary:tiny-random"):
+        with_summarizer(["idp:default"], "tiny-random")
+    teacher = TEACHERS.get("self:summary")("tiny-random:3")
+    assert teacher.name == "self:summary:tiny-random:3" and teacher.variant == "summarizer=tiny-random:3"
+
+
+def test_run_flags_reach_the_config_and_leave_the_environment_alone(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPD_SUMMARIZER", raising=False)
+    monkeypatch.delenv("OPD_LM_EVAL_INCLUDE_PATH", raising=False)
+    before = dict(os.environ)
+    args = build_parser().parse_args(["run", "--task", "lm_eval:toy", "--teacher", "self:summary",
+                                      "--summarizer", "tiny-random", "--include-path", str(tmp_path)])
+    config = _config_from(args)
+    assert dict(os.environ) == before
+    assert config.teachers == ("self:summary:tiny-random",)
+    assert config.include_paths == (str(tmp_path.resolve()),)
+
+
+def test_accuracy_flags_reach_the_config_and_leave_the_environment_alone(tmp_path, monkeypatch, capsys):
+    import harness.accuracy
+
+    monkeypatch.delenv("OPD_SUMMARIZER", raising=False)
+    monkeypatch.delenv("OPD_LM_EVAL_INCLUDE_PATH", raising=False)
+    before = dict(os.environ)
+    seen = []
+
+    def refuse(config, progress=None):  # stands in for the evaluation: the config is what is checked
+        seen.append(config)
+        raise ConfigError("stop here")
+
+    monkeypatch.setattr(harness.accuracy, "evaluate", refuse)
+    code = main(["accuracy", "--task", "lm_eval:toy", "--student", "tiny-random", "--teacher", "self:summary",
+                 "--summarizer", "tiny-random", "--include-path", str(tmp_path), "--format", "json"])
+    assert code == 2 and "stop here" in capsys.readouterr().out
+    assert dict(os.environ) == before
+    assert seen[0].teachers == ("self:summary:tiny-random",)
+    assert seen[0].include_paths == (str(tmp_path.resolve()),)
+
+
+def test_include_paths_only_for_lm_eval_and_kept_out_of_default_fingerprints(tmp_path):
+    from harness.task import resolve_task
+
+    with pytest.raises(ConfigError, match="applies to --task lm_eval:<name> only"):
+        resolve_task("boolq", include_paths=[str(tmp_path)])
+    assert "include_paths" not in _record_relevant(RunConfig(), None)  # runs before this flag keep their fingerprint
+    assert config_fingerprint(RunConfig(include_paths=(str(tmp_path),))) != config_fingerprint(RunConfig())
