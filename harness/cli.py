@@ -56,7 +56,7 @@ def debug_of(args: argparse.Namespace) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from harness.options import add_format_argument, add_stats_arguments
+    from harness.options import add_format_argument, add_stats_arguments, add_wide_argument
 
     parser = OpdParser(prog="opd", description="Training-free diagnostic of on-policy distillation.")
     add_global_arguments(parser, top_level=True)
@@ -110,8 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--pairs", action="store_true",
                        help="every teacher pair instead: tested difference, interval, p, Holm p, questions, mde, "
                             "verdict")
-    board.add_argument("--wide", action="store_true",
-                       help="terminal view with every column (md/csv/json/latex always hold every column)")
+    add_wide_argument(board)
     add_stats_arguments(board)
     board.set_defaults(handler=cmd_leaderboard)
 
@@ -242,7 +241,7 @@ def cmd_leaderboard(args: argparse.Namespace, console) -> int:
     if args.format != "rich":
         print(format_table(table, args.format))
     elif args.pairs:
-        print_pairs(table, console)
+        print_pairs(table, console, wide=args.wide)
     else:
         print_rich(table, console, wide=args.wide)
     return 0
@@ -298,8 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     from rich.markup import escape
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    # piped output (files, CI logs) gets room for the whole table instead of rich's 80-column default
-    console = Console(width=None if sys.stdout.isatty() else 160)
+    # the console's width: the terminal's, else $COLUMNS; piped output without either (files, CI logs) gets room
+    # for the whole table instead of rich's 80-column default. Tables and notes then fit it (harness.tables).
+    console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit() else 160)
     if "run" in argv and not any(arg.split("=")[0] in _SELECTION_FLAGS for arg in argv):
         console.print("[bold]Embedded demo:[/] opd run " + " ".join(DEMO_ARGS) + " (pass --task etc. to choose)")
         argv = [*argv, *DEMO_ARGS]

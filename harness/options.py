@@ -24,6 +24,14 @@ def add_format_argument(parser: argparse.ArgumentParser, formats=("rich", *FILE_
                              "full precision)")
 
 
+def add_wide_argument(parser: argparse.ArgumentParser) -> None:
+    """``--wide``: the terminal view with every column, however wide; without it, tables fit the console and the
+    columns left out are named in a note (:func:`harness.tables.print_fitted`)."""
+    parser.add_argument("--wide", action="store_true",
+                        help="terminal view with every column, however wide (md/csv/json/latex always hold every "
+                             "column); without it, columns that do not fit the console are left out and named")
+
+
 def add_stats_arguments(parser: argparse.ArgumentParser) -> None:
     """``--seed``, ``--resamples``, ``--permutations`` (None: :mod:`harness.stats`'s defaults)."""
     parser.add_argument("--seed", type=int, default=0, help="seed of the permutation tests and bootstrap resamples")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 
 def register(commands) -> None:
-    from harness.options import add_format_argument
+    from harness.options import add_format_argument, add_wide_argument
 
     parser = commands.add_parser(
         "accuracy", help="accuracy of the student alone and of each teacher with its context (Wilson CI, paired sign-flip "
@@ -35,6 +35,7 @@ def register(commands) -> None:
                         help="local dataset root laid out like shared/data (default: $OPD_DATA_DIR, ./data, "
                              "../shared/data, else the public hub dataset)")
     add_format_argument(parser, ("rich", "md", "csv", "json"))
+    add_wide_argument(parser)
     parser.add_argument("--out", type=Path, default=None, metavar="FILE.json",
                         help="also write the full report, with every answer, as JSON")
     parser.add_argument("--seed", type=int, default=0)
@@ -72,7 +73,7 @@ def cmd_accuracy(args: argparse.Namespace, console) -> int:
     else:
         report = evaluate(config)
     if args.format == "rich":
-        print_accuracy(report, console)
+        print_accuracy(report, console, wide=args.wide)
     else:
         print(format_accuracy(report, args.format))
     if args.out is not None:

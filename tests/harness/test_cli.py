@@ -190,3 +190,69 @@ def test_include_paths_only_for_lm_eval_and_kept_out_of_default_fingerprints(tmp
         resolve_task("boolq", include_paths=[str(tmp_path)])
     assert "include_paths" not in _record_relevant(RunConfig(), None)  # runs before this flag keep their fingerprint
     assert config_fingerprint(RunConfig(include_paths=(str(tmp_path),))) != config_fingerprint(RunConfig())
+
+
+# ------------------------------------------------------------------ every report fits the console, notes whole
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("report") / "run"
+    argv = ["run", "--task", "test-parity", "--student", "tiny-random", "--teacher", "self:correct-demo",
+            "--teacher", "self", "--limit", "4", "--rollouts", "3", "--max-new-tokens", "6", "--quiet", "--no-cache",
+            "--out", str(out)]
+    assert main(argv) == 0
+    return out
+
+
+def _report_commands(run: Path) -> dict[str, list[str]]:
+    return {
+        "run (finished: reprints)": ["run", "--task", "test-parity", "--student", "tiny-random", "--teacher",
+                                     "self:correct-demo", "--teacher", "self", "--limit", "4", "--rollouts", "3",
+                                     "--max-new-tokens", "6", "--quiet", "--no-cache", "--out", str(run)],
+        "leaderboard": ["leaderboard", str(run), "--permutations", "200"],
+        "pairs": ["leaderboard", str(run), "--pairs", "--permutations", "200"],
+        "analyze": ["analyze", str(run), "--permutations", "200", "--resamples", "50"],
+        "compare": ["compare", str(run), "--permutations", "200"],
+        "plan": ["plan", str(run), "--permutations", "200"],
+        "findings": ["findings", str(run), "--permutations", "200"],
+        "accuracy": ["accuracy", "--task", "test-parity", "--student", "tiny-random", "--teacher",
+                     "self:correct-demo", "--limit", "4"],
+        "list": ["list", "teachers"],
+    }
+
+
+def _words(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_every_report_fits_the_console_and_never_cuts_a_note(width, tiny_run, capsys, monkeypatch):
+    from harness.leaderboard import ZERO_GRAD_NOTE
+    from harness.tables import GROUP_NOTE, SMALL_N_NOTE
+
+    monkeypatch.setenv("COLUMNS", str(width))
+    for name, argv in _report_commands(tiny_run).items():
+        code = main(argv)
+        out = capsys.readouterr().out
+        assert code in (0, 2), name  # findings may refuse one run: in one paragraph, within the width too
+        assert out.strip(), name
+        too_wide = [line for line in out.splitlines() if len(line) > width]
+        assert not too_wide, f"{name} at {width} columns: {too_wide[:2]}"
+        assert "…" not in out, f"{name}: a cell was cut"
+        if name in ("leaderboard", "run (finished: reprints)"):
+            for note in (ZERO_GRAD_NOTE, SMALL_N_NOTE, GROUP_NOTE):  # 4 questions: small n; self: zero direction
+                assert _words(note) in _words(out), (name, note)
+        if name == "plan" and width == 80:
+            assert "Not shown at 80 columns:" in out  # the columns left out are named, not lost silently
+
+
+def test_wide_shows_every_column_however_narrow_the_console(tiny_run, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["plan", str(tiny_run), "--permutations", "200"]) == 0
+    narrow = capsys.readouterr().out
+    assert main(["plan", str(tiny_run), "--permutations", "200", "--wide"]) == 0
+    wide = capsys.readouterr().out
+    hidden = _words(narrow).split("Not shown at 80 columns: ")[1].split(" (--wide")[0].split(", ")
+    assert hidden and all(header in wide for header in hidden)
+    assert "Not shown" not in wide
