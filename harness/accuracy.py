@@ -43,6 +43,7 @@ from harness.accuracy_report import STUDENT_CONDITION, AccuracyReport
 from harness.data import resolve_data_dir
 from harness.generation import Branch, generate_branches, make_generator, prefill, rows_per_batch
 from harness.models import LoadedModel
+from harness.options import device_problem
 from harness.prompting import chat_prompt_ids
 from harness.runner import ConfigError
 from harness.task import Question, Task, resolve_task
@@ -104,6 +105,8 @@ class AccuracyConfig:
             problems.append("a teacher is listed twice")
         if STUDENT_CONDITION in self.teachers:
             problems.append(f"{STUDENT_CONDITION!r} is the baseline row already; it is not a teacher spec")
+        if device_problem(self.device):
+            problems.append(device_problem(self.device))
         if problems:
             raise AccuracyError("Invalid accuracy settings: " + "; ".join(problems) + ".")
 

@@ -126,3 +126,17 @@ def include_paths_from(paths: Sequence[str]) -> tuple[str, ...]:
     from pathlib import Path
 
     return tuple(str(Path(path).resolve()) for path in paths)
+
+
+def device_problem(device: str | None) -> str | None:
+    """What is wrong with a ``--device`` value (None: nothing), checked before any model loads: torch's own parser
+    would otherwise stop the run with a traceback."""
+    if device in (None, "auto"):
+        return None
+    import torch
+
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        return f"--device must be auto, cpu, cuda or cuda:<n> (got {device!r})"
+    return None

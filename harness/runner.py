@@ -50,6 +50,7 @@ from harness.errors import ConfigError, OpdError
 from harness.lockstep import run_lockstep
 from harness.losses import resolve_loss
 from harness.models import check_same_tokenizer
+from harness.options import device_problem
 from harness.records import (
     LOSS_NAMES, NODE_SCHEMA, PARTS_DIR, QUESTION_SCHEMA, READ_ERRORS, RecordWriteError, fsync_directory,
     make_directory, read_table, rows_to_table, write_json, write_table,
@@ -109,6 +110,8 @@ def validate(config: RunConfig) -> None:
         problems.append(f"--selection must be one of {', '.join(SELECTIONS)} (got {s.selection!r}){hint}")
     if threads_problem(config.threads):
         problems.append(threads_problem(config.threads))
+    if device_problem(config.device):
+        problems.append(device_problem(config.device))
     if config.limit is not None and config.limit < 1:
         problems.append(f"--limit must be a positive number of questions (got {config.limit})")
     if s.max_new_tokens is not None and s.max_new_tokens < 1:

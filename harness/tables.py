@@ -7,9 +7,11 @@ Nothing here computes a statistic: tables arrive finished from :mod:`harness.lea
 and the terminal round for reading.
 
 The terminal view of a leaderboard shows the essential columns only (teacher, loss, n, ``walign`` with its interval,
-the within-question ok-minus-bad contrast with its interval, the rank group), so that it fits an ordinary 100-column
-terminal; ``wide=True`` (``--wide``) adds the rest, and every file format keeps every column. An estimate from fewer
-than 10 questions is shown without an interval and marked, with a note saying why (METHOD, Statistics).
+the within-question ok-minus-bad contrast with its interval, the rank group); ``wide=True`` (``--wide``) adds the
+rest, and every file format keeps every column. Every terminal table fits its console (:func:`print_fitted`): the
+trailing columns that do not fit are left out and named in a note, never cut, and notes wrap at the console width.
+An estimate from fewer than 10 questions is shown without an interval and marked, with a note saying why (METHOD,
+Statistics).
 """
 from __future__ import annotations
 

@@ -72,6 +72,21 @@ def test_factory_errors_are_one_family():
         TEACHERS.get("model")("")
 
 
+BAD_RUN_OPTIONS = [["--device", "foo"], ["--device", "cuda:x"], ["--top-k", "0"], ["--max-new-tokens", "0"],
+                   ["--backend", "x"], ["--threads", "0"], ["--temperature", "0"], ["--continuations", "0"],
+                   ["--rollouts", "0"], ["--nodes-per-window", "0"], ["--jsd-beta", "1"], ["--priority", "x"],
+                   ["--selection", "x"], ["--limit", "0"], ["--data-dir", "/nonexistent/data"]]
+
+
+@pytest.mark.parametrize("option", BAD_RUN_OPTIONS, ids=" ".join)
+def test_every_bad_run_option_is_one_paragraph_before_any_work(option, tmp_path, capfd):
+    code = main(["run", *TINY_RUN, *option, "--out", str(tmp_path / "run")])
+    out, err = capfd.readouterr()
+    assert code == 2 and out.lstrip().startswith("error:") and "Traceback" not in out + err, out + err
+    assert option[0].removeprefix("--").replace("-", " ").split()[0] in out.lower()  # names the flag's subject
+    assert not (tmp_path / "run").exists()
+
+
 def test_top_k_zero_is_refused_before_any_work(tmp_path, capsys):
     code = main(["run", *TINY_RUN, "--top-k", "0", "--out", str(tmp_path / "run")])
     out = capsys.readouterr().out
