@@ -244,10 +244,11 @@ PAIR_VIEW = {
     "loss": ("loss", lambda r: str(r["loss"]), False),
     "diff": ("diff [95% CI]", lambda r: estimate_text(r["diff"], r["diff_lo"], r["diff_hi"], r["questions"], True),
              True),
+    # the verdict before its numbers: a console too narrow for all leaves out the trailing columns
+    "verdict": ("verdict", lambda r: str(r["verdict"]), False),
     "p_holm": ("p (Holm)", lambda r: _cell_text(r["p_holm"], "p"), True),
     "questions": ("q", lambda r: str(int(r["questions"])), True),
     "mde": ("mde", lambda r: _cell_text(r["mde"]), True),
-    "verdict": ("verdict", lambda r: str(r["verdict"]), False),
 }
 
 

@@ -213,18 +213,17 @@ def test_include_paths_only_for_lm_eval_and_kept_out_of_default_fingerprints(tmp
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("report") / "run"
-    argv = ["run", "--task", "test-parity", "--student", "tiny-random", "--teacher", "self:correct-demo",
-            "--teacher", "self", "--limit", "4", "--rollouts", "3", "--max-new-tokens", "6", "--quiet", "--no-cache",
-            "--out", str(out)]
-    assert main(argv) == 0
+    assert main(_report_commands(out)["run (finished: reprints)"]) == 0
     return out
 
 
 def _report_commands(run: Path) -> dict[str, list[str]]:
     return {
+        # two teachers with alignments (for the pairs) and self (for the zero-direction note)
         "run (finished: reprints)": ["run", "--task", "test-parity", "--student", "tiny-random", "--teacher",
-                                     "self:correct-demo", "--teacher", "self", "--limit", "4", "--rollouts", "3",
-                                     "--max-new-tokens", "6", "--quiet", "--no-cache", "--out", str(run)],
+                                     "self:correct-demo", "--teacher", "model:tiny-random:1", "--teacher", "self",
+                                     "--limit", "4", "--rollouts", "3", "--max-new-tokens", "6", "--quiet",
+                                     "--no-cache", "--out", str(run)],
         "leaderboard": ["leaderboard", str(run), "--permutations", "200"],
         "pairs": ["leaderboard", str(run), "--pairs", "--permutations", "200"],
         "analyze": ["analyze", str(run), "--permutations", "200", "--resamples", "50"],
@@ -260,6 +259,8 @@ def test_every_report_fits_the_console_and_never_cuts_a_note(width, tiny_run, ca
                 assert _words(note) in _words(out), (name, note)
         if name == "plan" and width == 80:
             assert "Not shown at 80 columns:" in out  # the columns left out are named, not lost silently
+        if name == "pairs":
+            assert "model:tiny-random:1" in out and "diff [95% CI]" in out
 
 
 def test_wide_shows_every_column_however_narrow_the_console(tiny_run, capsys, monkeypatch):
