@@ -32,16 +32,18 @@ Statistics come from statsmodels and ``harness.stats``, tables from tabulate (md
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from harness.accuracy_report import STUDENT_CONDITION, AccuracyReport
 from harness.data import resolve_data_dir
 from harness.generation import Branch, generate_branches, make_generator, prefill, rows_per_batch
 from harness.models import LoadedModel
+from harness.options import device_problem
 from harness.prompting import chat_prompt_ids
 from harness.runner import ConfigError
 from harness.task import Question, Task, resolve_task
@@ -58,7 +60,6 @@ from harness.teacher import (
 # batched sampler (an exact tie would be split by the uniform draw, which is still deterministic per seed)
 GREEDY_TEMPERATURE = 1e-6
 SAMPLING_TEMPERATURE = 1.0
-STUDENT_CONDITION = "student"
 ALPHA = 0.05  # 95% intervals
 # AIME started in 1983; ranges follow its eras of difficulty (early, 2000s, 2010s, recent)
 YEAR_RANGES = ((1983, 1999), (2000, 2009), (2010, 2019), (2020, None))
@@ -80,6 +81,7 @@ class AccuracyConfig:
     data_dir: str | None = None
     seed: int = 0
     device: str | None = None
+    include_paths: tuple[str, ...] = ()  # lm-eval task YAML directories for lm_eval:<name> (--include-path)
 
     @property
     def n_samples(self) -> int:
@@ -103,6 +105,8 @@ class AccuracyConfig:
             problems.append("a teacher is listed twice")
         if STUDENT_CONDITION in self.teachers:
             problems.append(f"{STUDENT_CONDITION!r} is the baseline row already; it is not a teacher spec")
+        if device_problem(self.device):
+            problems.append(device_problem(self.device))
         if problems:
             raise AccuracyError("Invalid accuracy settings: " + "; ".join(problems) + ".")
 
@@ -143,21 +147,6 @@ class Answer:
 # condition name -> question id -> answer k for k in range(K), None where the condition's context could not be
 # built for student answer k
 Outcomes = Mapping[str, Mapping[str, Sequence[Answer | None]]]
-
-
-@dataclass
-class AccuracyReport:
-    config: dict[str, Any]
-    rows: list[dict[str, Any]]
-    breakdown: list[dict[str, Any]]
-    notes: list[str]
-    questions: list[dict[str, Any]] = field(default_factory=list)
-
-    def to_dict(self, include_questions: bool = True) -> dict[str, Any]:
-        data = {"config": self.config, "rows": self.rows, "breakdown": self.breakdown, "notes": self.notes}
-        if include_questions:
-            data["questions"] = self.questions
-        return data
 
 
 # ---------------------------------------------------------------- answering
@@ -262,7 +251,7 @@ def evaluate(config: AccuracyConfig, progress: Callable[[int, int], None] | None
     config.validate()
     conditions = conditions_for(config)  # unknown teacher names fail here, before any model loads
     check_samples(conditions, config.n_samples)
-    task = resolve_task(config.task)
+    task = resolve_task(config.task, config.include_paths)
     data_dir = resolve_data_dir(config.data_dir)
     questions = list(task.load(data_dir, config.limit))
     if not questions:
@@ -462,6 +451,7 @@ def summarise(questions: Sequence[Question], conditions: Sequence[Condition], ou
 
 
 def write_report(report: AccuracyReport, path: Path) -> None:
+    """The report as ``accuracy.json`` (:mod:`harness.accuracy_report`'s schema, with every answer)."""
     from harness.records import write_json
 
     path = Path(path)

@@ -29,14 +29,39 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from harness.options import add_format_argument, add_stats_arguments
+class OpdParser(argparse.ArgumentParser):
+    """The parser of ``opd`` and of every subcommand: no abbreviated flags, since an abbreviation silently turns
+    into another flag (``--include`` after ``run`` used to mean ``--include-path``)."""
 
-    parser = argparse.ArgumentParser(prog="opd", description="Training-free diagnostic of on-policy distillation.")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    parser.add_argument("--include", action="append", default=[], metavar="FILE.py",
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+
+def add_global_arguments(parser: argparse.ArgumentParser, top_level: bool) -> None:
+    """``--debug`` and ``--include``, before or after the subcommand (``opd --include p.py run`` and ``opd run
+    --include p.py``). A subcommand's flags use their own dests, as argparse copies every subparser default over
+    the top-level value; :func:`includes_of` and :func:`debug_of` join the two."""
+    suffix = "" if top_level else "_after"
+    parser.add_argument("--debug", action="store_true", dest=f"debug{suffix}", help="show full tracebacks on errors")
+    parser.add_argument("--include", action="append", default=[], metavar="FILE.py", dest=f"include{suffix}",
                         help="import a plugin file that registers tasks/teachers/models/losses (repeatable)")
-    commands = parser.add_subparsers(dest="command", required=True)
+
+
+def includes_of(args: argparse.Namespace) -> list[str]:
+    return [*args.include, *getattr(args, "include_after", [])]
+
+
+def debug_of(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "debug", False) or getattr(args, "debug_after", False))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from harness.options import add_format_argument, add_stats_arguments, add_wide_argument
+
+    parser = OpdParser(prog="opd", description="Training-free diagnostic of on-policy distillation.")
+    add_global_arguments(parser, top_level=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OpdParser)
 
     run = commands.add_parser("run", help="run the diagnostic (no arguments: a small BoolQ demo)")
     run.add_argument("--task", default="boolq", help="task name (opd list tasks)")
@@ -54,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--trust-remote-code", action="store_true",
                      help="allow hub models to run their own Python code (off by default)")
     run.add_argument("--summarizer", default=None, metavar="MODEL",
-                     help="model that writes self:summary's summaries (default: the student itself)")
+                     help="model that writes self:summary's summaries: short for --teacher self:summary:MODEL "
+                          "(default: $OPD_SUMMARIZER, else the student itself)")
     run.add_argument("--include-path", action="append", default=[], metavar="DIR",
                      help="extra lm-eval task YAML directory for --task lm_eval:<name> (repeatable)")
     add_cache_arguments(run)
@@ -88,8 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--pairs", action="store_true",
                        help="every teacher pair instead: tested difference, interval, p, Holm p, questions, mde, "
                             "verdict")
-    board.add_argument("--wide", action="store_true",
-                       help="terminal view with every column (md/csv/json/latex always hold every column)")
+    add_wide_argument(board)
     add_stats_arguments(board)
     board.set_defaults(handler=cmd_leaderboard)
 
@@ -97,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("what", choices=["tasks", "teachers", "models", "losses", "backends"])
     listing.set_defaults(handler=cmd_list)
     _register_extra_commands(commands)
+    for subcommand in commands.choices.values():
+        add_global_arguments(subcommand, top_level=False)
     return parser
 
 
@@ -139,14 +166,14 @@ def _config_from(args: argparse.Namespace):
         top_k=args.top_k, continuations=args.continuations, priority=args.priority, jsd_beta=args.jsd_beta,
         max_new_tokens=args.max_new_tokens, selection=args.selection, depth_windows=args.depth_windows,
     )
-    teachers = tuple(args.teachers or ("self:correct-demo", "self"))
-    if args.summarizer:  # read by teachers/summary.py (self:summary:<model> names one per teacher instead)
-        os.environ["OPD_SUMMARIZER"] = args.summarizer
-    if args.include_path:  # read by the lm_eval task family when it builds lm-eval's TaskManager
-        os.environ["OPD_LM_EVAL_INCLUDE_PATH"] = os.pathsep.join(str(Path(p).resolve()) for p in args.include_path)
+    from harness.options import include_paths_from, with_summarizer
+
+    # --summarizer and --include-path reach the factories as arguments (the environment is only ever read)
+    teachers = with_summarizer(args.teachers or ("self:correct-demo", "self"), args.summarizer)
     return RunConfig(task=args.task, student=args.student, teachers=teachers, limit=args.limit,
                      data_dir=args.data_dir, seed=args.seed, settings=settings, device=args.device,
-                     trust_remote_code=args.trust_remote_code, backend=args.backend, threads=args.threads)
+                     trust_remote_code=args.trust_remote_code, backend=args.backend, threads=args.threads,
+                     include_paths=include_paths_from(args.include_path))
 
 
 def _quiet_libraries() -> None:
@@ -221,7 +248,7 @@ def cmd_leaderboard(args: argparse.Namespace, console) -> int:
     if args.format != "rich":
         print(format_table(table, args.format))
     elif args.pairs:
-        print_pairs(table, console)
+        print_pairs(table, console, wide=args.wide)
     else:
         print_rich(table, console, wide=args.wide)
         print_depth(depth_summaries(nodes), console)
@@ -250,15 +277,13 @@ def cmd_list(args: argparse.Namespace, console) -> int:
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
-    from harness.data import DataError
+    """:class:`~harness.errors.OpdError` (every error with a message for the user derives from it), and the few
+    classes defined elsewhere that do not yet: each carries a message saying what to fix."""
+    from harness.errors import OpdError
     from harness.models import ModelError
-    from harness.registry import RegistryError
     from harness.records import DamagedRecordsError, RecordWriteError
-    from harness.runner import ConfigError, RunStoppedError
-    from harness.threads import ThreadsError
 
-    return (RegistryError, ConfigError, DataError, ModelError, ThreadsError, FileNotFoundError, DamagedRecordsError,
-            RecordWriteError, RunStoppedError)
+    return (OpdError, ModelError, FileNotFoundError, DamagedRecordsError, RecordWriteError)
 
 
 def _resume_command(argv: list[str], args: argparse.Namespace) -> str:
@@ -280,8 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     from rich.markup import escape
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    # piped output (files, CI logs) gets room for the whole table instead of rich's 80-column default
-    console = Console(width=None if sys.stdout.isatty() else 160)
+    # the console's width: the terminal's, else $COLUMNS; piped output without either (files, CI logs) gets room
+    # for the whole table instead of rich's 80-column default. Tables and notes then fit it (harness.tables).
+    console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit() else 160)
     if "run" in argv and not any(arg.split("=")[0] in _SELECTION_FLAGS for arg in argv):
         console.print("[bold]Embedded demo:[/] opd run " + " ".join(DEMO_ARGS) + " (pass --task etc. to choose)")
         argv = [*argv, *DEMO_ARGS]
@@ -289,10 +315,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from harness.plugins import load_all
 
-        load_all(args.include)
+        load_all(includes_of(args))
         return args.handler(args, console)
     except _known_errors() as error:
-        if args.debug:
+        if debug_of(args):
             raise
         from harness.runner import RunStoppedError
 
@@ -306,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         import errno
 
         # a full or read-only disk under a report's output (a figure, an HTML view): the same one paragraph
-        if args.debug or error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        if debug_of(args) or error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
             raise
         where = f" {error.filename}" if error.filename else ""
         console.print(f"[bold red]error:[/] Could not write{escape(where)}: {os.strerror(error.errno)} (errno "

@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.errors import OpdError
+
 __all__ = [
     "DATA_DIR_ENV",
     "DataError",
@@ -36,7 +38,7 @@ _BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
          (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
 
 
-class DataError(ValueError):
+class DataError(OpdError, ValueError):
     """Task data that is missing or malformed; the message is one paragraph saying where and how to fix it."""
 
 

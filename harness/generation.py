@@ -202,9 +202,9 @@ def slicable(cache: DynamicCache) -> bool:
 def prefill(lm: LoadedModel, input_ids: Sequence[int], logits_to_keep: int = 1) -> tuple[DynamicCache, torch.Tensor]:
     """Run the prefix once; returns its cache and the float32 logits of the last ``logits_to_keep`` positions."""
     ids = torch.tensor([list(input_ids)], device=lm.device)
-    out = lm.model(input_ids=ids, past_key_values=DynamicCache(config=lm.model.config), use_cache=True,
+    out = lm.model(input_ids=ids, cache=DynamicCache(config=lm.model.config), use_cache=True,
                    logits_to_keep=logits_to_keep)
-    return out.past_key_values, out.logits[0].float()
+    return out.cache, out.logits[0].float()
 
 
 @torch.inference_mode()
@@ -221,10 +221,10 @@ def extend(lm: LoadedModel, prefix: tuple[DynamicCache, torch.Tensor], tokens: S
     own = DynamicCache(config=lm.model.config)
     for index, layer in enumerate(cache.layers):
         own.update(layer.keys, layer.values, index)  # a copy: the prefix cache serves the next rollout too
-    out = lm.model(input_ids=torch.tensor([list(tokens)], device=lm.device), past_key_values=own, use_cache=True,
+    out = lm.model(input_ids=torch.tensor([list(tokens)], device=lm.device), cache=own, use_cache=True,
                    logits_to_keep=len(tokens))
     logits = torch.cat([last.reshape(1, -1).float(), out.logits[0, : len(tokens) - 1].float()])
-    return out.past_key_values, logits
+    return out.cache, logits
 
 
 def sample_tokens(logits: torch.Tensor, temperature: float,
@@ -393,9 +393,9 @@ def generate_branches(
                 mask = mask[:, unused:]
         if mask is not None:
             mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
-        out = lm.model(input_ids=step_tokens[:, None], past_key_values=cache, use_cache=True,
+        out = lm.model(input_ids=step_tokens[:, None], cache=cache, use_cache=True,
                        attention_mask=mask, position_ids=positions[:, None] if ragged else None)
-        cache, positions = out.past_key_values, positions + 1
+        cache, positions = out.cache, positions + 1
         step_tokens = sample_tokens(out.logits[:, -1], temperature, randomness(active.tolist()))
     return [Generated(tuple(tokens), str(reason)) for tokens, reason in zip(rows, finish)]
 

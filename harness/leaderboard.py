@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from harness import stats
+from harness.accuracy_report import AccuracyReport, report_from_dict
 from harness.records import LOSS_NAMES
 
 REFERENCE_LOSS = "grpo"
@@ -51,8 +52,8 @@ REFERENCE_TEACHER = "-"  # the grpo row belongs to no teacher
 KEY_COLUMNS = ("task", "student", "teacher", "loss")
 NODE_KEY = ("question_id", "rollout_id", "position")  # one node of one rollout: the pairing key across teachers
 ALPHA = stats.ALPHA
-ZERO_GRAD_NOTE = ("zero distillation direction (teacher = student): no alignment is defined; the row counts its "
-                  "nodes in zero d")
+ZERO_GRAD_NOTE = ("zero distillation direction (teacher = student): no alignment is defined, so its nodes enter no "
+                  "mean; the zero d column (--wide) counts them")
 VERDICTS = ("ahead", "behind", "inconclusive", "too few questions")
 
 
@@ -328,31 +329,12 @@ def ok_bad_verdict(row: Mapping[str, Any], alpha: float) -> str:
 # ---------------------------------------------------------------- the table
 
 
-def _accuracy_of(accuracy: Any, task: str, student: str, teacher: str) -> float:
-    """A teacher's accuracy from the contents of ``accuracy.json``; NaN when it is not there.
-
-    Accepted shapes: ``{teacher: acc}``, ``{teacher: {"accuracy": acc, ...}}``, either wrapped as
-    ``{"teachers": ...}`` / ``{"accuracy": ...}``, or records ``[{"teacher", "accuracy", "task"?, "student"?}]``.
-    """
-    if isinstance(accuracy, Mapping):
-        for wrapper in ("teachers", "accuracy"):
-            if isinstance(accuracy.get(wrapper), (Mapping, list)):
-                accuracy = accuracy[wrapper]
-                break
-    value = None
-    if isinstance(accuracy, list):
-        for record in accuracy:
-            if (isinstance(record, Mapping) and record.get("teacher") == teacher
-                    and record.get("task", task) == task and record.get("student", student) == student):
-                value = record.get("accuracy")
-    elif isinstance(accuracy, Mapping):
-        value = accuracy.get(teacher)
-        if isinstance(value, Mapping):
-            value = value.get("accuracy")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
+def _accuracy_report(accuracy: Any) -> AccuracyReport | None:
+    """The run's accuracy report: given, or parsed from ``accuracy.json``'s contents (one schema, checked:
+    :mod:`harness.accuracy_report`)."""
+    if accuracy is None or isinstance(accuracy, AccuracyReport):
+        return accuracy
+    return report_from_dict(accuracy, "accuracy.json")
 
 
 @dataclass(frozen=True)
@@ -369,8 +351,8 @@ def build(nodes: pd.DataFrame, columns: Sequence[Column] | None = None, *, optio
 
     Within each (task, student) rows go by loss (``rkl``, ``fkl``, ``jsd``, ``sampled``, ``grpo``), then by
     ``walign`` (descending, NaN last); (task, student) groups keep their order of first appearance. ``paired`` appends the :data:`COMPARISON_COLUMNS` (they need the default
-    columns). ``accuracy`` (the contents of ``accuracy.json``) defaults to ``nodes.attrs["accuracy"]``, which
-    :func:`harness.records.load_run` sets.
+    columns). ``accuracy`` (an :class:`~harness.accuracy_report.AccuracyReport`, or the contents of
+    ``accuracy.json``) defaults to ``nodes.attrs["accuracy"]``, which :func:`harness.records.load_run` sets.
     """
     options = options or stats.Options()
     columns = list(COLUMNS if columns is None else columns)
@@ -391,9 +373,9 @@ def build(nodes: pd.DataFrame, columns: Sequence[Column] | None = None, *, optio
         table["ok_bad_verdict"] = [ok_bad_verdict(row, options.alpha) for row in table.to_dict("records")]
         pair_table = pairs(cells, table["walign"].to_numpy(dtype=float))
         _groups_and_behind(table, pair_table)
-        accuracy = nodes.attrs.get("accuracy") if accuracy is None else accuracy
-        table["accuracy"] = [math.nan if row.teacher == REFERENCE_TEACHER or accuracy is None
-                             else _accuracy_of(accuracy, row.task, row.student, row.teacher)
+        report = _accuracy_report(nodes.attrs.get("accuracy") if accuracy is None else accuracy)
+        table["accuracy"] = [math.nan if row.teacher == REFERENCE_TEACHER or report is None
+                             else report.accuracy_of(row.task, row.student, row.teacher)
                              for row in table.itertuples()]
         table["accuracy"] = table["accuracy"].astype(float)
     if table.empty or "walign" not in table.columns:

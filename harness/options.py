@@ -24,6 +24,14 @@ def add_format_argument(parser: argparse.ArgumentParser, formats=("rich", *FILE_
                              "full precision)")
 
 
+def add_wide_argument(parser: argparse.ArgumentParser) -> None:
+    """``--wide``: the terminal view with every column, however wide; without it, tables fit the console and the
+    columns left out are named in a note (:func:`harness.tables.print_fitted`)."""
+    parser.add_argument("--wide", action="store_true",
+                        help="terminal view with every column, however wide (md/csv/json/latex always hold every "
+                             "column); without it, columns that do not fit the console are left out and named")
+
+
 def add_stats_arguments(parser: argparse.ArgumentParser) -> None:
     """``--seed``, ``--resamples``, ``--permutations`` (None: :mod:`harness.stats`'s defaults)."""
     parser.add_argument("--seed", type=int, default=0, help="seed of the permutation tests and bootstrap resamples")
@@ -81,3 +89,54 @@ def check_losses(names: Sequence[str], allowed: Sequence[str] = LOSS_NAMES,
             checked.append(name)
     return tuple(checked)
 
+
+
+SUMMARY_TEACHER = "self:summary"
+
+
+def with_summarizer(teachers: Sequence[str], summarizer: str | None) -> tuple[str, ...]:
+    """Teacher specs with ``--summarizer MODEL`` applied: it is short for naming the writer in the spec, so
+    ``self:summary`` becomes ``self:summary:MODEL`` and ``model:X+summary`` becomes ``model:X+self:summary:MODEL``
+    (a spec that names its own writer keeps it). The writer then reaches the teacher's factory as its argument, and
+    the teacher's name in every table says who wrote the summaries.
+
+    An ``idp:`` pool holding the summary teacher cannot be rewritten without renaming the pool: it is refused, with
+    the explicit spelling to use instead.
+    """
+    if not summarizer:
+        return tuple(teachers)
+    written = f"{SUMMARY_TEACHER}:{summarizer}"
+    rewritten = []
+    for spec in teachers:
+        head, plus, context = spec.rpartition("+") if spec.startswith("model:") else ("", "", spec)
+        if context in (SUMMARY_TEACHER, SUMMARY_TEACHER.removeprefix("self:")):
+            spec = f"{head}{plus}{written}"
+        elif spec.startswith("idp:"):
+            from harness.errors import ConfigError
+
+            raise ConfigError(f"--summarizer cannot reach inside the pool of --teacher {spec}: list the pool's "
+                              f"contexts with the summary's writer in the spec instead, e.g. --teacher "
+                              f"idp:correct-demo,self-demo,summary:{summarizer} (and drop --summarizer).")
+        rewritten.append(spec)
+    return tuple(rewritten)
+
+
+def include_paths_from(paths: Sequence[str]) -> tuple[str, ...]:
+    """``--include-path`` directories as absolute paths, in the order given (a run's records name them)."""
+    from pathlib import Path
+
+    return tuple(str(Path(path).resolve()) for path in paths)
+
+
+def device_problem(device: str | None) -> str | None:
+    """What is wrong with a ``--device`` value (None: nothing), checked before any model loads: torch's own parser
+    would otherwise stop the run with a traceback."""
+    if device in (None, "auto"):
+        return None
+    import torch
+
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        return f"--device must be auto, cpu, cuda or cuda:<n> (got {device!r})"
+    return None

@@ -9,10 +9,12 @@ import difflib
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
+from harness.errors import OpdError
+
 T = TypeVar("T")
 
 
-class RegistryError(KeyError):
+class RegistryError(OpdError, KeyError):
     """An unknown or duplicate registry name; the message says what to do instead."""
 
     def __str__(self) -> str:  # KeyError quotes its message; we want plain text

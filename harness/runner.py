@@ -47,10 +47,11 @@ from harness.diagnostic import (
     sampling_key,
 )
 from harness.depth import depth_summary
-from harness.errors import ConfigError
+from harness.errors import ConfigError, OpdError
 from harness.lockstep import run_lockstep
 from harness.losses import resolve_loss
 from harness.models import check_same_tokenizer
+from harness.options import device_problem
 from harness.records import (
     LOSS_NAMES, NODE_SCHEMA, PARTS_DIR, QUESTION_SCHEMA, READ_ERRORS, RecordWriteError, fsync_directory,
     make_directory, read_table, rows_to_table, write_json, write_table,
@@ -63,7 +64,7 @@ from harness.threads import ThreadPlan, apply_threads, threads_problem
 DAMAGED_DIR = "damaged"  # RUN/parts/damaged/: part files that could not be read, kept for inspection
 
 
-class RunStoppedError(RuntimeError):
+class RunStoppedError(OpdError, RuntimeError):
     """The run stopped on a fault outside the harness (a full disk, a read-only or failing file system).
 
     Every finished question is saved; the message says what happened and where, and that the same command resumes
@@ -83,6 +84,7 @@ class RunConfig:
     trust_remote_code: bool = False  # only ever True when the user passes --trust-remote-code
     backend: str = "transformers"  # who generates rollouts and continuations (harness.backends)
     threads: int | None = None  # torch CPU threads (None: the CPUs this process may use; harness.threads)
+    include_paths: tuple[str, ...] = ()  # lm-eval task YAML directories for lm_eval:<name> (--include-path)
 
 
 def validate(config: RunConfig) -> None:
@@ -94,8 +96,9 @@ def validate(config: RunConfig) -> None:
         problems.append(f"--continuations must be at least 1 (got {s.continuations})")
     if s.nodes_per_window < 1:
         problems.append(f"--nodes-per-window must be at least 1 (got {s.nodes_per_window})")
-    if s.top_k < 0:
-        problems.append(f"--top-k must be 0 or more (got {s.top_k})")
+    if s.top_k < 1:  # K = 0 leaves the sampled token alone in most supports: g* = 0, nothing is diagnosed
+        problems.append(f"--top-k must be at least 1 (got {s.top_k}; with no top-K token the support is the sampled "
+                        f"token alone and no node is informative)")
     if not s.temperature > 0:
         problems.append(f"--temperature must be > 0 (got {s.temperature})")
     if not 0 < s.jsd_beta < 1:
@@ -112,6 +115,8 @@ def validate(config: RunConfig) -> None:
         problems.append(f"--depth-windows must be one of {', '.join(DEPTH_WINDOWS)} (got {s.depth_windows!r}){hint}")
     if threads_problem(config.threads):
         problems.append(threads_problem(config.threads))
+    if device_problem(config.device):
+        problems.append(device_problem(config.device))
     if config.limit is not None and config.limit < 1:
         problems.append(f"--limit must be a positive number of questions (got {config.limit})")
     if s.max_new_tokens is not None and s.max_new_tokens < 1:
@@ -185,6 +190,8 @@ def _record_relevant(config: RunConfig, threads: int | None) -> dict[str, Any]:
     and the selection and depth windows only when they are not METHOD's (so METHOD runs keep one fingerprint)."""
     content = asdict(config)
     content.pop("threads")
+    if not content["include_paths"]:  # runs without --include-path keep the fingerprint they always had
+        content.pop("include_paths")
     if content["settings"]["selection"] == DEFAULT_SELECTION:
         content["settings"].pop("selection")
     if content["settings"]["depth_windows"] == DEFAULT_DEPTH_WINDOWS:
@@ -223,7 +230,7 @@ def run(config: RunConfig, out: Path, progress: Progress | None = None, overwrit
     # names, data and models are all checked before the output directory is touched or any sampling starts
     teachers = [resolve_teacher(spec) for spec in config.teachers]
     data_dir = resolve_data_dir(config.data_dir)
-    task = resolve_task(config.task)
+    task = resolve_task(config.task, config.include_paths)
     questions = list(task.load(data_dir, config.limit))
     if not questions:
         raise ConfigError(f"No questions selected for task {config.task!r}: check --limit and the data.")

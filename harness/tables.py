@@ -7,9 +7,11 @@ Nothing here computes a statistic: tables arrive finished from :mod:`harness.lea
 and the terminal round for reading.
 
 The terminal view of a leaderboard shows the essential columns only (teacher, loss, n, ``walign`` with its interval,
-the within-question ok-minus-bad contrast with its interval, the rank group), so that it fits an ordinary 100-column
-terminal; ``wide=True`` (``--wide``) adds the rest, and every file format keeps every column. An estimate from fewer
-than 10 questions is shown without an interval and marked, with a note saying why (METHOD, Statistics).
+the within-question ok-minus-bad contrast with its interval, the rank group); ``wide=True`` (``--wide``) adds the
+rest, and every file format keeps every column. Every terminal table fits its console (:func:`print_fitted`): the
+trailing columns that do not fit are left out and named in a note, never cut, and notes wrap at the console width.
+An estimate from fewer than 10 questions is shown without an interval and marked, with a note saying why (METHOD,
+Statistics).
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from harness.leaderboard import ZERO_GRAD_NOTE
 from harness.options import FILE_FORMATS
 
 if TYPE_CHECKING:
-    from harness.accuracy import AccuracyReport
+    from harness.accuracy_report import AccuracyReport
     from harness.depth import DepthSummary
 
 FORMATS = FILE_FORMATS
@@ -152,11 +154,53 @@ LEADERBOARD_VIEW: dict[str, tuple[str, Any, bool]] = {
 ESSENTIAL = ("teacher", "loss", "n", "walign", "ok_minus_bad", "group")
 
 
+# ---------------------------------------------------------------- terminal tables that fit the console
+
+
+def hidden_note(headers: Sequence[str], width: int, more: str) -> str:
+    """The note under a table some of whose columns did not fit: which, and how to see them."""
+    return f"Not shown at {width} columns: {', '.join(headers)} ({more})."
+
+
+def print_fitted(console, headers: Sequence[str], rows: Sequence[Sequence[str]], *, justify: Sequence[str],
+                 keep: int = 1, wide: bool = False, **table_options) -> list[str]:
+    """Print a rich table of ``rows`` that fits ``console``: trailing columns are left out (never a cell cut, never
+    an ellipsis) until it fits, the first ``keep`` columns always stay, and the headers left out are returned for a
+    note. ``wide``: every column, printed at the table's own width (lines longer than the terminal then wrap)."""
+    from rich.table import Table
+
+    def cell_width(text: str) -> int:
+        return max(console.render_str(line).cell_len for line in str(text).splitlines() or [""])
+
+    widths = [max([cell_width(header), *(cell_width(row[i]) for row in rows)]) for i, header in enumerate(headers)]
+
+    def needed(count: int) -> int:  # a box table: one space of padding on each side, one rule between columns
+        return sum(widths[:count]) + 3 * count + 1
+
+    count = len(headers)
+    if not wide:
+        while count > keep and needed(count) > console.width:
+            count -= 1
+    table = Table(**table_options)
+    for header, side in zip(headers[:count], justify[:count]):
+        # cells stay on one line where they fit (a wrapped "[lo,\n hi]" is hard to read), and fold where not
+        table.add_column(header, justify=side, no_wrap=needed(count) <= console.width or wide, overflow="fold")
+    for row in rows:
+        table.add_row(*row[:count])
+    width = console.width
+    if wide and needed(count) > width:  # rich never prints wider than its console: widened for this table only
+        console.width = needed(count)
+    try:
+        console.print(table)
+    finally:
+        console.width = width
+    return list(headers[count:])
+
+
 def print_rich(df: pd.DataFrame, console=None, wide: bool = False) -> None:
     """Print one rich table per (task, student): the essential columns (all of them with ``wide``), n stated in the
     caption, and notes for zero-direction rows, small n, rank groups and inconclusive contrasts."""
     from rich.console import Console
-    from rich.table import Table
 
     console = console or Console()
     if df.empty:
@@ -169,20 +213,18 @@ def print_rich(df: pd.DataFrame, console=None, wide: bool = False) -> None:
                    f"{_count_text(group['informative'])} informative nodes (of {_count_text(group['nodes'])})")
         if group["no_context"].max() > 0:
             caption += f" · {_count_text(group['no_context'])} without teacher context"
-        table = Table(title=f"{task} · student {student}", caption=caption)
-        for name in views:
-            header, _, right = LEADERBOARD_VIEW[name]
-            # interval cells stay on one line; a wrapped "[lo,\n hi]" is hard to read
-            table.add_column(header, justify="right" if right else "left", no_wrap=True)
         zero = group["zero_d"].eq(1.0)
+        rows = []
         for (_, row), is_zero in zip(group.iterrows(), zero):
             record = row.to_dict()
             cells = [LEADERBOARD_VIEW[name][1](record) for name in views]
             if is_zero:
                 cells[views.index("teacher")] += " †"
-            table.add_row(*cells)
-        console.print(table)
-        notes = []
+            rows.append(cells)
+        hidden = print_fitted(console, [LEADERBOARD_VIEW[name][0] for name in views], rows,
+                              justify=["right" if LEADERBOARD_VIEW[name][2] else "left" for name in views], keep=2,
+                              wide=wide, title=f"{task} · student {student}", caption=caption)
+        notes = [hidden_note(hidden, console.width, "--wide, or --format md or json")] if hidden else []
         if zero.any():
             notes.append(f"† {ZERO_GRAD_NOTE}")
         small = (group["align_questions"] < stats.MIN_QUESTIONS) | (group["ok_bad_questions"] < stats.MIN_QUESTIONS)
@@ -203,33 +245,33 @@ PAIR_VIEW = {
     "loss": ("loss", lambda r: str(r["loss"]), False),
     "diff": ("diff [95% CI]", lambda r: estimate_text(r["diff"], r["diff_lo"], r["diff_hi"], r["questions"], True),
              True),
+    # the verdict before its numbers: a console too narrow for all leaves out the trailing columns
+    "verdict": ("verdict", lambda r: str(r["verdict"]), False),
     "p_holm": ("p (Holm)", lambda r: _cell_text(r["p_holm"], "p"), True),
     "questions": ("q", lambda r: str(int(r["questions"])), True),
     "mde": ("mde", lambda r: _cell_text(r["mde"]), True),
-    "verdict": ("verdict", lambda r: str(r["verdict"]), False),
 }
 
 
-def print_pairs(df: pd.DataFrame, console=None) -> None:
+def print_pairs(df: pd.DataFrame, console=None, wide: bool = False) -> None:
     """Every teacher pair of a leaderboard (``opd leaderboard --pairs``): the tested difference with its interval,
     the Holm-corrected p-value, its n in questions, the minimum detectable effect and the verdict."""
     from rich.console import Console
-    from rich.table import Table
 
     console = console or Console()
     if df.empty:
         console.print("(no teacher pairs: fewer than two teachers with an alignment)")
         return
     for (task, student), group in df.groupby(["task", "student"], sort=False, dropna=False):
-        table = Table(title=f"teacher pairs · {task} · student {student}",
-                      caption="diff = walign(teacher) − walign(other) on the nodes both share; paired sign-flip test "
-                              "over questions, Holm over all pairs of the loss")
-        for header, _, right in PAIR_VIEW.values():
-            table.add_column(header, justify="right" if right else "left", no_wrap=True)
-        for _, row in group.iterrows():
-            record = row.to_dict()
-            table.add_row(*(render(record) for _, render, _ in PAIR_VIEW.values()))
-        console.print(table)
+        rows = [[render(row.to_dict()) for _, render, _ in PAIR_VIEW.values()] for _, row in group.iterrows()]
+        hidden = print_fitted(console, [header for header, _, _ in PAIR_VIEW.values()], rows,
+                              justify=["right" if right else "left" for _, _, right in PAIR_VIEW.values()], keep=2,
+                              wide=wide, title=f"teacher pairs · {task} · student {student}",
+                              caption="diff = walign(teacher) − walign(other) on the nodes both share; paired "
+                                      "sign-flip test over questions, Holm over all pairs of the loss")
+        if hidden:
+            console.print(hidden_note(hidden, console.width, "--wide, or --format md or json"),
+                          highlight=False)
         if (group["questions"] < stats.MIN_QUESTIONS).any():
             console.print(SMALL_N_NOTE, highlight=False)
         if group["verdict"].eq("inconclusive").any():
@@ -237,23 +279,33 @@ def print_pairs(df: pd.DataFrame, console=None) -> None:
 
 
 def format_sections(sections: Mapping[str, pd.DataFrame], fmt: str, console=None,
-                    notes: Sequence[str] = ()) -> str | None:
+                    notes: Sequence[str] = (), wide: bool = False) -> str | None:
     """Several named tables (``opd analyze``, ``opd compare``, ``opd plan``) in one output: ``rich`` prints (returns
     None), ``json`` is one object keyed by section, the other formats put a heading line before each table.
-    ``notes`` are printed after the tables (rich, md) or kept as a ``notes`` list (json)."""
+    ``notes`` are printed after the tables (rich, md) or kept as a ``notes`` list (json). In the terminal each
+    table fits the console, leaving out trailing columns with a note naming them; ``wide``: every column."""
     if fmt == "rich":
         from rich.console import Console
-        from rich.table import Table
+        from rich.markup import escape
 
         console = console or Console()
+        hidden_notes = []
         for name, df in sections.items():
-            table = Table(title=name)
-            for column in df.columns:
-                table.add_column(str(column), justify="right" if pd.api.types.is_numeric_dtype(df[column]) else "left")
-            for _, row in df.iterrows():
-                table.add_row(*(_cell_text(row[column], str(column)) for column in df.columns))
-            console.print(table)
-        for note in notes:
+            # a task or student that is the same on every row goes into the title, as on the leaderboard
+            for column, label in (("task", ""), ("student", "student ")):
+                if column in df and len(df) > 0 and df[column].nunique(dropna=False) == 1:
+                    name, df = f"{name} · {label}{df[column].iloc[0]}", df.drop(columns=column)
+            rows = [[_cell_text(row[column], str(column)) for column in df.columns] for _, row in df.iterrows()]
+            empty = [i for i in range(len(df.columns)) if rows and all(row[i] in ("", "—") for row in rows)]
+            df = df.drop(columns=df.columns[empty])  # a column without a value says nothing: left out
+            rows = [[cell for i, cell in enumerate(row) if i not in empty] for row in rows]
+            headers = [str(column) for column in df.columns]
+            justify = ["right" if pd.api.types.is_numeric_dtype(df[column]) else "left" for column in df.columns]
+            hidden = print_fitted(console, headers, rows, justify=justify, keep=1, wide=wide, title=escape(name))
+            if hidden:
+                hidden_notes.append(f"{name}: " + hidden_note(hidden, console.width,
+                                                              "--wide, or --format md or json"))
+        for note in [*notes, *hidden_notes]:
             console.print(note, highlight=False)
         return None
     if fmt == "json":
@@ -270,9 +322,10 @@ def format_sections(sections: Mapping[str, pd.DataFrame], fmt: str, console=None
     return text
 
 
-def print_sections(sections: Mapping[str, pd.DataFrame], fmt: str, console=None, notes: Sequence[str] = ()) -> None:
+def print_sections(sections: Mapping[str, pd.DataFrame], fmt: str, console=None, notes: Sequence[str] = (),
+                   wide: bool = False) -> None:
     """:func:`format_sections` to the terminal (rich prints itself; the text formats go to stdout)."""
-    text = format_sections(sections, fmt, console, notes=notes)
+    text = format_sections(sections, fmt, console, notes=notes, wide=wide)
     if text is not None:
         print(text)
 
@@ -312,19 +365,18 @@ def _cell(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def print_accuracy(report: "AccuracyReport", console=None) -> None:
-    """The accuracy table of ``opd accuracy``, its difficulty breakdown and its notes."""
+def print_accuracy(report: "AccuracyReport", console=None, wide: bool = False) -> None:
+    """The accuracy table of ``opd accuracy``, its difficulty breakdown and its notes; columns that do not fit the
+    console are left out and named in a note (``wide``: every column)."""
     from rich.console import Console
-    from rich.table import Table
+    from rich.markup import escape
 
     console = console or Console()
     config = report.config
-    table = Table(title=f"accuracy · {config.get('task_name', config.get('task'))} · student {config.get('student')} "
-                        f"· {config.get('decoding', '')}")
-    for name, justify in (("condition", "left"), ("model", "left"), ("questions", "right"), ("accuracy", "right"),
-                          ("95% CI", "right"), ("student, same answers", "right"), ("Δ", "right"),
-                          ("questions +/-", "right"), ("p (sign-flip)", "right")):
-        table.add_column(name, justify=justify)
+    columns = (("condition", "left"), ("accuracy", "right"), ("95% CI", "right"), ("questions", "right"),
+               ("Δ", "right"), ("p (sign-flip)", "right"), ("student, same answers", "right"),
+               ("questions +/-", "right"), ("model", "left"))
+    rows = []
     for row in report.rows:
         ci = "—" if row["ci_low"] is None else f"{row['ci_low']:.3f}–{row['ci_high']:.3f}"
         n = str(row["questions"]) + (f" ({row['unavailable']} n/a)" if row["unavailable"] else "")
@@ -332,18 +384,20 @@ def print_accuracy(report: "AccuracyReport", console=None) -> None:
         delta = "" if row["delta"] is None else f"{row['delta']:+.3f}"
         p = "" if row["p_sign_flip"] is None else f"{row['p_sign_flip']:.3g}"
         same = "" if row["student_same"] is None else f"{row['student_same']:.3f}"
-        table.add_row(row["condition"], row["model"], n, _cell(row["accuracy"]), ci, same, delta, flips, p)
-    console.print(table)
+        rows.append([row["condition"], _cell(row["accuracy"]), ci, n, delta, p, same, flips, row["model"]])
+    title = (f"accuracy · {config.get('task_name', config.get('task'))} · student {config.get('student')} · "
+             f"{config.get('decoding', '')}")
+    hidden = [print_fitted(console, [name for name, _ in columns], rows, justify=[side for _, side in columns],
+                           keep=2, wide=wide, title=title)]
     if report.breakdown:
-        names = [row["condition"] for row in report.rows]
-        breakdown = Table(title="accuracy by difficulty")
-        for name in ("dimension", "bin", "n", *names):
-            breakdown.add_column(name, justify="left" if name in ("dimension", "bin") else "right")
-        for entry in report.breakdown:
-            breakdown.add_row(*(_cell(entry[name]) for name in ("dimension", "bin", "n", *names)))
-        console.print(breakdown)
-    for note in report.notes:
-        console.print(f"[dim]· {note}[/]", highlight=False)
+        names = ["dimension", "bin", "n", *(row["condition"] for row in report.rows)]
+        hidden.append(print_fitted(console, names, [[_cell(entry[name]) for name in names]
+                                                    for entry in report.breakdown],
+                                   justify=["left", "left", *["right"] * (len(names) - 2)], keep=3, wide=wide,
+                                   title="accuracy by difficulty"))
+    notes = [*report.notes, *(hidden_note(h, console.width, "--wide, or --format md or json") for h in hidden if h)]
+    for note in notes:
+        console.print(f"[dim]· {escape(note)}[/]", highlight=False)
 
 
 def depth_text(summary: "DepthSummary", label: str | None = None) -> str:

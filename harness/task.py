@@ -60,6 +60,21 @@ def register_task(name: str, description: str | None = None) -> Callable:
     return TASKS.register(name, description)
 
 
-def resolve_task(spec: str) -> Task:
-    """``name`` or ``name:argument`` (e.g. ``mmlu:anatomy``) -> a Task instance."""
-    return resolve_spec(TASKS, spec)
+LM_EVAL_FAMILY = "lm_eval"  # the one family that takes extra task directories (``--include-path``)
+
+
+def resolve_task(spec: str, include_paths: Sequence[str] = ()) -> Task:
+    """``name`` or ``name:argument`` (e.g. ``mmlu:anatomy``) -> a Task instance.
+
+    ``include_paths``: lm-eval task YAML directories (``--include-path``), handed to the ``lm_eval`` family's factory
+    as an argument; for any other task they are refused, as they would change nothing."""
+    if not include_paths:
+        return resolve_spec(TASKS, spec)
+    family, _, argument = spec.partition(":")
+    if family != LM_EVAL_FAMILY or family not in TASKS:
+        from harness.errors import ConfigError
+
+        raise ConfigError(f"--include-path adds lm-eval task directories, so it applies to --task "
+                          f"{LM_EVAL_FAMILY}:<name> only (got --task {spec}); drop --include-path or pick an "
+                          f"{LM_EVAL_FAMILY}: task.")
+    return TASKS.get(family)(argument, include_paths=tuple(include_paths))

@@ -17,6 +17,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.errors import OpdError
+
 WAIT_POLICY_VARIABLE = "OMP_WAIT_POLICY"
 DEFAULT_WAIT_POLICY = "PASSIVE"  # idle threads sleep instead of spinning: graceful beside other busy processes
 THREADS_VARIABLE = "OMP_NUM_THREADS"
@@ -24,7 +26,7 @@ _CGROUP_ROOT = Path("/sys/fs/cgroup")
 _CPU_TOPOLOGY = Path("/sys/devices/system/cpu")
 
 
-class ThreadsError(ValueError):
+class ThreadsError(OpdError, ValueError):
     """A thread count that cannot be used; the message says what to change."""
 
 

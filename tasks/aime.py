@@ -18,6 +18,7 @@ from typing import Any
 
 from harness.answers import extract_math_answer, integer_gold, math_answers_equal
 from harness.data import DataError, load_hub, local_file, read_jsonl
+from harness.errors import SpecError
 from harness.task import Grade, Question, register_task
 
 PROMPT = (
@@ -91,7 +92,7 @@ def demonstration(answer: str, solution: str = "") -> str:
 
 def no_argument(name: str, argument: str | None) -> None:
     if argument:
-        raise ValueError(f"The {name} task takes no argument (got '{name}:{argument}'); use plain '{name}'.")
+        raise SpecError(f"The {name} task takes no argument (got '{name}:{argument}'); use plain '{name}'.")
 
 
 @dataclass(frozen=True)

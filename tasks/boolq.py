@@ -17,6 +17,7 @@ from pathlib import Path
 
 from harness.answers import extract_yes_no, yes_no_answer_is_final, yes_no_gold
 from harness.data import DataError, load_hub, local_file, read_jsonl
+from harness.errors import SpecError
 from harness.task import Grade, Question, register_task
 
 LOCAL_FILE = "boolq/validation.jsonl"
@@ -113,6 +114,6 @@ def boolq(argument: str | None = None) -> BoolQ:
         return BoolQ(name="boolq:cot", reasoning=True, max_new_tokens=COT_MAX_NEW_TOKENS,
                      description="BoolQ (SuperGLUE dev, 3270), chain of thought: reasons step by step, then yes/no")
     if argument:
-        raise ValueError(f"The boolq task takes one optional argument, 'cot' (got 'boolq:{argument}'); use 'boolq' "
+        raise SpecError(f"The boolq task takes one optional argument, 'cot' (got 'boolq:{argument}'); use 'boolq' "
                          f"or 'boolq:cot' (chain of thought).")
     return BoolQ()

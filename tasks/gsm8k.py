@@ -44,6 +44,7 @@ from harness.answers import (
     number_gold,
 )
 from harness.data import DataError, load_hub, local_file, read_jsonl
+from harness.errors import SpecError
 from harness.task import Grade, Question, register_task
 
 LOCAL_FILES = {"test": "gsm8k/test.jsonl", "train": "gsm8k/train.jsonl"}
@@ -167,8 +168,8 @@ class GSM8K:
 def gsm8k(argument: str | None = None, *, shots: int = 0) -> GSM8K:
     """GSM8K: grade-school math word problems, chain of thought, graded by the final number's value."""
     if argument:
-        raise ValueError(f"The gsm8k task takes no argument (got 'gsm8k:{argument}'); use plain 'gsm8k'.")
+        raise SpecError(f"The gsm8k task takes no argument (got 'gsm8k:{argument}'); use plain 'gsm8k'.")
     if isinstance(shots, bool) or not isinstance(shots, int) or not 0 <= shots <= MAX_SHOTS:
-        raise ValueError(f"GSM8K shots must be an integer from 0 to {MAX_SHOTS} (worked examples from the train "
+        raise SpecError(f"GSM8K shots must be an integer from 0 to {MAX_SHOTS} (worked examples from the train "
                          f"split), got {shots!r}.")
     return GSM8K(shots=shots)

@@ -1,7 +1,7 @@
 """``lm_eval:<task>``: any ``generate_until`` task of EleutherAI's lm-evaluation-harness, as a harness task.
 
 The task comes from lm-eval's own registry (``lm_eval.tasks.TaskManager``), extended by user YAML directories
-listed in ``$OPD_LM_EVAL_INCLUDE_PATH`` (``os.pathsep``-separated; ``opd accuracy --include-path`` sets it). Its
+given as ``include_paths`` (``--include-path``) and then those in ``$OPD_LM_EVAL_INCLUDE_PATH`` (``os.pathsep``-separated). Its
 pieces map onto the :class:`~harness.task.Task` protocol as follows:
 
 * prompt: the task's ``fewshot_context`` (description, ``num_fewshot`` examples and ``doc_to_text``) as plain text,
@@ -39,7 +39,7 @@ class LmEvalTaskError(RegistryError):
     """An ``lm_eval:<name>`` spec that names no usable task; the message says what to pick instead."""
 
 
-def include_paths() -> tuple[str, ...]:
+def env_include_paths() -> tuple[str, ...]:
     """The user YAML directories from ``$OPD_LM_EVAL_INCLUDE_PATH`` (empty entries dropped)."""
     return tuple(p for p in os.environ.get(INCLUDE_PATH_ENV, "").split(os.pathsep) if p.strip())
 
@@ -187,7 +187,7 @@ class LmEvalTask:
 
 
 @register_task("lm_eval", "Any generate_until task of lm-evaluation-harness: lm_eval:<task name>")
-def lm_eval_task(argument: str | None = None) -> LmEvalTask:
+def lm_eval_task(argument: str | None = None, include_paths: Sequence[str] = ()) -> LmEvalTask:
     """Any generate_until task of lm-evaluation-harness: lm_eval:<task name> (user YAMLs: --include-path)."""
     name = (argument or "").strip()
     if not name:
@@ -195,7 +195,7 @@ def lm_eval_task(argument: str | None = None) -> LmEvalTask:
             "`lm_eval:` needs an lm-eval task name, e.g. lm_eval:gsm8k, or the `task:` name of your own YAML file "
             f"(with {INCLUDE_PATH_ENV} or --include-path pointing at its directory)."
         )
-    task = _build_lm_eval_task(name, include_paths())
+    task = _build_lm_eval_task(name, (*include_paths, *env_include_paths()))  # --include-path first
     max_gen = (task.config.generation_kwargs or {}).get("max_gen_toks")
     return LmEvalTask(
         task_name=name,

@@ -21,6 +21,7 @@ from typing import Any
 
 from harness.answers import choice_answer_is_final, choice_gold, extract_choice_letter
 from harness.data import DataError, load_hub, local_file, read_jsonl
+from harness.errors import SpecError
 from harness.registry import RegistryError
 from harness.task import Grade, Question, register_task
 
@@ -206,7 +207,7 @@ class MMLU:
 def mmlu(argument: str | None = None, *, shots: int = 0) -> MMLU:
     """MMLU: 4-way multiple choice on 57 subjects; mmlu:<subject>[,...] keeps those; mmlu:cot[:...] reasons first."""
     if isinstance(shots, bool) or not isinstance(shots, int) or not 0 <= shots <= 5:
-        raise ValueError(f"MMLU shots must be an integer from 0 to 5 (the dev split has 5 per subject), got {shots!r}.")
+        raise SpecError(f"MMLU shots must be an integer from 0 to 5 (the dev split has 5 per subject), got {shots!r}.")
     reasoning = argument is not None and (argument.strip() == COT or argument.startswith(f"{COT}:"))
     if reasoning:
         argument = argument.strip()[len(COT) + 1:]

@@ -5,6 +5,7 @@ teacher's context instead, e.g. ``model:smollm2-135m+correct-demo`` or ``model:h
 ``self:`` prefix may be left out). The context builder is the context teacher's own, unchanged, so the combination
 sees exactly what the student-as-teacher would; builders that write text (summary) still write with the student.
 """
+from harness.errors import SpecError
 from harness.teacher import Teacher, describe, register_teacher, resolve_context_teacher
 
 NEEDS = ("second model",)
@@ -16,7 +17,7 @@ DESCRIPTION = describe("An external model with the student's tokenizer, e.g. mod
 def model_teacher(spec: str) -> Teacher:
     model_spec, plus, context_spec = spec.partition("+")
     if not model_spec or (plus and not context_spec):
-        raise ValueError("`model:` needs a model spec, e.g. model:smollm2-135m or model:hf:HuggingFaceTB/SmolLM2-360M, "
+        raise SpecError("`model:` needs a model spec, e.g. model:smollm2-135m or model:hf:HuggingFaceTB/SmolLM2-360M, "
                          "optionally with a context: model:smollm2-135m+correct-demo.")
     if not plus:
         return Teacher(name=f"model:{spec}", description=DESCRIPTION, model=spec, context=None, needs=NEEDS)

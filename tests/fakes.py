@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.errors import SpecError
 from harness.models import ModelSource, register_model
 from harness.task import Grade, Question, register_task
 
@@ -127,16 +128,25 @@ def _load_oracle(seed: int, init: float = 0.15):
     return model, oracle_tokenizer()
 
 
+def oracle_seed(name: str, seed: str) -> int:
+    """The seed argument of the oracle fakes, refused as a real plugin refuses a bad argument (SpecError)."""
+    if not (seed or "0").isdigit():
+        raise SpecError(f"{name}:<seed> takes an integer seed, got {seed!r}.")
+    return int(seed or 0)
+
+
 @register_model("test-oracle", "test fake: 4-token vocabulary Llama; test-oracle:<seed>")
 def oracle_model(seed: str = "0") -> ModelSource:
-    return ModelSource(f"test-oracle:{seed}", "4-token test model", lambda **_: _load_oracle(int(seed or 0)))
+    number = oracle_seed("test-oracle", seed)
+    return ModelSource(f"test-oracle:{seed}", "4-token test model", lambda **_: _load_oracle(number))
 
 
 @register_model("test-oracle-sharp", "test fake: test-oracle with large weights, so its next token depends strongly "
                                      "on the context (an off-by-one prefix changes the futures)")
 def sharp_oracle_model(seed: str = "0") -> ModelSource:
+    number = oracle_seed("test-oracle-sharp", seed)
     return ModelSource(f"test-oracle-sharp:{seed}", "4-token context-sensitive test model",
-                       lambda **_: _load_oracle(int(seed or 0), init=0.5))
+                       lambda **_: _load_oracle(number, init=0.5))
 
 
 

@@ -9,13 +9,12 @@ See :mod:`harness.accuracy` for what is measured.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 
 def register(commands) -> None:
-    from harness.options import add_format_argument
+    from harness.options import add_format_argument, add_wide_argument
 
     parser = commands.add_parser(
         "accuracy", help="accuracy of the student alone and of each teacher with its context (Wilson CI, paired sign-flip "
@@ -30,12 +29,13 @@ def register(commands) -> None:
                              "contexts built from the student's other answers need K >= 2 (self:self-demo), "
                              "K >= 3 (self:correct-wrong: a correct and an incorrect other answer)")
     parser.add_argument("--summarizer", default=None, metavar="MODEL",
-                        help="model that writes self:summary's summaries (default: $OPD_SUMMARIZER, else the "
-                             "student itself), as in `opd run`")
+                        help="model that writes self:summary's summaries: short for --teacher self:summary:MODEL "
+                             "(default: $OPD_SUMMARIZER, else the student itself), as in `opd run`")
     parser.add_argument("--data-dir", default=None,
                         help="local dataset root laid out like shared/data (default: $OPD_DATA_DIR, ./data, "
                              "../shared/data, else the public hub dataset)")
     add_format_argument(parser, ("rich", "md", "csv", "json"))
+    add_wide_argument(parser)
     parser.add_argument("--out", type=Path, default=None, metavar="FILE.json",
                         help="also write the full report, with every answer, as JSON")
     parser.add_argument("--seed", type=int, default=0)
@@ -54,22 +54,15 @@ def cmd_accuracy(args: argparse.Namespace, console) -> int:
     from harness.tables import format_accuracy, print_accuracy
     from harness.cli import _quiet_libraries
     from harness.threads import apply_threads
-    from tasks.lm_eval import INCLUDE_PATH_ENV
+    from harness.options import include_paths_from, with_summarizer
 
     apply_threads(args.threads)  # a bad --threads stops here, before any model loads
-
-    if args.lm_eval_include_path:
-        # the lm_eval task family reads its include paths from the environment, so any way of resolving a task
-        # (this command, `opd run`, a plugin) sees the same user YAMLs
-        existing = [p for p in os.environ.get(INCLUDE_PATH_ENV, "").split(os.pathsep) if p]
-        given = [str(Path(p).resolve()) for p in args.lm_eval_include_path]
-        os.environ[INCLUDE_PATH_ENV] = os.pathsep.join([*given, *existing])
-    if args.summarizer:  # read by teachers/summary.py when self:summary is resolved, exactly as `opd run` does
-        os.environ["OPD_SUMMARIZER"] = args.summarizer
     _quiet_libraries()
+    # --summarizer and --include-path reach the factories as arguments, exactly as in `opd run`
     config = AccuracyConfig(
-        task=args.task, student=args.student, teachers=tuple(args.teachers), limit=args.limit, samples=args.samples,
-        data_dir=args.data_dir, seed=args.seed, device=args.device,
+        task=args.task, student=args.student, teachers=with_summarizer(args.teachers, args.summarizer),
+        limit=args.limit, samples=args.samples, data_dir=args.data_dir, seed=args.seed, device=args.device,
+        include_paths=include_paths_from(args.lm_eval_include_path),
     )
     if args.format == "rich" and sys.stderr.isatty():
         from rich.progress import Progress
@@ -80,7 +73,7 @@ def cmd_accuracy(args: argparse.Namespace, console) -> int:
     else:
         report = evaluate(config)
     if args.format == "rich":
-        print_accuracy(report, console)
+        print_accuracy(report, console, wide=args.wide)
     else:
         print(format_accuracy(report, args.format))
     if args.out is not None:

@@ -17,12 +17,13 @@ NOTES = (
 
 
 def register(commands) -> None:
-    from harness.options import add_format_argument, add_stats_arguments
+    from harness.options import add_format_argument, add_stats_arguments, add_wide_argument
 
     parser = commands.add_parser("analyze", help="alignment vs divergences and depth, oracle routing, proxy ranking, "
                                                  "reliability")
     parser.add_argument("run_dir", type=Path)
     add_format_argument(parser)
+    add_wide_argument(parser)
     add_stats_arguments(parser)
     parser.set_defaults(handler=handle)
 
@@ -35,5 +36,5 @@ def handle(args, console) -> int:
 
     options = options_from(args)  # bad numbers: one clear error, before reading
     nodes, _, _ = load_run(args.run_dir)
-    print_sections(analyze(nodes, options=options), args.format, console, notes=NOTES)
+    print_sections(analyze(nodes, options=options), args.format, console, notes=NOTES, wide=args.wide)
     return 0

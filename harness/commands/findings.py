@@ -13,7 +13,7 @@ NOTES = (
 
 
 def register(commands) -> None:
-    from harness.options import add_format_argument, add_stats_arguments
+    from harness.options import add_format_argument, add_stats_arguments, add_wide_argument
 
     parser = commands.add_parser("findings", help="the paper's five findings tested on one or more runs: direction, "
                                                   "estimate, interval, Holm p, n, verdict")
@@ -24,6 +24,7 @@ def register(commands) -> None:
                              "@int4 < @int4:g32 < @int8 < plain)")
     parser.add_argument("--combine", action="store_true", help="merge runs of one configuration (as opd compare)")
     add_format_argument(parser)
+    add_wide_argument(parser)
     add_stats_arguments(parser)
     parser.set_defaults(handler=handle)
 
@@ -40,5 +41,5 @@ def handle(args, console) -> int:
     runs = load_runs(args.run_dirs, combine=args.combine)
     sizes = [name.strip() for name in args.sizes.split(",")] if args.sizes else ()
     table = findings(runs.nodes, loss=loss, sizes=sizes, options=options)
-    print_sections({"findings": table}, args.format, console, notes=[*NOTES, *runs.notes])
+    print_sections({"findings": table}, args.format, console, notes=[*NOTES, *runs.notes], wide=args.wide)
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from harness.errors import ConfigError
 from harness.task import Question, resolve_task
 
 # Multiple-choice graders can also match a response that repeats a choice's text; without --choices there is none.
@@ -31,6 +32,14 @@ def synthetic_question(gold: str, choices: list[str]) -> Question:
 
 def handle(args: argparse.Namespace, console) -> int:
     task = resolve_task(args.task)
+    from tasks.lm_eval import LmEvalTask
+
+    if isinstance(task, LmEvalTask):  # its grader is lm-eval's process_results, which reads the source document
+        raise ConfigError(
+            f"opd grade cannot grade {args.task} from a gold answer alone: lm-eval tasks are graded by lm-eval's "
+            f"own process_results, which reads the task's source document (every field of its dataset row), and "
+            f"--gold gives only one of them. Grade a response of a run instead (its questions carry the document: "
+            f"opd view RUN), or use a built-in task with the same answer format (opd list tasks).")
     choices = [c.strip() for c in args.choices.split("|")] if args.choices is not None else list(PLACEHOLDER_CHOICES)
     grade = task.grade(synthetic_question(args.gold, choices), args.response)
     # plain print, not the rich console: the output is meant for jq and scripts

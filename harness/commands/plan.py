@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# the terminal's column order (the files keep harness.plan's): a console too narrow for all leaves out the others
+TERMINAL_FIRST = {
+    "comparisons": ("comparison", "loss", "teacher", "other", "mde", "questions_needed", "questions_to_run", "hours"),
+    "summary": ("task", "student", "questions_for_all", "hours", "pilot_questions", "effect", "undetermined"),
+}
+
 
 def register(commands) -> None:
-    from harness.options import add_format_argument, add_stats_arguments
+    from harness.options import add_format_argument, add_stats_arguments, add_wide_argument
 
     parser = commands.add_parser("plan", help="from a pilot run: questions (and tokens, hours) each headline "
                                               "comparison needs to detect an effect")
@@ -14,6 +20,7 @@ def register(commands) -> None:
     parser.add_argument("--effect", type=float, default=0.1,
                         help="difference in alignment to detect with 80%% power at alpha 0.05 (default 0.1)")
     add_format_argument(parser)
+    add_wide_argument(parser)
     add_stats_arguments(parser)
     parser.set_defaults(handler=handle)
 
@@ -39,5 +46,9 @@ def handle(args, console) -> int:
         "resumed or cached pilot has no rate (—). A pilot of a few questions gives a rough spread: plan again "
         "after the first tens of questions.",
     ]
-    print_sections(tables, args.format, console, notes=notes)
+    if args.format == "rich":  # what a reader decides on first, so the narrowest console still shows it
+        tables = {name: table[[*(c for c in TERMINAL_FIRST[name] if c in table),
+                               *(c for c in table.columns if c not in TERMINAL_FIRST[name])]]
+                  for name, table in tables.items()}
+    print_sections(tables, args.format, console, notes=notes, wide=args.wide)
     return 0

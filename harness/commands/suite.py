@@ -18,14 +18,14 @@ def register(commands) -> None:
 
 
 def handle(args, console) -> int:
-    from harness.cli import _quiet_libraries, cache_from
+    from harness.cli import _quiet_libraries, cache_from, includes_of
     from harness.suite import load_suite, run_suite
 
     _quiet_libraries()
     suite = load_suite(args.suite_file, args.out, threads=args.threads)
     cache = cache_from(args)  # a path, so that Ray workers on this machine (or a shared disk) use the same one
     run_suite(suite, ray_address=args.ray or None, use_ray=args.ray is not None, console=console,
-              include=tuple(args.include), cache_dir=str(cache.root.resolve()) if cache is not None else None)
+              include=tuple(includes_of(args)), cache_dir=str(cache.root.resolve()) if cache is not None else None)
     console.print(f"Suite {suite.name!r}: {len(suite.cells)} cells done under {suite.out} "
                   f"(leaderboard.md per cell, compare.md per task)")
     return 0

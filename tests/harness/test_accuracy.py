@@ -7,6 +7,7 @@ import csv
 import io
 import itertools
 import json
+import os
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -411,11 +412,14 @@ def test_cli_json_and_out_file(tmp_path, capsys):
 
 
 def test_cli_summarizer_flag(monkeypatch, capsys):
-    monkeypatch.setenv("OPD_SUMMARIZER", "")  # restored after the test: the flag sets it for the process
+    monkeypatch.delenv("OPD_SUMMARIZER", raising=False)
     code = main(["accuracy", "--task", "test-parity", "--student", "tiny-random", "--teacher", "self:summary",
                  "--summarizer", "tiny-random:3", "--limit", "1", "--format", "json", "--device", "cpu"])
     assert code == 0
-    assert json.loads(capsys.readouterr().out)["config"]["variants"] == {"self:summary": "summarizer=tiny-random:3"}
+    # --summarizer names the writer in the spec: the row says who wrote the summaries
+    assert json.loads(capsys.readouterr().out)["config"]["variants"] == {
+        "self:summary:tiny-random:3": "summarizer=tiny-random:3"}
+    assert "OPD_SUMMARIZER" not in os.environ
 
 
 def test_cli_rich_default_and_errors(capsys):

@@ -365,14 +365,18 @@ def test_extra_column_spec(run_dir):
 
 def test_accuracy_from_run_dir(run_dir):
     assert leaderboard(load_run(run_dir)[0], options=FAST).accuracy.isna().all()
-    write_json({DEMO: 0.75, SELF: {"accuracy": 0.5, "n": 4}}, run_dir / "accuracy.json")
+    # the one schema of `opd accuracy --out` (harness.accuracy_report; its round trip: test_accuracy_report.py)
+    report = {"config": {"task": TASK, "student": STUDENT}, "rows": [
+        {"condition": "student", "accuracy": 0.25}, {"condition": DEMO, "accuracy": 0.75},
+        {"condition": SELF, "accuracy": 0.5}]}
+    write_json(report, run_dir / "accuracy.json")
     board = leaderboard(load_run(run_dir)[0], options=FAST)
     assert (board[board.teacher == DEMO].accuracy == 0.75).all()
     assert (board[board.teacher == SELF].accuracy == 0.5).all()
     assert board[board.teacher == REFERENCE_TEACHER].accuracy.isna().all()
-    records = [{"task": TASK, "student": STUDENT, "teacher": DEMO, "accuracy": 0.25}]
-    board = leaderboard(load_run(run_dir)[0], options=FAST, accuracy=records)
-    assert (board[board.teacher == DEMO].accuracy == 0.25).all() and board[board.teacher == SELF].accuracy.isna().all()
+    other_student = {**report, "config": {"task": TASK, "student": "another"}}
+    board = leaderboard(load_run(run_dir)[0], options=FAST, accuracy=other_student)
+    assert board.accuracy.isna().all()
 
 
 def test_seed_makes_the_table_reproducible(run_dir):

@@ -5,6 +5,7 @@ User YAML directories alone are indexed first, so these tests never pay for inde
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,20 @@ def test_unknown_name_and_missing_argument(yaml_dir, monkeypatch):
     monkeypatch.setenv(INCLUDE_PATH_ENV, str(yaml_dir / "does-not-exist"))
     with pytest.raises(RegistryError, match="does not exist"):
         resolve_task("lm_eval:opd_toy_plain")
+
+
+def test_include_paths_are_an_argument_not_an_environment_channel(yaml_dir, monkeypatch):
+    """--include-path reaches the factory as an argument (the environment is only read, and comes after it)."""
+    monkeypatch.delenv(INCLUDE_PATH_ENV)
+    task = resolve_task("lm_eval:opd_toy_plain", include_paths=[str(yaml_dir)])
+    assert [q.gold for q in task.load(None)] == ["4", "6", "9"]
+    assert INCLUDE_PATH_ENV not in os.environ
+
+
+def test_grade_command_refuses_an_lm_eval_task_with_one_paragraph(yaml_dir, capsys):
+    from harness.cli import main
+
+    code = main(["grade", "lm_eval:opd_toy_plain", "--gold", "4", "--response", "4"])
+    out = capsys.readouterr().out
+    assert code == 2
+    assert out.startswith("error:") and "source document" in out and "Traceback" not in out
