@@ -200,6 +200,12 @@ def plan(config: ValidateConfig, questions_of: Callable[[int | None], Sequence[A
                 f"{spec} builds its context from the student's other rollouts of the same question, which needs "
                 f"--rollouts {_samples_needed(teacher)} or more (got {config.training.rollouts}).")
     diagnostic_ids, _ = _diagnostic_ids(config)
+    short = [spec for spec in config.teachers if _samples_needed(resolve_teacher(spec)) > config.samples]
+    if diagnostic_ids and short:
+        raise ValidateError(
+            f"{', '.join(short)} build their context from the student's other answers, so their in-context accuracy "
+            f"(a predictor, measured with --samples answers per question) needs --samples 3 or more (got "
+            f"{config.samples}).")
     r = config.ranges
     all_questions = list(questions_of(None))
     position = {q.id: i for i, q in enumerate(all_questions)}
@@ -375,7 +381,7 @@ class Trainer:
         log: list[dict[str, Any]] = []
         checkpoint = directory / CHECKPOINT_FILE
         if checkpoint.is_file():
-            saved = torch.load(checkpoint, map_location=self.student.device, weights_only=False)
+            saved = torch.load(checkpoint, map_location=self.student.device, weights_only=True)
             self.student.model.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
             log = saved["log"]

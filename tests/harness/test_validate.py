@@ -180,6 +180,16 @@ def test_bad_input_is_refused_before_any_work(tmp_path, capsys, no_model_loads, 
     assert not (tmp_path / "v").exists()  # nothing written
 
 
+def test_without_trl_the_command_says_how_to_install_it(tmp_path, capsys, no_model_loads, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "trl" else real(name, *a))
+    assert _main(tmp_path, "--teacher", "self:correct-demo") == 2
+    assert "opd-harness[train]" in capsys.readouterr().out
+    assert not (tmp_path / "v").exists()
+
+
 def test_the_diagnostic_must_hold_every_teacher(tmp_path, diagnostic, no_model_loads, capsys):
     assert _main(tmp_path, "--teacher", "self:self-demo", "--rollouts", "3", "--diagnostic", str(diagnostic)) == 2
     assert "has no nodes of teacher(s) self:self-demo" in capsys.readouterr().out
