@@ -348,8 +348,14 @@ def response_logits(model, prefixes: Sequence[list[int]], responses: Sequence[Se
         ids[row, : len(sequence)] = torch.tensor(sequence)
         mask[row, : len(sequence)] = 1
     device = next(model.parameters()).device
-    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False).logits
-    return [logits[row, len(p) - 1: len(p) - 1 + len(r), :vocab] for row, (p, r) in enumerate(zip(prefixes, responses))]
+    # only the last `keep` positions get logits (every response lies inside them): no vocabulary projection of the
+    # prompt positions, which are most of a BoolQ/MMLU sequence
+    first = min(len(p) for p in prefixes) - 1
+    keep = width - first
+    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False,
+                   logits_to_keep=keep).logits
+    return [logits[row, len(p) - 1 - first: len(p) - 1 - first + len(r), :vocab]
+            for row, (p, r) in enumerate(zip(prefixes, responses))]
 
 
 @dataclass
@@ -411,9 +417,11 @@ class Trainer:
         questions = step_questions(self.train_questions, self.seed, step, training.batch)
         prompts = [chat_prompt_ids(lm.tokenizer, q.prompt) for q in questions]
         max_new = training.max_new_tokens or task.max_new_tokens
+        clock = time.perf_counter()
         groups = sample_rollouts(lm, prompts, training.rollouts, max_new,
                                  [(self.seed, "validate rollouts", step, q.id) for q in questions],
                                  task.answer_is_final)
+        sample_s, teacher_s = time.perf_counter() - clock, 0.0
         tokens_total = sum(len(g.tokens) for group in groups for g in group)
         optimizer.zero_grad(set_to_none=True)
         rewards_all, loss_total, skipped = [], 0.0, 0
@@ -436,10 +444,12 @@ class Trainer:
                 skipped += len(kept) - len(prefixes)
                 kept = [k for k in kept if k in prefixes]
                 if kept:
+                    clock = time.perf_counter()
                     with torch.no_grad():
                         rows = response_logits(self.teacher_model.model, [prefixes[k] for k in kept],
                                                [group[k].tokens for k in kept], lm.vocab_size)
                     targets = dict(zip(kept, rows))
+                    teacher_s += time.perf_counter() - clock
             elif not any(advantages):
                 kept = []  # all rollouts graded alike: A = 0, no gradient
             if not kept or tokens_total == 0:
@@ -458,7 +468,8 @@ class Trainer:
         norm = float(torch.nn.utils.clip_grad_norm_(lm.model.parameters(), GRADIENT_CLIP))
         optimizer.step()
         return {"step": step, "loss": loss_total, "reward": float(np.mean(rewards_all)), "tokens": tokens_total,
-                "grad_norm": norm, "rollouts_without_target": skipped,
+                "grad_norm": norm, "rollouts_without_target": skipped, "sample_seconds": round(sample_s, 3),
+                "teacher_seconds": round(teacher_s, 3),
                 "questions": [q.id for q in questions]}
 
 

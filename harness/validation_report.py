@@ -38,6 +38,7 @@ PREDICTOR_LABELS = {"walign": "diagnostic walign", "gap": "in-context accuracy g
                     "teacher_accuracy": "teacher's own accuracy"}
 RESAMPLES = 2_000
 ALPHA = 0.05
+MIN_TEACHERS = 3  # fewer teachers with a defined predictor: no correlation
 
 
 # ------------------------------------------------------------------------------------------------ gains
@@ -176,8 +177,9 @@ def two_way_bootstrap(gains: np.ndarray, predictor_parts: Mapping[str, list], di
             with np.errstate(invalid="ignore", divide="ignore"):
                 value = num[:, diag_draw].sum(axis=1) / den[:, diag_draw].sum(axis=1)
             ok = np.isfinite(value)
-            out[f"{name}:spearman"][b] = stats.correlation(value[ok], gain[ok], "spearman")
-            out[f"{name}:kendall"][b] = stats.correlation(value[ok], gain[ok], "kendall")
+            if ok.sum() >= MIN_TEACHERS:
+                out[f"{name}:spearman"][b] = stats.correlation(value[ok], gain[ok], "spearman")
+                out[f"{name}:kendall"][b] = stats.correlation(value[ok], gain[ok], "kendall")
     return out
 
 
@@ -244,7 +246,7 @@ def build_report(protocol: Mapping[str, Any], before: Mapping[str, Any], results
     available = [name for name in PREDICTORS if all(t in parts[name] for t in scored) and scored]
     diag_ids = list(protocol.get("diagnostic_ids", []))
     draws = {}
-    if len(scored) >= 3 and available:
+    if len(scored) >= MIN_TEACHERS and available:
         gains = np.vstack([gains_by_teacher[t] for t in scored])
         draws = two_way_bootstrap(gains, {name: [parts[name][t] for t in scored] for name in available}, diag_ids,
                                   resamples=resamples)
@@ -253,8 +255,11 @@ def build_report(protocol: Mapping[str, Any], before: Mapping[str, Any], results
         values = [_mean_of(parts[name][t]) for t in scored]
         ok = [i for i, v in enumerate(values) if math.isfinite(v)]
         x, y = [values[i] for i in ok], [mean_gains[i] for i in ok]
-        rho = stats.correlation(x, y, "spearman")
-        tau, tau_p = stats.correlation_test(x, y, "kendall")
+        if len(ok) >= MIN_TEACHERS:
+            rho = stats.correlation(x, y, "spearman")
+            tau, tau_p = stats.correlation_test(x, y, "kendall")
+        else:  # two points always rank-correlate at +-1: not a correlation
+            rho = tau = tau_p = math.nan
         entry = {"predictor": name, "teachers": len(ok), "spearman": rho, "spearman_p": spearman_exact_p(x, y),
                  "kendall": tau, "kendall_p": tau_p}
         for method in ("spearman", "kendall"):
@@ -288,12 +293,13 @@ def verdict(correlations: Sequence[Mapping[str, Any]], comparisons: Sequence[Map
     """One sentence: whether walign predicts the gain better than each baseline, decided by the bootstrap interval
     of the difference of Spearman correlations; inconclusive otherwise (never "no difference")."""
     walign = next((c for c in correlations if c["predictor"] == "walign"), None)
-    if teachers < 3:
+    if teachers < MIN_TEACHERS:
         return f"not testable: {teachers} teacher(s) with a finished run; a rank correlation needs at least 3"
     if walign is None:
         return "not testable: no diagnostic walign for every trained teacher (pass --diagnostic RUN)"
     if not math.isfinite(walign["spearman"]):
-        return "not testable: walign or the gain is constant across teachers"
+        return ("not testable: fewer than 3 teachers have a walign (a teacher without informative nodes, such as "
+                "`self`, has none), or walign or the gain is constant across them")
     head = (f"Spearman(walign, gain) = {walign['spearman']:+.2f} (exact p {walign['spearman_p']:.3g}, "
             f"{teachers} teachers; detectable from |rho| >= {mdrc:.2f})")
     better = [c["versus"] for c in comparisons if c["lo"] > 0]

@@ -202,3 +202,16 @@ def test_a_validation_directory_keeps_its_protocol(tmp_path):
     fix_protocol(tmp_path, {"config": {"lr": 1}, "eval_range": [0, 1]})  # the same: fine
     with pytest.raises(ValidateError, match="differs in lr"):
         fix_protocol(tmp_path, {"config": {"lr": 2}, "eval_range": [0, 1]})
+
+
+def test_response_logits_of_a_padded_batch_are_each_sequence_alone():
+    import torch
+
+    from harness.models import load_model
+    from harness.validate import response_logits
+
+    lm = load_model("tiny-random", "cpu")
+    prefixes, responses = [[5, 6, 7, 8, 9], [5, 6, 7], [1, 2, 3, 4, 5, 6, 7]], [[10, 11, 12], [13, 14], [15]]
+    for p, r, got in zip(prefixes, responses, response_logits(lm.model, prefixes, responses, lm.vocab_size)):
+        alone = lm.model(input_ids=torch.tensor([p + r])).logits[0, len(p) - 1: len(p) - 1 + len(r)]
+        torch.testing.assert_close(got, alone, atol=1e-5, rtol=1e-5)
