@@ -532,10 +532,13 @@ def compute_predictors(config: ValidateConfig, plan_: Plan) -> dict[str, Any]:
                                 for t in config.teachers}}
 
 
-def run_validation(config: ValidateConfig, out: Path, progress=None, *,
+def run_validation(config: ValidateConfig, out: Path, progress=None, *, max_runs: int | None = None,
                    on_step: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     """Run (or resume) the validation into ``out`` and write ``validation.json`` / ``validation.md``.
-    ``on_step(condition, seed, steps_done)`` is called after each finished (condition, seed) run."""
+
+    ``max_runs``: stop after that many (condition, seed) runs finish in this call (the report covers what is done),
+    so a long validation can be grown one committed run at a time. ``on_step(condition, seed, steps_done)`` is
+    called after each finished (condition, seed) run."""
     progress = progress or NoProgress()
     out = Path(out)
     task, questions_of = _questions_loader(config)
@@ -551,6 +554,8 @@ def run_validation(config: ValidateConfig, out: Path, progress=None, *,
     eval_questions = [by_id[i] for i in plan_.eval_ids]
     train_questions = [by_id[i] for i in plan_.train_ids]
     todo = [(c, s) for s in config.seeds for c in plan_.conditions if not (run_dir(out, c, s) / RESULT_FILE).is_file()]
+    if max_runs is not None:
+        todo = todo[:max_runs]
     progress.add_total("conditions", len(plan_.conditions) * len(config.seeds))
     progress.advance("conditions", len(plan_.conditions) * len(config.seeds) - len(todo))
     state = RunState(ModelCache())

@@ -343,6 +343,10 @@ def notes(report: Mapping[str, Any]) -> list[str]:
         + (f"{report['minimum_detectable_spearman']:.2f}" if math.isfinite(report["minimum_detectable_spearman"])
            else "none can be detected"),
     ]
+    seed_counts = {len(r["seeds"]) for r in report["rows"] if r["condition"] in report["teachers_scored"]}
+    if len(seed_counts) > 1:
+        lines.append("Teachers rest on different numbers of finished seeds (see `seeds`): the validation is still "
+                     "growing, and its correlations compare unequally averaged gains.")
     return lines
 
 

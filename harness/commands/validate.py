@@ -52,6 +52,9 @@ def register(commands) -> None:
     parser.add_argument("--data-dir", default=None, help="local dataset root laid out like shared/data")
     parser.add_argument("--device", default=None, help="auto (default), cpu or cuda[:n]")
     parser.add_argument("--out", type=Path, required=True, help="validation directory (resumable)")
+    parser.add_argument("--max-runs", type=int, default=None, metavar="N",
+                        help="stop after N (condition, seed) runs finish, reporting what is done (grow a long "
+                             "validation one committed run at a time)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(handler=cmd_validate)
 
@@ -79,12 +82,16 @@ def cmd_validate(args: argparse.Namespace, console) -> int:
     from harness.validation_report import render_markdown
 
     config = config_from(args)
+    if args.max_runs is not None and args.max_runs < 1:
+        from harness.validate import ValidateError
+
+        raise ValidateError(f"--max-runs must be at least 1 (got {args.max_runs}).")
     _quiet_libraries()
     if args.quiet:
-        report = run_validation(config, args.out)
+        report = run_validation(config, args.out, max_runs=args.max_runs)
     else:
         with _Bars(PROGRESS_KINDS) as progress:
-            report = run_validation(config, args.out, progress)
+            report = run_validation(config, args.out, progress, max_runs=args.max_runs)
     console.print(render_markdown(report), highlight=False, markup=False)
     console.print(f"Report: {args.out / 'validation.json'} and {args.out / 'validation.md'}", highlight=False)
     return 0

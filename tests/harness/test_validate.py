@@ -215,3 +215,16 @@ def test_response_logits_of_a_padded_batch_are_each_sequence_alone():
     for p, r, got in zip(prefixes, responses, response_logits(lm.model, prefixes, responses, lm.vocab_size)):
         alone = lm.model(input_ids=torch.tensor([p + r])).logits[0, len(p) - 1: len(p) - 1 + len(r)]
         torch.testing.assert_close(got, alone, atol=1e-5, rtol=1e-5)
+
+
+@needs_trl
+def test_a_validation_grows_a_given_number_of_runs_at_a_time(tmp_path):
+    config = _config(teachers=("self:correct-demo",))
+    out, finished = tmp_path / "v", []
+    report = run_validation(config, out, max_runs=2, on_step=lambda c, s, n: finished.append(c))
+    assert finished == ["control", "grpo"]
+    assert {r["condition"]: r["seeds"] for r in report["rows"]} == {"control": [0], "grpo": [0],
+                                                                  "self:correct-demo": []}
+    assert "(not run)" in (out / "validation.md").read_text()
+    run_validation(config, out, max_runs=2, on_step=lambda c, s, n: finished.append(c))
+    assert finished == ["control", "grpo", "self:correct-demo"]  # nothing retrained, the last one added
