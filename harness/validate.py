@@ -287,6 +287,19 @@ def frozen_copy(lm):
     return LoadedModel(f"{lm.spec} (initial weights)", model, lm.tokenizer, lm.device, lm.dtype)
 
 
+def training_copy(lm):
+    """The student as it trains: float32 weights (on CUDA models load in bf16, whose 8-bit mantissa would round
+    away AdamW updates of lr ~1e-6), eval mode (no dropout: every condition sees the same function of its weights)."""
+    import dataclasses
+
+    import torch
+
+    if lm.dtype != torch.float32:
+        lm = dataclasses.replace(lm, model=lm.model.float(), dtype=torch.float32)
+    lm.model.eval()
+    return lm
+
+
 # ------------------------------------------------------------------------------------------------ evaluation
 
 
@@ -545,7 +558,7 @@ def run_validation(config: ValidateConfig, out: Path, progress=None, *, max_runs
     plan_ = plan(config, questions_of)  # every refusal happens here, before any model loads
     require_trl()
     fix_protocol(out, protocol_record(config, plan_))
-    from harness.models import ModelCache, check_same_tokenizer
+    from harness.models import ModelCache, check_same_tokenizer, load_model
     from harness.records import write_json
     from harness.teacher import RunState, resolve_teacher
 
@@ -559,8 +572,8 @@ def run_validation(config: ValidateConfig, out: Path, progress=None, *, max_runs
     progress.add_total("conditions", len(plan_.conditions) * len(config.seeds))
     progress.advance("conditions", len(plan_.conditions) * len(config.seeds) - len(todo))
     state = RunState(ModelCache())
-    student = state.models.load(config.student, config.device)
-    student.model.eval()
+    # a fresh copy, not the run's cache: a teacher `model:<the student's spec>` must not be the weights that train
+    student = training_copy(load_model(config.student, config.device))
     initial = {k: v.detach().clone() for k, v in student.model.state_dict().items()}
     base = frozen_copy(student)
     eval_seed = min(config.seeds)

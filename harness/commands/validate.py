@@ -56,6 +56,9 @@ def register(commands) -> None:
                         help="stop after N (condition, seed) runs finish, reporting what is done (grow a long "
                              "validation one committed run at a time)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    from harness.cli import add_threads_argument
+
+    add_threads_argument(parser)
     parser.set_defaults(handler=cmd_validate)
 
 
@@ -78,9 +81,11 @@ def config_from(args: argparse.Namespace):
 
 def cmd_validate(args: argparse.Namespace, console) -> int:
     from harness.cli import _quiet_libraries
+    from harness.threads import apply_threads
     from harness.validate import PROGRESS_KINDS, run_validation
     from harness.validation_report import render_markdown
 
+    apply_threads(args.threads)  # a bad --threads stops here, before any model loads
     config = config_from(args)
     if args.max_runs is not None and args.max_runs < 1:
         from harness.validate import ValidateError
