@@ -381,8 +381,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             _fmt(walign["estimate"]) + (f" (q {walign['questions']})" if walign else "") if walign else "-",
             _fmt(row.get("gap")), _fmt(row.get("teacher_accuracy")), _fmt(row.get("seconds_per_step"), 1),
         ])
-    headers = ["condition", "seeds", "greedy acc", "greedy gain [95% CI]", "p", "sampled pass", "sampled gain "
-               "[95% CI]", "p", "parse rate", "walign", "gap", "teacher acc", "s/step"]
+    headers = ["condition", "seeds", "greedy acc", "greedy gain [95% CI]", "p greedy", "sampled pass",
+               "sampled gain [95% CI]", "p sampled", "parse rate (sampled)", "walign", "gap", "teacher acc",
+               "s/step"]
     lines = [f"# opd validate ({report['loss']})", "", tabulate(table, headers, tablefmt="github"), ""]
     if report["correlations"]:
         corr = [[PREDICTOR_LABELS[c["predictor"]], c["teachers"],

@@ -97,7 +97,7 @@ def cmd_validate(args: argparse.Namespace, console) -> int:
     else:
         with _Bars(PROGRESS_KINDS) as progress:
             report = run_validation(config, args.out, progress, max_runs=args.max_runs)
-    console.print(render_markdown(report), highlight=False, markup=False)
+    console.print(render_markdown(report), highlight=False, markup=False, soft_wrap=True)
     console.print(f"Report: {args.out / 'validation.json'} and {args.out / 'validation.md'}", highlight=False)
     return 0
 
