@@ -274,7 +274,10 @@ def build_report(protocol: Mapping[str, Any], before: Mapping[str, Any], results
             lo, hi, used = _percentile(difference) if difference.size else (math.nan, math.nan, 0)
             rw = next(c for c in correlations if c["predictor"] == "walign")["spearman"]
             ro = next(c for c in correlations if c["predictor"] == other)["spearman"]
-            comparisons.append({"versus": other, "difference": rw - ro, "lo": lo, "hi": hi, "resamples": used})
+            comparisons.append({"versus": other, "difference": rw - ro, "lo": lo, "hi": hi, "resamples": used,
+                                # a predictor equal for every teacher (teacher accuracy among self-contexts of one
+                                # student) ranks nothing: there is no correlation to beat
+                                "baseline_constant": not math.isfinite(ro)})
     mdrc = minimum_detectable_rank_correlation(len(scored))
     report = {"protocol": dict(protocol), "loss": loss, "rows": rows, "correlations": correlations,
               "comparisons": comparisons, "teachers_scored": scored, "minimum_detectable_spearman": mdrc,
@@ -302,20 +305,26 @@ def verdict(correlations: Sequence[Mapping[str, Any]], comparisons: Sequence[Map
                 "`self`, has none), or walign or the gain is constant across them")
     head = (f"Spearman(walign, gain) = {walign['spearman']:+.2f} (exact p {walign['spearman_p']:.3g}, "
             f"{teachers} teachers; detectable from |rho| >= {mdrc:.2f})")
-    better = [c["versus"] for c in comparisons if c["lo"] > 0]
+    significant = walign["spearman_p"] < ALPHA
+    constant = [c["versus"] for c in comparisons if c.get("baseline_constant")]
+    better = [c["versus"] for c in comparisons if c["lo"] > 0 or (c["versus"] in constant and significant)]
     worse = [c["versus"] for c in comparisons if c["hi"] < 0]
     undecided = [c["versus"] for c in comparisons if c["versus"] not in better + worse]
     parts = []
+    if constant:
+        parts.append(", ".join(PREDICTOR_LABELS[c] for c in constant) + " is the same for every teacher (ranks "
+                     "nothing), so walign beats it exactly when its own correlation is significant")
     if better:
         parts.append("walign predicts better than " + ", ".join(PREDICTOR_LABELS[b] for b in better))
     if worse:
         parts.append("walign predicts worse than " + ", ".join(PREDICTOR_LABELS[w] for w in worse))
-    if undecided:
-        parts.append("inconclusive against " + ", ".join(PREDICTOR_LABELS[u] for u in undecided)
+    undecided_defined = [u for u in undecided if u not in constant]
+    if undecided_defined:
+        parts.append("inconclusive against " + ", ".join(PREDICTOR_LABELS[u] for u in undecided_defined)
                      + " (95% bootstrap interval of the difference covers 0)")
     if not comparisons:
         parts.append("no baseline predictor available to compare with")
-    earns = bool(comparisons) and len(better) == len(comparisons) and walign["spearman_p"] < ALPHA
+    earns = bool(comparisons) and len(better) == len(comparisons) and significant
     return head + ": " + "; ".join(parts) + (". The diagnostic earns its cost here." if earns else
                                             ". The diagnostic has not shown it earns its cost here.")
 

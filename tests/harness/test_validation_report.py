@@ -137,3 +137,17 @@ def test_minimum_detectable_rank_correlation_at_six_teachers_is_about_089():
     # tables: the exact two-sided 5% critical value of Spearman's rho at n = 6 is 0.886
     assert minimum_detectable_rank_correlation(6) == pytest.approx(0.886, abs=1e-3)
     assert math.isnan(minimum_detectable_rank_correlation(2))
+
+
+def test_verdict_against_hand_made_comparisons():
+    from harness.validation_report import verdict
+
+    walign = {"predictor": "walign", "spearman": 0.95, "spearman_p": 0.01}
+    gap = {"versus": "gap", "lo": 0.1, "hi": 0.9, "baseline_constant": False}
+    acc = {"versus": "teacher_accuracy", "lo": math.nan, "hi": math.nan, "baseline_constant": True}
+    assert "earns its cost here" in verdict([walign], [gap, acc], 6, 0.886)
+    assert "has not shown" in verdict([{**walign, "spearman_p": 0.2}], [gap, acc], 6, 0.886)
+    covers = verdict([walign], [{**gap, "lo": -0.2}], 6, 0.886)
+    assert "inconclusive against in-context accuracy gap" in covers and "has not shown" in covers
+    assert "worse than in-context" in verdict([walign], [{**gap, "lo": -0.9, "hi": -0.1}], 6, 0.886)
+    assert verdict([walign], [gap], 2, math.nan).startswith("not testable")
