@@ -576,6 +576,12 @@ def run_validation(config: ValidateConfig, out: Path, progress=None, *, max_runs
     student = training_copy(load_model(config.student, config.device))
     initial = {k: v.detach().clone() for k, v in student.model.state_dict().items()}
     base = frozen_copy(student)
+    teacher_models = {}
+    for spec in config.teachers:  # every teacher model loads and is checked before any evaluation or training
+        teacher = resolve_teacher(spec)
+        if teacher.model is not None:
+            teacher_models[spec] = state.models.load(teacher.model, config.device)
+            check_same_tokenizer(student, teacher_models[spec])
     eval_seed = min(config.seeds)
     if not (out / BEFORE_FILE).is_file():
         progress.add_total("evaluations", 1)
@@ -588,7 +594,6 @@ def run_validation(config: ValidateConfig, out: Path, progress=None, *, max_runs
     for condition, seed in todo:
         directory = run_dir(out, condition, seed)
         directory.mkdir(parents=True, exist_ok=True)
-        started = time.perf_counter()
         log: list[dict[str, Any]] = []
         if condition == CONTROL:
             student.model.load_state_dict(initial)
@@ -596,18 +601,16 @@ def run_validation(config: ValidateConfig, out: Path, progress=None, *, max_runs
             teacher = teacher_model = None
             if condition != GRPO:
                 teacher = resolve_teacher(condition)
-                teacher_model = base if teacher.model is None else state.models.load(teacher.model, config.device)
-                if teacher.model is not None:
-                    check_same_tokenizer(student, teacher_model)
+                teacher_model = teacher_models.get(condition, base)
             trainer = Trainer(student, initial, task, train_questions, config.training, teacher, teacher_model,
                               base, seed, state)
             log = trainer.run(directory, progress)
-        trained_s = time.perf_counter() - started
         after = evaluate_model(student, task, eval_questions, config.samples, eval_seed)
         progress.advance("evaluations")
+        step_seconds = [entry["seconds"] for entry in log]  # over every session of a resumed run
         write_json({"condition": condition, "seed": seed, "steps": len(log), "log": log,
-                    "train_seconds": round(trained_s, 2),
-                    "seconds_per_step": round(trained_s / len(log), 3) if log else None, "after": after},
+                    "train_seconds": round(sum(step_seconds), 2),
+                    "seconds_per_step": round(float(np.mean(step_seconds)), 3) if log else None, "after": after},
                    directory / RESULT_FILE)
         (directory / CHECKPOINT_FILE).unlink(missing_ok=True)
         progress.advance("conditions")

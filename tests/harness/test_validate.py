@@ -228,3 +228,12 @@ def test_a_validation_grows_a_given_number_of_runs_at_a_time(tmp_path):
     assert "(not run)" in (out / "validation.md").read_text()
     run_validation(config, out, max_runs=2, on_step=lambda c, s, n: finished.append(c))
     assert finished == ["control", "grpo", "self:correct-demo"]  # nothing retrained, the last one added
+
+
+@needs_trl
+def test_a_teacher_with_another_tokenizer_is_refused_before_evaluation(tmp_path):
+    from harness.models import ModelError
+
+    with pytest.raises(ModelError, match="does not share the student's tokenizer"):
+        run_validation(_config(teachers=("self:correct-demo", "model:test-oracle")), tmp_path / "v")
+    assert not (tmp_path / "v" / "before.json").exists() and not (tmp_path / "v" / "runs").exists()
