@@ -26,7 +26,7 @@ def _step_and_shapes(student, data_dir):
     questions = list(task.load(data_dir, 400))[300:400]
     base = validate.frozen_copy(student)
     initial = {k: v.detach().clone() for k, v in student.model.state_dict().items()}
-    trainer = validate.Trainer(student, initial, task, questions, validate.Training(batch=2, rollouts=4), 
+    trainer = validate.Trainer(student, initial, task, questions, validate.Training(batch=2, rollouts=4),
                                resolve_teacher("self:correct-demo"), base, base, 0, RunState())
     shapes = []
     original = validate.response_logits
