@@ -1,0 +1,239 @@
+"""``opd validate`` end to end on tiny random models: a 2-step run, resume after a kill, refusals before any work."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass, replace
+
+import pytest
+
+from harness.task import TASKS, Question, register_task
+from harness.validate import (
+    CHECKPOINT_FILE,
+    RESULT_FILE,
+    Ranges,
+    Training,
+    ValidateConfig,
+    ValidateError,
+    run_dir,
+    run_validation,
+)
+
+needs_trl = pytest.mark.skipif(importlib.util.find_spec("trl") is None, reason="needs the train extra (TRL)")
+TASK = "test-validate-parity"
+
+
+@dataclass(frozen=True)
+class ManyParity:
+    """test-parity with 40 questions, so diagnostic, evaluation and training ranges can be disjoint."""
+
+    name: str = TASK
+    description: str = "test fake: test-parity with 40 questions"
+    max_new_tokens: int = 6
+
+    def load(self, data_dir, limit=None):
+        questions = [Question(id=f"vp-{i}", prompt=f"Question {i}: write something.", gold="even",
+                              demonstration="ab", meta={}) for i in range(40)]
+        return questions[:limit]
+
+    def grade(self, question, response):
+        from harness.task import Grade
+
+        letters = sum(ch.islower() and ch.isascii() for ch in response)
+        return Grade(extracted=str(letters) if letters else None, correct=letters % 2 == 0)
+
+    def answer_is_final(self, response):
+        return False
+
+
+if TASK not in TASKS:
+    register_task(TASK)(ManyParity)
+
+TEACHERS = ("self:correct-demo", "model:tiny-random:1", "self")
+
+
+def _config(**changes) -> ValidateConfig:
+    config = ValidateConfig(task=TASK, student="tiny-random", teachers=TEACHERS,
+                            training=Training(steps=2, lr=1e-3, batch=2, rollouts=2, max_new_tokens=6,
+                                              checkpoint_every=1),
+                            ranges=Ranges(eval_limit=6, train_limit=6), seeds=(0,), samples=2, device="cpu")
+    return replace(config, **changes)
+
+
+@pytest.fixture(scope="module")
+def diagnostic(tmp_path_factory):
+    from harness.cli import main
+
+    out = tmp_path_factory.mktemp("diag") / "run"
+    code = main(["run", "--task", TASK, "--student", "tiny-random", *sum((["--teacher", t] for t in TEACHERS), []),
+                 "--limit", "4", "--rollouts", "3", "--nodes-per-window", "1", "--top-k", "2", "--continuations",
+                 "2", "--max-new-tokens", "6", "--device", "cpu", "--out", str(out), "--quiet", "--no-cache"])
+    assert code == 0
+    return out
+
+
+@needs_trl
+def test_two_step_run_end_to_end(tmp_path, diagnostic):
+    out = tmp_path / "validation"
+    report = run_validation(_config(diagnostic=str(diagnostic)), out)
+    protocol = json.loads((out / "protocol.json").read_text())
+    assert protocol["diagnostic_range"] == [0, 4] and protocol["eval_range"] == [4, 10]
+    assert protocol["train_range"] == [10, 16]
+    rows = {r["condition"]: r for r in report["rows"]}
+    assert list(rows) == ["control", "grpo", *TEACHERS]
+    # the control is re-evaluated without training under the same random streams: exactly no gain
+    assert rows["control"]["gain_sampled"]["estimate"] == 0 and rows["control"]["gain_greedy"]["estimate"] == 0
+    for condition in ("grpo", *TEACHERS):
+        result = json.loads((run_dir(out, condition, 0) / RESULT_FILE).read_text())
+        assert result["steps"] == 2 and len(result["log"]) == 2
+        assert all(set(step["questions"]) <= set(protocol["train_ids"]) for step in result["log"])
+        assert not (run_dir(out, condition, 0) / CHECKPOINT_FILE).exists()
+    for teacher in TEACHERS[:2]:  # a context / another model: a real target, a non-zero loss and gradient
+        log = json.loads((run_dir(out, teacher, 0) / RESULT_FILE).read_text())["log"]
+        assert all(step["loss"] > 0 and step["grad_norm"] > 0 for step in log)
+        assert rows[teacher]["walign"]["questions"] >= 1 and "gap" in rows[teacher]
+    # three teachers: the rank correlations exist for every predictor that is defined
+    assert {c["predictor"] for c in report["correlations"]} >= {"walign", "gap"}
+    assert (out / "validation.md").read_text().count("self:correct-demo") >= 1
+    # the same command again trains nothing (every result is there)
+    calls = []
+    run_validation(_config(diagnostic=str(diagnostic)), out, on_step=lambda *a: calls.append(a))
+    assert calls == []
+
+
+class _Kill(Exception):
+    pass
+
+
+class _KillAt:
+    """Progress that raises (a kill) when the given number of training steps has been taken."""
+
+    def __init__(self, after_steps: int) -> None:
+        self.left = after_steps
+
+    def add_total(self, kind, amount):
+        pass
+
+    def advance(self, kind, amount=1):
+        if kind == "training steps":
+            self.left -= amount
+            if self.left == 0:
+                raise _Kill
+
+
+@needs_trl
+def test_resume_after_a_kill_gives_the_uninterrupted_result(tmp_path):
+    config = _config(teachers=("self:correct-demo",), training=replace(_config().training, steps=3))
+    whole = tmp_path / "whole"
+    run_validation(config, whole)
+    killed = tmp_path / "killed"
+    # grpo runs first (control trains nothing): kill it after its 2nd step, past its first checkpoints
+    with pytest.raises(_Kill):
+        run_validation(config, killed, _KillAt(2))
+    assert (run_dir(killed, "grpo", 0) / CHECKPOINT_FILE).is_file()
+    assert not (run_dir(killed, "grpo", 0) / RESULT_FILE).exists()
+    steps = []
+    run_validation(config, killed, on_step=lambda c, s, n: steps.append(c))
+    assert steps == ["grpo", "self:correct-demo"]  # the control had finished: not redone
+    for condition in ("grpo", "self:correct-demo"):
+        a = json.loads((run_dir(whole, condition, 0) / RESULT_FILE).read_text())
+        b = json.loads((run_dir(killed, condition, 0) / RESULT_FILE).read_text())
+        assert [s["loss"] for s in a["log"]] == pytest.approx([s["loss"] for s in b["log"]], rel=1e-5)
+        assert a["after"] == b["after"]
+
+
+# ------------------------------------------------------------------------------------------------ refusals
+
+
+@pytest.fixture
+def no_model_loads(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the input was checked")
+
+    monkeypatch.setattr("harness.models.load_model", refuse)
+
+
+def _main(tmp_path, *extra):
+    from harness.cli import main
+
+    return main(["validate", "--task", TASK, "--student", "tiny-random", "--steps", "2", "--eval-limit", "6",
+                 "--train-limit", "6", "--out", str(tmp_path / "v"), "--quiet", *extra])
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--teacher", "self:corect-demo"], "Did you mean"),
+    (["--teacher", "self:correct-demo", "--eval-start", "0", "--train-start", "3"], "ranges overlap"),
+    (["--teacher", "self:correct-demo", "--loss", "grpo"], "teacher-free reference"),
+    (["--teacher", "self:correct-demo", "--loss", "test-validate-untrainable"], "no trained form"),
+    (["--teacher", "self:correct-demo", "--train-limit", "60"], "has 40 questions"),
+    (["--teacher", "control"], "reference condition"),
+])
+def test_bad_input_is_refused_before_any_work(tmp_path, capsys, no_model_loads, extra, message):
+    from harness.losses import LOSSES, register_loss
+
+    if "test-validate-untrainable" not in LOSSES:
+        register_loss("test-validate-untrainable", "test fake: a scored loss with no trained form")(
+            lambda: LOSSES.get("rkl")())
+    assert _main(tmp_path, *extra) == 2
+    printed = capsys.readouterr().out
+    assert "error:" in printed and message in printed and "Traceback" not in printed
+    assert not (tmp_path / "v").exists()  # nothing written
+
+
+def test_without_trl_the_command_says_how_to_install_it(tmp_path, capsys, no_model_loads, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "trl" else real(name, *a))
+    assert _main(tmp_path, "--teacher", "self:correct-demo") == 2
+    assert "opd-harness[train]" in capsys.readouterr().out
+    assert not (tmp_path / "v").exists()
+
+
+def test_the_diagnostic_must_hold_every_teacher(tmp_path, diagnostic, no_model_loads, capsys):
+    assert _main(tmp_path, "--teacher", "self:self-demo", "--rollouts", "3", "--diagnostic", str(diagnostic)) == 2
+    assert "has no nodes of teacher(s) self:self-demo" in capsys.readouterr().out
+
+
+def test_a_validation_directory_keeps_its_protocol(tmp_path):
+    from harness.validate import fix_protocol
+
+    fix_protocol(tmp_path, {"config": {"lr": 1}, "eval_range": [0, 1]})
+    fix_protocol(tmp_path, {"config": {"lr": 1}, "eval_range": [0, 1]})  # the same: fine
+    with pytest.raises(ValidateError, match="differs in lr"):
+        fix_protocol(tmp_path, {"config": {"lr": 2}, "eval_range": [0, 1]})
+
+
+def test_response_logits_of_a_padded_batch_are_each_sequence_alone():
+    import torch
+
+    from harness.models import load_model
+    from harness.validate import response_logits
+
+    lm = load_model("tiny-random", "cpu")
+    prefixes, responses = [[5, 6, 7, 8, 9], [5, 6, 7], [1, 2, 3, 4, 5, 6, 7]], [[10, 11, 12], [13, 14], [15]]
+    for p, r, got in zip(prefixes, responses, response_logits(lm.model, prefixes, responses, lm.vocab_size)):
+        alone = lm.model(input_ids=torch.tensor([p + r])).logits[0, len(p) - 1: len(p) - 1 + len(r)]
+        torch.testing.assert_close(got, alone, atol=1e-5, rtol=1e-5)
+
+
+@needs_trl
+def test_a_validation_grows_a_given_number_of_runs_at_a_time(tmp_path):
+    config = _config(teachers=("self:correct-demo",))
+    out, finished = tmp_path / "v", []
+    report = run_validation(config, out, max_runs=2, on_step=lambda c, s, n: finished.append(c))
+    assert finished == ["control", "grpo"]
+    assert {r["condition"]: r["seeds"] for r in report["rows"]} == {"control": [0], "grpo": [0],
+                                                                  "self:correct-demo": []}
+    assert "(not run)" in (out / "validation.md").read_text()
+    run_validation(config, out, max_runs=2, on_step=lambda c, s, n: finished.append(c))
+    assert finished == ["control", "grpo", "self:correct-demo"]  # nothing retrained, the last one added
+
+
+@needs_trl
+def test_a_teacher_with_another_tokenizer_is_refused_before_evaluation(tmp_path):
+    from harness.models import ModelError
+
+    with pytest.raises(ModelError, match="does not share the student's tokenizer"):
+        run_validation(_config(teachers=("self:correct-demo", "model:test-oracle")), tmp_path / "v")
+    assert not (tmp_path / "v" / "before.json").exists() and not (tmp_path / "v" / "runs").exists()
