@@ -170,3 +170,29 @@ def _load_nan():
 @register_model("test-nan", "test fake: tiny-random with NaN logits after every even token id")
 def nan_model() -> ModelSource:
     return ModelSource("test-nan", "tiny random Llama with NaN logits", lambda **_: _load_nan())
+
+
+@dataclass(frozen=True)
+class ManyParity:
+    """test-parity with 40 questions, so diagnostic, evaluation and training ranges can be disjoint."""
+
+    name: str = "test-validate-parity"
+    description: str = "test fake: test-parity with 40 questions"
+    max_new_tokens: int = 6
+
+    def load(self, data_dir, limit=None):
+        questions = [Question(id=f"vp-{i}", prompt=f"Question {i}: write something.", gold="even",
+                              demonstration="ab", meta={}) for i in range(40)]
+        return questions[:limit]
+
+    def grade(self, question, response):
+        letters = sum(ch.islower() and ch.isascii() for ch in response)
+        return Grade(extracted=str(letters) if letters else None, correct=letters % 2 == 0)
+
+    def answer_is_final(self, response):
+        return False
+
+
+@register_task("test-validate-parity")
+def many_parity_task() -> ManyParity:
+    return ManyParity()

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import pytest
 
-from harness.task import TASKS, Question, register_task
 from harness.validate import (
     CHECKPOINT_FILE,
     RESULT_FILE,
@@ -20,34 +19,8 @@ from harness.validate import (
 )
 
 needs_trl = pytest.mark.skipif(importlib.util.find_spec("trl") is None, reason="needs the train extra (TRL)")
-TASK = "test-validate-parity"
+TASK = "test-validate-parity"  # registered in tests/fakes.py
 
-
-@dataclass(frozen=True)
-class ManyParity:
-    """test-parity with 40 questions, so diagnostic, evaluation and training ranges can be disjoint."""
-
-    name: str = TASK
-    description: str = "test fake: test-parity with 40 questions"
-    max_new_tokens: int = 6
-
-    def load(self, data_dir, limit=None):
-        questions = [Question(id=f"vp-{i}", prompt=f"Question {i}: write something.", gold="even",
-                              demonstration="ab", meta={}) for i in range(40)]
-        return questions[:limit]
-
-    def grade(self, question, response):
-        from harness.task import Grade
-
-        letters = sum(ch.islower() and ch.isascii() for ch in response)
-        return Grade(extracted=str(letters) if letters else None, correct=letters % 2 == 0)
-
-    def answer_is_final(self, response):
-        return False
-
-
-if TASK not in TASKS:
-    register_task(TASK)(ManyParity)
 
 TEACHERS = ("self:correct-demo", "model:tiny-random:1", "self")
 
