@@ -94,7 +94,11 @@ def main(paths: list[str]) -> None:
           "(`peak_rss_gib` after them, every weight page read), then the teacher as 8 one-rollout calls, what the "
           "diagnostic does today (`teacher_batched_vs_per_rollout_speedup`). Both were measured on a different "
           "machine from the rows above (2 cores of an Intel Xeon) while other jobs shared it (load average about 6), "
-          "so their seconds are slower than an idle machine's; memory and disk do not depend on that.")
+          "so their seconds are slower than an idle machine's; memory and disk do not depend on that. Two earlier "
+          "runs of the same loads took 98 s (0.5B) and 123 s (1.5B) first, 10 s and 13 s cached: the load times "
+          "move with the machine's load, the peaks and sizes did not move. On these 2 CPU cores one batched "
+          "[8, 400] teacher pass was slower than 8 one-rollout passes (a ratio below 1), so the diagnostic's one "
+          "pass per (teacher, rollout) loses nothing on a CPU; a GPU was not measured.")
     print("\nNot benchmarked here: GPU runs (no GPU was lent to this session).")
     print("\nRegenerate: `python -m pytest benchmarks --benchmark-only --benchmark-json=.benchmarks/latest.json && "
           "python benchmarks/report.py .benchmarks/latest.json > docs/benchmarks.md` (later JSON files given after "

