@@ -27,8 +27,8 @@ Every estimate states the n it rests on, and its interval and test come from one
   them (:func:`pairs`; a pair with fewer is ``not tested``, out of the family, listed in ``untested``); the leader
   (rank 1, group "a") is the teacher no significant test puts behind another, ordered among such teachers by walign
   on the questions they share; teachers that no significant test separates share a letter; a teacher with no tested
-  pair is unranked (group ``not tested``). ``walign_shared`` is each teacher's walign on the nodes every teacher of
-  the family shares (``shared_questions``), beside ``walign`` over its own; ``behind`` names the teachers
+  pair is unranked (group ``not tested``). ``walign_shared`` is each ranked teacher's walign on the nodes every ranked
+  teacher of the family shares (``shared_questions``), beside ``walign`` over its own; ``behind`` names the teachers
   significantly ahead of the row (the direction is the sign of the tested difference, never the ranking);
 - ``walign_by_gold``: where the gold answer is categorical (:func:`categorical`), walign per gold label (the full
   table with intervals: :func:`by_gold`, ``Leaderboard.gold``): alignment can follow the answer prior;
@@ -400,8 +400,10 @@ def _groups_and_behind(table: pd.DataFrame, pair_table: pd.DataFrame, cells: Seq
     for (task, student, loss), family_rows in teacher_rows.groupby(["task", "student", "loss"], sort=False):
         family = {row.teacher: by_key[(task, student, row.teacher, loss)] for row in family_rows.itertuples()}
         verdicts = pair_table[(pair_table.task == task) & (pair_table.student == student) & (pair_table.loss == loss)]
-        shared = _shared_index(list(family.values()))
         ranked, unranked = paired_order(family, verdicts)
+        # the population beside each teacher's own: the nodes every ranked teacher has (an unranked one, with no
+        # tested pair, is on too few questions to narrow it)
+        shared = _shared_index([family[name] for name in ranked]) if ranked else pd.Index([])
         separated = {frozenset((row.teacher, row.other)) for row in verdicts.itertuples()
                      if row.verdict in ("ahead", "behind")}
         groups = stats.rank_groups(ranked, lambda a, b: frozenset((a, b)) in separated) if ranked else {}
@@ -418,7 +420,8 @@ def _groups_and_behind(table: pd.DataFrame, pair_table: pd.DataFrame, cells: Seq
         questions = len(set(shared.get_level_values(0))) if len(shared) else 0
         for index, row in family_rows.iterrows():
             name = row.teacher
-            table.at[index, "walign_shared"] = _walign_on(family[name], shared) if len(shared) else math.nan
+            table.at[index, "walign_shared"] = _walign_on(family[name], shared) if len(shared) and name in ranked \
+                else math.nan
             table.at[index, "shared_questions"] = questions
             table.at[index, "rank"] = ranked.index(name) + 1 if name in ranked else math.nan
             table.at[index, "group"] = groups.get(name, NOT_TESTED)

@@ -113,7 +113,8 @@ QUESTION_SCHEMA = pa.schema(
 
 
 # may be left out of a row (null): columns added after the first record files, so older rows still load
-OPTIONAL_COLUMNS = frozenset({"rollout_unparsed", "prefix_shared", "gold", "context_choice", "logits_finite", "nonfinite_positions", "prompt", "context_text",
+OPTIONAL_COLUMNS = frozenset({"rollout_unparsed", "prefix_shared", "gold",
+                              "context_choice", "logits_finite", "nonfinite_positions", "prompt", "context_text",
                               "selection", "screen_correct", "screen_trials",
                               "succ_correct_a", "succ_trials_a", "succ_correct_b", "succ_trials_b",
                               *(f"align_{name}_{half}" for name in LOSS_NAMES for half in ("a", "b"))})

@@ -25,7 +25,8 @@ one computation for both). :func:`cluster_bootstrap_stat` keeps the plain percen
 **Families**: :func:`holm` (pairwise claims), :func:`benjamini_hochberg` (many cells); :func:`settle` draws more
 permutations for Monte Carlo p-values near the decision, and keeps tests that cannot reach a verdict out of the family;
 :func:`rank_groups` turns pairwise verdicts into compact letter groups. ``Estimate.at_floor`` marks a Monte Carlo
-p-value at its floor ``1 / (permutations + 1)`` (the true p is at most that: printed ``<=``). **Reliability**: :func:`split_half_reliability` (Spearman-Brown).
+p-value at its floor ``1 / (permutations + 1)`` (the true p is at most that: printed ``<=``).
+**Reliability**: :func:`split_half_reliability` (Spearman-Brown).
 
 Every random function takes ``seed`` and builds its own ``numpy.random.Generator``: results do not depend on call
 order. Defaults: 2,000 bootstrap resamples, 10,000 permutations.

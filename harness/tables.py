@@ -209,7 +209,8 @@ PAIR_VIEW = {
     "diff": ("diff [95% CI]", lambda r: estimate_text(r["diff"], r["diff_lo"], r["diff_hi"], r["questions"], True),
              True),
     # a Monte Carlo p at its floor 1/(permutations+1): the true p is at most that (numpy bools: compare, not `is`)
-    "p_holm": ("p (Holm)", lambda r: ("<= " if r.get("p_at_floor") == True else "") + _cell_text(r["p_holm"], "p"),  # noqa: E712
+    "p_holm": ("p (Holm)",
+               lambda r: ("<= " if r.get("p_at_floor") == True else "") + _cell_text(r["p_holm"], "p"),  # noqa: E712
                True),
     "questions": ("q", lambda r: str(int(r["questions"])), True),
     "mde": ("mde", lambda r: _cell_text(r["mde"]), True),
