@@ -173,8 +173,9 @@ def rank_agreement(board: pd.DataFrame) -> pd.DataFrame:
 def best_teachers(board: Leaderboard) -> pd.DataFrame:
     """Leader and runner-up by the leaderboard's paired ``rank`` per (task, student, loss) (the leader: no paired
     test puts it behind another teacher; METHOD, Which teacher leads), their rank groups, and the tested difference
-    of the pair (leader minus runner-up on the nodes both share) with its Holm-corrected p-value and verdict.
-    ``walign`` is the leader's over its own questions (``questions``)."""
+    of the pair (leader minus runner-up on the nodes both share) with its Holm-corrected p-value, that p's
+    Benjamini-Hochberg ``q_bh`` across the cells of the loss (a claim per cell), and the verdict. ``walign`` is the
+    leader's over its own questions (``questions``)."""
     rows = _teacher_rows(board.table)
     records = []
     for (task, student, loss), group in rows.groupby(["task", "student", "loss"], sort=False):
@@ -202,9 +203,15 @@ def best_teachers(board: Leaderboard) -> pd.DataFrame:
                 record.update(diff=sign * pair.iloc[0]["diff"], p_holm=pair.iloc[0]["p_holm"],
                               pair_questions=int(pair.iloc[0]["questions"]), verdict=verdict)
         records.append(record)
-    return pd.DataFrame.from_records(records, columns=[
+    table = pd.DataFrame.from_records(records, columns=[
         "task", "student", "loss", "teachers", "best", "group", "walign", "walign_lo", "walign_hi", "questions",
-        "nodes", "runner_up", "runner_up_group", "diff", "p_holm", "pair_questions", "verdict"])
+        "nodes", "runner_up", "runner_up_group", "diff", "p_holm", "q_bh", "pair_questions", "verdict"])
+    # a leader claim per (task, student, loss): Benjamini-Hochberg across the cells, per loss (METHOD, Statistics)
+    for _, group in table.groupby("loss", sort=False):
+        tested = group.index[group["p_holm"].notna()]
+        if len(tested):
+            table.loc[tested, "q_bh"] = stats.benjamini_hochberg(table.loc[tested, "p_holm"].to_numpy(float))
+    return table
 
 
 def compare(nodes: pd.DataFrame, *, options: stats.Options | None = None) -> dict[str, pd.DataFrame]:

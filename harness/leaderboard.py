@@ -284,7 +284,7 @@ def iter_cells(nodes: pd.DataFrame, options: stats.Options | None = None) -> Ite
 # ---------------------------------------------------------------- teacher pairs
 
 PAIR_COLUMNS = ("task", "student", "loss", "teacher", "other", "diff", "diff_lo", "diff_hi", "p", "p_at_floor",
-                "p_holm", "questions", "nodes", "mde", "verdict")
+                "draws", "p_holm", "questions", "nodes", "mde", "verdict")
 NOT_TESTED = "not tested"  # a pair with fewer than MIN_QUESTIONS shared questions: no test, not "not separated"
 NOT_TESTABLE = "not testable"  # ok_minus_bad where no question has nodes past the divergence of its paths
 
@@ -337,6 +337,7 @@ def pairs(cells: Sequence[Cell], walign: Sequence[float]) -> pd.DataFrame:
             records.append({"task": task, "student": student, "loss": loss, "teacher": cells[first].teacher,
                             "other": cells[second].teacher, "diff": estimate.estimate, "diff_lo": estimate.lo,
                             "diff_hi": estimate.hi, "p": estimate.pvalue, "p_at_floor": estimate.at_floor,
+                            "draws": estimate.draws,  # Monte Carlo sign flips behind p (0: exact)
                             "p_holm": float(p_holm), "questions": estimate.questions, "nodes": estimate.n,
                             "mde": stats.minimum_detectable_effect(estimate, alpha=alpha),
                             "verdict": pair_verdict(estimate, float(p_holm), alpha)})
