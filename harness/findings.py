@@ -71,10 +71,14 @@ def _contrast_nodes(used: pd.DataFrame) -> pd.DataFrame:
     """The nodes a correct-vs-incorrect contrast can use (METHOD, Alignment): past the divergence of the question's
     paths (``prefix_shared`` False; unknown counts as shared) and on a correct or a wrong (parsed) path, with the
     path's side as ``side`` (True: correct)."""
-    past = used["prefix_shared"].eq(False) if "prefix_shared" in used else pd.Series(False, index=used.index)
-    unparsed = used["rollout_unparsed"].eq(True) if "rollout_unparsed" in used else pd.Series(False, index=used.index)
+    def flag(name: str, value: bool) -> pd.Series:  # a nullable column equal to value, null as False
+        if name not in used:
+            return pd.Series(False, index=used.index)
+        return pd.Series(used[name].eq(value).to_numpy(dtype=bool, na_value=False), index=used.index)
+
     side = used["rollout_correct"]
-    keep = past & side.notna() & ~(side.eq(False) & unparsed)
+    keep = (flag("prefix_shared", False) & side.notna()
+            & ~(flag("rollout_correct", False) & flag("rollout_unparsed", True)))
     return used[keep].assign(side=side[keep].astype(bool))
 
 
