@@ -742,12 +742,14 @@ def render(numbers: Mapping[str, pd.DataFrame], figures: Sequence[str] = ()) -> 
               "Per (task, student), from the spread measured here (harness.plan, 80% power, alpha 0.05): the "
               f"questions to run so that the median comparison, and every comparison, detects {EFFECT} in "
               "alignment, and the hours the slower of the two takes at the cell's own rate measured in What ran (its "
-              "threads). Questions count as run whether or not screening kept a node in them.", "",
-              _md([[r.task, r.student, r.pilot_questions, r.comparisons,
+              "threads). Questions count as run whether or not screening kept a node in them. A comparison with no "
+              "spread to extrapolate from is not sized (here every ok − bad: not testable from these records), so "
+              "`every comparison` covers the sized ones.", "",
+              _md([[r.task, r.student, r.pilot_questions, r.comparisons, r.undetermined,
                     _count(_median_to_run(numbers["plan_rows"], r.task, r.student)), _count(r.questions_for_all),
                     _num(r.hours, 1)] for r in numbers["plan"].itertuples()],
-                  ["task", "student", "questions now", "comparisons", "median comparison", "every comparison",
-                   "hours (every)"]), ""]
+                  ["task", "student", "questions now", "comparisons", "not sized (no spread)",
+                   "median comparison", "every comparison (sized)", "hours (every)"]), ""]
     if figures:
         lines += ["## Figures", ""]
     for figure in figures:
