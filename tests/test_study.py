@@ -66,6 +66,26 @@ def test_walign_of_every_leaderboard_row_by_hand(data, numbers):
     assert checked > 0
 
 
+def test_walign_on_shared_questions_by_hand(data, numbers):
+    """walign_shared: each ranked teacher's walign over the nodes every ranked teacher of its (task, student, loss)
+    has an alignment at (the second population the leaderboards show), by plain pandas."""
+    nodes = data[0]
+    board = numbers["board"]
+    checked = 0
+    ranked = board[board["rank"].notna() & board["teacher"].isin(nodes.teacher)]
+    for (task, student, loss), family in ranked.groupby(["task", "student", "loss"]):
+        frames = {r.teacher: _defined(nodes, r).set_index(["question_id", "rollout_id", "position"])
+                  for r in family.itertuples()}
+        shared = set.intersection(*(set(frame.index) for frame in frames.values()))
+        for r in family.itertuples():
+            frame = frames[r.teacher].loc[sorted(shared)]
+            assert r.walign_shared == pytest.approx(float((frame.ideal_norm * frame.a).sum() / frame.ideal_norm.sum()),
+                                                    rel=1e-9, abs=1e-12)
+            assert r.shared_questions == len({key[0] for key in shared})
+            checked += 1
+    assert checked > 0
+
+
 def test_ok_minus_bad_by_hand(data, numbers):
     """ok_minus_bad: per question, mean alignment on correct paths minus on incorrect ones over the nodes known to
     lie past the divergence (prefix_shared False; unparsed paths on neither side), averaged over questions that have
