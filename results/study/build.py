@@ -676,8 +676,10 @@ def render(numbers: Mapping[str, pd.DataFrame], figures: Sequence[str] = ()) -> 
                   "finished (no tokens or hours stated); `opd suite suites/study.toml` resumes them, and cells of "
                   "the grid missing from this table have not started.", ""]
     lines += ["## The paper's findings", "",
-              f"Headline loss `{HEADLINE_LOSS}`; Holm over every claim in the table; a verdict needs p (Holm) < 0.05; "
-              "below 10 questions no interval and no verdict.", "", render_findings(numbers["findings"]), ""]
+              f"Headline loss `{HEADLINE_LOSS}`; Holm over every claim in the table that rests on 10 questions or "
+              "more; a verdict needs p (Holm) < 0.05; below 10 questions no interval, no Holm p and no verdict; "
+              "`not testable`: no question has nodes past the divergence of its correct and incorrect rollouts.", "",
+              render_findings(numbers["findings"]), ""]
     lines += ["## Leaderboards (`rkl`)", "",
               "`rank` and `group` come from paired tests of every teacher pair (Holm over the pairs with 10 or more "
               "shared questions): rank 1 is the teacher no paired test puts behind another, teachers in one tier "
