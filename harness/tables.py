@@ -232,7 +232,8 @@ def print_pairs(df: pd.DataFrame, console=None) -> None:
     for (task, student), group in df.groupby(["task", "student"], sort=False, dropna=False):
         table = Table(title=f"teacher pairs · {task} · student {student}",
                       caption="diff = walign(teacher) − walign(other) on the nodes both share; paired sign-flip test "
-                              "over questions, Holm over all pairs of the loss")
+                              "over questions, Holm over all pairs of the loss with "
+                              f"{stats.MIN_QUESTIONS}+ shared questions (the others: not tested)")
         for header, _, right in PAIR_VIEW.values():
             table.add_column(header, justify="right" if right else "left", no_wrap=True)
         for _, row in group.iterrows():
