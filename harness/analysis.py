@@ -119,8 +119,8 @@ def _cross_fitted_gain(wide: pd.DataFrame, teachers: list[str]) -> np.ndarray:
 
 
 ROUTING_COLUMNS = ["task", "student", "loss", "teachers", "questions", "nodes", "best_single", "best_single_walign",
-                   "oracle_walign", "switch_rate", "cv_gain", "cv_gain_lo", "cv_gain_hi", "p_cv_gain", "cv_questions",
-                   "cv_nodes", "mde_cv_gain"]
+                   "oracle_walign", "switch_rate", "cv_gain", "cv_gain_lo", "cv_gain_hi", "p_cv_gain", "q_cv_gain",
+                   "cv_questions", "cv_nodes", "mde_cv_gain"]
 
 
 def oracle_routing(nodes: pd.DataFrame, *, options: stats.Options | None = None) -> pd.DataFrame:
@@ -130,7 +130,8 @@ def oracle_routing(nodes: pd.DataFrame, *, options: stats.Options | None = None)
     oracle (an optimistic bound: >= the leader at every node by construction); ``switch_rate`` how often the
     in-sample best teacher changes between consecutive diagnosed nodes of a rollout. ``cv_gain`` is the
     cross-fitted gain (module docstring), ``||g*||``-weighted like walign, with its interval, sign-flip test,
-    n and minimum detectable effect: a gain the test cannot tell from 0 is no evidence for routing.
+    n and minimum detectable effect: a gain the test cannot tell from 0 is no evidence for routing. ``q_cv_gain``:
+    Benjamini-Hochberg, per loss, over the (task, student) cells whose gain rests on 10 questions or more.
     """
     options = options or stats.Options()
     records = []
@@ -159,7 +160,16 @@ def oracle_routing(nodes: pd.DataFrame, *, options: stats.Options | None = None)
                           cv_questions=gain.questions, cv_nodes=gain.n,
                           mde_cv_gain=stats.minimum_detectable_effect(gain, alpha=options.alpha))
             records.append(record)
-    return pd.DataFrame.from_records(records, columns=ROUTING_COLUMNS)
+    table = pd.DataFrame.from_records(records, columns=ROUTING_COLUMNS)
+    # a routing claim per cell: Benjamini-Hochberg across the cells whose gain rests on 10 questions or more (the
+    # others can reach no verdict and stay out of the family)
+    table["q_cv_gain"] = math.nan
+    for _, group in table.groupby("loss", sort=False):
+        testable = group.index[group["cv_questions"].fillna(0) >= stats.MIN_QUESTIONS]
+        if len(testable):
+            table.loc[testable, "q_cv_gain"] = stats.benjamini_hochberg(table.loc[testable, "p_cv_gain"]
+                                                                        .to_numpy(float))
+    return table
 
 
 def proxy_ranking(nodes: pd.DataFrame, *, proxy: str = PROXY, options: stats.Options | None = None) -> pd.DataFrame:

@@ -4,12 +4,14 @@ Several run directories (typically one per student) are read together (:func:`lo
 :func:`harness.leaderboard.build` once, so every number here is a leaderboard number with the same intervals and
 tests:
 
-- :func:`matrix`: one row per (task, loss, teacher), one ``align``/``walign`` column per student, plus the teacher's
-  rank (1 = highest ``walign``) for that student;
+- :func:`matrix`: one row per (task, loss, teacher), one ``align``/``walign`` column per student (over the
+  teacher's own questions), plus the teacher's paired rank for that student (1 = the leader; METHOD, Which
+  teacher leads);
 - :func:`rank_agreement`: Kendall tau between two students' teacher rankings (``walign`` over the teachers both
   have), per (task, loss) -- does the best teacher for a small student stay best for a larger one?
-- :func:`best_teachers`: per (task, student, loss) the leader and the runner-up with their rank groups, and the
-  leaderboard's pair test of the two (tested difference, Holm-corrected p-value over all pairs, verdict).
+- :func:`best_teachers`: per (task, student, loss) the leader and the runner-up by the leaderboard's paired rank,
+  with their rank groups, and the leaderboard's pair test of the two (tested difference, Holm-corrected p-value
+  over all pairs, verdict).
 
 **Runs that share a (task, student)** are never pooled silently: pooling two runs with the same seed would count the
 same (question, rollout, position, teacher) twice and shrink every interval. By default each run stays its own
@@ -134,9 +136,12 @@ def load_runs(run_dirs: Sequence[Path], combine: bool = False) -> Runs:
 
 
 def _teacher_rows(board: pd.DataFrame) -> pd.DataFrame:
+    """The teacher rows, with the leaderboard's paired ``rank`` (METHOD, Which teacher leads; NaN: unranked, every
+    pair not tested), or the walign rank on tables built without the paired columns."""
     rows = board[board["loss"] != REFERENCE_LOSS].copy()
-    rows["rank"] = rows.groupby(["task", "student", "loss"], sort=False)["walign"].rank(ascending=False,
-                                                                                       method="min")
+    if "rank" not in rows:
+        rows["rank"] = rows.groupby(["task", "student", "loss"], sort=False)["walign"].rank(ascending=False,
+                                                                                           method="min")
     return rows
 
 def matrix(board: pd.DataFrame) -> pd.DataFrame:
@@ -166,12 +171,15 @@ def rank_agreement(board: pd.DataFrame) -> pd.DataFrame:
                                      columns=["task", "loss", "student_a", "student_b", "teachers", "tau", "p"])
 
 def best_teachers(board: Leaderboard) -> pd.DataFrame:
-    """Leader and runner-up by ``walign`` per (task, student, loss), their rank groups, and the tested difference of
-    the pair (leader minus runner-up on the nodes both share) with its Holm-corrected p-value and verdict."""
+    """Leader and runner-up by the leaderboard's paired ``rank`` per (task, student, loss) (the leader: no paired
+    test puts it behind another teacher; METHOD, Which teacher leads), their rank groups, and the tested difference
+    of the pair (leader minus runner-up on the nodes both share) with its Holm-corrected p-value, that p's
+    Benjamini-Hochberg ``q_bh`` across the cells of the loss (a claim per cell), and the verdict. ``walign`` is the
+    leader's over its own questions (``questions``)."""
     rows = _teacher_rows(board.table)
     records = []
     for (task, student, loss), group in rows.groupby(["task", "student", "loss"], sort=False):
-        ranked = group.dropna(subset=["walign"]).sort_values("walign", ascending=False, kind="stable")
+        ranked = group.dropna(subset=["walign", "rank"]).sort_values("rank", kind="stable")
         record = {"task": task, "student": student, "loss": loss, "teachers": len(group)}
         if len(ranked):
             leader = ranked.iloc[0]
@@ -180,17 +188,30 @@ def best_teachers(board: Leaderboard) -> pd.DataFrame:
                           nodes=int(leader.align_nodes))
         if len(ranked) > 1:
             runner = ranked.iloc[1]
-            pair = board.pairs[(board.pairs.task == task) & (board.pairs.student == student)
-                               & (board.pairs.loss == loss) & (board.pairs.teacher == leader.teacher)
-                               & (board.pairs.other == runner.teacher)]
+            pairs = board.pairs[(board.pairs.task == task) & (board.pairs.student == student)
+                                & (board.pairs.loss == loss)]
+            pair = pairs[(pairs.teacher == leader.teacher) & (pairs.other == runner.teacher)]
+            flipped = pairs[(pairs.teacher == runner.teacher) & (pairs.other == leader.teacher)]
+            sign = 1.0
+            if not len(pair) and len(flipped):  # the pair table orients by walign: leader minus runner-up here
+                pair, sign = flipped, -1.0
             record.update(runner_up=runner.teacher, runner_up_group=runner.group)
             if len(pair):
-                record.update(diff=pair.iloc[0]["diff"], p_holm=pair.iloc[0]["p_holm"],
-                              pair_questions=int(pair.iloc[0]["questions"]), verdict=pair.iloc[0]["verdict"])
+                verdict = pair.iloc[0]["verdict"]
+                if sign < 0 and verdict in ("ahead", "behind"):
+                    verdict = "behind" if verdict == "ahead" else "ahead"
+                record.update(diff=sign * pair.iloc[0]["diff"], p_holm=pair.iloc[0]["p_holm"],
+                              pair_questions=int(pair.iloc[0]["questions"]), verdict=verdict)
         records.append(record)
-    return pd.DataFrame.from_records(records, columns=[
+    table = pd.DataFrame.from_records(records, columns=[
         "task", "student", "loss", "teachers", "best", "group", "walign", "walign_lo", "walign_hi", "questions",
-        "nodes", "runner_up", "runner_up_group", "diff", "p_holm", "pair_questions", "verdict"])
+        "nodes", "runner_up", "runner_up_group", "diff", "p_holm", "q_bh", "pair_questions", "verdict"])
+    # a leader claim per (task, student, loss): Benjamini-Hochberg across the cells, per loss (METHOD, Statistics)
+    for _, group in table.groupby("loss", sort=False):
+        tested = group.index[group["p_holm"].notna()]
+        if len(tested):
+            table.loc[tested, "q_bh"] = stats.benjamini_hochberg(table.loc[tested, "p_holm"].to_numpy(float))
+    return table
 
 
 def compare(nodes: pd.DataFrame, *, options: stats.Options | None = None) -> dict[str, pd.DataFrame]:

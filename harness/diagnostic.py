@@ -48,7 +48,7 @@ from harness.generation import derive_seed, extend, prefill
 from harness.losses import Loss, NodeDistributions, jsd_rbar
 from harness.models import LoadedModel
 from harness.prompting import chat_prompt_ids
-from harness.records import LOSS_NAMES, NODE_SCHEMA, QUESTION_SCHEMA
+from harness.records import LOSS_NAMES, NODE_SCHEMA, QUESTION_SCHEMA, outcome, prefix_shared
 from harness.selection import (
     DEFAULT_DEPTH_WINDOWS,
     DEFAULT_SELECTION,
@@ -148,6 +148,11 @@ class Rollout:
     tokens: tuple[int, ...]
     correct: bool
     advantage: float
+    unparsed: bool = False  # no parseable answer (graded incorrect): a third outcome (records.OUTCOMES)
+
+    @property
+    def outcome(self) -> str:
+        return "correct" if self.correct else "unparsed" if self.unparsed else "incorrect"
 
 
 @dataclass(frozen=True)
@@ -245,7 +250,7 @@ def diagnose_question(question: Question, who: Participants, settings: Settings,
                 _, logits = extend(student, prompt_pass, rollout.tokens)
                 kept = RolloutLogits(dict(enumerate(logits)), {}, {})
             rows = _score_rollout(question, rollout, views, who, todo, settings, result, rollout_plans, kept,
-                                  contexts)
+                                  contexts, rollouts)
             for index, teacher_rows in zip(todo, rows):
                 rows_by_teacher[index].extend(teacher_rows)
         progress.advance("teacher passes", len(who.teachers))
@@ -287,8 +292,8 @@ def sample_rollouts(question: Question, who: Participants, settings: Settings, m
 
 
 def rollouts_of(question_rows: Sequence[dict[str, Any]]) -> list[Rollout]:
-    return [Rollout(row["rollout_id"], tuple(row["response_token_ids"]), row["correct"], row["grpo_advantage"])
-            for row in question_rows]
+    return [Rollout(row["rollout_id"], tuple(row["response_token_ids"]), row["correct"], row["grpo_advantage"],
+                    outcome(row["correct"], row["extracted"]) == "unparsed") for row in question_rows]
 
 
 def _teacher_logits(teacher: Teacher, model: LoadedModel, inputs: ContextInputs, tokens: Sequence[int],
@@ -328,9 +333,10 @@ class RolloutLogits:
 
 def _score_rollout(question: Question, rollout: Rollout, views, who: Participants, todo: Sequence[int],
                    settings: Settings, result: QuestionResult, plans: list[NodePlan], kept: RolloutLogits,
-                   contexts: dict[int, tuple[str, Any]]) -> list[list[dict]]:
+                   contexts: dict[int, tuple[str, Any]], siblings: Sequence[Rollout]) -> list[list[dict]]:
     """The node rows of one rollout for every teacher at ``todo``: q_t by one forward pass per (teacher, rollout)
-    unless planning already ran it, then each node's divergences, loss directions and alignments."""
+    unless planning already ran it, then each node's divergences, loss directions and alignments. ``siblings``:
+    every rollout of the question (``prefix_shared``)."""
     student, y = who.student, list(rollout.tokens)
     n = len(y)
     inputs = ContextInputs(who.task, question, rollout.rollout_id, views, student=student, seed=who.seed,
@@ -354,6 +360,8 @@ def _score_rollout(question: Question, rollout: Rollout, views, who: Participant
         support = list(plan.support_token_ids)
         ideals = IdealGradients.of(plan, logp_sampling[support].exp().numpy())
         base = _node_columns(question, rollout, plan, logp, ideals, who, grpo_loss, n, settings.selection)
+        base["prefix_shared"] = prefix_shared([r.tokens for r in siblings], [r.outcome for r in siblings],
+                                              [r.rollout_id for r in siblings].index(rollout.rollout_id), position)
         for slot, index in enumerate(todo):
             teacher, _ = who.teachers[index]
             q_logits = teacher_logits[index]
@@ -665,7 +673,8 @@ def _node_columns(question: Question, rollout: Rollout, plan: NodePlan, logp: to
         "task": who.task.name, "student": who.student_name, "question_id": question.id,
         "rollout_id": rollout.rollout_id, "position": plan.position, "rollout_len": n, "depth_norm": plan.position / n,
         "window": plan.window, "priority": plan.priority, "entropy": entropy(logp),
-        "rollout_correct": rollout.correct, "support_token_ids": support, "sampled_token_id": sampled,
+        "rollout_correct": rollout.correct, "rollout_unparsed": rollout.unparsed, "gold": question.gold,
+        "support_token_ids": support, "sampled_token_id": sampled,
         "grpo_advantage": rollout.advantage, "student_logprobs": logp[support].tolist(),
         "succ_correct": list(plan.succ_correct), "succ_trials": list(plan.succ_trials),
         "succ_correct_a": list(correct_a), "succ_trials_a": list(trials_a),

@@ -13,7 +13,7 @@ import json
 import os
 import shlex
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,14 @@ NODE_SCHEMA = pa.schema(
         ("priority", _f64),  # the selection score the node was chosen with
         ("entropy", _f64),  # student entropy at the node (nats)
         ("rollout_correct", pa.bool_()),
+        # the rollout's response has no parseable answer (graded incorrect): a third outcome, counted apart from a
+        # wrong answer wherever correct and incorrect paths are compared (METHOD, Categorical answers)
+        ("rollout_unparsed", pa.bool_()),
+        # the prefix y_<i is also the prefix of another rollout of the question with another outcome (always so at
+        # position 0 when the outcomes differ): the same state on both sides, so the node enters no correct-vs-
+        # incorrect contrast (METHOD, Alignment: ok_minus_bad)
+        ("prefix_shared", pa.bool_()),
+        ("gold", pa.string()),  # the question's gold answer (walign by gold label for categorical tasks)
         ("support_token_ids", pa.list_(_i32)),  # C(u): sampled token first, then top-K, then teacher tops
         ("sampled_token_id", _i32),
         ("grpo_advantage", _f64),
@@ -105,10 +113,32 @@ QUESTION_SCHEMA = pa.schema(
 
 
 # may be left out of a row (null): columns added after the first record files, so older rows still load
-OPTIONAL_COLUMNS = frozenset({"context_choice", "logits_finite", "nonfinite_positions", "prompt", "context_text",
+OPTIONAL_COLUMNS = frozenset({"rollout_unparsed", "prefix_shared", "gold",
+                              "context_choice", "logits_finite", "nonfinite_positions", "prompt", "context_text",
                               "selection", "screen_correct", "screen_trials",
                               "succ_correct_a", "succ_trials_a", "succ_correct_b", "succ_trials_b",
                               *(f"align_{name}_{half}" for name in LOSS_NAMES for half in ("a", "b"))})
+
+
+OUTCOMES = ("correct", "incorrect", "unparsed")  # a rollout's outcome; "unparsed": no answer found (graded wrong)
+
+
+def outcome(correct: bool | None, extracted: str | None) -> str | None:
+    """The rollout's outcome of :data:`OUTCOMES` from its grade and extracted answer (None: not graded)."""
+    if correct is None or (isinstance(correct, float) and correct != correct):  # None or NaN: not graded
+        return None
+    # pandas reads a missing answer as None or NaN
+    return "correct" if correct else "unparsed" if not isinstance(extracted, str) or extracted == "" else "incorrect"
+
+
+def prefix_shared(responses: Sequence[Sequence[int]], outcomes: Sequence[str | None], rollout: int,
+                  position: int) -> bool:
+    """Whether ``responses[rollout][:position]`` is also the prefix of a rollout of the question with another
+    outcome (at ``position`` 0 every rollout shares the empty prefix). Where it is, the node is the same state on
+    a rollout that ended otherwise: it cannot separate one outcome from the other."""
+    prefix = list(responses[rollout][:position])
+    return any(other != rollout and outcomes[other] != outcomes[rollout] and len(tokens) >= position
+               and list(tokens[:position]) == prefix for other, tokens in enumerate(responses))
 
 
 def rows_to_table(rows: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
@@ -286,8 +316,52 @@ def load_run(run_dir) -> tuple["pandas.DataFrame", "pandas.DataFrame", dict]:
     run_json_path = run_dir / "run.json"
     run_json = _read_json(run_json_path) if run_json_path.is_file() else {}
     nodes = read_nodes(run_dir)
+    questions = read_questions(run_dir)
+    nodes = with_outcome_columns(nodes, questions)
     accuracy_path = run_dir / "accuracy.json"
     if accuracy_path.is_file():
         # carried on the frame so that `leaderboard(nodes)` (as the CLI calls it) shows the accuracy column
         nodes.attrs["accuracy"] = _read_json(accuracy_path)
-    return nodes, read_questions(run_dir), run_json
+    return nodes, questions, run_json
+
+
+DERIVED_COLUMNS = ("rollout_unparsed", "prefix_shared", "gold")  # node columns questions.parquet also determines
+
+
+def with_outcome_columns(nodes: "pandas.DataFrame", questions: "pandas.DataFrame") -> "pandas.DataFrame":
+    """``nodes`` with :data:`DERIVED_COLUMNS` filled from ``questions.parquet`` where the records leave them null
+    (runs written before the columns existed): the outcome from each rollout's grade and extracted answer, the
+    gold, and ``prefix_shared`` from the rollouts' token ids (:func:`prefix_shared`). Values present are kept."""
+    import pandas as pd
+
+    if nodes.empty or questions.empty or not all(name in nodes for name in DERIVED_COLUMNS):
+        nodes = nodes.copy()
+        for name in DERIVED_COLUMNS:
+            if name not in nodes:
+                nodes[name] = pd.Series([None] * len(nodes), index=nodes.index, dtype=object)
+    if nodes.empty or questions.empty or not nodes[list(DERIVED_COLUMNS)].isna().any().any():
+        return nodes
+    nodes = nodes.copy()
+    key = ["task", "student", "question_id", "rollout_id"]
+    derived = {}
+    for (task, student, question), group in questions.groupby(key[:3], sort=False):
+        group = group.sort_values("rollout_id")
+        ids = [int(r) for r in group["rollout_id"]]
+        tokens = [list(t) if t is not None else [] for t in group["response_token_ids"]]
+        outcomes = [outcome(c, e) for c, e in zip(group["correct"], group["extracted"])]
+        derived[(task, student, question)] = (ids, tokens, outcomes, group["gold"].iloc[0])
+    unparsed, shared, gold = [], [], []
+    for row in nodes[[*key, "position"]].itertuples(index=False):
+        found = derived.get((row.task, row.student, row.question_id))
+        if found is None or int(row.rollout_id) not in found[0]:
+            unparsed.append(None), shared.append(None), gold.append(None)
+            continue
+        ids, tokens, outcomes, question_gold = found
+        index = ids.index(int(row.rollout_id))
+        unparsed.append(None if outcomes[index] is None else outcomes[index] == "unparsed")
+        shared.append(prefix_shared(tokens, outcomes, index, int(row.position)))
+        gold.append(question_gold)
+    for name, values in (("rollout_unparsed", unparsed), ("prefix_shared", shared), ("gold", gold)):
+        fill = pd.Series(values, index=nodes.index, dtype=object)
+        nodes[name] = nodes[name].astype(object).where(nodes[name].notna(), fill)
+    return nodes

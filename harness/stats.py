@@ -22,8 +22,11 @@ per-question sums, ``theta = sum_q num_q / sum_q den_q`` (a node-pooled, possibl
 questions for a standard error and gives the t interval and t test with ``questions - 1`` degrees of freedom (again
 one computation for both). :func:`cluster_bootstrap_stat` keeps the plain percentile interval for internal benchmarks.
 
-**Families**: :func:`holm` (pairwise claims), :func:`benjamini_hochberg` (many cells); :func:`rank_groups` turns
-pairwise verdicts into compact letter groups. **Reliability**: :func:`split_half_reliability` (Spearman-Brown).
+**Families**: :func:`holm` (pairwise claims), :func:`benjamini_hochberg` (many cells); :func:`settle` draws more
+permutations for Monte Carlo p-values near the decision, and keeps tests that cannot reach a verdict out of the family;
+:func:`rank_groups` turns pairwise verdicts into compact letter groups. ``Estimate.at_floor`` marks a Monte Carlo
+p-value at its floor ``1 / (permutations + 1)`` (the true p is at most that: printed ``<=``).
+**Reliability**: :func:`split_half_reliability` (Spearman-Brown).
 
 Every random function takes ``seed`` and builds its own ``numpy.random.Generator``: results do not depend on call
 order. Defaults: 2,000 bootstrap resamples, 10,000 permutations.
@@ -64,11 +67,18 @@ class Estimate:
     questions: int
     n: int  # rows (nodes) behind the estimate
     se: float = math.nan
+    draws: int = 0  # Monte Carlo sign-flip draws behind ``pvalue`` (0: exact enumeration, or not a sign-flip test)
 
     @property
     def too_few(self) -> bool:
         """Fewer questions than a conclusion needs (METHOD: no interval below :data:`MIN_QUESTIONS`)."""
         return self.questions < MIN_QUESTIONS
+
+    @property
+    def at_floor(self) -> bool:
+        """The Monte Carlo p-value is its smallest possible value ``1 / (draws + 1)``: the true p is at most that
+        (printed with ``<=``, METHOD Statistics)."""
+        return self.draws > 0 and math.isfinite(self.pvalue) and self.pvalue <= (1 + 1e-9) / (self.draws + 1)
 
     def asdict(self) -> dict:
         return asdict(self)
@@ -185,15 +195,16 @@ def cluster_ratio(num, den, *, n: int | None = None, permutations: int = PERMUTA
         return extreme / count if exact else (1 + extreme) / (1 + count)
 
     p0 = float(pvalue(0.0)[0])
+    draws = 0 if exact else count
     if c < min_questions or se == 0.0:
         lo = hi = math.nan if c < min_questions else theta  # all contributions equal: a zero-width interval
-        return Estimate(theta, lo, hi, min(1.0, p0), c, n, se)
+        return Estimate(theta, lo, hi, min(1.0, p0), c, n, se, draws)
     alpha = 1 - level
     # the first step must move theta in floating point: a standard error of pure round-off (all questions equal)
     # would otherwise never leave it
     step = max(se, 1e-9 * max(1.0, abs(theta)))
     lo, hi = (_boundary(pvalue, theta, direction * step, alpha) for direction in (-1.0, 1.0))
-    return Estimate(theta, lo, hi, min(1.0, p0), c, n, se)
+    return Estimate(theta, lo, hi, min(1.0, p0), c, n, se, draws)
 
 
 def _boundary(pvalue: Callable[[np.ndarray], np.ndarray], theta: float, step: float, alpha: float) -> float:
@@ -399,6 +410,43 @@ def holm(pvalues) -> np.ndarray:
 def benjamini_hochberg(pvalues) -> np.ndarray:
     """Benjamini-Hochberg adjusted p-values (false discovery rate); NaN stays NaN."""
     return _adjust(pvalues, "fdr_bh")
+
+
+MAX_PERMUTATIONS = 1_000_000  # the most sign-flip draws :func:`settle` spends on one test near its threshold
+_MC_Z = 3.0  # a decision counts as stable when the threshold is this many Monte Carlo standard errors away
+
+
+def settle(estimates: Sequence[Estimate], redo: Callable[[int, int], Estimate], adjust: Callable = None, *,
+           testable: Sequence[bool] | None = None, alpha: float = ALPHA,
+           max_permutations: int = MAX_PERMUTATIONS) -> tuple[list[Estimate], np.ndarray]:
+    """A family's estimates and adjusted p-values (``adjust``: :func:`holm` by default), with every Monte Carlo
+    p-value whose adjusted value is near the decision (within a factor 2 of ``alpha``) drawn again with ten times
+    the permutations (``redo(index, permutations)``) until the decision is stable (the threshold lies
+    ``3`` Monte Carlo standard errors away, scaled by the adjustment) or ``max_permutations`` is reached.
+
+    ``testable``: the tests that can reach a verdict (e.g. 10 questions or more); the others stay out of the family
+    (adjusted p NaN) and are never redrawn (METHOD, Statistics).
+    """
+    adjust = adjust or holm
+    estimates = list(estimates)
+    testable = [True] * len(estimates) if testable is None else [bool(t) for t in testable]
+    while True:
+        raw = np.array([e.pvalue if ok else math.nan for e, ok in zip(estimates, testable)], dtype=float)
+        adjusted = adjust(raw)
+        again = []
+        for index, (estimate, value) in enumerate(zip(estimates, adjusted)):
+            if not (estimate.draws and estimate.draws < max_permutations and math.isfinite(value)):
+                continue
+            if not alpha / 2 <= value <= 2 * alpha:
+                continue
+            factor = value / estimate.pvalue if estimate.pvalue > 0 else 1.0
+            error = factor * math.sqrt(estimate.pvalue * (1 - estimate.pvalue) / estimate.draws)
+            if abs(value - alpha) <= _MC_Z * error:
+                again.append(index)
+        if not again:
+            return estimates, adjusted
+        for index in again:
+            estimates[index] = redo(index, min(max_permutations, 10 * estimates[index].draws))
 
 
 def rank_groups(order: Sequence[str], different: Callable[[str, str], bool]) -> dict[str, str]:

@@ -36,7 +36,9 @@ SMALL_N_MARK = "(n<10)"
 SMALL_N_NOTE = (f"{SMALL_N_MARK}: fewer than {stats.MIN_QUESTIONS} questions behind this estimate, too few for a "
                 "conclusion, so no interval is shown; diagnose more questions (--limit) before reading anything into it.")
 GROUP_NOTE = ("group: teachers that share a letter are not separated by any significant paired test (all pairs of "
-              "the loss, Holm-corrected, alpha 0.05); 'a' holds the leader by walign. "
+              f"the loss with {stats.MIN_QUESTIONS}+ shared questions, Holm-corrected, alpha 0.05); 'a' holds the "
+              "leader: no paired test puts it behind another, ordered by walign on the questions they share "
+              "(walign shown: over each teacher's own questions, n beside it). "
               "Every pair: opd leaderboard RUN --pairs.")
 INCONCLUSIVE_NOTE = ("inconclusive: not significant at this n; the true difference may be anything up to the minimum "
                      "detectable effect (mde), so this is never evidence of no difference.")
@@ -232,6 +234,11 @@ def print_rich(df: pd.DataFrame, console=None, wide: bool = False) -> None:
             notes.append(SMALL_N_NOTE)
         if "group" in group and group["group"].astype(str).str.len().gt(0).any():
             notes.append(GROUP_NOTE)
+        untested = sorted({" – ".join(sorted((r["teacher"], o))) for _, r in group.iterrows()
+                           for o in str(r.get("untested") or "").split(", ") if o})
+        if untested:
+            notes.append(f"not tested (fewer than {stats.MIN_QUESTIONS} shared questions; not the same as not "
+                         f"separated): {', '.join(untested)}")
         if "ok_bad_verdict" in group and group["ok_bad_verdict"].eq("inconclusive").any():
             notes.append("ok − bad: the within-question contrast of alignment on correct minus incorrect paths. "
                          + INCONCLUSIVE_NOTE)
@@ -247,7 +254,10 @@ PAIR_VIEW = {
              True),
     # the verdict before its numbers: a console too narrow for all leaves out the trailing columns
     "verdict": ("verdict", lambda r: str(r["verdict"]), False),
-    "p_holm": ("p (Holm)", lambda r: _cell_text(r["p_holm"], "p"), True),
+    # a Monte Carlo p at its floor 1/(permutations+1): the true p is at most that (numpy bools: compare, not `is`)
+    "p_holm": ("p (Holm)",
+               lambda r: ("<= " if r.get("p_at_floor") == True else "") + _cell_text(r["p_holm"], "p"),  # noqa: E712
+               True),
     "questions": ("q", lambda r: str(int(r["questions"])), True),
     "mde": ("mde", lambda r: _cell_text(r["mde"]), True),
 }
@@ -268,7 +278,8 @@ def print_pairs(df: pd.DataFrame, console=None, wide: bool = False) -> None:
                               justify=["right" if right else "left" for _, _, right in PAIR_VIEW.values()], keep=2,
                               wide=wide, title=f"teacher pairs · {task} · student {student}",
                               caption="diff = walign(teacher) − walign(other) on the nodes both share; paired "
-                                      "sign-flip test over questions, Holm over all pairs of the loss")
+                                      "sign-flip test over questions, Holm over all pairs of the loss with "
+                                      f"{stats.MIN_QUESTIONS}+ shared questions (the others: not tested)")
         if hidden:
             console.print(hidden_note(hidden, console.width, "--wide, or --format md or json"),
                           highlight=False)

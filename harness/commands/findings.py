@@ -4,9 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 NOTES = (
-    "direction: the paper's; reproduced / opposite: significant after Holm over every row (each row is a claim), "
-    "by the sign of the estimate; inconclusive: not significant at this n (the effect may be anything up to about "
-    "the mde), never evidence of no effect; too few questions: below 10.",
+    "direction: the paper's; reproduced / opposite: significant after Holm over every claim on 10 questions or "
+    "more, by the sign of the estimate; inconclusive: not significant at this n (the effect may be anything up to "
+    "about the mde), never evidence of no effect; too few questions: below 10 (out of the Holm family); not "
+    "testable: finding 1 with no question whose correct and incorrect rollouts have nodes past their divergence.",
     "finding 2 compares students: the advantage of the self-distillation contexts over the external model: teacher, "
     "smaller student minus larger (rows marked (context) give each student's advantage, not a claim).",
 )

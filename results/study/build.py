@@ -4,6 +4,7 @@ Two steps, so that every number in STUDY.md can be recomputed from what the repo
 
     python results/study/build.py collect runs/study runs/study-accuracy   # runs -> results/study/{nodes.parquet,...}
     python results/study/build.py write                                    # results/study/* -> results/STUDY.md
+    python results/study/build.py backfill DATA_DIR    # once: gold (and prefix_shared at position 0) into an older file
 
 ``collect`` keeps only the node columns the tables need (``COMPACT_COLUMNS``), each run's cost (``runs.json``) and
 the ``opd accuracy`` reports (``accuracy/``). ``write`` computes every table with the harness's own statistics
@@ -34,15 +35,23 @@ WRITE_UP = STUDY_DIR.parent / "STUDY.md"
 LOSSES = ("rkl", "fkl", "jsd", "sampled", "grpo")
 HEADLINE_LOSS = "rkl"
 EFFECT = 0.1  # the alignment difference the study is sized to detect (issue: MDE at most 0.1)
-# the node columns the leaderboard, findings, routing, plan and figures read; lists and texts are left out
+# the node columns the leaderboard, findings, routing, plan and figures read, and every column S_hat, g* and each
+# alignment are recomputed from (tests/test_study.py); texts (prompts, contexts) are left out
+RECOMPUTE_COLUMNS = [
+    "support_token_ids", "sampled_token_id", "student_logprobs", "teacher_logprobs", "succ_correct", "succ_trials",
+    "ideal_grad", "grpo_advantage", "rollout_correct", "kl_student_teacher", "jsd_rbar",
+]
 COMPACT_COLUMNS = [
     "task", "student", "teacher", "question_id", "rollout_id", "position", "rollout_len", "depth_norm", "window",
-    "entropy", "rollout_correct", "kl_student_teacher", "kl_teacher_student", "l2", "cos_pq", "tv", "topk_shared_mass",
-    "jsd_rbar",
+    "entropy", "rollout_correct", "rollout_unparsed", "prefix_shared", "gold", "kl_student_teacher",
+    "kl_teacher_student", "l2", "cos_pq", "tv", "topk_shared_mass", "jsd_rbar",
     "ideal_norm", "informative", "context_ok", "logits_finite", "context_choice",
     *(f"align_{loss}" for loss in LOSSES), *(f"dnorm_{loss}" for loss in LOSSES),
     *(f"align_{loss}_{half}" for loss in LOSSES for half in ("a", "b")),
+    *(name for name in RECOMPUTE_COLUMNS if name not in ("rollout_correct", "kl_student_teacher", "jsd_rbar")),
+    "succ_correct_a", "succ_trials_a", "succ_correct_b", "succ_trials_b",
 ]
+SIZE_LIMIT = 6 * 2**20  # results/study stays under about 6 MB
 # what each run's run.json contributes: its configuration and cost (harness.plan's rate reads the last four)
 RUN_KEYS = ("config", "status", "device", "dtype", "threads", "counts", "timings", "resumed_questions", "cache_hits",
             "code", "sessions")
@@ -65,7 +74,7 @@ def collect(suite_dir: Path, accuracy_dir: Path | None, out: Path = STUDY_DIR) -
         raise SystemExit(f"no finished runs under {suite_dir} (expected <task>/<student>/run.json)")
     nodes = pd.concat(frames, ignore_index=True)
     out.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pandas(nodes, preserve_index=False), out / "nodes.parquet", compression="zstd")
+    _write_nodes(nodes, out)
     (out / "runs.json").write_text(json.dumps(runs, indent=1, sort_keys=True) + "\n")
     if accuracy_dir is not None:
         target = out / "accuracy"
@@ -73,6 +82,38 @@ def collect(suite_dir: Path, accuracy_dir: Path | None, out: Path = STUDY_DIR) -
         for report in sorted(Path(accuracy_dir).glob("*.json")):
             data = json.loads(report.read_text())
             (target / report.name).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def _write_nodes(nodes: pd.DataFrame, out: Path) -> None:
+    pq.write_table(pa.Table.from_pandas(nodes, preserve_index=False), out / "nodes.parquet", compression="zstd",
+                   compression_level=19)
+
+
+def backfill(data_dir: Path, study_dir: Path = STUDY_DIR) -> None:
+    """Add to a compact file collected before they existed the outcome columns that can be derived without the
+    runs: ``gold`` (each question's gold answer, from the task's own loader on ``data_dir``: the questions the runs
+    read), ``prefix_shared`` at position 0 (every rollout shares the empty prefix: True); left null where it needs
+    the rollouts' token ids (later positions) and ``rollout_unparsed`` (needs each rollout's extracted answer).
+    Values present are kept."""
+    from harness.plugins import load_builtin
+    from harness.task import resolve_task
+
+    load_builtin()
+    path = Path(study_dir) / "nodes.parquet"
+    nodes = pq.read_table(path).to_pandas()
+    golds = {}
+    for task in pd.unique(nodes["task"]):
+        golds.update({q.id: q.gold for q in resolve_task(task).load(Path(data_dir))})
+    derived = {"gold": nodes["question_id"].map(golds).astype(object),
+               "prefix_shared": pd.Series(np.where(nodes["position"] == 0, True, None), index=nodes.index,
+                                          dtype=object),
+               "rollout_unparsed": pd.Series([None] * len(nodes), index=nodes.index, dtype=object)}
+    for name, values in derived.items():
+        nodes[name] = nodes[name].astype(object).where(nodes[name].notna(), values) if name in nodes else values
+    if "prefix_shared" in nodes:
+        nodes["prefix_shared"] = nodes["prefix_shared"].astype("boolean")
+        nodes["rollout_unparsed"] = nodes["rollout_unparsed"].astype("boolean")
+    _write_nodes(nodes[[c for c in COMPACT_COLUMNS if c in nodes]], Path(study_dir))
 
 
 # ---------------------------------------------------------------- compute
@@ -125,6 +166,7 @@ def accuracy_table(accuracy: Mapping[str, dict]) -> pd.DataFrame:
     table = pd.DataFrame.from_records(rows)
     if table.empty:
         return table
+    table["unparsed"] = [unparsed_share(accuracy[r.report], r.condition) for r in table.itertuples()]
     # each report compares every context with the student alone: one family, Holm-corrected
     table["p_holm"] = math.nan
     for _, group in table.groupby("report", sort=False):
@@ -132,6 +174,13 @@ def accuracy_table(accuracy: Mapping[str, dict]) -> pd.DataFrame:
         if len(tested):
             table.loc[tested.index, "p_holm"] = stats.holm(tested.p_sign_flip.astype(float).to_numpy())
     return table
+
+
+def unparsed_share(report: Mapping[str, Any], condition: str) -> float:
+    """Share of a context's answers with no parseable answer (a third outcome, apart from wrong answers)."""
+    answers = [a for q in report.get("questions", []) if q.get("condition") == condition
+               for a in q.get("answers", []) if a is not None]
+    return float(np.mean([not a.get("extracted") for a in answers])) if answers else math.nan
 
 
 def render_accuracy_overview(table: pd.DataFrame, task: str) -> str:
@@ -184,6 +233,7 @@ def compute(nodes: pd.DataFrame, runs: Sequence[Mapping[str, Any]], accuracy: Ma
 
     options = stats.Options()
     board = build(nodes, options=options)
+    leaders = leader_claims(board)
     agreement = rank_agreement(board.table)
     routing = oracle_routing(nodes, options=options)
     # harness.plan per cell, with that cell's own run: its rate (MMLU's rollouts are longer than BoolQ's) and the
@@ -198,14 +248,83 @@ def compute(nodes: pd.DataFrame, runs: Sequence[Mapping[str, Any]], accuracy: Ma
                 "settings": configs[0]["settings"], "seed": configs[0]["seed"]}
     return {
         "settings": settings,
-        "findings": findings(nodes, loss=HEADLINE_LOSS, options=options, board=board),
-        "board": board.table, "pairs": board.pairs, "agreement": agreement[agreement["loss"] == HEADLINE_LOSS],
+        "findings": findings(nodes, loss=HEADLINE_LOSS, options=options),
+        "board": board.table, "pairs": board.pairs, "gold": board.gold[board.gold["loss"] == HEADLINE_LOSS],
+        "leaders": leaders, "records": records_status(nodes), "before": previous_rules(nodes, board.table),
+        "agreement": agreement[agreement["loss"] == HEADLINE_LOSS],
         "routing": routing[routing["loss"] == HEADLINE_LOSS],
         "plan": pd.concat([size["summary"] for size in sizes], ignore_index=True),
         "plan_rows": pd.concat([size["comparisons"] for size in sizes], ignore_index=True),
         "cost": cost(runs, nodes), "accuracy": accuracy_table(accuracy),
         "answer_mix": answer_mix(accuracy),
     }
+
+
+def leader_claims(board) -> pd.DataFrame:
+    """Per (task, student) on the headline loss: the leader by paired evidence (rank 1), the teachers it is
+    significantly ahead of (Holm within the cell) with those claims' Benjamini-Hochberg q across every cell's leader
+    claims, the teachers no test separates from it, and those it was not tested against (< 10 shared questions)."""
+    table = board.table[(board.table.loss == HEADLINE_LOSS) & board.table["rank"].notna()]
+    pairs = board.pairs[board.pairs.loss == HEADLINE_LOSS]
+    rows = []
+    for (task, student), group in table.groupby(["task", "student"], sort=False):
+        leader = group.sort_values("rank").iloc[0]
+        cell = pairs[(pairs.task == task) & (pairs.student == student)
+                     & ((pairs.teacher == leader.teacher) | (pairs.other == leader.teacher))]
+        for pair in cell.itertuples():
+            other = pair.other if pair.teacher == leader.teacher else pair.teacher
+            ahead = (pair.verdict == "ahead") == (pair.teacher == leader.teacher) and pair.verdict in ("ahead",
+                                                                                                     "behind")
+            rows.append({"task": task, "student": student, "leader": leader.teacher, "walign": leader.walign,
+                         "walign_shared": leader.walign_shared, "questions": leader.align_questions,
+                         "other": other, "relation": "ahead" if ahead else "not tested"
+                         if pair.verdict == "not tested" else "not separated", "p_holm": pair.p_holm,
+                         "p_at_floor": bool(pair.p_at_floor), "pair_questions": pair.questions})
+        if not len(cell):
+            rows.append({"task": task, "student": student, "leader": leader.teacher, "walign": leader.walign,
+                         "walign_shared": leader.walign_shared, "questions": leader.align_questions, "other": None,
+                         "relation": None, "p_holm": math.nan, "p_at_floor": False, "pair_questions": 0})
+    claims = pd.DataFrame.from_records(rows)
+    if claims.empty:
+        return claims
+    claims["q_bh"] = math.nan
+    ahead = claims.relation == "ahead"
+    if ahead.any():
+        claims.loc[ahead, "q_bh"] = stats.benjamini_hochberg(claims.loc[ahead, "p_holm"].to_numpy(float))
+    return claims
+
+
+def records_status(nodes: pd.DataFrame) -> dict[str, Any]:
+    """What the compact records can and cannot give: the share of nodes whose prefix status, outcome and gold are
+    known, and whether the columns to recompute S_hat, g* and the alignments are there."""
+    keyed = nodes.drop_duplicates(["task", "student", "question_id", "rollout_id", "position"])
+    def known(name: str) -> float:
+        return float(keyed[name].notna().mean()) if name in keyed else 0.0
+    return {"nodes": len(keyed), "first_token": float((keyed.position == 0).mean()),
+            "prefix_known": known("prefix_shared"), "unparsed_known": known("rollout_unparsed"),
+            "gold_known": known("gold"), "recompute": [c for c in RECOMPUTE_COLUMNS if c not in nodes]}
+
+
+def previous_rules(nodes: pd.DataFrame, board: pd.DataFrame) -> pd.DataFrame:
+    """Per (task, student) on the headline loss, the statements the rules before issue 30 made, recomputed from the
+    same records: the leader by the highest walign over each teacher's own questions (among teachers with 10 or
+    more), and the questions the correct-vs-incorrect contrast rested on when every node entered it (the largest
+    over teachers), beside what the paired rules give now."""
+    rows = []
+    used = nodes[nodes.informative.astype(bool) & nodes.context_ok.astype(bool)
+                 & nodes[f"align_{HEADLINE_LOSS}"].notna() & nodes.rollout_correct.notna()]
+    table = board[(board.loss == HEADLINE_LOSS) & board.walign.notna()]
+    for (task, student), group in table.groupby(["task", "student"], sort=False):
+        enough = group[group.align_questions >= stats.MIN_QUESTIONS]
+        old = enough.sort_values("walign", ascending=False).iloc[0].teacher if len(enough) else None
+        new = group[group["rank"] == 1].teacher
+        cell = used[(used.task == task) & (used.student == student)]
+        both = cell.groupby(["teacher", "question_id"]).rollout_correct.nunique()
+        rows.append({"task": task, "student": student, "leader_before": old,
+                     "leader_now": new.iloc[0] if len(new) else None,
+                     "contrast_questions_before": int((both == 2).groupby(level="teacher").sum().max()) if len(both)
+                     else 0, "contrast_questions_now": int(group.ok_bad_questions.max())})
+    return pd.DataFrame.from_records(rows)
 
 
 # ---------------------------------------------------------------- render
@@ -239,40 +358,67 @@ def _signed(value: Any) -> str:
     return "—" if _num(value) == "—" else f"{float(value):+.3f}"
 
 
-def _p(value: Any) -> str:
+def _p(value: Any, floor: bool = False) -> str:
+    """A p-value; ``floor``: a Monte Carlo p at its floor 1/(permutations+1), so the true p is at most this."""
     if value is None or not math.isfinite(float(value)):
         return "—"
+    if floor:  # an upper bound: rounded up, never down
+        return f"<= {math.ceil(float(value) * 1000 - 1e-9) / 1000:.3f}" if value > 0.001 else "<0.001"
     return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
+def _cell(value: Any) -> str:
+    """A Markdown table cell: ``|`` escaped, or it would split the cell and shift every column after it."""
+    return str(value).replace("|", "\\|")
+
+
 def _md(rows: list[list[Any]], headers: list[str]) -> str:
-    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+    return tabulate([[_cell(v) for v in row] for row in rows], headers=[_cell(h) for h in headers],
+                    tablefmt="github", disable_numparse=True)
 
 
 def render_findings(table: pd.DataFrame) -> str:
     rows = [[r.finding, r.test, r.task, _text(r.student), r.direction, _num(r.estimate), _interval(r.lo, r.hi),
-             _p(r.p), _p(r.p_holm), r.questions, _num(r.mde), _text(r.verdict)] for r in table.itertuples()]
+             _p(r.p, r.p_at_floor), _p(r.p_holm, r.p_at_floor), r.questions, _num(r.mde), _text(r.verdict)]
+            for r in table.itertuples()]
     return _md(rows, ["finding", "test", "task", "student", "paper", "estimate", "95% CI", "p", "p (Holm)",
                       "n (questions)", "MDE", "verdict"])
 
 
 def render_board(board: pd.DataFrame, task: str, student: str) -> str:
     table = board[(board.task == task) & (board.student == student) & (board.loss == HEADLINE_LOSS)]
-    rows = [[r.teacher, _with_interval(r.walign, r.walign_lo, r.walign_hi), r.align_questions,
-             r.informative, _with_interval(r.ok_minus_bad, r.ok_minus_bad_lo, r.ok_minus_bad_hi),
-             r.ok_bad_questions, _p(r.p_ok_minus_bad), _text(r.group)]
+    rows = [[_count(r.rank), r.teacher, _with_interval(r.walign, r.walign_lo, r.walign_hi), r.align_questions,
+             r.informative, _num(r.walign_shared),
+             "not testable" if r.ok_bad_verdict == "not testable"
+             else _with_interval(r.ok_minus_bad, r.ok_minus_bad_lo, r.ok_minus_bad_hi),
+             r.ok_bad_questions, _p(r.p_ok_minus_bad), _text(r.group), _text(r.untested)]
             for r in table.itertuples()]
-    return _md(rows, ["teacher", "walign [95% CI]", "n (questions)", "informative nodes", "ok − bad [95% CI]",
-                      "n (questions)", "p (ok − bad)", "group"])
+    shared = table.shared_questions.dropna()
+    return _md(rows, ["rank", "teacher", "walign, own questions [95% CI]", "n (own questions)", "informative nodes",
+                      f"walign, shared ({_count(shared.max()) if len(shared) else 0} questions)", "ok − bad [95% CI]",
+                      "n (questions)", "p (ok − bad)", "group", "not tested against"])
+
+
+def render_gold(gold: pd.DataFrame, board: pd.DataFrame, task: str, student: str) -> str:
+    """walign per gold label beside the pooled walign, for a categorical task."""
+    part = gold[(gold.task == task) & (gold.student == student)]
+    pooled = board[(board.task == task) & (board.student == student) & (board.loss == HEADLINE_LOSS)]
+    labels = sorted(pd.unique(part.gold))
+    cells = {(r.teacher, r.gold): r for r in part.itertuples()}
+    rows = [[r.teacher, _with_interval(r.walign, r.walign_lo, r.walign_hi)]
+            + [_with_interval(c.walign, c.walign_lo, c.walign_hi) + f" (n {c.questions})"
+               if (c := cells.get((r.teacher, label))) is not None else "—" for label in labels]
+            for r in pooled.itertuples() if any((r.teacher, label) in cells for label in labels)]
+    return _md(rows, ["teacher", "walign, pooled [95% CI]", *(f"gold {label} [95% CI]" for label in labels)])
 
 
 def render_accuracy(table: pd.DataFrame, report: str) -> str:
-    rows = [[r.condition, r.questions, _with_interval(r.accuracy, r.ci_low, r.ci_high), _num(r.delta),
-             "—" if r.better is None or pd.isna(r.better) else f"{int(r.better)} / {int(r.worse)}", _p(r.p_sign_flip),
-             _p(r.p_holm)]
+    rows = [[r.condition, r.questions, _with_interval(r.accuracy, r.ci_low, r.ci_high), _num(r.unparsed),
+             _num(r.delta), "—" if r.better is None or pd.isna(r.better) else f"{int(r.better)} / {int(r.worse)}",
+             _p(r.p_sign_flip), _p(r.p_holm)]
             for r in table[table.report == report].itertuples()]
-    return _md(rows, ["context", "n (questions)", "accuracy [95% CI]", "Δ vs student", "better / worse", "p",
-                      "p (Holm)"])
+    return _md(rows, ["context", "n (questions)", "accuracy [95% CI]", "unparsed answers", "Δ vs student",
+                      "better / worse", "p", "p (Holm)"])
 
 
 def design(settings: Mapping[str, Any]) -> list[str]:
@@ -297,10 +443,17 @@ def design(settings: Mapping[str, Any]) -> list[str]:
         "allowed; a larger `limit` in suites/study.toml grows every cell in place) and states the minimum "
         "detectable effect it reached (In short) and the questions and hours each cell still needs (What more "
         "compute would settle).",
-        "- Statistics (METHOD, Statistics): the question is the unit; 95% intervals by test inversion of a "
-        "sign-flip test, none below 10 questions; pairs of teachers Holm-corrected per (task, student, loss), the "
-        "findings Holm-corrected over every claim; accuracy intervals are Wilson with the question as the unit, "
-        "its test a sign-flip test of per-question differences (the paired, multi-sample analogue of McNemar).",
+        "- Statistics (METHOD, Statistics): the question is the unit. Intervals: for means (walign, ok − bad, "
+        "teacher pairs, findings 1-3, the routing gain) the 95% interval inverts the sign-flip test over questions "
+        "(every delta it does not reject); for rank correlations (findings 4-5) it is a cluster-bootstrap t "
+        "interval (questions resampled, questions - 1 degrees of freedom); none below 10 questions; accuracy "
+        "intervals are Wilson with the question as the unit, its test a sign-flip test of per-question "
+        "differences (the paired, multi-sample analogue of McNemar). Families: pairs of teachers Holm-corrected "
+        "per (task, student, loss), the findings Holm-corrected over every claim, ok − bad Benjamini-Hochberg per "
+        "(task, student), leader and routing claims Benjamini-Hochberg across cells; a test on fewer than 10 "
+        "questions is in no family (not tested). A Monte Carlo p-value at its floor 1/(permutations+1) is printed "
+        "with <=, and one near its decision (within a factor 2 of 0.05 after correction) is drawn again with ten "
+        "times the permutations, up to 10^6, until the decision is stable.",
     ]
 
 
@@ -314,37 +467,22 @@ def summary(numbers: Mapping[str, pd.DataFrame]) -> list[str]:
     for finding, group in claims.groupby("finding", sort=True):
         verdicts = group["verdict"].value_counts()
         counted = ", ".join(f"{verdicts[v]} {v}" for v in ("reproduced", "opposite", "inconclusive",
-                                                            "too few questions") if v in verdicts)
+                                                            "too few questions", "not testable") if v in verdicts)
         where = "".join(
             f"; {verdict}: " + ", ".join(f"{r.task} · {r.student} ({r.test}, {_num(r.estimate)}, Holm p "
-                                         f"{_p(r.p_holm)}, {r.questions} questions)" for r in rows.itertuples())
+                                         f"{_p(r.p_holm, r.p_at_floor)}, {r.questions} questions)"
+                                         for r in rows.itertuples())
             for verdict in ("reproduced", "opposite") for rows in [group[group.verdict == verdict]] if len(rows))
         lines.append(f"- {finding}: {len(group)} test(s): {counted}{where}.")
-    board = numbers["board"]
-    rows = board[(board.loss == HEADLINE_LOSS) & board["walign"].notna()]
-    for (task, student), group in rows.groupby(["task", "student"], sort=False):
-        enough = group[group.align_questions >= stats.MIN_QUESTIONS]  # a leader on fewer questions is noise
-        if enough.empty:
-            lines.append(f"- {task} · {student}: no leader named: at most {group.align_questions.max()} questions "
-                         f"have an alignment (a verdict needs {stats.MIN_QUESTIONS}).")
-            continue
-        leader = enough.sort_values("walign", ascending=False).iloc[0]
-        letters = set(leader.group) if isinstance(leader.group, str) else set()
-        mates = [t for t, g in zip(group.teacher, group.group)  # teachers no test separates from the leader
-                 if t != leader.teacher and isinstance(g, str) and letters & set(g)]
-        apart = "; the only teacher with an alignment" if len(group) == 1 else (
-            "; no other teacher is separated from it") if len(mates) == len(group) - 1 else (
-            f"; not separated from {', '.join(mates)}" if mates else "; ahead of every other teacher")
-        among = "" if len(enough) == len(group) else f" among the teachers with {stats.MIN_QUESTIONS} questions or more"
-        lines.append(f"- {task} · {student}: `{leader.teacher}` leads by walign{among} ({_num(leader.walign)}, "
-                     f"{leader.align_questions} questions){apart} (rank groups, Holm over all pairs).")
+    lines += leader_lines(numbers["leaders"], numbers["board"])
+    lines += label_lines(numbers["gold"])
     lines += minimum_detectable_effects(numbers["plan_rows"])
     routing = numbers["routing"].dropna(subset=["cv_gain"])
     routing = routing[routing.cv_questions >= stats.MIN_QUESTIONS]  # the table has the rest
     for r in routing.itertuples():
         lines.append(f"- Per-node routing, {r.task} · {r.student}: cross-fitted gain over `{r.best_single}` "
-                     f"{_with_interval(r.cv_gain, r.cv_gain_lo, r.cv_gain_hi)}, p {_p(r.p_cv_gain)} "
-                     f"({_count(r.cv_questions)} questions).")
+                     f"{_with_interval(r.cv_gain, r.cv_gain_lo, r.cv_gain_hi)}, p {_p(r.p_cv_gain)}, BH q across "
+                     f"cells {_p(r.q_cv_gain)} ({_count(r.cv_questions)} questions).")
     accuracy = numbers["accuracy"]
     alone = accuracy[accuracy.condition == "student"] if not accuracy.empty else accuracy
     for task, group in alone.groupby("task", sort=False):  # what compression did to the student itself
@@ -374,6 +512,114 @@ def summary(numbers: Mapping[str, pd.DataFrame]) -> list[str]:
         lines.append(f"- Wrong demonstrations, {r.report}: accuracy with correct+wrong examples "
                      f"{_with_interval(r.accuracy, r.ci_low, r.ci_high)}, {_num(r.delta)} against the student "
                      f"alone (sign-flip p {_p(r.p_sign_flip)}, {r.questions} questions).")
+    return lines
+
+
+def leader_lines(leaders: pd.DataFrame, board: pd.DataFrame) -> list[str]:
+    """One line per (task, student): the leader on paired evidence, the teachers it is ahead of (Holm in the cell,
+    BH across cells), those no test separates from it and those it was not tested against."""
+    lines = []
+    for (task, student), group in leaders.groupby(["task", "student"], sort=False):
+        first = group.iloc[0]
+        cell = board[(board.task == task) & (board.student == student) & (board.loss == HEADLINE_LOSS)]
+        ranked = int(cell["rank"].notna().sum())
+        ahead = group[(group.relation == "ahead") & (group.q_bh < stats.ALPHA)]
+        lost = group[(group.relation == "ahead") & ~(group.q_bh < stats.ALPHA)]
+        mates = group[group.relation == "not separated"]
+        untested = group[group.relation == "not tested"]
+        parts = []
+        if len(ahead):
+            parts.append("ahead of " + ", ".join(f"{r.other} (Holm p {_p(r.p_holm, r.p_at_floor)}, BH q "
+                                                 f"{_p(r.q_bh)})" for r in ahead.itertuples()))
+        if len(lost):
+            parts.append("ahead after Holm but not after BH across cells of " + ", ".join(
+                f"{r.other} (q {_p(r.q_bh)})" for r in lost.itertuples()))
+        if len(mates):
+            parts.append("not separated from " + ", ".join(mates.other))
+        if len(untested):
+            parts.append("not tested against " + ", ".join(untested.other) + f" (fewer than {stats.MIN_QUESTIONS} "
+                         "shared questions)")
+        unranked = cell[cell["rank"].isna() & cell.walign.notna()].teacher.tolist()
+        lines.append(f"- {task} · {student}: `{first.leader}` leads on paired evidence (no paired test puts it "
+                     f"behind another of the {ranked} ranked teachers; walign {_num(first.walign)} over its own "
+                     f"{first.questions} questions, {_num(first.walign_shared)} on the questions every ranked teacher "
+                     f"of the cell shares); " + ("; ".join(parts) if parts else "no other teacher")
+                     + (f"; unranked (no pair tested): {', '.join(unranked)}" if unranked else "") + ".")
+    return lines
+
+
+def label_lines(gold: pd.DataFrame) -> list[str]:
+    """Teachers whose walign has opposite signs on two gold labels, both intervals excluding 0 (10 questions or more
+    each): their pooled walign, and any claim resting on it, follows the answer prior as much as the question."""
+    lines = []
+    for (task, student, teacher), rows in gold.groupby(["task", "student", "teacher"], sort=False):
+        rows = rows[rows.questions >= stats.MIN_QUESTIONS]
+        positive, negative = rows[rows.walign_lo > 0], rows[rows.walign_hi < 0]
+        if len(positive) and len(negative):
+            parts = ", ".join(f"gold {r.gold} {_with_interval(r.walign, r.walign_lo, r.walign_hi)} ({r.questions} "
+                              "questions)" for r in pd.concat([positive, negative]).itertuples())
+            lines.append(f"- Label-driven, {task} · {student}: `{teacher}` aligns with opposite signs by gold "
+                         f"label ({parts}); its pooled walign mixes the two, and so does every comparison with it.")
+    return lines
+
+
+def records_lines(status: Mapping[str, Any]) -> list[str]:
+    """What the committed compact records can and cannot give (no statement is made from what they lack)."""
+    lines = [f"- `prefix_shared` (is the node's prefix also that of a rollout of the other outcome?) is known for "
+             f"{status['prefix_known']:.0%} of the {status['nodes']} nodes: the {status['first_token']:.0%} at "
+             "position 0, where every rollout shares the prompt (always shared). At later positions it needs the "
+             "rollouts' token ids, which the runs' questions.parquet holds and the compact file of this study "
+             "does not: unknown counts as shared, so no node enters ok − bad or finding 1 and both are not "
+             "testable here. A rerun (or `build.py collect` on the original runs, whose questions.parquet "
+             "`opd` reads) records it for every node."]
+    lines.append(f"- Unparsed responses (no answer found) are known for {status['unparsed_known']:.0%} of the nodes' "
+                 "rollouts: the compact file keeps each rollout's grade but not its extracted answer, so here an "
+                 "unparsed rollout still counts as incorrect in align_correct / align_incorrect. The accuracy "
+                 "reports keep every answer: In short gives the student's unparsed share, and the accuracy tables "
+                 "count unparsed answers apart.")
+    lines.append(f"- The gold answer is known for {status['gold_known']:.0%} of the nodes (added from the task's "
+                 "own loader on the data the runs read): walign by gold label below.")
+    if status["recompute"]:
+        lines.append("- The columns that recompute S_hat, g* and each alignment from scratch ("
+                     + ", ".join(f"`{c}`" for c in status["recompute"]) + ") are not in this compact file, collected "
+                     "before `build.py collect` kept them; the next collect keeps them (tests/test_study.py "
+                     "recomputes the alignments from them).")
+    return lines
+
+
+def changes_lines(before: pd.DataFrame, findings_table: pd.DataFrame, pairs: pd.DataFrame) -> list[str]:
+    """The statements the rules of issue 30 changed, each recomputed from the same records under both rules."""
+    lines = []
+    redrawn = pairs[(pairs.loss == HEADLINE_LOSS) & (pairs.draws > stats.PERMUTATIONS)]
+    for r in redrawn.itertuples():
+        lines.append(f"- {r.task} · {r.student}, `{r.teacher}` vs `{r.other}`: its Holm p lay near 0.05 with "
+                     f"{stats.PERMUTATIONS} sign flips, so it was drawn again with {r.draws}: Holm p "
+                     f"{_p(r.p_holm)}, verdict {r.verdict}.")
+    moved = before[before.leader_before != before.leader_now]
+    for r in moved.itertuples():
+        lines.append(f"- {r.task} · {r.student}: the leader was `{r.leader_before}` (highest walign over each "
+                     f"teacher's own questions); on paired evidence it is `{r.leader_now}`.")
+    kept = before[before.leader_before == before.leader_now]
+    if len(kept):
+        lines.append("- Leader unchanged under the paired rule: " + ", ".join(
+            f"{r.task} · {r.student} (`{r.leader_now}`)" for r in kept.itertuples()) + ".")
+    lines.append("- ok − bad and finding 1 rested, with every node counted, on up to " + ", ".join(
+        f"{r.contrast_questions_before} ({r.task} · {r.student})" for r in before.itertuples())
+        + " questions per cell; only nodes past the divergence of correct and incorrect rollouts count now, and "
+        + (f"at most {int(before.contrast_questions_now.max())} question(s) per cell qualify"
+           if before.contrast_questions_now.max() > 0 else "no question qualifies")
+        + " from these records (What the records give): "
+        + ("their estimates, intervals, p-values, verdicts and the ok − bad MDE are gone (not testable)."
+           if before.contrast_questions_now.max() == 0 else "the tables give what remains."))
+    small = findings_table[(findings_table.direction != "(context)")
+                           & (findings_table.questions < stats.MIN_QUESTIONS)]
+    lines.append(f"- The findings' Holm family no longer holds the {len(small)} claims on fewer than "
+                 f"{stats.MIN_QUESTIONS} questions (they could reach no verdict), so every other Holm p is corrected "
+                 "for fewer tests; p-values at their Monte Carlo floor print with <=; pairs of teachers on fewer than "
+                 f"{stats.MIN_QUESTIONS} shared questions are not tested (no longer read as not separated), and the "
+                 "leader lines list them apart.")
+    lines.append("- New: walign by gold label for both tasks (both are categorical), and the finding-5 rows render "
+                 "(their `depth | entropy` no longer splits the Markdown cell).")
     return lines
 
 
@@ -430,11 +676,36 @@ def render(numbers: Mapping[str, pd.DataFrame], figures: Sequence[str] = ()) -> 
                   "finished (no tokens or hours stated); `opd suite suites/study.toml` resumes them, and cells of "
                   "the grid missing from this table have not started.", ""]
     lines += ["## The paper's findings", "",
-              f"Headline loss `{HEADLINE_LOSS}`; Holm over every claim in the table; a verdict needs p (Holm) < 0.05; "
-              "below 10 questions no interval and no verdict.", "", render_findings(numbers["findings"]), ""]
-    lines += ["## Leaderboards (`rkl`)", ""]
+              f"Headline loss `{HEADLINE_LOSS}`; Holm over every claim in the table that rests on 10 questions or "
+              "more; a verdict needs p (Holm) < 0.05; below 10 questions no interval, no Holm p and no verdict; "
+              "`not testable`: no question has nodes past the divergence of its correct and incorrect rollouts.", "",
+              render_findings(numbers["findings"]), ""]
+    lines += ["## Leaderboards (`rkl`)", "",
+              "`rank` and `group` come from paired tests of every teacher pair (Holm over the pairs with 10 or more "
+              "shared questions): rank 1 is the teacher no paired test puts behind another, teachers in one tier "
+              "ordered by walign on the questions they share; a letter shared means not separated; `not tested "
+              "against`: pairs on fewer than 10 shared questions (not the same as not separated); a teacher with no "
+              "tested pair has no rank (group `not tested`). Two populations: `walign, own questions` is over each "
+              "teacher's own questions (its n beside it; self-demo contexts exist only where the student has a "
+              "correct and an incorrect answer), `walign, shared` over the questions every ranked teacher of the cell "
+              "has. "
+              "`ok − bad` uses only nodes past the divergence of the question's correct and incorrect rollouts "
+              "(not testable: no such question).", ""]
     for (task, student), _ in board.groupby(["task", "student"], sort=False):
         lines += [f"### {task} · {student}", "", render_board(board, task, student), ""]
+    gold = numbers["gold"]
+    if len(gold):
+        lines += ["## walign by gold label", "",
+                  "Both tasks have a categorical gold answer (yes/no, a letter): a teacher can align with the ideal "
+                  "direction because of the answer it favours rather than the question. Each label's walign over "
+                  "the questions with that gold, beside the pooled walign.", ""]
+        for (task, student), _ in gold.groupby(["task", "student"], sort=False):
+            lines += [f"### {task} · {student} (by gold)", "", render_gold(gold, board, task, student), ""]
+    lines += ["## What the records give", "", *records_lines(numbers["records"]), ""]
+    lines += ["## What changed with issue 30", "",
+              "Statements of the previous write-up that the rules of issue 30 (METHOD, Alignment and Statistics) "
+              "change, recomputed from the same records under both rules:", "",
+              *changes_lines(numbers["before"], numbers["findings"], numbers["pairs"]), ""]
     lines += ["## Does the ranking change with compression?", "",
               "Kendall's tau between two students' walign orderings of the teachers both have (`self` has no "
               "alignment).", "",
@@ -453,10 +724,10 @@ def render(numbers: Mapping[str, pd.DataFrame], figures: Sequence[str] = ()) -> 
               "for one that must predict it.", "",
               _md([[r.task, r.student, _text(r.best_single), _num(r.best_single_walign), _num(r.oracle_walign),
                     _num(r.switch_rate), _with_interval(r.cv_gain, r.cv_gain_lo, r.cv_gain_hi),
-                    _p(r.p_cv_gain), _count(r.cv_questions), _num(r.mde_cv_gain)]
+                    _p(r.p_cv_gain), _p(r.q_cv_gain), _count(r.cv_questions), _num(r.mde_cv_gain)]
                    for r in numbers["routing"].itertuples()],
                   ["task", "student", "best single", "its walign", "in-sample oracle", "switch rate",
-                   "cross-fitted gain [95% CI]", "p", "n (questions)", "MDE"]), ""]
+                   "cross-fitted gain [95% CI]", "p", "q (BH across cells)", "n (questions)", "MDE"]), ""]
     accuracy = numbers["accuracy"]
     if not accuracy.empty:
         lines += ["## In-context accuracy", "",
@@ -473,12 +744,14 @@ def render(numbers: Mapping[str, pd.DataFrame], figures: Sequence[str] = ()) -> 
               "Per (task, student), from the spread measured here (harness.plan, 80% power, alpha 0.05): the "
               f"questions to run so that the median comparison, and every comparison, detects {EFFECT} in "
               "alignment, and the hours the slower of the two takes at the cell's own rate measured in What ran (its "
-              "threads). Questions count as run whether or not screening kept a node in them.", "",
-              _md([[r.task, r.student, r.pilot_questions, r.comparisons,
+              "threads). Questions count as run whether or not screening kept a node in them. A comparison with no "
+              "spread to extrapolate from is not sized (here every ok − bad: not testable from these records), so "
+              "`every comparison` covers the sized ones.", "",
+              _md([[r.task, r.student, r.pilot_questions, r.comparisons, r.undetermined,
                     _count(_median_to_run(numbers["plan_rows"], r.task, r.student)), _count(r.questions_for_all),
                     _num(r.hours, 1)] for r in numbers["plan"].itertuples()],
-                  ["task", "student", "questions now", "comparisons", "median comparison", "every comparison",
-                   "hours (every)"]), ""]
+                  ["task", "student", "questions now", "comparisons", "not sized (no spread)",
+                   "median comparison", "every comparison (sized)", "hours (every)"]), ""]
     if figures:
         lines += ["## Figures", ""]
     for figure in figures:
@@ -521,9 +794,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     gather.add_argument("suite_dir", type=Path)
     gather.add_argument("accuracy_dir", type=Path, nargs="?")
     sub.add_parser("write", help="results/STUDY.md and its figures from the compact files")
+    fill = sub.add_parser("backfill", help="add gold and the derivable outcome columns to an older compact file")
+    fill.add_argument("data_dir", type=Path)
     args = parser.parse_args(argv)
     if args.step == "collect":
         collect(args.suite_dir, args.accuracy_dir)
+    elif args.step == "backfill":
+        backfill(args.data_dir)
     else:
         write()
     return 0

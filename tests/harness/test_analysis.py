@@ -107,6 +107,14 @@ def test_oracle_routing_in_sample_bound_and_switches():
     assert row.switch_rate == pytest.approx(1 / 3)
     # the planted switch is real: routing wins on held-out halves too
     assert row.cv_gain > 0 and row.p_cv_gain < 0.05 and row.cv_questions == 12
+    # a routing claim per cell: BH per loss over the cells with 10+ questions; one cell here, so q = p, and a
+    # second student on 6 questions stays out of the family
+    assert row.q_cv_gain == pytest.approx(row.p_cv_gain)
+    few = nodes[nodes.question_id.isin(sorted(nodes.question_id.unique())[:6])].assign(student="tiny")
+    both = oracle_routing(pd.concat([nodes, few], ignore_index=True), options=OPTIONS)
+    rkl = both[both.loss == "rkl"].set_index("student")
+    assert math.isnan(rkl.loc["tiny", "q_cv_gain"]) and rkl.loc["tiny", "cv_questions"] == 6
+    assert rkl.drop("tiny").q_cv_gain.iloc[0] == pytest.approx(row.p_cv_gain)
 
 
 def test_cross_fitted_gain_has_a_null_that_can_say_no_gain():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from test_analysis import planted_nodes
@@ -45,6 +46,13 @@ def test_matrix_ranks_agreement_and_best():
     assert row["diff"] == pytest.approx(walign["far"] - walign["near"])  # the same nodes: the pair's difference
     assert row.p_holm == pytest.approx(2 / 2 ** 12)  # 12 questions all one way: exact sign-flip p = 2 / 2^12
     assert board.table.query("student == 's' and loss == 'rkl' and teacher == 'near'").behind.iloc[0] == "far"
+    # a leader claim per cell: BH across the students of each loss, by hand (two p-values: q = max(p_(1) 2, p_(2)))
+    best = best_teachers(board)
+    for _, group in best.groupby("loss"):
+        p = np.sort(group.p_holm.to_numpy(float))
+        by_hand = {p[0]: min(p[0] * 2, p[1]), p[1]: p[1]}
+        for r in group.itertuples():
+            assert r.q_bh == pytest.approx(by_hand[r.p_holm])
 
 
 def test_opd_compare_two_runs(tmp_path, capsys):

@@ -143,3 +143,25 @@ def test_grpo_has_no_alignment_where_every_rollout_got_the_same_grade():
     for row in rows:
         assert math.isnan(row["align_grpo"]) == (row["grpo_advantage"] == 0.0)
         assert (row["dnorm_grpo"] == 0.0) == (row["grpo_advantage"] == 0.0)
+
+
+def test_outcome_columns_follow_the_rollouts(diagnosed):
+    """Per node: the rollout's unparsed flag and the question's gold, and ``prefix_shared`` recomputed by brute
+    force over the other rollouts' token ids and outcomes (position 0: every rollout shares the empty prefix)."""
+    _, question, result = diagnosed
+    rows = {row["rollout_id"]: row for row in result.question_rows}
+    outcome = {r: "correct" if row["correct"] else "unparsed" if row["extracted"] is None else "incorrect"
+               for r, row in rows.items()}
+    seen = set()
+    for node in result.node_rows:
+        own = rows[node["rollout_id"]]
+        assert node["rollout_unparsed"] == (own["extracted"] is None) and node["gold"] == question.gold
+        prefix = tuple(own["response_token_ids"][: node["position"]])
+        expected = any(tuple(rows[r]["response_token_ids"][: node["position"]]) == prefix
+                       and len(rows[r]["response_token_ids"]) >= node["position"]
+                       for r in rows if r != node["rollout_id"] and outcome[r] != outcome[node["rollout_id"]])
+        assert node["prefix_shared"] == expected
+        if node["position"] == 0:
+            assert node["prefix_shared"] == (len(set(outcome.values())) > 1)
+        seen.add(expected)
+    assert len(set(outcome.values())) > 1 and seen == {True, False}, "expected shared and unshared prefixes"

@@ -110,3 +110,18 @@ def test_sizes_from_specs_and_the_command(tmp_path, capsys):
     out = capsys.readouterr().out
     assert '"verdict"' in out and '"notes"' in out
     assert main(["findings", str(tmp_path), "--loss", "grpo"]) == 2
+
+
+def test_finding_one_needs_nodes_past_the_divergence_and_small_claims_stay_out_of_holm():
+    """The planted incorrect-path boost on nodes whose prefix a rollout of the other outcome shares (every node at
+    position 0) tests nothing: finding 1 is "not testable", with no estimate. Claims on 6 questions have no Holm p
+    and do not enlarge the family: Holm over the other claims equals Holm computed on them alone."""
+    nodes = planted().assign(prefix_shared=True)
+    row = findings(nodes, options=OPTIONS).set_index("test").loc["ok_minus_bad, mean over teachers"]
+    assert row.verdict == "not testable" and row.questions == 0 and np.isnan(row.estimate) and np.isnan(row.mde)
+    both = pd.concat([planted("s@int4"), planted("s@int8", questions=6, seed=2)], ignore_index=True)
+    table = findings(both, options=OPTIONS)
+    claims = table[table.direction != "(context)"]
+    small = claims.questions < stats.MIN_QUESTIONS
+    assert small.any() and claims[small].p_holm.isna().all()
+    np.testing.assert_allclose(claims[~small].p_holm, stats.holm(claims[~small].p.to_numpy()))

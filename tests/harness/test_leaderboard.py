@@ -38,7 +38,8 @@ def node_row(task, student, teacher, qid, rid, pos, **overrides):
     row = {
         "task": task, "student": student, "teacher": teacher, "question_id": qid, "rollout_id": rid,
         "position": pos, "rollout_len": 3, "depth_norm": pos / 3, "window": 0, "priority": 1.0, "entropy": 1.0,
-        "rollout_correct": True, "support_token_ids": [1, 2], "sampled_token_id": 1,
+        "rollout_correct": True, "rollout_unparsed": False, "prefix_shared": False, "gold": "yes",
+        "support_token_ids": [1, 2], "sampled_token_id": 1,
         "grpo_advantage": 0.5, "student_logprobs": [-0.5, -1.0], "teacher_logprobs": [-0.6, -0.9],
         "kl_student_teacher": 0.1, "kl_teacher_student": 0.1, "l2": 0.1, "cos_pq": 0.9, "tv": 0.1,
         "topk_shared_mass": 1.0, "jsd_rbar": 0.01, "succ_correct": [1, 0], "succ_trials": [2, 2],
@@ -180,10 +181,15 @@ def test_intervals_are_inverted_exact_tests(run_dir):
     assert got.walign_hi == pytest.approx(max(accepted), abs=2e-3)
 
 
-def test_q_values_are_benjamini_hochberg_by_hand(run_dir):
-    board = leaderboard(load_run(run_dir)[0], options=FAST)
-    p = board.p_ok_minus_bad.to_numpy()
+def test_q_values_are_benjamini_hochberg_by_hand():
+    """BH over the rows whose contrast rests on 10 questions or more (DEMO: 12, WRONG: 10); the rest stay out."""
+    frame = pd.DataFrame(synthetic_rows())
+    frame["rollout_correct"] = frame.rollout_id == 0  # every question has both kinds of path
+    board = leaderboard(frame, options=FAST)
+    assert {10, 12} <= set(board.ok_bad_questions[board.ok_minus_bad.notna()])
+    p = np.where(board.ok_bad_questions >= 10, board.p_ok_minus_bad, np.nan)
     ok = np.isfinite(p)
+    assert ok.sum() >= 8 and board.q_ok_minus_bad[board.ok_bad_questions < 10].isna().all()
     order = np.argsort(p[ok])[::-1]
     m, running, by_hand = ok.sum(), 1.0, np.empty(ok.sum())
     for position, index in enumerate(order):
@@ -333,7 +339,9 @@ def test_small_n_gives_no_interval_and_no_verdict():
             for teacher in ("A", "B") for q in range(6) for r in range(2)]
     board = build(pd.DataFrame(rows), options=FAST)
     assert board.table.walign_lo.isna().all() and board.table.ok_minus_bad_lo.isna().all()
-    assert (board.pairs.verdict == "too few questions").all() and (board.table.behind == "").all()
+    assert (board.pairs.verdict == "not tested").all() and (board.table.behind == "").all()
+    assert board.pairs.p_holm.isna().all()  # out of the Holm family
+    assert (board.table[board.table.loss != "grpo"].group == "not tested").all()
     assert (board.table[board.table.loss != "grpo"].ok_bad_verdict == "too few questions").all()
 
 
@@ -462,3 +470,188 @@ def test_check_losses_refuses_a_registered_loss_without_records():
             check_losses(["test-plugin-loss"])
     finally:
         LOSSES.remove("test-plugin-loss")
+
+
+# ---------------------------------------------------------------- issue 30: like with like
+
+
+def _align(value):
+    return {f"align_{name}": value for name in LOSS_NAMES}
+
+
+def test_a_teacher_on_easy_questions_only_does_not_lead():
+    """Twelve easy questions (every teacher aligns ~0.8) and twelve hard ones (~0.0). E exists on the easy ones only
+    and aligns 0.7 there, B 0.8 on every question, C 0.75: E's walign over its own questions (0.7) beats B's over all
+    of its (0.4), but on the nodes they share B is ahead, and the paired test says so; the leader is B."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for q in range(24):
+        easy = q < 12
+        for pos in range(3):
+            noise = rng.normal(0, 0.02)
+            for teacher, level in (("B", 0.8), ("C", 0.75), ("E", 0.7)):
+                if teacher == "E" and not easy:
+                    continue
+                value = (level if easy else level - 0.8) + noise + rng.normal(0, 0.01)
+                rows.append(node_row(TASK, STUDENT, teacher, f"q{q}", 0, pos, **_align(value)))
+    frame = pd.DataFrame(rows)
+    board = build(frame, options=FAST)
+    rkl = board.table[board.table.loss == "rkl"].set_index("teacher")
+    assert rkl.loc["E", "walign"] > rkl.loc["B", "walign"]  # the old leader by own-questions walign
+    assert list(board.table[board.table.loss == "rkl"].teacher) == ["B", "C", "E"]  # ordered by paired rank
+    assert rkl.loc["B", "rank"] == 1 and rkl.loc["B", "group"] == "a" and "a" not in rkl.loc["E", "group"]
+    assert "B" in rkl.loc["E", "behind"].split(", ")
+    shared = frame[frame.question_id.isin([f"q{q}" for q in range(12)])]
+    for teacher in ("B", "C", "E"):  # walign on the nodes all three share: the easy questions
+        part = shared[shared.teacher == teacher]
+        assert rkl.loc[teacher, "walign_shared"] == pytest.approx(float(part.align_rkl.mean()))
+        assert rkl.loc[teacher, "shared_questions"] == 12
+
+
+def test_leader_candidates_are_ordered_on_the_questions_they_share():
+    """Two teachers no test separates (noise only): the leader is the one higher on their shared nodes, even when the
+    other has the higher walign over its own questions (it also has easy questions the first lacks)."""
+    rows = []
+    for q in range(12):
+        for pos in range(2):
+            # A: 0.50 / B: 0.49 on the shared questions, sign-alternating noise (no test can separate them)
+            noise = 0.3 if q % 2 else -0.3
+            rows.append(node_row(TASK, STUDENT, "A", f"q{q}", 0, pos, **_align(0.50 + noise)))
+            rows.append(node_row(TASK, STUDENT, "B", f"q{q}", 0, pos, **_align(0.49 - noise)))
+    for q in range(12, 20):  # only B: easy questions
+        rows.append(node_row(TASK, STUDENT, "B", f"q{q}", 0, 0, **_align(0.95)))
+    board = build(pd.DataFrame(rows), options=FAST)
+    rkl = board.table[board.table.loss == "rkl"].set_index("teacher")
+    assert rkl.loc["B", "walign"] > rkl.loc["A", "walign"]
+    assert board.pairs[board.pairs.loss == "rkl"].verdict.iloc[0] == "inconclusive"
+    assert rkl.loc["A", "rank"] == 1 and rkl.loc["B", "rank"] == 2 and rkl.loc["A", "group"] == rkl.loc["B", "group"]
+    assert rkl.loc["A", "walign_shared"] == pytest.approx(0.50) and rkl.loc["B", "walign_shared"] == pytest.approx(0.49)
+
+
+def test_pairs_on_fewer_than_ten_shared_questions_are_not_tested():
+    """F shares 6 questions with the others: its pairs are "not tested" (no Holm p, out of the family: Holm over the
+    one tested pair is its raw p), F is unranked with group "not tested", and the others list it as untested."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for q in range(14):
+        for pos in range(2):
+            for teacher, level in (("A", 0.6), ("B", 0.0), ("F", 0.3)):
+                if teacher == "F" and q >= 6:
+                    continue
+                rows.append(node_row(TASK, STUDENT, teacher, f"q{q}", 0, pos, **_align(level + rng.normal(0, 0.1))))
+    board = build(pd.DataFrame(rows), options=FAST)
+    family = board.pairs[board.pairs.loss == "rkl"]
+    with_f = family[(family.teacher == "F") | (family.other == "F")]
+    assert len(with_f) == 2 and (with_f.verdict == "not tested").all() and with_f.p_holm.isna().all()
+    assert with_f.p.notna().all()  # the test's p is shown, it is just no claim
+    tested = family[(family.teacher != "F") & (family.other != "F")].iloc[0]
+    assert tested.p_holm == pytest.approx(tested.p) and tested.verdict == "ahead"
+    rkl = board.table[board.table.loss == "rkl"].set_index("teacher")
+    assert rkl.loc["F", "group"] == "not tested" and math.isnan(rkl.loc["F", "rank"])
+    assert rkl.loc["A", "untested"] == "F" and set(rkl.loc["F", "untested"].split(", ")) == {"A", "B"}
+    assert rkl.loc["A", "group"] == "a" and rkl.loc["B", "group"] == "b"
+
+
+def test_first_token_nodes_make_the_contrast_not_testable():
+    """Every node at position 0, where all rollouts share the prompt: align_correct / align_incorrect are still
+    reported, ok_minus_bad has no estimate, interval, test or MDE, and its verdict is "not testable"."""
+    rng = np.random.default_rng(2)
+    rows = [node_row(TASK, STUDENT, DEMO, f"q{q}", r, 0, prefix_shared=True, rollout_correct=r < 2,
+                     **_align(float(rng.normal(0.2 if r < 2 else -0.2, 0.1))))
+            for q in range(15) for r in range(4)]
+    row = leaderboard(pd.DataFrame(rows), options=FAST).query("loss == 'rkl'").iloc[0]
+    assert row.align_correct > 0.1 and row.align_incorrect < -0.1 and row.correct_questions == 15
+    assert row.ok_bad_questions == 0 and row.ok_bad_verdict == "not testable"
+    for name in ("ok_minus_bad", "ok_minus_bad_lo", "ok_minus_bad_hi", "p_ok_minus_bad", "mde_ok_minus_bad"):
+        assert math.isnan(row[name]), name
+    # the same nodes past the divergence: testable, and the contrast is found
+    past = [dict(r, prefix_shared=False) for r in rows]
+    row = leaderboard(pd.DataFrame(past), options=FAST).query("loss == 'rkl'").iloc[0]
+    assert row.ok_bad_questions == 15 and row.ok_bad_verdict == "ok > bad"
+
+
+def test_only_nodes_past_the_divergence_enter_the_contrast():
+    """Per question: shared nodes (position 0) carry +0.9 on incorrect paths, past nodes a +0.3 correct advantage;
+    the contrast must be the past nodes' by pandas, and unknown prefix status counts as shared."""
+    rows = []
+    for q in range(12):
+        for r in range(4):
+            correct = r % 2 == 0
+            rows.append(node_row(TASK, STUDENT, DEMO, f"q{q}", r, 0, rollout_correct=correct, prefix_shared=True,
+                                 **_align(0.0 if correct else 0.9)))
+            for pos in (1, 2):
+                rows.append(node_row(TASK, STUDENT, DEMO, f"q{q}", r, pos, rollout_correct=correct,
+                                     prefix_shared=False if pos == 1 else None,
+                                     **_align((0.3 if correct else 0.0) + 0.01 * q + 0.02 * r)))
+    frame = pd.DataFrame(rows)
+    row = leaderboard(frame, options=FAST).query("loss == 'rkl'").iloc[0]
+    used = frame[frame.prefix_shared.eq(False)]
+    means = used.groupby(["question_id", "rollout_correct"]).align_rkl.mean().unstack()
+    assert row.ok_minus_bad == pytest.approx(float((means[True] - means[False]).mean()))
+    assert row.ok_bad_questions == 12 and row.ok_bad_nodes == len(used)
+
+
+def test_unparsed_paths_are_a_third_outcome():
+    """Unparsed paths (graded incorrect, no answer found) are counted in align_unparsed, never in align_incorrect,
+    and enter neither side of the contrast."""
+    rng = np.random.default_rng(5)
+    rows = []
+    for q in range(12):
+        for r, (correct, unparsed, level) in enumerate(((True, False, 0.4), (False, False, 0.1), (False, True, -0.8))):
+            for pos in (1, 2):
+                rows.append(node_row(TASK, STUDENT, DEMO, f"q{q}", r, pos, rollout_correct=correct,
+                                     rollout_unparsed=unparsed, **_align(float(level + rng.normal(0, 0.05)))))
+    frame = pd.DataFrame(rows)
+    row = leaderboard(frame, options=FAST).query("loss == 'rkl'").iloc[0]
+    for side, part in (("correct", frame[frame.rollout_correct]),
+                       ("incorrect", frame[~frame.rollout_correct & ~frame.rollout_unparsed]),
+                       ("unparsed", frame[frame.rollout_unparsed])):
+        assert row[f"align_{side}"] == pytest.approx(float(part.align_rkl.mean())), side
+        assert row[f"{side}_nodes"] == len(part)
+    per_q = frame[~frame.rollout_unparsed].groupby(["question_id", "rollout_correct"]).align_rkl.mean().unstack()
+    assert row.ok_minus_bad == pytest.approx(float((per_q[True] - per_q[False]).mean()))
+
+
+def test_walign_by_gold_label_shows_a_label_driven_teacher():
+    """A BoolQ-like cell (gold yes / no) where teacher L aligns +0.8 on gold-"no" questions and -0.7 on gold-"yes"
+    ones: by_gold reports each label's walign, interval and n (pandas by hand); a numeric gold is not categorical."""
+    rng = np.random.default_rng(6)
+    rows = []
+    for q in range(30):
+        gold = "no" if q % 2 == 0 else "yes"
+        for pos in range(2):
+            weight = float(rng.uniform(0.5, 1.5))
+            rows.append(node_row(TASK, STUDENT, "L", f"q{q}", 0, pos, gold=gold, ideal_norm=weight,
+                                 **_align((0.8 if gold == "no" else -0.7) + float(rng.normal(0, 0.05)))))
+    frame = pd.DataFrame(rows)
+    board = build(frame, options=FAST)
+    gold = board.gold[board.gold.loss == "rkl"].set_index("gold")
+    for label in ("no", "yes"):
+        part = frame[frame.gold == label]
+        assert gold.loc[label, "walign"] == pytest.approx(float((part.align_rkl * part.ideal_norm).sum()
+                                                                / part.ideal_norm.sum()))
+        assert gold.loc[label, "questions"] == part.question_id.nunique()
+        assert gold.loc[label, "walign_lo"] < gold.loc[label, "walign"] < gold.loc[label, "walign_hi"]
+    assert gold.loc["no", "walign"] > 0.7 and gold.loc["yes", "walign"] < -0.6
+    text = board.table.query("loss == 'rkl'").walign_by_gold.iloc[0]
+    assert text == f"no {gold.loc['no', 'walign']:.2f} (15 q) · yes {gold.loc['yes', 'walign']:.2f} (15 q)"
+    numeric = frame.assign(gold=frame.question_id)  # one gold per question: not categorical
+    assert build(numeric, options=FAST).gold.empty
+
+
+def test_a_p_value_on_its_floor_prints_as_an_upper_bound():
+    """A clear lead on 30 questions: no sign pattern of 200 random ones reaches it, so p = 1/201, at its floor; the
+    pair says so and --pairs prints "<=" before its Holm p."""
+    from rich.console import Console
+
+    from harness.tables import print_pairs
+
+    rng = np.random.default_rng(7)
+    rows = [node_row(TASK, STUDENT, teacher, f"q{q}", 0, 0, **_align(level + float(rng.normal(0, 0.05))))
+            for q in range(30) for teacher, level in (("A", 0.8), ("B", 0.0))]
+    board = build(pd.DataFrame(rows), options=stats.Options(permutations=200, resamples=50))
+    pair = board.pairs[board.pairs.loss == "rkl"].iloc[0]
+    assert pair.p == pytest.approx(1 / 201) and pair.p_at_floor and pair.verdict == "ahead"
+    console = Console(width=200, record=True)
+    print_pairs(board.pairs[board.pairs.loss == "rkl"], console=console)
+    assert "<= 0.00498" in console.export_text()

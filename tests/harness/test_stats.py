@@ -2,6 +2,7 @@
 forms, hand-written Holm / BH, scipy on hand-made data, and simulations of coverage, size and power."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -239,3 +240,40 @@ def test_equal_questions_give_a_zero_width_interval_not_an_infinite_one():
     """All questions contribute the same (a constant teacher): theta +- round-off is the whole interval."""
     got = stats.cluster_mean(np.full(24, 0.1), np.repeat(np.arange(12), 2), permutations=200)
     assert got.lo == pytest.approx(0.1, abs=1e-8) and got.hi == pytest.approx(0.1, abs=1e-8)
+
+
+def test_a_monte_carlo_p_value_knows_its_floor():
+    """30 questions all positive: no random sign pattern is as extreme, so p = 1/(draws+1) and it is at its floor;
+    an exact (enumerated) p-value never is, whatever its value."""
+    from harness import stats
+
+    mc = stats.mean_of_questions(np.linspace(1, 2, 30), permutations=500, seed=0)
+    assert mc.draws == 500 and mc.pvalue == pytest.approx(1 / 501) and mc.at_floor
+    exact = stats.mean_of_questions(np.linspace(1, 2, 8), permutations=500)
+    assert exact.draws == 0 and exact.pvalue == pytest.approx(2 / 256) and not exact.at_floor
+    noisy = stats.mean_of_questions(np.random.default_rng(0).normal(0, 1, 30), permutations=500)
+    assert not noisy.at_floor
+
+
+def test_settle_redraws_near_the_threshold_and_leaves_untestable_tests_out():
+    """Three tests: one far below alpha, one whose Holm p sits near 0.05, one on 6 questions. Only the near one is
+    redrawn (10x the draws, up to the cap), the small one has no Holm p and does not enlarge the family."""
+    from harness import stats
+
+    far = stats.Estimate(0.5, 0.4, 0.6, 0.0001, 40, 40, 0.1, 10_000)
+    near = stats.Estimate(0.2, 0.0, 0.4, 0.048, 40, 40, 0.1, 10_000)
+    small = stats.Estimate(0.9, math.nan, math.nan, 0.03, 6, 6, 0.1, 10_000)
+    calls = []
+
+    def redo(index, permutations):
+        calls.append((index, permutations))
+        return dataclasses.replace(near, pvalue=0.051, draws=permutations)  # better drawn: the decision flips
+
+    estimates, adjusted = stats.settle([far, near, small], redo, stats.holm, testable=[True, True, False],
+                                       max_permutations=1_000_000)
+    assert calls == [(1, 100_000), (1, 1_000_000)]  # still near at 10^5: drawn again, then the cap stops it
+    assert math.isnan(adjusted[2]) and estimates[2] is small
+    assert adjusted[1] == pytest.approx(0.051) and adjusted[0] == pytest.approx(2 * 0.0001)  # Holm over 2
+    assert estimates[1].draws == 1_000_000
+    # far from the threshold: nothing is redrawn
+    assert stats.settle([far], redo, stats.holm)[0] == [far] and len(calls) == 2
