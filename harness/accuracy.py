@@ -15,6 +15,9 @@ Statistics, the question being the unit (METHOD, Statistics):
 
 * **accuracy**: the mean over questions of each question's pass rate; a Wilson 95% interval on n questions with the
   fractional success count (K correlated samples of one question are not K independent trials).
+* **unparsed**: the mean over the same questions of each question's share of answers with no parseable answer (a
+  third outcome, METHOD, Categorical answers: not correct, but not a wrong answer either), so a condition's answers
+  split into ``accuracy``, ``unparsed`` and ``1 - accuracy - unparsed`` wrong answers.
 * **paired comparison** with the student: per question, the condition's pass rate minus the student's pass rate on
   the *same* answers ``k`` (``student_same``: the student's accuracy on them); ``delta`` is the mean of those
   differences and ``p_sign_flip`` the two-sided sign-flip test of them (``harness.stats.sign_flip_test``). With one
@@ -39,7 +42,7 @@ from typing import Any
 
 import torch
 
-from harness.accuracy_report import STUDENT_CONDITION, AccuracyReport
+from harness.accuracy_report import STUDENT_CONDITION, AccuracyReport, unparsed_share
 from harness.data import resolve_data_dir
 from harness.generation import Branch, generate_branches, make_generator, prefill, rows_per_batch
 from harness.models import LoadedModel
@@ -384,10 +387,13 @@ def summarise(questions: Sequence[Question], conditions: Sequence[Condition], ou
         # the question is the unit: Wilson on n questions with a fractional success count (the sum of per-question
         # pass rates). Counting n*K samples as independent would overstate the precision of K correlated samples.
         low, high = wilson_interval(sum(rates), n)
+        unparsed = [share for share in (unparsed_share([None if a is None else asdict(a) for a in per_question[i]])
+                                        for i in ids) if share is not None]  # the questions of `rates`
         row = {
             "condition": condition.name, "model": condition.model, "questions": n, "unavailable": len(ids) - n,
             "answers": sum(a is not None for i in ids for a in per_question[i]),
             "accuracy": sum(rates) / n if n else None, "ci_low": low, "ci_high": high,
+            "unparsed": sum(unparsed) / n if n else None,
             "student_same": None, "delta": None, "better": None, "worse": None, "p_sign_flip": None,
         }
         if condition.name != STUDENT_CONDITION:
@@ -417,6 +423,8 @@ def summarise(questions: Sequence[Question], conditions: Sequence[Condition], ou
 
     notes = [("accuracy: mean per-question pass rate; 95% Wilson interval with the question as the unit "
               "(questions = n)"),
+             ("unparsed: mean per-question share of answers with no parseable answer, on the same questions (not "
+              "correct, and counted apart from wrong answers: wrong = 1 - accuracy - unparsed)"),
              ("delta: mean over questions of (condition's pass rate - student's pass rate on the same answers k), "
               "student_same being the latter; better/worse: questions where the condition's pass rate is "
               "higher/lower; p_sign_flip: two-sided sign-flip test of the per-question differences, n = questions"

@@ -4,8 +4,14 @@
 A report is ``{"schema": SCHEMA, "version": VERSION, "config": {...}, "rows": [...], "breakdown": [...], "notes":
 [...], "questions": [...]}``. ``config`` names the ``task`` spec (``task_name``: the task's own name, as run records
 spell it) and the ``student``; each row is one condition (``"student"`` or a teacher spec) with its ``accuracy``
-(None where no answer exists) and paired statistics (:mod:`harness.accuracy` says what each means). Reports written
-before the schema carried its name and version have exactly version 1's fields and are read as version 1.
+(None where no answer exists), its ``unparsed`` share and paired statistics (:mod:`harness.accuracy` says what each
+means). Reports written before the schema carried its name and version have exactly version 1's fields and are read
+as version 1.
+
+Versions: 2 adds ``unparsed`` to each row, the mean over the same questions as ``accuracy`` of the share of answers
+with no parseable answer (METHOD, Categorical answers: a third outcome, apart from a wrong answer; the wrong share is
+``1 - accuracy - unparsed``). A version-1 report is read with ``unparsed`` recomputed from its per-question answers
+where it carries them (``--out`` files do), and None (not recorded) where it does not.
 
 Kept free of heavy imports (no torch), so that reading a report never loads a model library.
 """
@@ -21,7 +27,8 @@ from typing import Any
 from harness.errors import OpdError
 
 SCHEMA = "opd-accuracy-report"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)  # a version-1 report lacks the rows' ``unparsed`` (filled on reading: module docstring)
 STUDENT_CONDITION = "student"
 
 
@@ -65,13 +72,14 @@ class AccuracyReport:
 
 
 def _problem(data: Any) -> str | None:
-    """What keeps ``data`` from being a version-1 report (None: nothing)."""
+    """What keeps ``data`` from being a report of a :data:`READABLE_VERSIONS` version (None: nothing)."""
     if not isinstance(data, Mapping):
         return f"it holds a JSON {type(data).__name__}, not an object"
     if "schema" in data and data["schema"] != SCHEMA:
         return f"its schema is {data['schema']!r}, not {SCHEMA!r}"
-    if "version" in data and data["version"] != VERSION:
-        return f"it is version {data['version']!r} of the format; this opd-harness reads version {VERSION}"
+    if "version" in data and data["version"] not in READABLE_VERSIONS:
+        return (f"it is version {data['version']!r} of the format; this opd-harness reads versions "
+                f"{', '.join(map(str, READABLE_VERSIONS))}")
     config = data.get("config")
     if not isinstance(config, Mapping) or not all(isinstance(config.get(key), str) for key in ("task", "student")):
         return "it has no config naming its task and student"
@@ -84,6 +92,9 @@ def _problem(data: Any) -> str | None:
         value = row["accuracy"]
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             return f"condition {row['condition']!r} has accuracy {value!r}, not a number"
+        value = row.get("unparsed")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            return f"condition {row['condition']!r} has unparsed share {value!r}, not a number"
     for key in ("breakdown", "notes", "questions"):
         if not isinstance(data.get(key, []), list):
             return f"its {key} is not a list"
@@ -99,9 +110,39 @@ def report_from_dict(data: Any, source: str | Path = "accuracy.json") -> Accurac
             f"{source} is not an `opd accuracy` report: {problem}. Write it with `opd accuracy --task TASK "
             f"--student STUDENT --teacher SPEC ... --out {source}` (the leaderboard's accuracy column reads it "
             f"from RUN/accuracy.json), or remove the file.")
-    return AccuracyReport(config=dict(data["config"]), rows=[dict(row) for row in data["rows"]],
-                          breakdown=list(data.get("breakdown", [])), notes=list(data.get("notes", [])),
-                          questions=list(data.get("questions", [])))
+    questions = list(data.get("questions", []))
+    rows = [dict(row) for row in data["rows"]]
+    if data.get("version", 1) == 1:
+        shares = _unparsed_shares(questions)
+        for row in rows:
+            row.setdefault("unparsed", shares.get(row["condition"]))
+    return AccuracyReport(config=dict(data["config"]), rows=rows, breakdown=list(data.get("breakdown", [])),
+                          notes=list(data.get("notes", [])), questions=questions)
+
+
+def unparsed_share(answers: list[Mapping[str, Any] | None]) -> float | None:
+    """Share of the answers that exist (``Answer`` fields, as a report stores them) with no parseable answer (the
+    ``unparsed`` outcome of :func:`harness.records.outcome`); None when none exists."""
+    from harness.records import outcome
+
+    present = [a for a in answers if a is not None]
+    if not present:
+        return None
+    return sum(outcome(bool(a["correct"]), a.get("extracted")) == "unparsed" for a in present) / len(present)
+
+
+def _unparsed_shares(questions: list[Any]) -> dict[str, float | None]:
+    """Per condition, the mean over questions of :func:`unparsed_share` from a report's per-question answers (the
+    rows' ``unparsed`` of version 2, recomputed for a version-1 report); a condition without them is absent."""
+    by_condition: dict[str, list[float]] = {}
+    for entry in questions:
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("answers"), list):
+            continue
+        answers = [a if isinstance(a, Mapping) and "correct" in a else None for a in entry["answers"]]
+        share = unparsed_share(answers)
+        if share is not None:
+            by_condition.setdefault(str(entry.get("condition")), []).append(share)
+    return {condition: sum(shares) / len(shares) for condition, shares in by_condition.items()}
 
 
 def read_report(path: str | Path) -> AccuracyReport:

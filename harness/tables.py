@@ -384,7 +384,9 @@ def print_accuracy(report: "AccuracyReport", console=None, wide: bool = False) -
 
     console = console or Console()
     config = report.config
-    columns = (("condition", "left"), ("accuracy", "right"), ("95% CI", "right"), ("questions", "right"),
+    # unparsed (no answer found) stands beside accuracy: not correct, and not a wrong answer either
+    columns = (("condition", "left"), ("accuracy", "right"), ("95% CI", "right"), ("unparsed", "right"),
+               ("questions", "right"),
                ("Δ", "right"), ("p (sign-flip)", "right"), ("student, same answers", "right"),
                ("questions +/-", "right"), ("model", "left"))
     rows = []
@@ -395,11 +397,13 @@ def print_accuracy(report: "AccuracyReport", console=None, wide: bool = False) -
         delta = "" if row["delta"] is None else f"{row['delta']:+.3f}"
         p = "" if row["p_sign_flip"] is None else f"{row['p_sign_flip']:.3g}"
         same = "" if row["student_same"] is None else f"{row['student_same']:.3f}"
-        rows.append([row["condition"], _cell(row["accuracy"]), ci, n, delta, p, same, flips, row["model"]])
+        unparsed = "n/a" if row.get("unparsed") is None else _cell(float(row["unparsed"]))  # None: not recorded
+        rows.append([row["condition"], _cell(row["accuracy"]), ci, unparsed, n, delta, p, same, flips,
+                     row["model"]])
     title = (f"accuracy · {config.get('task_name', config.get('task'))} · student {config.get('student')} · "
              f"{config.get('decoding', '')}")
     hidden = [print_fitted(console, [name for name, _ in columns], rows, justify=[side for _, side in columns],
-                           keep=2, wide=wide, title=title)]
+                           keep=4, wide=wide, title=title)]
     if report.breakdown:
         names = ["dimension", "bin", "n", *(row["condition"] for row in report.rows)]
         hidden.append(print_fitted(console, names, [[_cell(entry[name]) for name in names]

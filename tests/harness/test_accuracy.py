@@ -275,6 +275,38 @@ def test_greedy_says_pass_rate_bins_need_samples():
     assert any("--samples >= 2" in note for note in report.notes)
 
 
+def test_unparsed_answers_are_counted_apart_from_wrong_answers(capsys):
+    """Hand-counted: an answer with no parseable answer (None or "") is not correct and lands in ``unparsed``,
+    never among the wrong answers; the shares are per question, over the questions that have answers."""
+    from rich.console import Console
+
+    questions = resolve_task("test-parity").load(None, 2)
+    a, b = questions[0].id, questions[1].id
+    right, wrong = Answer("r", "2", True, "eos"), Answer("w", "3", False, "eos")
+    no_answer, empty = Answer("n", None, False, "length"), Answer("e", "", False, "eos")
+    outcomes = {STUDENT_CONDITION: {a: [right, no_answer, wrong, empty], b: [wrong, wrong, wrong, no_answer]},
+                "teacher": {a: [None, None, None, None], b: [no_answer, right, None, wrong]}}
+    conditions = [Condition(STUDENT_CONDITION, "m"), Condition("teacher", "m")]
+    rows = {row["condition"]: row for row in summarise(questions, conditions, outcomes, samples=4).rows}
+    # student: a = 1 right, 2 unparsed, 1 wrong; b = 3 wrong, 1 unparsed
+    assert rows[STUDENT_CONDITION]["accuracy"] == pytest.approx((1 / 4 + 0) / 2)
+    assert rows[STUDENT_CONDITION]["unparsed"] == pytest.approx((2 / 4 + 1 / 4) / 2)
+    # teacher: only b has answers (3 of them): 1 right, 1 unparsed, 1 wrong
+    assert rows["teacher"]["questions"] == 1
+    assert rows["teacher"]["unparsed"] == pytest.approx(1 / 3) and rows["teacher"]["accuracy"] == pytest.approx(1 / 3)
+
+    report = summarise(questions, conditions, outcomes, samples=4)
+    print_accuracy(report, Console(width=220))
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if "condition" in line and "accuracy" in line)
+    assert "unparsed" in header
+    student_line = next(line for line in out.splitlines() if line.lstrip("│┃ ").startswith(STUDENT_CONDITION))
+    assert "0.375" in student_line and "0.125" in student_line  # unparsed beside accuracy
+    assert any("unparsed" in note for note in report.notes)
+    csv_rows = list(csv.DictReader(io.StringIO(format_accuracy(report, "csv").split("\n\n")[0])))
+    assert float(csv_rows[0]["unparsed"]) == pytest.approx(0.375)
+
+
 def test_paired_differences_use_only_the_answers_both_conditions_have():
     right, wrong = Answer("", None, True, "eos"), Answer("", None, False, "eos")
     base = {"a": [right, wrong], "b": [wrong, wrong], "c": [right, right]}

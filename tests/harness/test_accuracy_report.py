@@ -79,3 +79,38 @@ def test_unreadable_json_is_one_paragraph(tmp_path):
     path.write_text("{not json")
     with pytest.raises(AccuracyReportError, match="cannot be read as JSON"):
         read_report(path)
+
+
+def _hand_unparsed(raw: dict, condition: str) -> float:
+    """Mean over questions of the share of present answers with no extracted answer, by plain Python."""
+    shares = []
+    for entry in raw["questions"]:
+        present = [a for a in entry["answers"] if a is not None]
+        if entry["condition"] == condition and present:
+            shares.append(sum(not a["correct"] and a["extracted"] in (None, "") for a in present) / len(present))
+    return sum(shares) / len(shares)
+
+
+def test_a_report_written_before_the_unparsed_field_reads_with_it_recomputed_from_its_answers():
+    raw = json.loads(STUDY_REPORT.read_text())
+    assert all("unparsed" not in row for row in raw["rows"])  # written before version 2
+    report = read_report(STUDY_REPORT)
+    for row in report.rows:
+        assert row["unparsed"] == pytest.approx(_hand_unparsed(raw, row["condition"]))
+    assert 0 < report.rows[0]["unparsed"] < 1  # the study's student leaves some answers unparsed
+    again = report_from_dict(json.loads(json.dumps(report.to_dict())))  # written as version 2, read again
+    assert again.to_dict()["version"] == VERSION == 2 and again.rows == report.rows
+
+
+def test_a_version_one_report_without_answers_reads_with_unparsed_not_recorded():
+    old = {"schema": SCHEMA, "version": 1, "config": {"task": "boolq", "student": "s"},
+           "rows": [{"condition": "student", "accuracy": 0.5}]}
+    report = report_from_dict(old)
+    assert report.rows[0]["unparsed"] is None and report.rows[0]["accuracy"] == 0.5
+
+
+def test_a_version_two_row_with_a_non_numeric_unparsed_share_is_refused():
+    bad = {"schema": SCHEMA, "version": VERSION, "config": {"task": "boolq", "student": "s"},
+           "rows": [{"condition": "student", "accuracy": 0.5, "unparsed": "half"}]}
+    with pytest.raises(AccuracyReportError, match="unparsed share"):
+        report_from_dict(bad)
