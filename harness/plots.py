@@ -1,7 +1,9 @@
 """``opd plot``: figures of one run (matplotlib, Agg backend; each figure saved as PNG and PDF).
 
 - ``depth``: mean alignment by normalised depth (equal-width bins) per teacher, one panel per loss;
-- ``correctness``: distribution of node alignment on correct vs incorrect paths per teacher, one panel per loss;
+- ``correctness``: distribution of node alignment per teacher on correct paths, on paths with a wrong answer and,
+  where the run has any, on paths with no parseable answer (``unparsed``: a third outcome, METHOD Categorical
+  answers, never drawn among the wrong answers), one panel per loss;
 - ``divergence``: alignment of one loss against each divergence column, per teacher: every node as a faint dot,
   and the mean of quantile bins of at least :data:`MIN_BIN_NODES` nodes (no bins when there are too few nodes).
 
@@ -198,10 +200,26 @@ def depth_figure(nodes: pd.DataFrame, *, losses=TEACHER_LOSSES, permutations: in
     return fig
 
 
+def _outcome_groups(nodes: pd.DataFrame) -> tuple[tuple[str, ...], str | None]:
+    """The outcome groups the correctness figure draws (an ``unparsed`` group only where some rollout has no
+    parseable answer), and a legend line when the records cannot tell unparsed from wrong on some paths."""
+    recorded = nodes["rollout_unparsed"] if "rollout_unparsed" in nodes else pd.Series(None, index=nodes.index)
+    groups = ("correct", "wrong", "unparsed") if recorded.eq(True).any() else ("correct", "wrong")
+    unknown = nodes["rollout_correct"].eq(False) & recorded.isna()
+    note = None
+    if unknown.any():
+        note = (f"{int(unknown.sum())} nodes on incorrect paths whose records do not say whether an answer was "
+                f"found: shown as wrong")
+    elif len(groups) == 2:
+        note = "no unparsed rollout (every incorrect answer was parsed)"
+    return groups, note
+
+
 def correctness_figure(nodes: pd.DataFrame, *, losses=TEACHER_LOSSES) -> Figure:
     colours = _colours(nodes)
-    # two boxes per teacher, each needs room for its three-line label: many teachers go on a 2-column grid
-    boxes = 2 * nodes["teacher"].nunique()
+    groups, outcome_note = _outcome_groups(nodes)
+    # two or three boxes per teacher, each needs room for its three-line label: many teachers go on a 2-column grid
+    boxes = len(groups) * nodes["teacher"].nunique()
     columns = len(losses) if boxes <= 6 else min(2, len(losses))
     rows = math.ceil(len(losses) / columns)
     width = max(3.2, 0.6 * boxes)
@@ -219,8 +237,9 @@ def correctness_figure(nodes: pd.DataFrame, *, losses=TEACHER_LOSSES) -> Figure:
                 empty.setdefault(cell.teacher, _why_empty(cell))
                 continue
             drawn.add(cell.teacher)
-            for name, group in (("correct", cell.correct), ("incorrect", cell.incorrect)):
-                mask = group & scored
+            members = {"correct": cell.correct, "wrong": cell.incorrect, "unparsed": cell.unparsed}
+            for name in groups:
+                mask = members[name] & scored
                 questions = len(set(cell.question_ids[mask]))
                 data.append(cell.align[mask])
                 labels.append(f"{name}\n{questions} q\n{int(mask.sum())} nodes")
@@ -239,9 +258,13 @@ def correctness_figure(nodes: pd.DataFrame, *, losses=TEACHER_LOSSES) -> Figure:
         row[0].set_ylabel("node alignment (box: quartiles)")
     empty = {t: why for t, why in empty.items() if t not in drawn}
     extra = [Line2D([], [], marker="^", color="black", linestyle="none", label="mean (line: median)"),
-             Patch(facecolor="white", edgecolor="grey", hatch="///", label=TOO_FEW)]
+             Patch(facecolor="white", edgecolor="grey", hatch="///", label=TOO_FEW),
+             Line2D([], [], linestyle="none", label="wrong: an answer found and graded wrong; unparsed: no answer "
+                                                    "found (a third outcome)")]
+    extra += [Line2D([], [], linestyle="none", label=outcome_note)] if outcome_note else []
     _legend(fig, colours, empty, extra)
-    _title(fig, nodes, "alignment on correct vs incorrect paths")
+    _title(fig, nodes, "alignment on correct, wrong-answer" + (" and unparsed" if "unparsed" in groups else "")
+           + " paths")
     return fig
 
 

@@ -147,3 +147,37 @@ def test_opd_plot_command(tmp_path):
     write_table(rows_to_table([], QUESTION_SCHEMA), tmp_path / "questions.parquet")
     assert main(["plot", str(tmp_path), "--permutations", "100"]) == 0  # harness.plots.plot_run
     check_files(tmp_path / "plots")
+
+
+def test_correctness_draws_unparsed_paths_apart_from_wrong_answers():
+    """Rollout 0 of q0-q5 has no parseable answer and a planted alignment of -0.9: those nodes form the unparsed
+    box and none of them enters the wrong-answer box (counts and means against plain pandas)."""
+    nodes = planted_nodes(n_questions=12)
+    unparsed = nodes["rollout_id"].eq(0) & nodes["question_id"].isin([f"q{q}" for q in range(6)])
+    nodes["rollout_unparsed"] = unparsed
+    nodes.loc[unparsed, "align_rkl"] = -0.9
+    fig = correctness_figure(nodes, losses=("rkl",))
+    ax = fig.axes[0]
+    labels = [label.get_text() for label in ax.get_xticklabels()]
+    means = [float(line.get_ydata()[0]) for line in ax.lines if line.get_marker() == "^"]
+    assert len(labels) == len(means) == 6  # 2 teachers x (correct, wrong, unparsed)
+    for teacher, chunk in zip(("near", "far"), range(0, 6, 3)):
+        rows = nodes[nodes.teacher == teacher]
+        expected = {"correct": rows[rows.rollout_correct], "wrong": rows[~rows.rollout_correct & ~unparsed[rows.index]],
+                    "unparsed": rows[unparsed[rows.index]]}
+        for (name, part), label, mean in zip(expected.items(), labels[chunk:chunk + 3], means[chunk:chunk + 3]):
+            assert label.splitlines() == [name, f"{part.question_id.nunique()} q", f"{len(part)} nodes"]
+            assert mean == pytest.approx(part["align_rkl"].mean())
+        assert (expected["wrong"]["align_rkl"] > -0.9).all() and means[chunk + 2] == pytest.approx(-0.9)
+    assert "unparsed" in fig.get_suptitle()
+
+
+def test_correctness_says_when_records_cannot_tell_unparsed_from_wrong():
+    nodes = planted_nodes(n_questions=12)
+    nodes["rollout_unparsed"] = None  # a run written before the column existed, without its questions.parquet
+    texts = legend_texts(correctness_figure(nodes, losses=("rkl",)))
+    assert any("do not say whether an answer was found: shown as wrong" in text for text in texts)
+    nodes["rollout_unparsed"] = False
+    fig = correctness_figure(nodes, losses=("rkl",))
+    assert any("no unparsed rollout" in text for text in legend_texts(fig))
+    assert [label.get_text().splitlines()[0] for label in fig.axes[0].get_xticklabels()] == ["correct", "wrong"] * 2
