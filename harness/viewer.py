@@ -4,7 +4,9 @@ The page shows what a user needs to judge a node:
 
 - the question's prompt as the student saw it (before the chat template) and what the teacher was shown (its
   context text, or that it saw the student's own prompt, or that its context could not be built);
-- per rollout its grade, the extracted answer ("no answer found" when the grader found none) and the response
+- per rollout its outcome (correct, wrong, or unparsed: no parseable answer, a third outcome apart from a wrong
+  answer, METHOD Categorical answers), the extracted answer ("no answer found" when the grader found none) and the
+  response
   token by token, each diagnosed token coloured by its alignment for the chosen loss (``response_token_ids`` decoded
   one token at a time, so a diagnosed position is exactly one span; without the student's tokenizer the response
   text is shown as is and the diagnosed positions are listed by index);
@@ -27,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from harness.losses import SupportView, resolve_loss
-from harness.records import LOSS_NAMES
+from harness.records import LOSS_NAMES, outcome
 
 NOT_RECORDED = "not recorded in this run (runs record it from this version of the harness on)"
 
@@ -61,7 +63,7 @@ tr.sampled td { font-weight: bold; }
 tr.tail td { color: #666; font-style: italic; }
 .legend span { padding: 0 0.5em; border: 1px solid #ccc; }
 .muted { color: #666; }
-.ok { color: #0a7a2a; } .bad { color: #b3261e; }
+.ok { color: #0a7a2a; } .bad { color: #b3261e; } .unparsed { color: #8a5a00; }
 """
 
 # click (or Enter) on a diagnosed token: show its detail in the side panel without scrolling the page
@@ -114,6 +116,28 @@ def _is_false(value) -> bool:
 def answer_label(extracted) -> str:
     """What the grader extracted, or "no answer found" when it found none (never "nan")."""
     return "no answer found" if _missing(extracted) else f"answer “{extracted}”"
+
+
+# a rollout's outcome (harness.records.outcome) as the page shows it; None: not graded
+OUTCOME_HTML = {"correct": '<span class="ok">correct</span>', "incorrect": '<span class="bad">wrong</span>',
+                "unparsed": '<span class="unparsed">unparsed</span>', None: '<span class="muted">not graded</span>'}
+UNKNOWN_OUTCOME = '<span class="bad">wrong or unparsed (not recorded)</span>'
+
+
+def node_outcome(node: pd.Series) -> str | None:
+    """The outcome of the rollout a node lies on from its own columns (``rollout_correct``, ``rollout_unparsed``);
+    ``"unknown"`` when it is incorrect and the records do not say whether an answer was found."""
+    correct = node.get("rollout_correct")
+    if _missing(correct):
+        return None
+    if bool(correct):
+        return "correct"
+    unparsed = node.get("rollout_unparsed")
+    return "unknown" if _missing(unparsed) else "unparsed" if bool(unparsed) else "incorrect"
+
+
+def _outcome_html(name: str | None) -> str:
+    return OUTCOME_HTML.get(name, UNKNOWN_OUTCOME)
 
 
 def _prob(x: float) -> str:
@@ -172,7 +196,7 @@ def tooltip(node: pd.Series, loss: str, decode: Callable[[int], str] | None = No
 
 
 def node_detail(node: pd.Series, loss: str, decode: Callable[[int], str] | None, element_id: str,
-                jsd_beta: float = 0.5) -> str:
+                jsd_beta: float = 0.5, rollout_outcome: str | None = None) -> str:
     """The side-panel detail of one node: support table (p, q, S_hat, g*, d), alignments, divergences."""
     support = _list(node["support_token_ids"])
     logp = _list(node["student_logprobs"])
@@ -200,7 +224,8 @@ def node_detail(node: pd.Series, loss: str, decode: Callable[[int], str] | None,
     divergences = " · ".join(f"{label} {_float(node, column):.3g}" for label, column in (
         ("KL(p‖q)", "kl_student_teacher"), ("KL(q‖p)", "kl_teacher_student"), ("TV", "tv"),
         ("student entropy", "entropy")))
-    path = '<span class="ok">correct</span>' if node.get("rollout_correct") else '<span class="bad">incorrect</span>'
+    # the rollout's graded outcome where the caller has it (questions.parquet), else the node's own columns
+    path = _outcome_html(rollout_outcome if rollout_outcome is not None else node_outcome(node))
     return (
         f'<div class="detail" id="{element_id}"><h2>rollout {int(node["rollout_id"])} · position '
         f'{int(node["position"])} (depth {_float(node, "depth_norm"):.2f}) · {path} path</h2>'
@@ -229,10 +254,11 @@ def _rollout_html(question: pd.Series, nodes: pd.DataFrame, loss: str, decode, j
     """One rollout's section, and the details of its nodes for the side panel."""
     by_position = {int(row["position"]): row for _, row in nodes.iterrows()}
     rid = int(question["rollout_id"])
+    graded = outcome(question.get("correct"), question.get("extracted"))
     details, spans = [], {}
     for position, node in sorted(by_position.items()):
         element_id = f"node-{rid}-{position}"
-        details.append(node_detail(node, loss, decode, element_id, jsd_beta))
+        details.append(node_detail(node, loss, decode, element_id, jsd_beta, graded))
         spans[position] = (f'<a class="node" href="#{element_id}" data-detail="{element_id}" '
                            f'style="background:{colour(_float(node, f"align_{loss}"))}" '
                            f'title="{html.escape(tooltip(node, loss, decode))}">')
@@ -245,7 +271,7 @@ def _rollout_html(question: pd.Series, nodes: pd.DataFrame, loss: str, decode, j
         marks = " ".join(f"{spans[position]}#{position}</a>" for position in sorted(spans))
         body = (f'<div class="text">{html.escape(str(question.get("response", "")))}</div>'
                 f"<p>diagnosed positions (token index): {marks or 'none'}</p>")
-    grade = '<span class="ok">correct</span>' if question.get("correct") else '<span class="bad">incorrect</span>'
+    grade = _outcome_html(graded)
     context_html = "" if context is None else (
         f"<details><summary>what the teacher was shown for this rollout</summary>"
         f'<div class="prompt">{html.escape(context)}</div></details>')
@@ -288,6 +314,9 @@ def render(nodes: pd.DataFrame, questions: pd.DataFrame, question_id: str, *, te
     teacher_shown = shared_context if shared_context is not None else "differs by rollout: see each rollout below"
     informative = np.isfinite(selected[f"align_{loss}"].to_numpy(dtype=float, na_value=np.nan))
     title = f"{question_id} · teacher {teacher} · loss {loss}"
+    graded = [outcome(c, e) for c, e in zip(rollouts.get("correct", []), rollouts.get("extracted", []))]
+    outcome_counts = ", ".join(f"{graded.count(name)} {label}" for name, label in (
+        ("correct", "correct"), ("incorrect", "wrong"), ("unparsed", "unparsed: no answer found")))
     legend = "".join(f'<span style="background:{colour(a)}">{a:+.1f}</span>' for a in (-1, -0.5, 0, 0.5, 1))
     mode = "tokens decoded with the student's tokenizer" if tokenizer is not None else \
         "tokenizer not loaded: response text as is, diagnosed positions by index"
@@ -298,7 +327,8 @@ def render(nodes: pd.DataFrame, questions: pd.DataFrame, question_id: str, *, te
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
-        f"<p>{len(rollouts)} rollouts · {len(selected)} diagnosed tokens ({int(informative.sum())} with an "
+        f"<p>{len(rollouts)} rollouts ({html.escape(outcome_counts)}) · {len(selected)} diagnosed tokens "
+        f"({int(informative.sum())} with an "
         f"alignment) · {html.escape(mode)}</p>"
         f'<p class="legend">{html.escape(loss)} alignment: {legend} '
         f'<span style="background:{colour(math.nan)}">none</span></p>{other_line}'

@@ -14,7 +14,7 @@ from test_leaderboard import node_row
 
 from harness.cli import main
 from harness.records import NODE_SCHEMA, QUESTION_SCHEMA, rows_to_table, write_table
-from harness.viewer import SCRIPT, colour, render
+from harness.viewer import SCRIPT, colour, node_outcome, render
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from browser import click_node, find_chromium  # noqa: E402
@@ -152,6 +152,35 @@ def test_prompt_teacher_context_and_answers():
     missing = parse(render(nodes, questions, "q0", teacher="nocontext"))
     assert "could not be built" in missing.text(missing.prompts[1])
     assert "context could not be built" in missing.text(missing.details["node-0-0"])
+
+
+def test_each_rollout_is_marked_correct_wrong_or_unparsed():
+    """Rollout 1 is graded incorrect: with no answer found it is unparsed (never shown as wrong), with an answer
+    it is wrong; its nodes' details say the same, and the page counts the outcomes."""
+    for extracted, shown in ((None, "unparsed"), ("no", "wrong")):
+        nodes, questions = records(extracted=("yes", extracted))
+        page = render(nodes, questions, "q0", teacher="t", tokenizer=FakeTokenizer())
+        other = "wrong" if shown == "unparsed" else "unparsed"
+        assert f'<h2>rollout 0 · <span class="ok">correct</span>' in page
+        assert f'<h2>rollout 1 · <span class="{"unparsed" if shown == "unparsed" else "bad"}">{shown}</span>' in page
+        assert f">{other}</span>" not in page
+        detail = parse(page).text(parse(page).details["node-1-1"])
+        assert f"{shown} path" in detail and "correct path" not in detail
+        counts = "1 correct, 0 wrong, 1 unparsed" if shown == "unparsed" else "1 correct, 1 wrong, 0 unparsed"
+        assert f"2 rollouts ({counts}" in page
+
+
+def test_node_outcome_from_the_node_columns_when_records_do_not_say():
+    nodes, _ = records()
+    node = nodes.iloc[2].copy()  # rollout 1
+    node["rollout_correct"], node["rollout_unparsed"] = False, True
+    assert node_outcome(node) == "unparsed"
+    node["rollout_unparsed"] = False
+    assert node_outcome(node) == "incorrect"
+    node["rollout_unparsed"] = None  # written before the column existed: not claimed to be a wrong answer
+    assert node_outcome(node) == "unknown"
+    node["rollout_correct"] = True
+    assert node_outcome(node) == "correct"
 
 
 def test_context_that_differs_by_rollout_is_shown_with_each_rollout():
