@@ -26,8 +26,9 @@ def _step_and_shapes(student, data_dir):
     questions = list(task.load(data_dir, 400))[300:400]
     base = validate.frozen_copy(student)
     initial = {k: v.detach().clone() for k, v in student.model.state_dict().items()}
-    trainer = validate.Trainer(student, initial, task, questions, validate.Training(batch=2, rollouts=4),
-                               resolve_teacher("self:correct-demo"), base, base, 0, RunState())
+    trainer = validate.Trainer(validate.StudentCopies(student, initial, base), task, questions,
+                               validate.Training(batch=2, rollouts=4),
+                               validate.Target(resolve_teacher("self:correct-demo"), base), 0, RunState())
     shapes = []
     original = validate.response_logits
 
