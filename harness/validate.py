@@ -362,18 +362,14 @@ def step_questions(train: Sequence[Any], seed: int, step: int, batch: int) -> li
 
 def sample_rollouts(lm, prompts: Sequence[list[int]], rollouts: int, max_new: int, seed_parts: Sequence[tuple],
                     is_final) -> list[list[Any]]:
-    """``rollouts`` T=1 samples per prompt, every row on its own seeded stream (independent of batching)."""
-    import torch
+    """``rollouts`` T=1 samples per prompt from the live weights, by the harness's own generation (``opd run``'s
+    transformers backend: KV caches, inference mode, every question's rows in one continuous batch, row j of prompt
+    i seeded ``derive_seed(*seed_parts[i], j)``, so what a row samples does not depend on batching)."""
+    from harness.backends import RolloutCall, TransformersBackend
 
-    from harness.generation import Branch, derive_seed, generate_branches, prefill
-
-    prefilled = [prefill(lm, ids) for ids in prompts]
-    branches = [Branch(len(ids), None, max_new, source=j, seed=derive_seed(*seed_parts[j], g))
-                for j, ids in enumerate(prompts) for g in range(rollouts)]
-    generated = generate_branches(lm, [c for c, _ in prefilled], branches, temperature=1.0,
-                                  first_logits=torch.stack([logits[-1] for _, logits in prefilled]),
-                                  is_final=is_final)
-    return [generated[j * rollouts:(j + 1) * rollouts] for j in range(len(prompts))]
+    calls = [RolloutCall(tuple(ids), rollouts, max_new, 1.0, tuple(parts), is_final)
+             for ids, parts in zip(prompts, seed_parts)]
+    return TransformersBackend(lm).generate_calls(calls)
 
 
 def response_logits(model, prefixes: Sequence[list[int]], responses: Sequence[Sequence[int]], vocab: int,
