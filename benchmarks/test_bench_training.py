@@ -11,9 +11,12 @@ The training sampler (:func:`test_training_sampler_by_wait_policy`): the rollout
 with OpenMP threads spinning (no ``OMP_WAIT_POLICY``: a plain ``python`` process) and sleeping (``PASSIVE``, what
 ``opd`` sets), in the order spinning / passive / spinning; inside each, the backend sampler the loop uses against
 the previous direct ``generate_branches`` sampler, A-B-A (``benchmarks/training_sampler.py``). Figures: each
-process's tokens/s and the spinning-over-passive slowdown. Measured on the shared 2 cores (load average 5-8, two
-other heavy processes): spinning 2.2-6.6 tokens/s, one full step 333 s (sampling 132 s, teacher passes 39 s);
-passive 18-27 tokens/s; the two samplers drew the same tokens. The wait policy, not the sampler, was the cost.
+process's tokens/s and the spinning-over-passive slowdown. Measured
+on the shared 2 cores (load average 6.4-7.7, two other heavy processes; 101 tokens of 8 rows, at most 16 steps):
+spinning 4.4 and 2.3 tokens/s, passive 24.6 (7.3x); backend over previous sampler 0.63 / 0.91 / 1.41 (noise, no
+direction), the same tokens in every run. One whole step (a separate probe, same load): 333 s spinning (sampling
+132 s, teacher passes 39 s) against 62 s passive (10 s, 8 s); the step benchmark above, passive: 56 s against 32 s
+for the plain forward + backward (1.74x). The wait policy, not the sampler, was the cost.
 """
 from __future__ import annotations
 

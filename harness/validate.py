@@ -30,6 +30,10 @@ AdamW step (gradient norm clipped at 1). A teacher that is "the student" (``self
 *initial* student, frozen (as TRL's SDFT ``teacher_model_kind="base"``), so a context teacher's target does not drift
 with training; so are the texts context builders write.
 
+Speed: the sampler is ``opd run``'s (KV caches, inference mode). Run through ``opd`` or with ``OMP_WAIT_POLICY=PASSIVE``
+set before torch loads (:mod:`harness.threads`): beside other busy processes, spinning OpenMP threads made one
+smollm2-135m step 5x slower and its sampling 7x (``benchmarks/test_bench_training.py``).
+
 Resumable: each (condition, seed) lives in ``DIR/runs/<condition>/seed-<s>/``; a checkpoint (weights, optimiser,
 step log) is written every ``checkpoint_every`` steps and a finished run's ``result.json`` means it is never
 trained again. Step questions and rollout streams depend only on (seed, step), so a resumed run takes the same steps.
