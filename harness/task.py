@@ -1,7 +1,8 @@
 """The task contract: what a benchmark adapter in ``tasks/`` provides to the diagnostic.
 
 A task file defines a frozen dataclass implementing :class:`Task` and registers a small factory returning it with
-``@register_task("name")``. Questions are normalised to :class:`Question`, grades to :class:`Grade`.
+``@register_task("name")``. Questions are normalised to :class:`Question`, grades to :class:`Grade`. A task without
+a training split inherits :class:`NoTrainSplit` (its ``load_train`` returns None).
 """
 from __future__ import annotations
 
@@ -44,12 +45,25 @@ class Task(Protocol):
         """Questions in a fixed order; ``data_dir`` is a local dataset root (None: the public hub dataset)."""
         ...
 
+    def load_train(self, data_dir: Path | None, limit: int | None = None) -> Sequence[Question] | None:
+        """Questions of the task's *training* split in a fixed order, none of them one of ``load``'s (``opd validate``
+        trains on them); None when the task has no training split (callers then use a disjoint index range of
+        ``load``'s questions)."""
+        ...
+
     def grade(self, question: Question, response: str) -> Grade:
         ...
 
     def answer_is_final(self, response: str) -> bool:
         """True once ``response`` already fixes the answer, so generation may stop early."""
         ...
+
+
+class NoTrainSplit:
+    """Base of a task without a training split: :meth:`Task.load_train` says so (None)."""
+
+    def load_train(self, data_dir: Path | None, limit: int | None = None) -> None:
+        return None
 
 
 TASKS: Registry[Task] = Registry("task")

@@ -7,8 +7,11 @@ hyper-parameters on the same *training* questions; held-out *evaluation* questio
 no-training control, and GRPO with the task's reward (the teacher-free reference the diagnostic scores too).
 
 Question ranges are index ranges of the task's fixed question order: the diagnostic's (``--diagnostic RUN``: the
-questions that run scored, at the front), then evaluation ``[eval_start, eval_start + eval_limit)``, then training.
-Any overlap is refused before any work.
+questions that run scored, at the front), then evaluation ``[eval_start, eval_start + eval_limit)``. Training questions
+come from the task's training split where it has one (``Task.load_train``: GSM8K's train, ``[train_start,
+train_start + train_limit)`` of it, from 0), else from the same order after evaluation. Any overlap (of ranges, or a
+training prompt equal to an evaluation or diagnostic one) is refused before any work; ``protocol.json`` records the
+split and range used.
 
 **Where TRL is used and where the loop is ours.** The per-token losses are TRL's (:mod:`harness.training_losses`,
 checked against ``harness.losses`` by autograd). The loop that drives them is written here, because no TRL trainer
@@ -26,6 +29,10 @@ teacher-forced pass over the teacher's prompt (its context, built by ``harness.t
 AdamW step (gradient norm clipped at 1). A teacher that is "the student" (``self``, ``self:<context>``) is the
 *initial* student, frozen (as TRL's SDFT ``teacher_model_kind="base"``), so a context teacher's target does not drift
 with training; so are the texts context builders write.
+
+Speed: the sampler is ``opd run``'s (KV caches, inference mode). Run through ``opd`` or with ``OMP_WAIT_POLICY=PASSIVE``
+set before torch loads (:mod:`harness.threads`): beside other busy processes, spinning OpenMP threads made one
+smollm2-135m step 5x slower and its sampling 7x (``benchmarks/test_bench_training.py``).
 
 Resumable: each (condition, seed) lives in ``DIR/runs/<condition>/seed-<s>/``; a checkpoint (weights, optimiser,
 step log) is written every ``checkpoint_every`` steps and a finished run's ``result.json`` means it is never
@@ -56,6 +63,7 @@ PREDICTORS_FILE = "predictors.json"
 RESULT_FILE = "result.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 GRADIENT_CLIP = 1.0
+TRAIN_SPLIT = "train"  # the name protocol.json records for questions from ``Task.load_train``
 PROGRESS_KINDS = ("conditions", "training steps", "evaluations")
 
 
@@ -79,7 +87,8 @@ class Training:
 
 @dataclass(frozen=True)
 class Ranges:
-    """Index ranges in the task's question order; None starts a range right after the previous one."""
+    """Index ranges in the task's question order; None starts a range right after the previous one. Training indexes
+    the task's training split instead where it has one (None: from its start)."""
 
     eval_limit: int = 100
     train_limit: int = 100
@@ -140,9 +149,10 @@ class Plan:
     diagnostic_ids: tuple[str, ...]
     diagnostic_range: tuple[int, int] | None
     eval_range: tuple[int, int]
-    train_range: tuple[int, int]
+    train_range: tuple[int, int]  # indices in the training split, else in the evaluation questions' order
     eval_ids: tuple[str, ...]
     train_ids: tuple[str, ...]
+    train_split: str | None  # TRAIN_SPLIT when the task has one; None: a range of the evaluation questions' order
 
 
 def slug(condition: str) -> str:
@@ -182,9 +192,11 @@ def _diagnostic_ids(config: ValidateConfig) -> tuple[tuple[str, ...], Any]:
     return ids, nodes
 
 
-def plan(config: ValidateConfig, questions_of: Callable[[int | None], Sequence[Any]]) -> Plan:
+def plan(config: ValidateConfig, questions_of: Callable[[int | None], Sequence[Any]],
+         train_of: Callable[[int | None], Sequence[Any] | None] = lambda limit: None) -> Plan:
     """Every check that can fail, before any model loads: settings, loss, teachers, the diagnostic, the ranges.
-    ``questions_of(limit)`` loads the task's first ``limit`` questions (None: all)."""
+    ``questions_of(limit)`` loads the task's first ``limit`` questions (None: all); ``train_of(limit)`` the first of
+    its training split (None: it has none)."""
     problems = config.problems()
     if problems:
         raise ValidateError("Invalid validate settings: " + "; ".join(problems) + ".")
@@ -217,10 +229,14 @@ def plan(config: ValidateConfig, questions_of: Callable[[int | None], Sequence[A
     diag_range = (diag_positions[0], diag_positions[-1] + 1) if diag_positions else None
     eval_start = r.eval_start if r.eval_start is not None else (diag_range[1] if diag_range else 0)
     eval_range = (eval_start, eval_start + r.eval_limit)
-    train_start = r.train_start if r.train_start is not None else eval_range[1]
+    split_start = r.train_start if r.train_start is not None else 0
+    train_split = train_of(split_start + r.train_limit)
+    train_start = split_start if train_split is not None else (
+        r.train_start if r.train_start is not None else eval_range[1])
     train_range = (train_start, train_start + r.train_limit)
-    named = [("evaluation", eval_range, "--eval-start/--eval-limit"),
-             ("training", train_range, "--train-start/--train-limit")]
+    named = [("evaluation", eval_range, "--eval-start/--eval-limit")]
+    if train_split is None:
+        named.append(("training", train_range, "--train-start/--train-limit"))
     if diag_range:
         named.insert(0, ("diagnostic", diag_range, "--diagnostic"))
     clashes = [f"{a} [{ra[0]}, {ra[1]}) and {b} [{rb[0]}, {rb[1]})"
@@ -232,15 +248,32 @@ def plan(config: ValidateConfig, questions_of: Callable[[int | None], Sequence[A
             f"evaluation and diagnostic questions must be disjoint, or the gain would be measured on questions the "
             f"student was trained or scored on. Move a range with --eval-start / --train-start (by default "
             f"evaluation starts after the diagnostic's questions and training after evaluation).")
-    end = max(eval_range[1], train_range[1])
+    end = max(eval_range[1], train_range[1] if train_split is None else 0)
     if end > len(all_questions):
         raise ValidateError(
             f"{config.task} has {len(all_questions)} questions here, but the ranges need {end} (evaluation "
             f"[{eval_range[0]}, {eval_range[1]}), training [{train_range[0]}, {train_range[1]})): lower "
             f"--eval-limit / --train-limit or the starts.")
+    if train_split is not None and len(train_split) < train_range[1]:
+        raise ValidateError(
+            f"{config.task}'s {TRAIN_SPLIT} split has {len(train_split)} questions here, but training "
+            f"[{train_range[0]}, {train_range[1]}) of it needs {train_range[1]}: lower --train-limit or "
+            f"--train-start.")
     ids = [q.id for q in all_questions]
+    train = list(train_split)[train_range[0]:train_range[1]] if train_split is not None else (
+        all_questions[train_range[0]:train_range[1]])
+    if train_split is not None:  # another split: disjoint by construction, unless the data repeat a question
+        held_out = all_questions[eval_range[0]:eval_range[1]] + [all_questions[i] for i in diag_positions]
+        seen = {q.id for q in held_out} | {q.prompt for q in held_out}
+        repeated = [q.id for q in train if q.id in seen or q.prompt in seen]
+        if repeated:
+            raise ValidateError(
+                f"{config.task}'s {TRAIN_SPLIT} split repeats evaluation or diagnostic question(s) (same id or "
+                f"prompt): {', '.join(repeated[:3])}. The gain would be measured on questions the student was "
+                f"trained on: fix the data, or move the training range with --train-start.")
     return Plan((CONTROL, GRPO, *config.teachers), tuple(diagnostic_ids), diag_range, eval_range, train_range,
-                tuple(ids[eval_range[0]:eval_range[1]]), tuple(ids[train_range[0]:train_range[1]]))
+                tuple(ids[eval_range[0]:eval_range[1]]), tuple(q.id for q in train),
+                TRAIN_SPLIT if train_split is not None else None)
 
 
 def protocol_record(config: ValidateConfig, plan_: Plan) -> dict[str, Any]:
@@ -249,7 +282,7 @@ def protocol_record(config: ValidateConfig, plan_: Plan) -> dict[str, Any]:
     for grows in ("teachers", "seeds", "data_dir", "device"):
         fixed.pop(grows)
     return {"config": fixed, "diagnostic_range": plan_.diagnostic_range, "eval_range": plan_.eval_range,
-            "train_range": plan_.train_range, "eval_ids": list(plan_.eval_ids), "train_ids": list(plan_.train_ids),
+            "train_split": plan_.train_split, "train_range": plan_.train_range, "eval_ids": list(plan_.eval_ids), "train_ids": list(plan_.train_ids),
             "diagnostic_ids": list(plan_.diagnostic_ids)}
 
 
@@ -333,18 +366,14 @@ def step_questions(train: Sequence[Any], seed: int, step: int, batch: int) -> li
 
 def sample_rollouts(lm, prompts: Sequence[list[int]], rollouts: int, max_new: int, seed_parts: Sequence[tuple],
                     is_final) -> list[list[Any]]:
-    """``rollouts`` T=1 samples per prompt, every row on its own seeded stream (independent of batching)."""
-    import torch
+    """``rollouts`` T=1 samples per prompt from the live weights, by the harness's own generation (``opd run``'s
+    transformers backend: KV caches, inference mode, every question's rows in one continuous batch, row j of prompt
+    i seeded ``derive_seed(*seed_parts[i], j)``, so what a row samples does not depend on batching)."""
+    from harness.backends import RolloutCall, TransformersBackend
 
-    from harness.generation import Branch, derive_seed, generate_branches, prefill
-
-    prefilled = [prefill(lm, ids) for ids in prompts]
-    branches = [Branch(len(ids), None, max_new, source=j, seed=derive_seed(*seed_parts[j], g))
-                for j, ids in enumerate(prompts) for g in range(rollouts)]
-    generated = generate_branches(lm, [c for c, _ in prefilled], branches, temperature=1.0,
-                                  first_logits=torch.stack([logits[-1] for _, logits in prefilled]),
-                                  is_final=is_final)
-    return [generated[j * rollouts:(j + 1) * rollouts] for j in range(len(prompts))]
+    calls = [RolloutCall(tuple(ids), rollouts, max_new, 1.0, tuple(parts), is_final)
+             for ids, parts in zip(prompts, seed_parts)]
+    return TransformersBackend(lm).generate_calls(calls)
 
 
 def response_logits(model, prefixes: Sequence[list[int]], responses: Sequence[Sequence[int]], vocab: int,
@@ -371,41 +400,56 @@ def response_logits(model, prefixes: Sequence[list[int]], responses: Sequence[Se
             for row, (p, r) in enumerate(zip(prefixes, responses))]
 
 
+@dataclass(frozen=True)
+class StudentCopies:
+    """The student three ways, which every training run needs together: the live model that trains, the weights
+    each run starts from, and a frozen copy of them (a ``self`` teacher's model; context builders write with it)."""
+
+    live: Any  # LoadedModel being trained
+    initial_state: Mapping[str, Any]
+    frozen: Any  # LoadedModel with the initial weights, never trained
+
+
+@dataclass(frozen=True)
+class Target:
+    """Who gives a distillation run its target: the harness teacher (its context) and the model giving q."""
+
+    teacher: Any  # harness Teacher
+    model: Any  # LoadedModel giving q (frozen)
+
+
 @dataclass
 class Trainer:
     """One (condition, seed) training run on the live student (weights reset to the initial ones first)."""
 
-    student: Any  # LoadedModel being trained
-    initial_state: Mapping[str, Any]
+    student: StudentCopies
     task: Any
     train_questions: Sequence[Any]
     training: Training
-    teacher: Any | None  # harness Teacher; None for the grpo reference
-    teacher_model: Any | None  # LoadedModel giving q (frozen)
-    base: Any  # the frozen initial student (context builders write with it)
+    target: Target | None  # None for the grpo reference
     seed: int
     state: Any  # RunState of this validation
 
     def run(self, directory: Path, progress) -> list[dict[str, Any]]:
         import torch
 
-        training = self.training
-        loss = training_loss(training.loss, training.jsd_beta) if self.teacher is not None else None
+        training, live = self.training, self.student.live
+        loss = training_loss(training.loss, training.jsd_beta) if self.target is not None else None
         if loss is None:
             from harness.training_losses import _TRAINABLE
 
             loss = _TRAINABLE[GRPO](training.jsd_beta)
-        self.student.model.load_state_dict(self.initial_state)
-        optimizer = torch.optim.AdamW(self.student.model.parameters(), lr=training.lr, weight_decay=0.0)
+        live.model.load_state_dict(self.student.initial_state)
+        optimizer = torch.optim.AdamW(live.model.parameters(), lr=training.lr, weight_decay=0.0)
         log: list[dict[str, Any]] = []
         checkpoint = directory / CHECKPOINT_FILE
         if checkpoint.is_file():
-            saved = torch.load(checkpoint, map_location=self.student.device, weights_only=True)
-            self.student.model.load_state_dict(saved["model"])
+            saved = torch.load(checkpoint, map_location=live.device, weights_only=True)
+            live.model.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
             log = saved["log"]
             progress.advance("training steps", len(log))
-        for parameter in self.student.model.parameters():
+        for parameter in live.model.parameters():
             parameter.requires_grad_(True)
         for step in range(len(log), training.steps):
             started = time.perf_counter()
@@ -413,10 +457,10 @@ class Trainer:
             entry["seconds"] = round(time.perf_counter() - started, 3)
             log.append(entry)
             if (step + 1) % training.checkpoint_every == 0 and step + 1 < training.steps:
-                _save_atomically(checkpoint, {"model": self.student.model.state_dict(),
+                _save_atomically(checkpoint, {"model": live.model.state_dict(),
                                               "optimizer": optimizer.state_dict(), "log": log})
             progress.advance("training steps")
-        for parameter in self.student.model.parameters():
+        for parameter in live.model.parameters():
             parameter.requires_grad_(False)
         return log
 
@@ -426,7 +470,7 @@ class Trainer:
         from harness.prompting import chat_prompt_ids
         from harness.teacher import ContextInputs, RolloutView, teacher_prompt
 
-        lm, task, training = self.student, self.task, self.training
+        lm, task, training, target = self.student.live, self.task, self.training, self.target
         questions = step_questions(self.train_questions, self.seed, step, training.batch)
         prompts = [chat_prompt_ids(lm.tokenizer, q.prompt) for q in questions]
         max_new = training.max_new_tokens or task.max_new_tokens
@@ -445,21 +489,21 @@ class Trainer:
             advantages = [r - sum(rewards) / len(rewards) for r in rewards]
             kept = [k for k, g in enumerate(group) if g.tokens]
             targets: dict[int, Any] = {}
-            if self.teacher is not None:
+            if target is not None:
                 views = [RolloutView(k, texts[k], bool(rewards[k])) for k in range(len(group))]
                 prefixes = {}
                 for k in kept:
-                    inputs = ContextInputs(task, question, k, views, student=self.base, seed=self.seed,
+                    inputs = ContextInputs(task, question, k, views, student=self.student.frozen, seed=self.seed,
                                            state=self.state)
-                    text = teacher_prompt(self.teacher, inputs)
+                    text = teacher_prompt(target.teacher, inputs)
                     if text is not None:  # a context that cannot be built: no target, the rollout is skipped
-                        prefixes[k] = chat_prompt_ids(self.teacher_model.tokenizer, text)
+                        prefixes[k] = chat_prompt_ids(target.model.tokenizer, text)
                 skipped += len(kept) - len(prefixes)
                 kept = [k for k in kept if k in prefixes]
                 if kept:
                     clock = time.perf_counter()
                     with torch.no_grad():
-                        rows = response_logits(self.teacher_model.model, [prefixes[k] for k in kept],
+                        rows = response_logits(target.model.model, [prefixes[k] for k in kept],
                                                [group[k].tokens for k in kept], lm.vocab_size)
                     targets = dict(zip(kept, rows))
                     teacher_s += time.perf_counter() - clock
@@ -511,7 +555,7 @@ def _questions_loader(config: ValidateConfig):
 
     task = resolve_task(config.task)
     data_dir = resolve_data_dir(config.data_dir)
-    return task, (lambda limit: task.load(data_dir, limit))
+    return task, (lambda limit: task.load(data_dir, limit)), (lambda limit: task.load_train(data_dir, limit))
 
 
 def run_dir(out: Path, condition: str, seed: int) -> Path:
@@ -554,8 +598,8 @@ def run_validation(config: ValidateConfig, out: Path, progress=None, *, max_runs
     called after each finished (condition, seed) run."""
     progress = progress or NoProgress()
     out = Path(out)
-    task, questions_of = _questions_loader(config)
-    plan_ = plan(config, questions_of)  # every refusal happens here, before any model loads
+    task, questions_of, train_of = _questions_loader(config)
+    plan_ = plan(config, questions_of, train_of)  # every refusal happens here, before any model loads
     require_trl()
     fix_protocol(out, protocol_record(config, plan_))
     from harness.models import ModelCache, check_same_tokenizer, load_model
@@ -565,7 +609,10 @@ def run_validation(config: ValidateConfig, out: Path, progress=None, *, max_runs
     all_questions = list(questions_of(None))
     by_id = {q.id: q for q in all_questions}
     eval_questions = [by_id[i] for i in plan_.eval_ids]
-    train_questions = [by_id[i] for i in plan_.train_ids]
+    if plan_.train_split is not None:
+        train_questions = list(train_of(plan_.train_range[1]))[plan_.train_range[0]:]
+    else:
+        train_questions = [by_id[i] for i in plan_.train_ids]
     todo = [(c, s) for s in config.seeds for c in plan_.conditions if not (run_dir(out, c, s) / RESULT_FILE).is_file()]
     if max_runs is not None:
         todo = todo[:max_runs]
@@ -598,12 +645,11 @@ def run_validation(config: ValidateConfig, out: Path, progress=None, *, max_runs
         if condition == CONTROL:
             student.model.load_state_dict(initial)
         else:
-            teacher = teacher_model = None
+            target = None
             if condition != GRPO:
-                teacher = resolve_teacher(condition)
-                teacher_model = teacher_models.get(condition, base)
-            trainer = Trainer(student, initial, task, train_questions, config.training, teacher, teacher_model,
-                              base, seed, state)
+                target = Target(resolve_teacher(condition), teacher_models.get(condition, base))
+            trainer = Trainer(StudentCopies(student, initial, base), task, train_questions, config.training, target,
+                              seed, state)
             log = trainer.run(directory, progress)
         after = evaluate_model(student, task, eval_questions, config.samples, eval_seed)
         progress.advance("evaluations")

@@ -329,6 +329,13 @@ def verdict(correlations: Sequence[Mapping[str, Any]], comparisons: Sequence[Map
                                             ". The diagnostic has not shown it earns its cost here.")
 
 
+def _training_where(protocol: Mapping[str, Any]) -> str:
+    start, end = protocol["train_range"]
+    split = protocol.get("train_split")
+    return (f"training questions [{start}, {end}) of the task's {split} split." if split else
+            f"training questions [{start}, {end}) of the same order (the task has no training split).")
+
+
 def notes(report: Mapping[str, Any]) -> list[str]:
     protocol = report["protocol"]
     config = protocol.get("config", {})
@@ -336,10 +343,9 @@ def notes(report: Mapping[str, Any]) -> list[str]:
     lines = [
         f"Protocol fixed before training: loss {report['loss']}, {training.get('steps')} steps x "
         f"{training.get('batch')} questions x {training.get('rollouts')} rollouts, lr {training.get('lr')}, AdamW, "
-        f"gradient norm clipped at 1; evaluation questions [{protocol['eval_range'][0]}, {protocol['eval_range'][1]}),"
-        f" training [{protocol['train_range'][0]}, {protocol['train_range'][1]})"
+        f"gradient norm clipped at 1; evaluation questions [{protocol['eval_range'][0]}, {protocol['eval_range'][1]})"
         + (f", diagnostic [{protocol['diagnostic_range'][0]}, {protocol['diagnostic_range'][1]})"
-           if protocol.get("diagnostic_range") else "") + " of the task's question order.",
+           if protocol.get("diagnostic_range") else "") + " of the task's question order; " + _training_where(protocol),
         "gain: per evaluation question, after - before (greedy: 0/1; sampled: pass rate of "
         f"{config.get('samples')} answers at T=1), averaged over the finished seeds; interval: 95% sign-flip "
         "test inversion (none below 10 questions); p: two-sided sign-flip test; n = evaluation questions.",

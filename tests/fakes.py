@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 from harness.errors import SpecError
 from harness.models import ModelSource, register_model
-from harness.task import Grade, Question, register_task
+from harness.task import Grade, NoTrainSplit, Question, register_task
 
 
 @dataclass(frozen=True)
-class ParityTask:
+class ParityTask(NoTrainSplit):
     name: str = "test-parity"
     description: str = "test fake: reward = parity of the number of lowercase letters"
     max_new_tokens: int = 12
@@ -48,7 +48,7 @@ ORACLE_HORIZON = 4
 
 
 @dataclass(frozen=True)
-class CountATask:
+class CountATask(NoTrainSplit):
     name: str = "test-count-a"
     description: str = "test fake: reward 1 iff the response holds an 'a' token"
     max_new_tokens: int = ORACLE_HORIZON
@@ -173,7 +173,7 @@ def nan_model() -> ModelSource:
 
 
 @dataclass(frozen=True)
-class ManyParity:
+class ManyParity(NoTrainSplit):
     """test-parity with 40 questions, so diagnostic, evaluation and training ranges can be disjoint."""
 
     name: str = "test-validate-parity"
@@ -196,3 +196,25 @@ class ManyParity:
 @register_task("test-validate-parity")
 def many_parity_task() -> ManyParity:
     return ManyParity()
+
+
+@dataclass(frozen=True)
+class SplitParity(ManyParity):
+    """test-validate-parity with a 12-question train split (ids ``vp-train-<i>``), as GSM8K has; ``repeat`` makes
+    its third train question a copy of evaluation question ``vp-<repeat>`` (bad data that must be refused)."""
+
+    name: str = "test-validate-split"
+    description: str = "test fake: test-validate-parity with a train split"
+    repeat: int | None = None
+
+    def load_train(self, data_dir, limit=None):
+        questions = [Question(id=f"vp-train-{i}", prompt=f"Training question {i}: write something.", gold="even",
+                              demonstration="ab", meta={}) for i in range(12)]
+        if self.repeat is not None:
+            questions[2] = self.load(data_dir)[self.repeat]
+        return questions[:limit]
+
+
+@register_task("test-validate-split")
+def split_parity_task(argument: str | None = None) -> SplitParity:
+    return SplitParity(repeat=int(argument) if argument else None)

@@ -41,7 +41,8 @@ def register(commands) -> None:
     parser.add_argument("--eval-start", type=int, default=None,
                         help="index of the first evaluation question (default: after the diagnostic's questions)")
     parser.add_argument("--train-start", type=int, default=None,
-                        help="index of the first training question (default: after the evaluation questions)")
+                        help="index of the first training question: in the task's train split where it has one "
+                             "(default 0, e.g. gsm8k), else in its question order (default: after evaluation)")
     parser.add_argument("--samples", type=int, default=4, metavar="K",
                         help="answers per evaluation question at T=1, besides the greedy one")
     parser.add_argument("--seed", type=int, default=None, help="one seed (default 0)")

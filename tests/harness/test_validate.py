@@ -210,3 +210,76 @@ def test_a_teacher_with_another_tokenizer_is_refused_before_evaluation(tmp_path)
     with pytest.raises(ModelError, match="does not share the student's tokenizer"):
         run_validation(_config(teachers=("self:correct-demo", "model:test-oracle")), tmp_path / "v")
     assert not (tmp_path / "v" / "before.json").exists() and not (tmp_path / "v" / "runs").exists()
+
+
+# ------------------------------------------------------------------------------------------------ training split
+
+SPLIT_TASK = "test-validate-split"  # test-validate-parity with a 12-question train split (tests/fakes.py)
+
+
+def _plan(config):
+    from harness.validate import _questions_loader, plan
+
+    _, questions_of, train_of = _questions_loader(config)
+    return plan(config, questions_of, train_of)
+
+
+def test_training_questions_come_from_the_train_split_where_the_task_has_one():
+    planned = _plan(_config(task=SPLIT_TASK))
+    assert planned.train_split == "train" and planned.train_range == (0, 6)
+    assert planned.train_ids == tuple(f"vp-train-{i}" for i in range(6))
+    assert planned.eval_range == (0, 6) and planned.eval_ids == tuple(f"vp-{i}" for i in range(6))
+    moved = _plan(_config(task=SPLIT_TASK, ranges=Ranges(eval_limit=6, train_limit=4, train_start=5)))
+    assert moved.train_range == (5, 9) and moved.train_ids == tuple(f"vp-train-{i}" for i in range(5, 9))
+    # without a train split: a range of the same order, after evaluation, recorded as such
+    plain = _plan(_config())
+    assert plain.train_split is None and plain.train_range == (6, 12)
+    assert plain.train_ids == tuple(f"vp-{i}" for i in range(6, 12))
+
+
+@pytest.mark.parametrize("task, ranges, message", [
+    (SPLIT_TASK, Ranges(eval_limit=6, train_limit=6, train_start=8), "train split has 12 questions"),
+    (f"{SPLIT_TASK}:1", Ranges(eval_limit=6, train_limit=6), "repeats evaluation or diagnostic question(s) (same "
+                                                            "id or prompt): vp-1"),
+])
+def test_a_train_split_that_is_too_short_or_repeats_evaluation_is_refused(task, ranges, message):
+    with pytest.raises(ValidateError) as error:
+        _plan(_config(task=task, ranges=ranges))
+    assert message in str(error.value)
+    # a repeat outside the evaluation range is no overlap
+    if task.endswith(":1"):
+        assert _plan(_config(task=task, ranges=Ranges(eval_limit=6, eval_start=2, train_limit=6))).train_split
+
+
+@needs_trl
+def test_a_run_on_a_train_split_trains_on_it_and_records_it(tmp_path):
+    out = tmp_path / "v"
+    config = _config(task=SPLIT_TASK, teachers=("self:correct-demo",), training=replace(_config().training, steps=1))
+    run_validation(config, out)
+    protocol = json.loads((out / "protocol.json").read_text())
+    assert protocol["train_split"] == "train" and protocol["train_range"] == [0, 6]
+    assert protocol["train_ids"] == [f"vp-train-{i}" for i in range(6)]
+    for condition in ("grpo", "self:correct-demo"):
+        log = json.loads((run_dir(out, condition, 0) / RESULT_FILE).read_text())["log"]
+        assert log and all(q.startswith("vp-train-") and q in protocol["train_ids"] for s in log for q in s["questions"])
+    assert "training questions [0, 6) of the task's train split" in (out / "validation.md").read_text()
+
+
+def test_gsm8k_trains_on_its_train_split_and_no_training_question_is_an_evaluation_one(shared_data):
+    """On the real local GSM8K: the planned training questions are rows of train.jsonl, and no training problem's
+    text is the text of any test problem (read straight from the files, not through the task)."""
+    if not (shared_data / "gsm8k" / "train.jsonl").is_file():
+        pytest.skip("no local GSM8K train split")
+
+    def rows(split):
+        with open(shared_data / "gsm8k" / f"{split}.jsonl") as lines:
+            return {row["id"]: " ".join(row["question"].split()) for row in map(json.loads, lines)}
+
+    test, train = rows("test"), rows("train")
+    config = _config(task="gsm8k", teachers=("self:correct-demo",), data_dir=str(shared_data),
+                     ranges=Ranges(eval_limit=300, train_limit=500))
+    planned = _plan(config)
+    assert planned.train_split == "train" and len(planned.train_ids) == 500 and planned.train_range == (0, 500)
+    assert set(planned.eval_ids) <= set(test) and len(planned.eval_ids) == 300
+    assert set(planned.train_ids) <= set(train)  # every training question is a train row
+    assert not {train[i] for i in planned.train_ids} & set(test.values())  # and none is any test problem

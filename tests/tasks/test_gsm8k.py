@@ -74,6 +74,18 @@ def test_shots_come_from_train_and_never_from_the_evaluated_split(fake_data_dir)
     assert prompt.endswith(GSM8K().load(fake_data_dir, 1)[0].prompt)
 
 
+def test_train_split_questions_are_the_train_rows_after_the_shots(fake_data_dir):
+    train = GSM8K().load_train(fake_data_dir)
+    assert [q.id for q in train] == ["gsm8k-train-0", "gsm8k-train-1", "gsm8k-train-2"]
+    assert train[1].gold == "1" and "Problem: Train question 1?" in train[1].prompt
+    assert train[1].demonstration.startswith("Step 1.")
+    assert [q.id for q in GSM8K().load_train(fake_data_dir, limit=2)] == ["gsm8k-train-0", "gsm8k-train-1"]
+    # with 2 shots, the two rows every prompt shows are not training questions; the rest carry the same shots
+    shot = gsm8k_module.gsm8k(shots=2).load_train(fake_data_dir)
+    assert [q.id for q in shot] == ["gsm8k-train-2"]
+    assert "Train question 0?" in shot[0].prompt and shot[0].prompt.endswith(train[2].prompt)
+
+
 def test_missing_file_explains(tmp_path):
     with pytest.raises(DataError, match="gsm8k/test.jsonl"):
         GSM8K().load(tmp_path)
