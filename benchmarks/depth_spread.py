@@ -34,6 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere: the checkout's harness, not an installed one
     sys.path.insert(0, str(ROOT))
 
+from harness.threads import set_wait_policy  # noqa: E402
+
+set_wait_policy()  # as the opd entry point, before torch loads: spinning OpenMP threads beside any other work cost 7x
 from harness.depth import depth_shares, depth_summary, unique_nodes  # noqa: E402
 from harness.selection import DEPTH_WINDOWS, SELECTIONS  # noqa: E402
 
