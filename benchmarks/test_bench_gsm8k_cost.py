@@ -14,9 +14,11 @@ reuse cache, the student loaded once beforehand (outside every timing). Nothing 
 * ``test_gsm8k_informative_nodes_per_cpu_minute``: per ``--selection windows|screened`` x ``--depth-windows
   exponential|even`` at the same knobs: informative nodes per CPU-minute (``time.process_time`` of the whole run,
   every thread), generated tokens per informative node, and where the tokens went: the share of generated tokens
-  in rows that ran to their token cap (``capped_token_share``; finish reason ``length``), of rollouts and of
-  continuations, and the screening's share. The windows x exponential run of the first benchmark (METHOD's
-  layout) is reused when it ran in the same session (its mean CPU seconds), else measured here.
+  in rows that ran to their token cap (``capped_token_share``; finish reason ``length``), the tokens of rollouts,
+  continuations and screening, and ``repeated_state_nodes``: nodes at a state (question and response prefix)
+  that a node of an earlier rollout already branches from, e.g. position 0 of every rollout. The windows x
+  exponential run of the first benchmark (METHOD's layout) is reused when it ran in the same session (its mean
+  CPU seconds), else measured here.
 
 Sizes (environment variables, defaults in brackets): ``OPD_BENCH_GSM8K_QUESTIONS`` [2] (the first N test
 questions), ``_ROLLOUTS`` [2] (G), ``_NODES_PER_WINDOW`` [1] (B), ``_TOP_K`` [2] (K), ``_CONTINUATIONS`` [1] (M),
@@ -98,7 +100,26 @@ def _measured(selection: str, layout: str, out: Path, monkeypatch) -> dict:
     finally:
         monkeypatch.setattr(backends, "generate_branches", recorder.inner)
     assert meta["counts"]["generated_tokens_this_session"] == recorder.tokens  # every token went through it
-    return {"meta": meta, "cpu_s": cpu_s, "wall_s": wall_s, "recorder": recorder}
+    return {"meta": meta, "cpu_s": cpu_s, "wall_s": wall_s, "recorder": recorder,
+            "repeated_state_nodes": repeated_state_nodes(out)}
+
+
+def repeated_state_nodes(out: Path) -> int:
+    """Nodes (each once, whatever the teachers) whose state, the question and the response prefix before the node,
+    is that of a node of an earlier rollout of the question (every rollout shares the empty prefix at position 0):
+    their continuations estimate S at a state that is already being estimated."""
+    import pyarrow.parquet as pq
+
+    nodes = pq.read_table(out / "nodes.parquet", columns=["question_id", "rollout_id", "position"]).to_pandas()
+    questions = pq.read_table(out / "questions.parquet",
+                              columns=["question_id", "rollout_id", "response_token_ids"]).to_pandas()
+    tokens = {(q, r): list(ids) for q, r, ids in questions.itertuples(index=False)}
+    seen, repeated = set(), 0
+    for question, rollout, position in sorted(set(nodes.itertuples(index=False, name=None))):
+        state = (question, tuple(tokens[(question, rollout)][:position]))
+        repeated += state in seen
+        seen.add(state)
+    return repeated
 
 
 def test_gsm8k_generation_vs_plain_batched_generate(benchmark, workdir, monkeypatch):
@@ -157,6 +178,7 @@ def _costs(name: str, measured: dict) -> dict:
         "capped_token_share": round(capped / tokens, 3) if tokens else None,
         "capped_continuation_tokens": recorder.tokens_by_finish["continuation_length"],
         "capped_rollout_tokens": recorder.tokens_by_finish["rollout_length"],
+        "repeated_state_nodes": measured["repeated_state_nodes"],
         "first_token_share": _rounded(depth.get("first_token_share")),
         "depth_norm_quartiles": [_rounded(q) for q in depth.get("depth_norm_quartiles") or []] or None,
     }
