@@ -66,7 +66,7 @@ def replay_with_generate(student, calls) -> tuple[int, float]:
                                    layer.values.expand(chunk, -1, -1, -1).contiguous(), index)
             start = time.perf_counter()
             with torch.inference_mode():
-                student.model.generate(ids.expand(chunk, -1), past_key_values=batch_cache, do_sample=True,
+                student.model.generate(ids.expand(chunk, -1), cache=batch_cache, do_sample=True,
                                        max_new_tokens=new, min_new_tokens=new, pad_token_id=0,
                                        attention_mask=torch.ones(chunk, prefix_len + 1, dtype=torch.long))
             seconds += time.perf_counter() - start
