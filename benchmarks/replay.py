@@ -8,6 +8,7 @@ benchmark and the GSM8K cost benchmark.
 """
 from __future__ import annotations
 
+import heapq
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ class CallRecorder:
 
     inner: object
     calls: list = field(default_factory=list)
+    slots: list = field(default_factory=list)  # per call, the rows decoding at once (the live-row cap, or fewer)
     seconds: float = 0.0
     tokens_by_finish: Counter = field(default_factory=Counter)
     tokens_by_kind: Counter = field(default_factory=Counter)
@@ -30,6 +32,7 @@ class CallRecorder:
         generated = self.inner(lm, sources, branches, **kwargs)
         self.seconds += time.perf_counter() - start
         self.calls.append((len(branches), max(b.prefix_len for b in branches), [len(g.tokens) for g in generated]))
+        self.slots.append(min(kwargs.get("max_rows") or len(branches), len(branches)))
         for branch, row in zip(branches, generated):
             kind = "rollout" if branch.first_token is None else "continuation"
             self.tokens_by_finish[f"{kind}_{row.finish_reason}"] += len(row.tokens)
@@ -39,6 +42,22 @@ class CallRecorder:
     @property
     def tokens(self) -> int:
         return sum(sum(lengths) for _, _, lengths in self.calls)
+
+    def slot_utilization(self) -> float | None:
+        """Generated tokens over the row-steps the calls' batches offered (slots x decode steps of each call, the
+        steps from :func:`schedule_steps`): 1.0 when every slot decodes a row at every step; below it, the batches
+        ran part-empty, e.g. while the last rows of a call finished alone."""
+        offered = sum(slots * schedule_steps(lengths, slots) for (_, _, lengths), slots in zip(self.calls, self.slots))
+        return self.tokens / offered if offered else None
+
+
+def schedule_steps(lengths, slots: int) -> int:
+    """Decode steps of one continuous batch: rows in order, ``slots`` at a time, each waiting row taking the first
+    slot to free up (as ``generate_branches`` admits them), a row of n tokens holding its slot n steps."""
+    free_at = [0] * max(1, slots)
+    for length in lengths:
+        heapq.heappush(free_at, heapq.heappop(free_at) + length)
+    return max(free_at)
 
 
 def replay_with_generate(student, calls) -> tuple[int, float]:

@@ -112,13 +112,15 @@ def main(paths: list[str]) -> None:
           "beforehand. `gsm8k_generation_vs_plain_batched_generate`: the run's generated tokens per wall second "
           "(METHOD's windows, the whole run) over plain batched `generate` replaying every generation call's shape "
           "(`engine_fraction`, A-B-A as the demo's row); `generation_only_fraction` counts only the seconds inside "
-          "the pipeline's generation calls. `gsm8k_informative_nodes_per_cpu_minute`: per `--selection` x "
-          "`--depth-windows` (keys `<selection>_<layout>_*`), informative nodes per CPU-minute of the whole run, "
-          "generated tokens per informative node, tokens of rollouts, continuations and screening, and "
-          "`capped_token_share`: the share of generated tokens in rows that ran to their token cap without an "
-          "answer or EOS (such a row is graded on the last number it wrote), and `repeated_state_nodes`: nodes at a state "
-          "(question and response prefix) a node of an earlier rollout already branches from (position 0 of every "
-          "rollout is one state), whose continuations re-estimate S where it is already being estimated.")
+          "the pipeline's generation calls, `slot_utilization` the share of the batches' row-steps that decoded "
+          "a row (below 1 where a call's last rows decode nearly alone). `gsm8k_informative_nodes_per_cpu_minute`: "
+          "per `--selection` x `--depth-windows` (keys `<selection>_<layout>_*`), informative nodes per CPU-minute "
+          "of the whole run, generated tokens per informative node, tokens of rollouts, continuations and "
+          "screening, and `capped_token_share`: the share of generated tokens in rows that ran to their token cap "
+          "without an answer or EOS (such a row is graded on the last number it wrote), and `repeated_state_nodes`: "
+          "nodes at a state (question and response prefix) a node of an earlier rollout already branches from "
+          "(position 0 of every rollout is one state), whose continuations re-estimate S where it is already being "
+          "estimated.")
     print("\nNot benchmarked here: GPU runs (no GPU was lent to this session).")
     print("\nRegenerate: `python -m pytest benchmarks --benchmark-only --benchmark-json=.benchmarks/latest.json && "
           "python benchmarks/report.py .benchmarks/latest.json > docs/benchmarks.md` (later JSON files given after "

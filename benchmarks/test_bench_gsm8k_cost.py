@@ -9,8 +9,10 @@ reuse cache, the student loaded once beforehand (outside every timing). Nothing 
   generation call's shape (``benchmarks/replay.py``: rows in chunks of the pipeline's live-row cap, prefix length,
   the call's mean new tokens; decoding only). Aim >= 0.9 (``engine_fraction``). ``generation_only_fraction`` is the
   same over the seconds spent inside the pipeline's generation calls only, so the engine and the rest of the
-  pipeline can be told apart. A-B-A: the run goes before and after the replay (the same records both times) and
-  counts by its mean, so a machine whose speed drifts favours neither side.
+  pipeline can be told apart; ``slot_utilization`` is the share of the batches' row-steps that decoded a row
+  (``replay.CallRecorder.slot_utilization``: below 1 where a call's last rows decode nearly alone). A-B-A: the
+  run goes before and after the replay (the same records both times) and counts by its mean, so a machine whose
+  speed drifts favours neither side.
 * ``test_gsm8k_informative_nodes_per_cpu_minute``: per ``--selection windows|screened`` x ``--depth-windows
   exponential|even`` at the same knobs: informative nodes per CPU-minute (``time.process_time`` of the whole run,
   every thread), generated tokens per informative node, and where the tokens went: the share of generated tokens
@@ -150,7 +152,7 @@ def test_gsm8k_generation_vs_plain_batched_generate(benchmark, workdir, monkeypa
             "generation_s": round(generation_s, 1), "tokens_per_s": round(rate, 1),
             "generation_tokens_per_s": round(generation_rate, 1), "generate_tokens": reference_tokens,
             "generate_s": round(reference_s, 1), "generate_tokens_per_s": round(reference_rate, 1),
-            "generation_calls": len(calls),
+            "slot_utilization": round(before["recorder"].slot_utilization() or 0.0, 3), "generation_calls": len(calls),
             "mean_rows_per_call": round(sum(rows for rows, _, _ in calls) / max(len(calls), 1), 1),
             "max_rows_per_call": max((rows for rows, _, _ in calls), default=0)}
     benchmark.extra_info.update(info)

@@ -29,12 +29,23 @@ def test_call_recorder_counts_tokens_by_finish_reason_and_kind(monkeypatch):
                [Generated((5, 6), "eos"), Generated((7, 8, 9, 10), "length"), Generated((), "length")]]
     recorder = replay.CallRecorder(lambda lm, sources, branches, **kwargs: replies.pop(0))
     recorder(None, [], [Branch(5, None, 3), Branch(5, None, 3)])  # two rollout rows (first token sampled)
-    recorder(None, [], [Branch(7, 11, 2), Branch(9, 12, 4), Branch(4, 13, 0)])  # three forced continuations
+    recorder(None, [], [Branch(7, 11, 2), Branch(9, 12, 4), Branch(4, 13, 0)], max_rows=2)  # three forced rows
     assert recorder.calls == [(2, 5, [3, 1]), (3, 9, [2, 4, 0])]
+    assert recorder.slots == [2, 2]
+    # call 1: 2 slots x 3 steps; call 2: rows 2 and 4 start, the empty row takes the first free slot: 2 x 4 steps
+    assert recorder.slot_utilization() == 10 / (2 * 3 + 2 * 4)
     assert recorder.tokens == 10
     assert dict(recorder.tokens_by_kind) == {"rollout": 4, "continuation": 6}
     assert dict(+recorder.tokens_by_finish) == {"rollout_length": 3, "rollout_answer": 1, "continuation_eos": 2,
                                                 "continuation_length": 4}
+
+
+def test_schedule_steps_admits_waiting_rows_into_the_first_free_slot(monkeypatch):
+    replay = _module("replay", monkeypatch)
+    assert replay.schedule_steps([4, 1, 1, 2], 2) == 4  # slot 1: 4; slot 2: 1, then 1, then 2
+    assert replay.schedule_steps([5, 1], 2) == 5  # the long row decodes alone for its last 4 steps
+    assert replay.schedule_steps([1, 1, 5], 2) == 6  # the long row waits for a slot
+    assert replay.schedule_steps([3, 3, 3], 8) == 3
 
 
 def test_repeated_state_nodes_counts_each_state_after_its_first_node(tmp_path, monkeypatch):
