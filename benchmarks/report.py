@@ -27,7 +27,10 @@ GOALS = {
     "test_demo_generation_vs_plain_batched_generate": ("engine_fraction", ">= 0.8"),
     "test_qwen_models_load_time_and_disk": ("1.5b_first_load_s", "(report)"),
     "test_qwen_teacher_beside_student_peak_memory": ("peak_rss_gib", "fits 24 GiB"),
+    "test_gsm8k_generation_vs_plain_batched_generate": ("engine_fraction", ">= 0.9"),
+    "test_gsm8k_informative_nodes_per_cpu_minute": ("windows_exponential_informative_per_cpu_minute", "(report)"),
 }
+NOT_MEASURED = "not measured yet"
 
 
 def merged(paths: list[str]) -> dict:
@@ -49,6 +52,9 @@ def main(paths: list[str]) -> None:
         info = bench.get("extra_info", {})
         details = ", ".join(f"{k}={v}" for k, v in info.items())
         rows.append([bench["name"].removeprefix("test_"), info.get(key, ""), goal, bench["measured"], details])
+    measured = {bench["name"] for bench in data["benchmarks"]}
+    rows += [[name.removeprefix("test_"), NOT_MEASURED, goal, "", ""]  # a row for every aim, filled once measured
+             for name, (_, goal) in GOALS.items() if name not in measured]
     print("# Benchmarks\n")
     print(f"Measured on {cpu.get('brand_raw', machine.get('processor'))}, "
           f"{cpu.get('count', '?')} logical cores, Python {machine.get('python_version')}, CPU only, nothing else "
@@ -99,6 +105,22 @@ def main(paths: list[str]) -> None:
           "move with the machine's load, the peaks and sizes did not move. On these 2 CPU cores one batched "
           "[8, 400] teacher pass was slower than 8 one-rollout passes (a ratio below 1), so the diagnostic's one "
           "pass per (teacher, rollout) loses nothing on a CPU; a GPU was not measured.")
+    print("\nThe GSM8K cost rows (issue 29, item 5; `benchmarks/test_bench_gsm8k_cost.py`): `opd run --task gsm8k "
+          "--student qwen2.5-coder-0.5b --teacher self:correct-demo --teacher self` at the sizes in the details "
+          "(questions, G = `rollouts`, B = `nodes_per_window`, K = `top_k`, M = `continuations`, "
+          "`max_new_tokens`; set by `$OPD_BENCH_GSM8K_<NAME>`), in-process, no reuse cache, the student loaded "
+          "beforehand. `gsm8k_generation_vs_plain_batched_generate`: the run's generated tokens per wall second "
+          "(METHOD's windows, the whole run) over plain batched `generate` replaying every generation call's shape "
+          "(`engine_fraction`, A-B-A as the demo's row); `generation_only_fraction` counts only the seconds inside "
+          "the pipeline's generation calls, `slot_utilization` the share of the batches' row-steps that decoded "
+          "a row (below 1 where a call's last rows decode nearly alone). `gsm8k_informative_nodes_per_cpu_minute`: "
+          "per `--selection` x `--depth-windows` (keys `<selection>_<layout>_*`), informative nodes per CPU-minute "
+          "of the whole run, generated tokens per informative node, tokens of rollouts, continuations and "
+          "screening, and `capped_token_share`: the share of generated tokens in rows that ran to their token cap "
+          "without an answer or EOS (such a row is graded on the last number it wrote), and `repeated_state_nodes`: "
+          "nodes at a state (question and response prefix) a node of an earlier rollout already branches from "
+          "(position 0 of every rollout is one state), whose continuations re-estimate S where it is already being "
+          "estimated.")
     print("\nNot benchmarked here: GPU runs (no GPU was lent to this session).")
     print("\nRegenerate: `python -m pytest benchmarks --benchmark-only --benchmark-json=.benchmarks/latest.json && "
           "python benchmarks/report.py .benchmarks/latest.json > docs/benchmarks.md` (later JSON files given after "

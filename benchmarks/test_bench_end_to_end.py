@@ -30,6 +30,7 @@ import pytest
 
 from local import local_data, local_student
 from processes import BASELINE_COMMIT, ROOT, environment, extract_commit, run_alone
+from replay import replay_with_generate
 
 from harness.cache import WorkCache
 from harness.cli import DEMO_ARGS
@@ -221,7 +222,7 @@ def test_demo_generation_vs_plain_batched_generate(benchmark, workdir, monkeypat
     monkeypatch.setattr(backends, "generate_branches", original)
     demo_tokens = measured["meta"]["counts"]["generated_tokens_this_session"]
     assert demo_tokens == sum(sum(lengths) for _, _, lengths in calls)
-    reference_tokens, reference_s = _replay_with_generate(student, calls)
+    reference_tokens, reference_s = replay_with_generate(student, calls)
     again, _, again_wall_s = _run(config, workdir / "engine-demo-again", None)
     assert again["counts"] == measured["meta"]["counts"]  # the same work as the first time
     demo_wall_s = (measured["wall_s"] + again_wall_s) / 2
@@ -235,36 +236,3 @@ def test_demo_generation_vs_plain_batched_generate(benchmark, workdir, monkeypat
             "mean_rows_per_call": round(sum(rows for rows, _, _ in calls) / max(len(calls), 1), 1)}
     benchmark.extra_info.update(info)
     print("\n" + ", ".join(f"{k}={v}" for k, v in info.items()))
-
-
-def _replay_with_generate(student, calls) -> tuple[int, float]:
-    """Plain batched ``generate`` on every recorded call's shape: (tokens generated, seconds of decoding)."""
-    import torch
-    from transformers import DynamicCache
-
-    from harness.generation import prefill, rows_per_batch
-
-    generator = torch.Generator().manual_seed(0)
-    vocab = student.model.config.vocab_size
-    tokens, seconds = 0, 0.0
-    prefixes: dict[int, tuple] = {}
-    for rows, prefix_len, lengths in calls:
-        new = max(1, round(sum(lengths) / rows))
-        if prefix_len not in prefixes:  # a prefix of this length, prefilled once (not timed)
-            ids = torch.randint(3, vocab, (1, prefix_len + 1), generator=generator)
-            prefixes[prefix_len] = (ids, prefill(student, ids[0, :prefix_len].tolist())[0])
-        ids, cache = prefixes[prefix_len]
-        cap = rows_per_batch(student.device, prefix_len + max(lengths))
-        for chunk in [min(cap, rows - start) for start in range(0, rows, cap)]:
-            batch_cache = DynamicCache(config=student.model.config)
-            for index, layer in enumerate(cache.layers):
-                batch_cache.update(layer.keys.expand(chunk, -1, -1, -1).contiguous(),
-                                   layer.values.expand(chunk, -1, -1, -1).contiguous(), index)
-            start = time.perf_counter()
-            with torch.inference_mode():
-                student.model.generate(ids.expand(chunk, -1), past_key_values=batch_cache, do_sample=True,
-                                       max_new_tokens=new, min_new_tokens=new, pad_token_id=0,
-                                       attention_mask=torch.ones(chunk, prefix_len + 1, dtype=torch.long))
-            seconds += time.perf_counter() - start
-            tokens += chunk * new
-    return tokens, seconds
