@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness import stats
+from harness import chunks, stats
 from harness.leaderboard import NODE_KEY, REFERENCE_LOSS, Leaderboard, build
 from harness.records import load_run
 from harness.errors import ConfigError
@@ -67,6 +67,8 @@ def _label(run_dir: Path, run_dirs: Sequence[Path]) -> str:
 
 def _combine(student: str, parts: list[tuple[Path, pd.DataFrame, dict]]) -> tuple[pd.DataFrame, str]:
     """One (task, student)'s runs merged, each (question, rollout, position, teacher) once; refuses what differs."""
+    if any(chunks.is_chunk(run_json) for _, _, run_json in parts):  # chunk runs: disjoint ranges, one configuration
+        return chunks.combine(student, parts)
     configurations = [_configuration(run_json) for _, _, run_json in parts]
     names = ", ".join(str(run_dir) for run_dir, _, _ in parts)
     if any(configuration is None for configuration in configurations):

@@ -1,0 +1,183 @@
+"""Growth by chunks: ``--questions A:B`` gives the whole-task run's rows of those questions, byte for byte; chunk
+runs combine into the whole run's leaderboard; overlapping or mismatched chunks and bad ranges are refused."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from harness.chunks import parse_range, wave_span
+from harness.cli import main
+from harness.compare import load_runs
+from harness.errors import ConfigError
+from harness.leaderboard import build
+from harness.records import load_run
+from harness.suite import load_suite
+
+FAKES = Path(__file__).resolve().parents[1] / "fakes.py"
+# test-parity has 5 questions; two in flight: whole-task waves [0,2) [2,4) [4,5)
+ARGS = ["--include", str(FAKES), "run", "--task", "test-parity", "--student", "tiny-random", "--teacher", "self",
+        "--teacher", "model:tiny-random:1", "--rollouts", "3", "--continuations", "2", "--max-new-tokens", "8",
+        "--quiet", "--device", "cpu", "--no-cache"]
+
+
+@pytest.fixture
+def two_in_flight(monkeypatch):
+    monkeypatch.setenv("OPD_QUESTIONS_IN_FLIGHT", "2")
+
+
+@pytest.fixture
+def whole(tmp_path_factory, two_in_flight):
+    out = tmp_path_factory.mktemp("whole") / "run"
+    assert main([*ARGS, "--out", str(out)]) == 0
+    return out
+
+
+def _rows(out: Path, kind: str, questions: range) -> pa.Table:
+    """The rows of ``questions`` (indices of the task's order) in a run's records, as written."""
+    table = pq.read_table(out / f"{kind}.parquet")
+    ids = {f"parity-{i}" for i in questions}
+    mask = pa.array([qid in ids for qid in table.column("question_id").to_pylist()])
+    return table.filter(mask)
+
+
+def test_wave_span_covers_the_whole_task_waves():
+    assert wave_span((1, 4), 2, 5) == (0, 4)
+    assert wave_span((4, 5), 2, 5) == (4, 5)
+    assert wave_span((3, 5), 2, 5) == (2, 5)
+    assert wave_span((8, 16), 8, 1319) == (8, 16)
+
+
+@pytest.mark.parametrize("start,end", [(1, 4), (4, 5), (0, 2)])
+def test_chunk_rows_are_the_whole_runs_rows_byte_for_byte(tmp_path, whole, start, end):
+    out = tmp_path / "chunk"
+    assert main([*ARGS, "--questions", f"{start}:{end}", "--out", str(out)]) == 0
+    for kind in ("nodes", "questions"):
+        chunk, reference = _rows(out, kind, range(start, end)), _rows(whole, kind, range(start, end))
+        assert chunk.num_rows == pq.read_table(out / f"{kind}.parquet").num_rows  # nothing outside the range kept
+        assert chunk.num_rows > 0
+        for name in reference.column_names:  # every record column, value for value (floats by their bits)
+            assert chunk.column(name).equals(reference.column(name)), name
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["config"]["questions"] == [start, end]
+    assert meta["chunk"]["waves"] == list(wave_span((start, end), 2, 5))
+    assert meta["counts"]["questions"] == end - start
+
+
+def test_two_adjacent_chunks_combine_into_the_whole_runs_leaderboard(tmp_path, whole):
+    first, second = tmp_path / "a", tmp_path / "b"
+    assert main([*ARGS, "--questions", "0:3", "--out", str(first)]) == 0
+    assert main([*ARGS, "--questions", "3:5", "--out", str(second)]) == 0
+    combined = load_runs([first, second], combine=True)
+    assert any("combined the chunks" in note for note in combined.notes)
+    reference, _, _ = load_run(whole)
+    got, want = build(combined.nodes).table, build(reference).table
+    columns = ["teacher", "loss", "align", "walign", "align_nodes", "align_questions"]
+    pd.testing.assert_frame_equal(got[columns].reset_index(drop=True), want[columns].reset_index(drop=True))
+    assert main(["compare", str(first), str(second), "--combine", "--format", "md"]) == 0
+    assert main(["findings", str(first), str(second), "--combine", "--format", "md"]) == 0
+
+
+def test_a_chunk_resumes_and_grows_in_place(tmp_path, whole):
+    out = tmp_path / "grow"
+    assert main([*ARGS, "--questions", "1:3", "--out", str(out)]) == 0
+    assert main([*ARGS, "--questions", "1:3", "--out", str(out)]) == 0  # the same chunk again: nothing to do
+    assert main([*ARGS, "--questions", "1:5", "--out", str(out)]) == 0  # wider: grows, questions 1-2 kept
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["grown_from_questions"] == [1, 3] and meta["resumed_questions"] == 2
+    for kind in ("nodes", "questions"):
+        assert pq.read_table(out / f"{kind}.parquet").equals(_rows(whole, kind, range(1, 5)))
+
+
+def _paragraph(capsys) -> str:
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Traceback" not in text
+    return text
+
+
+def test_overlapping_chunks_are_refused(tmp_path, two_in_flight, capsys):
+    first, second = tmp_path / "a", tmp_path / "b"
+    assert main([*ARGS, "--questions", "0:2", "--out", str(first)]) == 0
+    assert main([*ARGS, "--questions", "1:3", "--out", str(second)]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(first), str(second), "--combine"]) == 2
+    text = _paragraph(capsys)
+    assert "overlap" in text and str(first) in text and str(second) in text and "0:2" in text and "1:3" in text
+
+
+def test_mismatched_chunks_are_refused(tmp_path, two_in_flight, capsys):
+    first, second, third = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    assert main([*ARGS, "--questions", "0:2", "--out", str(first)]) == 0
+    assert main([*ARGS, "--questions", "2:4", "--seed", "1", "--out", str(second)]) == 0
+    capsys.readouterr()
+    assert main(["findings", str(first), str(second), "--combine"]) == 2
+    text = _paragraph(capsys)
+    assert "config.seed" in text and str(second) in text
+    teachers = [a for a in ARGS if a != "model:tiny-random:1"]
+    teachers.remove("--teacher")
+    assert main([*teachers, "--questions", "2:4", "--out", str(third)]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(first), str(third), "--combine"]) == 2
+    assert "config.teachers" in _paragraph(capsys)
+    # a whole run does not mix with chunks either
+    whole = tmp_path / "whole"
+    assert main([*ARGS, "--out", str(whole)]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(first), str(whole), "--combine"]) == 2
+    assert "not a chunk run" in _paragraph(capsys)
+
+
+@pytest.mark.parametrize("text", ["5:3", "a:b", "3", "2:2", "-1:2"])
+def test_bad_ranges_are_refused_by_the_parser(text, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main([*ARGS, "--questions", text, "--out", str(tmp_path / "x")])
+    assert stopped.value.code == 2
+    assert "--questions" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(ConfigError):
+        parse_range(text)
+
+
+def test_a_range_past_the_tasks_end_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    import harness.runner
+
+    def no_models(*args, **kwargs):
+        raise AssertionError("models were loaded")
+
+    monkeypatch.setattr(harness.runner, "resolve_participants", no_models)
+    assert main([*ARGS, "--questions", "3:9", "--out", str(tmp_path / "x")]) == 2
+    text = _paragraph(capsys)
+    assert "past the end" in text and "5 question" in text
+    assert not (tmp_path / "x").exists()
+
+
+def test_limit_and_questions_together_are_refused(tmp_path, capsys):
+    assert main([*ARGS, "--questions", "0:2", "--limit", "2", "--out", str(tmp_path / "x")]) == 2
+    assert "--limit and --questions cannot go together" in _paragraph(capsys)
+
+
+def test_suite_key_per_task_and_per_cell(tmp_path):
+    suite = tmp_path / "s.toml"
+    suite.write_text('[suite]\nstudents = ["tiny-random", "tiny-random@int8"]\nteachers = ["self"]\n'
+                     '[tasks.test-parity]\nquestions = "2:4"\n'
+                     '[tasks.test-count-a]\nquestions = { "tiny-random" = "0:2", "tiny-random@int8" = "2:3" }\n')
+    cells = {(c.task, c.student): c for c in load_suite(suite, tmp_path / "out").cells}
+    assert cells["test-parity", "tiny-random"].config.questions == (2, 4)
+    assert cells["test-parity", "tiny-random"].out == tmp_path / "out/test-parity/tiny-random/questions-000002-000004"
+    assert cells["test-count-a", "tiny-random@int8"].config.questions == (2, 3)
+    suite.write_text('[suite]\nstudents = ["tiny-random", "tiny-random@int8"]\nteachers = ["self"]\n'
+                     '[tasks.test-parity]\nquestions = { "tiny-random" = "0:2" }\n')
+    with pytest.raises(ConfigError, match="naming each student"):
+        load_suite(suite)
+    suite.write_text('[suite]\nstudents = ["tiny-random"]\nteachers = ["self"]\n[tasks.test-parity]\n'
+                     'questions = "4:1"\n')
+    with pytest.raises(ConfigError, match="larger than the start"):
+        load_suite(suite)
+    suite.write_text('[suite]\nstudents = ["tiny-random"]\nteachers = ["self"]\n[defaults]\nlimit = 3\n'
+                     '[tasks.test-parity]\nquestions = "0:2"\n')
+    with pytest.raises(ConfigError, match="cannot go together"):
+        load_suite(suite)
