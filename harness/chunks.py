@@ -39,7 +39,7 @@ def parse_range(text: str, flag: str = "--questions") -> tuple[int, int]:
     start, end = int(match.group(1)), int(match.group(2))
     if end <= start:
         raise ConfigError(f"{flag} {text}: the end must be larger than the start (A:B holds questions A to B-1), "
-                          f"e.g. {start}:{start + 8}.")
+                          f"e.g. {end}:{start}." if end < start else f"(A:B holds questions A to B-1).")
     return start, end
 
 

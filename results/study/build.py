@@ -28,7 +28,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tabulate import tabulate
 
-from harness import stats
+from harness import chunks, stats
+from harness.errors import ConfigError
 
 STUDY_DIR = Path(__file__).resolve().parent
 WRITE_UP = STUDY_DIR.parent / "STUDY.md"
@@ -66,8 +67,12 @@ def collect(suite_dir: Path, accuracy_dir: Path | None, out: Path = STUDY_DIR) -
     from harness.records import load_run
 
     frames, runs = [], []
-    for run_json in sorted(Path(suite_dir).glob("*/*/run.json")):
-        nodes, _, meta = load_run(run_json.parent)
+    for cell in _cells(Path(suite_dir)):
+        loaded = [load_run(run_dir) for run_dir in cell]
+        nodes, meta = loaded[0][0], loaded[0][2]
+        if len(cell) > 1 or chunks.is_chunk(meta):  # a cell grown by chunks: checked, then every node once
+            nodes, _ = chunks.combine(str(cell[0].parent), [(d, n, m) for d, (n, _, m) in zip(cell, loaded)])
+            meta = chunks.merge_meta([m for _, _, m in loaded])
         frames.append(nodes[[c for c in COMPACT_COLUMNS if c in nodes]])
         runs.append({key: meta.get(key) for key in RUN_KEYS if key in meta})
     if not frames:
@@ -82,6 +87,21 @@ def collect(suite_dir: Path, accuracy_dir: Path | None, out: Path = STUDY_DIR) -
         for report in sorted(Path(accuracy_dir).glob("*.json")):
             data = json.loads(report.read_text())
             (target / report.name).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def _cells(suite_dir: Path) -> list[list[Path]]:
+    """The run directories of each cell: ``<task>/<student>/`` itself, or its chunks
+    ``<task>/<student>/questions-A-B/`` (``opd suite`` with a ``questions`` key), in question order."""
+    cells = [[run_json.parent] for run_json in sorted(suite_dir.glob("*/*/run.json"))]
+    chunked: dict[Path, list[Path]] = {}
+    for run_json in sorted(suite_dir.glob("*/*/questions-*/run.json")):
+        chunked.setdefault(run_json.parent.parent, []).append(run_json.parent)
+    for cell, runs in chunked.items():
+        if (cell / "run.json").is_file():
+            raise ConfigError(f"{cell} holds a whole run and chunk runs ({', '.join(r.name for r in runs)}): "
+                              f"collect one or the other (move the whole run or the chunks elsewhere).")
+        cells.append(runs)
+    return sorted(cells)
 
 
 def _write_nodes(nodes: pd.DataFrame, out: Path) -> None:
@@ -798,7 +818,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     fill.add_argument("data_dir", type=Path)
     args = parser.parse_args(argv)
     if args.step == "collect":
-        collect(args.suite_dir, args.accuracy_dir)
+        try:
+            collect(args.suite_dir, args.accuracy_dir)
+        except ConfigError as error:  # chunks that overlap or differ: one paragraph, nothing written
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     elif args.step == "backfill":
         backfill(args.data_dir)
     else:

@@ -191,3 +191,34 @@ def test_suite_key_per_task_and_per_cell(tmp_path):
                      '[tasks.test-parity]\nquestions = "0:2"\n')
     with pytest.raises(ConfigError, match="cannot go together"):
         load_suite(suite)
+
+
+def _study_build():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "results" / "study" / "build.py"
+    spec = importlib.util.spec_from_file_location("study_build_chunks", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_study_collect_merges_a_cells_chunks_and_refuses_overlaps(tmp_path, whole):
+    build_module = _study_build()
+    cell = tmp_path / "suite" / "test-parity" / "tiny-random"
+    for start, end in ((0, 2), (2, 5)):
+        out = cell / f"questions-{start:06d}-{end:06d}"
+        assert main([*ARGS, "--questions", f"{start}:{end}", "--out", str(out)]) == 0
+    study = tmp_path / "study"
+    build_module.collect(tmp_path / "suite", None, out=study)
+    merged = pq.read_table(study / "nodes.parquet").to_pandas()
+    reference, _, _ = load_run(whole)
+    assert len(merged) == len(reference)
+    assert not merged.duplicated(["question_id", "rollout_id", "position", "teacher"]).any()
+    runs = json.loads((study / "runs.json").read_text())
+    assert len(runs) == 1 and runs[0]["config"]["questions"] == [[0, 2], [2, 5]]
+    assert runs[0]["counts"]["questions"] == 5
+    assert main([*ARGS, "--questions", "1:3", "--out", str(cell / "questions-000001-000003")]) == 0
+    with pytest.raises(ConfigError, match="overlap"):  # overlapping chunks: refused, nothing written
+        build_module.collect(tmp_path / "suite", None, out=tmp_path / "study-2")
+    assert not (tmp_path / "study-2" / "nodes.parquet").exists()
