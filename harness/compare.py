@@ -19,7 +19,8 @@ column, labelled ``student [run directory]``, and a note says so. ``combine=True
 runs of one configuration (same task, student, seed, METHOD settings, backend, device and dtype; teachers and
 ``--limit`` may differ, e.g. more questions of the same study): a node row present in several runs is counted once,
 after checking that its copies are identical; runs of different configurations, or copies that differ, are refused
-with the reason.
+with the reason. Chunk runs (``opd run --questions A:B``) combine by :func:`harness.chunks.combine`: disjoint
+ranges of one configuration and code, or refused.
 """
 from __future__ import annotations
 
