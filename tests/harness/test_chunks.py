@@ -222,3 +222,35 @@ def test_study_collect_merges_a_cells_chunks_and_refuses_overlaps(tmp_path, whol
     with pytest.raises(ConfigError, match="overlap"):  # overlapping chunks: refused, nothing written
         build_module.collect(tmp_path / "suite", None, out=tmp_path / "study-2")
     assert not (tmp_path / "study-2" / "nodes.parquet").exists()
+
+
+def test_study_commits_chunks_once_and_merges_them_beside_other_cells(tmp_path, whole):
+    build_module = _study_build()
+    runs = {}
+    for start, end in ((0, 2), (2, 5), (1, 3)):
+        runs[start, end] = tmp_path / f"c{start}-{end}"
+        assert main([*ARGS, "--questions", f"{start}:{end}", "--out", str(runs[start, end])]) == 0
+    study = tmp_path / "study"
+    study.mkdir()
+    # a cell collected from a whole run before (another student): kept as it is by the merge
+    legacy = pd.DataFrame({"task": ["boolq"], "student": ["other"], "question_id": ["q"], "teacher": ["self"]})
+    build_module._write_nodes(legacy, study)
+    (study / "runs.json").write_text(json.dumps([{"config": {"task": "boolq", "student": "other"}}]))
+    written = build_module.commit_chunks([runs[0, 2], runs[2, 5]], out=study)
+    assert len(written) == 4
+    assert build_module.commit_chunks([runs[0, 2]], out=study) == []  # committed once, never replaced
+    with pytest.raises(ConfigError, match="not a finished chunk run"):
+        build_module.commit_chunks([whole], out=study)
+    build_module.merge_chunks(study)
+    merged = pq.read_table(study / "nodes.parquet").to_pandas()
+    reference, _, _ = load_run(whole)
+    assert len(merged) == len(reference) + 1
+    assert (merged.student == "other").sum() == 1
+    cells = json.loads((study / "runs.json").read_text())
+    assert [c["config"]["student"] for c in cells] == ["other", "tiny-random"]
+    assert cells[1]["config"]["questions"] == [[0, 2], [2, 5]]
+    build_module.merge_chunks(study)  # again: the same files (idempotent)
+    assert len(pq.read_table(study / "nodes.parquet")) == len(reference) + 1
+    build_module.commit_chunks([runs[1, 3]], out=study)
+    with pytest.raises(ConfigError, match="overlap"):
+        build_module.merge_chunks(study)
