@@ -38,8 +38,9 @@ def parse_range(text: str, flag: str = "--questions") -> tuple[int, int]:
                           f"first eight questions), got {text!r}.")
     start, end = int(match.group(1)), int(match.group(2))
     if end <= start:
+        example = f"{end}:{start}" if end < start else f"{start}:{start + 1}"
         raise ConfigError(f"{flag} {text}: the end must be larger than the start (A:B holds questions A to B-1), "
-                          f"e.g. {end}:{start}." if end < start else f"(A:B holds questions A to B-1).")
+                          f"e.g. {example}.")
     return start, end
 
 
