@@ -254,3 +254,16 @@ def test_study_commits_chunks_once_and_merges_them_beside_other_cells(tmp_path, 
     build_module.commit_chunks([runs[1, 3]], out=study)
     with pytest.raises(ConfigError, match="overlap"):
         build_module.merge_chunks(study)
+
+
+def test_a_suite_chunk_runs_into_its_own_directory_with_the_whole_runs_rows(tmp_path, whole):
+    suite = tmp_path / "s.toml"
+    suite.write_text('[suite]\nstudents = ["tiny-random"]\nteachers = ["self", "model:tiny-random:1"]\n'
+                     '[defaults]\nrollouts = 3\ncontinuations = 2\nmax_new_tokens = 8\ndevice = "cpu"\n'
+                     '[tasks.test-parity]\nquestions = "1:3"\n')
+    assert main(["--include", str(FAKES), "suite", str(suite), "--out", str(tmp_path / "out"), "--no-cache"]) == 0
+    out = tmp_path / "out" / "test-parity" / "tiny-random" / "questions-000001-000003"
+    assert json.loads((out / "run.json").read_text())["config"]["questions"] == [1, 3]
+    for kind in ("nodes", "questions"):
+        got, reference = pq.read_table(out / f"{kind}.parquet"), _rows(whole, kind, range(1, 3))
+        assert all(_bytes(got, name) == _bytes(reference, name) for name in reference.column_names)
