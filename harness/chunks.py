@@ -7,8 +7,8 @@ work). What else a row depends on is the *wave* it decodes in: questions in flig
 decodes in. So a chunk runs the waves of the whole task that meet ``[A, B)`` (:func:`wave_span`), computing the
 questions of those waves outside the range and dropping them: its records are byte-identical to those questions'
 rows of one run over the whole task (no ``--limit``), whatever ``A`` and ``B`` are. Chunk ends at multiples of
-``k`` (run.json ``questions_in_flight``: at most 8, fewer for long rollouts or large G) cost nothing extra; run.json ``chunk`` states the
-waves run and how many questions outside the range they cost.
+``k`` (run.json ``questions_in_flight``: at most 8, fewer for long rollouts or large G) cost nothing extra;
+run.json ``chunk`` states the waves run and how many questions outside the range they cost.
 
 Combining (:func:`combine`): chunk runs of one (task, student) merge when their ranges are disjoint and everything
 else the records depend on is the same (settings, seed, teachers, backend, device, dtype, threads, questions in
