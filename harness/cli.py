@@ -17,9 +17,9 @@ from pathlib import Path
 DEMO_ARGS = ["--task", "boolq", "--student", "smollm2-135m", "--teacher", "self:correct-demo", "--teacher", "self",
              "--limit", "3", "--rollouts", "4", "--nodes-per-window", "1", "--continuations", "2",
              "--selection", "screened"]
-_SELECTION_FLAGS = ("--task", "--student", "--teacher", "--limit", "--rollouts", "--temperature", "--nodes-per-window",
-                    "--top-k", "--continuations", "--priority", "--jsd-beta", "--max-new-tokens", "--selection",
-                    "--depth-windows")
+_SELECTION_FLAGS = ("--task", "--student", "--teacher", "--limit", "--questions", "--rollouts", "--temperature",
+                    "--nodes-per-window", "--top-k", "--continuations", "--priority", "--jsd-beta", "--max-new-tokens",
+                    "--selection", "--depth-windows")
 
 
 def _positive_int(text: str) -> int:
@@ -27,6 +27,16 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
+
+
+def _question_range(text: str) -> tuple[int, int]:
+    from harness.chunks import parse_range
+    from harness.errors import ConfigError
+
+    try:
+        return parse_range(text)
+    except ConfigError as error:  # argparse prints it as the usage error (exit 2), before anything runs
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 class OpdParser(argparse.ArgumentParser):
@@ -69,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--teacher", action="append", dest="teachers", metavar="SPEC",
                      help="teacher spec, repeatable (opd list teachers); default: self:correct-demo and self")
     run.add_argument("--limit", type=int, default=None, help="first N questions (default: all)")
+    run.add_argument("--questions", type=_question_range, default=None, metavar="A:B",
+                     help="a chunk: questions A to B-1 of the task's order (0-based), with the records they get in a "
+                          "run over the whole task; chunk runs merge with `opd compare --combine` (not with --limit)")
     run.add_argument("--data-dir", default=None,
                      help="local dataset root laid out like shared/data (default: $OPD_DATA_DIR, ./data, "
                           "../shared/data, else the public hub dataset)")
@@ -171,6 +184,7 @@ def _config_from(args: argparse.Namespace):
     # --summarizer and --include-path reach the factories as arguments (the environment is only ever read)
     teachers = with_summarizer(args.teachers or ("self:correct-demo", "self"), args.summarizer)
     return RunConfig(task=args.task, student=args.student, teachers=teachers, limit=args.limit,
+                     questions=args.questions,
                      data_dir=args.data_dir, seed=args.seed, settings=settings, device=args.device,
                      trust_remote_code=args.trust_remote_code, backend=args.backend, threads=args.threads,
                      include_paths=include_paths_from(args.include_path))

@@ -19,7 +19,8 @@ column, labelled ``student [run directory]``, and a note says so. ``combine=True
 runs of one configuration (same task, student, seed, METHOD settings, backend, device and dtype; teachers and
 ``--limit`` may differ, e.g. more questions of the same study): a node row present in several runs is counted once,
 after checking that its copies are identical; runs of different configurations, or copies that differ, are refused
-with the reason.
+with the reason. Chunk runs (``opd run --questions A:B``) combine by :func:`harness.chunks.combine`: disjoint
+ranges of one configuration and code, or refused.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness import stats
+from harness import chunks, stats
 from harness.leaderboard import NODE_KEY, REFERENCE_LOSS, Leaderboard, build
 from harness.records import load_run
 from harness.errors import ConfigError
@@ -67,6 +68,8 @@ def _label(run_dir: Path, run_dirs: Sequence[Path]) -> str:
 
 def _combine(student: str, parts: list[tuple[Path, pd.DataFrame, dict]]) -> tuple[pd.DataFrame, str]:
     """One (task, student)'s runs merged, each (question, rollout, position, teacher) once; refuses what differs."""
+    if any(chunks.is_chunk(run_json) for _, _, run_json in parts):  # chunk runs: disjoint ranges, one configuration
+        return chunks.combine(student, parts)
     configurations = [_configuration(run_json) for _, _, run_json in parts]
     names = ", ".join(str(run_dir) for run_dir, _, _ in parts)
     if any(configuration is None for configuration in configurations):

@@ -33,6 +33,7 @@ import torch
 
 from harness.backends import BACKENDS, resolve_backend
 from harness.cache import WorkCache, code_fingerprint
+from harness.chunks import check_within, chunk_meta, wave_span
 from harness.data import resolve_data_dir
 from harness.diagnostic import (
     SAMPLING_SCHEME,
@@ -85,6 +86,7 @@ class RunConfig:
     backend: str = "transformers"  # who generates rollouts and continuations (harness.backends)
     threads: int | None = None  # torch CPU threads (None: the CPUs this process may use; harness.threads)
     include_paths: tuple[str, ...] = ()  # lm-eval task YAML directories for lm_eval:<name> (--include-path)
+    questions: tuple[int, int] | None = None  # --questions A:B: a chunk of the task's order (harness.chunks)
 
 
 def validate(config: RunConfig) -> None:
@@ -119,6 +121,13 @@ def validate(config: RunConfig) -> None:
         problems.append(device_problem(config.device))
     if config.limit is not None and config.limit < 1:
         problems.append(f"--limit must be a positive number of questions (got {config.limit})")
+    if config.questions is not None:
+        start, end = config.questions
+        if not 0 <= start < end:
+            problems.append(f"--questions {start}:{end} must have 0 <= A < B (A:B holds questions A to B-1)")
+        if config.limit is not None:  # a chunk's waves are the whole task's: a --limit would change its last one
+            problems.append(f"--limit and --questions cannot go together: --questions A:B already chooses the "
+                            f"questions (--questions 0:{config.limit} for the first {config.limit}); drop --limit")
     if s.max_new_tokens is not None and s.max_new_tokens < 1:
         problems.append(f"--max-new-tokens must be at least 1 (got {s.max_new_tokens})")
     if not config.teachers:
@@ -192,6 +201,8 @@ def _record_relevant(config: RunConfig, threads: int | None) -> dict[str, Any]:
     content.pop("threads")
     if not content["include_paths"]:  # runs without --include-path keep the fingerprint they always had
         content.pop("include_paths")
+    if content["questions"] is None:  # so do runs without --questions
+        content.pop("questions")
     if content["settings"]["selection"] == DEFAULT_SELECTION:
         content["settings"].pop("selection")
     if content["settings"]["depth_windows"] == DEFAULT_DEPTH_WINDOWS:
@@ -234,16 +245,20 @@ def run(config: RunConfig, out: Path, progress: Progress | None = None, overwrit
     questions = list(task.load(data_dir, config.limit))
     if not questions:
         raise ConfigError(f"No questions selected for task {config.task!r}: check --limit and the data.")
+    if config.questions is not None:  # a chunk: past the task's end is refused before any model loads
+        check_within(config.questions, len(questions), config.task)
     threads = apply_threads(config.threads)
     who = resolve_participants(config, task, teachers, state)
     used = cpu_threads(who.student)
     identity = RunIdentity(config_fingerprint(config, teachers, used), sampling_fingerprint(config, used),
-                           config.teachers, _fewer_questions(Path(out), config, teachers, used))
+                           config.teachers, _fewer_questions(Path(out), config, teachers, used),
+                           _smaller_range(Path(out), config, teachers, used))
     try:
         with RunDirectory(Path(out), identity, overwrite) as run_dir:
             return _run_questions(config, questions, who, run_dir, data_dir, progress, started, cache, threads)
     except RecordWriteError as error:
-        raise RunStoppedError(write_failure_message(error, Path(out), len(questions), cache)) from error
+        total = len(questions) if config.questions is None else config.questions[1] - config.questions[0]
+        raise RunStoppedError(write_failure_message(error, Path(out), total, cache)) from error
 
 
 def _fewer_questions(out: Path, config: RunConfig, teachers: Sequence[Teacher], threads: int | None
@@ -254,9 +269,26 @@ def _fewer_questions(out: Path, config: RunConfig, teachers: Sequence[Teacher], 
         earlier = json.loads((out / "run.json").read_text())["config"]["limit"]
     except (OSError, ValueError, TypeError, KeyError):
         return None
-    if not isinstance(earlier, int) or (config.limit is not None and earlier >= config.limit):
+    if not isinstance(earlier, int) or (config.limit is not None and earlier >= config.limit) or config.questions:
         return None
     return earlier, config_fingerprint(replace(config, limit=earlier), teachers, threads)
+
+
+def _smaller_range(out: Path, config: RunConfig, teachers: Sequence[Teacher], threads: int | None
+                   ) -> tuple[tuple[int, int], str] | None:
+    """``(range, fingerprint)`` of this configuration at the ``--questions`` range of the chunk run in ``out``, when
+    that range lies within this one's: a run there with that fingerprint is this chunk on fewer questions, and
+    grows in place (its saved questions are kept: a chunk's waves are the whole task's, whatever its ends)."""
+    if config.questions is None:
+        return None
+    try:
+        earlier = tuple(json.loads((out / "run.json").read_text())["config"]["questions"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    if (len(earlier) != 2 or earlier == tuple(config.questions)
+            or not config.questions[0] <= earlier[0] < earlier[1] <= config.questions[1]):
+        return None
+    return earlier, config_fingerprint(replace(config, questions=earlier), teachers, threads)
 
 
 def write_failure_message(error: RecordWriteError, out: Path, total: int, cache: WorkCache | None) -> str:
@@ -391,8 +423,14 @@ def _run_questions(config: RunConfig, questions, who: Participants, run_dir: "Ru
                    started: float, cache: WorkCache | None, threads: ThreadPlan) -> dict[str, Any]:
     setup_s = time.perf_counter() - started
     in_flight = questions_in_flight(who, config.settings)
+    numbered = list(enumerate(questions))
+    first, end = 0, len(questions)
+    if config.questions is not None:  # a chunk: its own questions, in the waves of the whole task (harness.chunks)
+        first, end = wave_span(config.questions, in_flight, len(questions))
+        questions = questions[config.questions[0]:config.questions[1]]
+    selected = numbered[config.questions[0]:config.questions[1]] if config.questions is not None else numbered
     if run_dir.grown_from is not None:
-        numbered_keys = {run_dir.part_key(index, q.id) for index, q in enumerate(questions)}
+        numbered_keys = {run_dir.part_key(index, q.id) for index, q in selected}
         if not run_dir.done <= numbered_keys:
             raise ConfigError(f"--out {run_dir.path} holds this run on its first {run_dir.grown_from} questions, but "
                               f"task {config.task!r} selects other questions first at --limit {config.limit}, so it "
@@ -400,7 +438,7 @@ def _run_questions(config: RunConfig, questions, who: Participants, run_dir: "Ru
         # the last wave of the smaller run held fewer questions than it does now, and a row's samples depend on
         # the batch it decodes in: its questions run again with the new ones, as a run this size from the start
         run_dir.forget_from(run_dir.grown_from - run_dir.grown_from % in_flight)
-    todo = [(index, q) for index, q in enumerate(questions) if run_dir.part_key(index, q.id) not in run_dir.done]
+    todo = [(index, q) for index, q in selected if run_dir.part_key(index, q.id) not in run_dir.done]
     earlier = _earlier_meta(run_dir)
     if (not todo and earlier.get("status") == "complete" and earlier.get("fingerprint") == run_dir.identity.fingerprint
             and not run_dir.set_aside):
@@ -428,6 +466,8 @@ def _run_questions(config: RunConfig, questions, who: Participants, run_dir: "Ru
         "resumed_questions": len(questions) - len(todo),
         "added_teachers": list(run_dir.added_teachers),
         "grown_from_limit": run_dir.grown_from,
+        **({"grown_from_questions": list(run_dir.grown_range)} if run_dir.grown_range is not None else {}),
+        **({"chunk": chunk_meta(config.questions, in_flight, len(numbered))} if config.questions is not None else {}),
         "cache": str(cache.root) if cache is not None else None,
         "set_aside_parts": [str(p.relative_to(run_dir.path)) for p in run_dir.set_aside],
         "status": "running",
@@ -441,10 +481,9 @@ def _run_questions(config: RunConfig, questions, who: Participants, run_dir: "Ru
     screening = ScreenTally()
     meta["questions_in_flight"] = in_flight
     pending = {index for index, _ in todo}
-    numbered = list(enumerate(questions))
     try:
-        for start in range(0, len(questions), in_flight):
-            block = numbered[start:start + in_flight]
+        for start in range(first, end, in_flight):
+            block = numbered[start:min(start + in_flight, end)]
             wave, wave_cache = _wave(block, pending, who, config.settings, cache)
             redone = len(wave) - sum(index in pending for index, _ in wave)
             if redone:  # questions saved before, batched again only so that the rest samples as it first would
@@ -519,6 +558,7 @@ class RunIdentity:
     sampling: str  # the configuration without its teachers
     teachers: tuple[str, ...]
     fewer_questions: tuple[int, str] | None = None  # (limit, fingerprint) of this configuration at a smaller limit
+    smaller_range: tuple[tuple[int, int], str] | None = None  # (--questions, fingerprint) at a range within this one
 
 
 class RunDirectory:
@@ -537,6 +577,7 @@ class RunDirectory:
         self.set_aside: list[Path] = []  # damaged part files moved to parts/damaged/ on entering
         self.added_teachers: tuple[str, ...] = ()
         self.grown_from: int | None = None  # the smaller --limit this run had before, when it grows
+        self.grown_range: tuple[int, int] | None = None  # the smaller --questions range it had before, when it grows
         self._lock = None
 
     def __enter__(self) -> "RunDirectory":
@@ -566,6 +607,9 @@ class RunDirectory:
             return False
         if previous is not None and identity.fewer_questions and previous.fingerprint == identity.fewer_questions[1]:
             self.grown_from = identity.fewer_questions[0]  # the same run with a larger --limit: it grows in place
+            return False
+        if previous is not None and identity.smaller_range and previous.fingerprint == identity.smaller_range[1]:
+            self.grown_range = identity.smaller_range[0]  # the same chunk with a wider range: it grows in place
             return False
         # the same run with teachers added: its records are rebuilt, the old teachers' rows and all sampling
         # coming back from the reuse cache (or recomputed identically without one)
@@ -699,6 +743,8 @@ def _earlier_meta(run_dir: "RunDirectory") -> dict[str, Any]:
     accepted = {run_dir.identity.fingerprint}
     if run_dir.grown_from is not None:
         accepted.add(run_dir.identity.fewer_questions[1])
+    if run_dir.grown_range is not None:
+        accepted.add(run_dir.identity.smaller_range[1])
     return meta if isinstance(meta, dict) and meta.get("fingerprint") in accepted else {}
 
 

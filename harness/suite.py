@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.diagnostic import Settings
-from harness.runner import ConfigError, RunConfig
+from harness.runner import ConfigError, RunConfig, validate
 
 _SETTING_NAMES = {f.name for f in fields(Settings)}
-_RUN_KEYS = {"limit", "data_dir", "device", "threads"}
+_RUN_KEYS = {"limit", "data_dir", "device", "threads", "questions"}
 
 
 @dataclass(frozen=True)
@@ -79,14 +79,43 @@ def load_suite(path: Path, out: Path | None = None, threads: int | None = None) 
             raise ConfigError(f"Suite {path}, task {task}: unknown options {sorted(bad)}; use opd run option names "
                               f"with underscores ({', '.join(sorted(_SETTING_NAMES | _RUN_KEYS))}).")
         settings = Settings(**{k: v for k, v in options.items() if k in _SETTING_NAMES})
+        chunks = _chunk_ranges(path, task, options.get("questions"), students)
         for student in students:
             own = tuple(dict.fromkeys([*teachers, *extra.get(student, ())]))
+            questions = chunks.get(student)
             config = RunConfig(task=task, student=student, teachers=own, limit=options.get("limit"),
+                               questions=questions,
                                data_dir=options.get("data_dir", head.get("data_dir")), seed=head.get("seed", 0),
                                settings=settings, device=options.get("device"),
                                threads=threads if threads is not None else options.get("threads"))
-            cells.append(Cell(task, student, config, root / slug(task) / slug(student), losses))
+            validate(config)  # every cell's options are checked before the first cell runs
+            cell_dir = root / slug(task) / slug(student)
+            if questions is not None:  # each chunk its own run beside the cell's others (harness.chunks)
+                cell_dir = cell_dir / chunk_dir_name(questions)
+            cells.append(Cell(task, student, config, cell_dir, losses))
     return Suite(head.get("name", path.stem), root, tuple(cells), losses)
+
+
+def chunk_dir_name(questions: tuple[int, int]) -> str:
+    """``questions-000008-000016``: a chunk's directory inside its cell's, sorting in question order."""
+    return f"questions-{questions[0]:06d}-{questions[1]:06d}"
+
+
+def _chunk_ranges(path: Path, task: str, value: Any, students: list[str]) -> dict[str, tuple[int, int]]:
+    """A task's ``questions`` key: ``"A:B"`` for every student, or a table giving each student of the suite its
+    own range (``questions = { "student-a" = "0:40", "student-b" = "0:16" }``); {} when absent."""
+    from harness.chunks import parse_range
+
+    if value is None:
+        return {}
+    flag = f"Suite {path}, task {task}: questions"
+    if isinstance(value, str):
+        return {student: parse_range(value, flag) for student in students}
+    if not isinstance(value, dict) or set(value) != set(students):
+        named = sorted(value) if isinstance(value, dict) else value
+        raise ConfigError(f"{flag} is either one range \"A:B\" for every student or a table naming each student "
+                          f"of the suite once ({students}) with its range; got {named!r}.")
+    return {student: parse_range(text, f"{flag} of {student}") for student, text in value.items()}
 
 
 def run_cell(cell: Cell, include: tuple[str, ...] = (), cache_dir: str | None = None) -> dict[str, Any]:

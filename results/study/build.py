@@ -5,6 +5,8 @@ Two steps, so that every number in STUDY.md can be recomputed from what the repo
     python results/study/build.py collect runs/study runs/study-accuracy   # runs -> results/study/{nodes.parquet,...}
     python results/study/build.py write                                    # results/study/* -> results/STUDY.md
     python results/study/build.py backfill DATA_DIR    # once: gold (and prefix_shared at position 0) into an older file
+    python results/study/build.py chunk RUN_DIR...     # a finished chunk run -> results/study/chunks/ (never replaced)
+    python results/study/build.py merge                # committed chunks -> nodes.parquet, runs.json (other cells kept)
 
 ``collect`` keeps only the node columns the tables need (``COMPACT_COLUMNS``), each run's cost (``runs.json``) and
 the ``opd accuracy`` reports (``accuracy/``). ``write`` computes every table with the harness's own statistics
@@ -28,7 +30,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tabulate import tabulate
 
-from harness import stats
+from harness import chunks, stats
+from harness.errors import ConfigError
 
 STUDY_DIR = Path(__file__).resolve().parent
 WRITE_UP = STUDY_DIR.parent / "STUDY.md"
@@ -66,8 +69,12 @@ def collect(suite_dir: Path, accuracy_dir: Path | None, out: Path = STUDY_DIR) -
     from harness.records import load_run
 
     frames, runs = [], []
-    for run_json in sorted(Path(suite_dir).glob("*/*/run.json")):
-        nodes, _, meta = load_run(run_json.parent)
+    for cell in _cells(Path(suite_dir)):
+        loaded = [load_run(run_dir) for run_dir in cell]
+        nodes, meta = loaded[0][0], loaded[0][2]
+        if len(cell) > 1 or chunks.is_chunk(meta):  # a cell grown by chunks: checked, then every node once
+            nodes, _ = chunks.combine(str(cell[0].parent), [(d, n, m) for d, (n, _, m) in zip(cell, loaded)])
+            meta = chunks.merge_meta([m for _, _, m in loaded])
         frames.append(nodes[[c for c in COMPACT_COLUMNS if c in nodes]])
         runs.append({key: meta.get(key) for key in RUN_KEYS if key in meta})
     if not frames:
@@ -84,8 +91,84 @@ def collect(suite_dir: Path, accuracy_dir: Path | None, out: Path = STUDY_DIR) -
             (target / report.name).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
+def _cells(suite_dir: Path) -> list[list[Path]]:
+    """The run directories of each cell: ``<task>/<student>/`` itself, or its chunks
+    ``<task>/<student>/questions-A-B/`` (``opd suite`` with a ``questions`` key), in question order."""
+    cells = [[run_json.parent] for run_json in sorted(suite_dir.glob("*/*/run.json"))]
+    chunked: dict[Path, list[Path]] = {}
+    for run_json in sorted(suite_dir.glob("*/*/questions-*/run.json")):
+        chunked.setdefault(run_json.parent.parent, []).append(run_json.parent)
+    for cell, runs in chunked.items():
+        if (cell / "run.json").is_file():
+            raise ConfigError(f"{cell} holds a whole run and chunk runs ({', '.join(r.name for r in runs)}): "
+                              f"collect one or the other (move the whole run or the chunks elsewhere).")
+        cells.append(runs)
+    return sorted(cells)
+
+
+CHUNKS_DIR = "chunks"  # results/study/chunks/<task>/<student>/questions-A-B.{parquet,json}: committed chunks
+
+
+def commit_chunks(run_dirs: Sequence[Path], out: Path = STUDY_DIR) -> list[Path]:
+    """Each finished chunk run's compact records and run.json keys as ``out/chunks/<task>/<student>/questions-A-B``
+    (parquet + json), to be committed as soon as the chunk finishes. A chunk already there is never replaced (a
+    committed chunk is never recomputed): it is skipped. Returns the files written."""
+    from harness.records import load_run
+    from harness.suite import chunk_dir_name, slug
+
+    written = []
+    for run_dir in run_dirs:
+        nodes, _, meta = load_run(run_dir)
+        if not chunks.is_chunk(meta) or meta.get("status") != "complete":
+            raise ConfigError(f"{run_dir} is not a finished chunk run (`opd run --questions A:B` that completed): "
+                              f"only finished chunks are committed; finish it with the same command first.")
+        config = meta["config"]
+        target = Path(out) / CHUNKS_DIR / slug(config["task"]) / slug(config["student"]) / chunk_dir_name(
+            tuple(config["questions"]))
+        if target.with_suffix(".parquet").exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _write_nodes(nodes[[c for c in COMPACT_COLUMNS if c in nodes]], target.with_suffix(".parquet"))
+        target.with_suffix(".json").write_text(json.dumps({key: meta.get(key) for key in (*RUN_KEYS, "chunk",
+                                                                                           "questions_in_flight",
+                                                                                           "code_earlier")
+                                                           if key in meta}, indent=1, sort_keys=True) + "\n")
+        written += [target.with_suffix(".parquet"), target.with_suffix(".json")]
+    return written
+
+
+def merge_chunks(out: Path = STUDY_DIR) -> None:
+    """``out/nodes.parquet`` and ``runs.json`` from the committed chunks (each cell's checked: disjoint ranges, one
+    configuration and code), keeping as they are the cells there that have no chunks (collected from whole runs)."""
+    out = Path(out)
+    cells: dict[Path, list[Path]] = {}
+    for path in sorted((out / CHUNKS_DIR).glob("*/*/questions-*.parquet")):
+        cells.setdefault(path.parent, []).append(path)
+    frames, runs = [], []
+    for cell, paths in cells.items():
+        metas = [json.loads(path.with_suffix(".json").read_text()) for path in paths]
+        parts = [(path, pq.read_table(path).to_pandas(), meta) for path, meta in zip(paths, metas)]
+        nodes, _ = chunks.combine(str(cell), parts)
+        frames.append(nodes)
+        runs.append(chunks.merge_meta(metas))
+    chunked = {(run["config"]["task"], run["config"]["student"]) for run in runs}
+    if (out / "nodes.parquet").is_file() and (out / "runs.json").is_file():  # the cells grown without chunks
+        old = pq.read_table(out / "nodes.parquet").to_pandas()
+        keep = ~pd.Series(list(zip(old.task, old.student)), index=old.index).isin(chunked)
+        frames.insert(0, old[keep])
+        runs[:0] = [run for run in json.loads((out / "runs.json").read_text())
+                    if (run["config"]["task"], run["config"]["student"]) not in chunked]
+    if not frames:
+        raise ConfigError(f"no committed chunks under {out / CHUNKS_DIR} and no records in {out}: commit chunks "
+                          f"with `build.py chunk RUN_DIR...` first.")
+    _write_nodes(pd.concat(frames, ignore_index=True), out)
+    (out / "runs.json").write_text(json.dumps(runs, indent=1, sort_keys=True) + "\n")
+
+
 def _write_nodes(nodes: pd.DataFrame, out: Path) -> None:
-    pq.write_table(pa.Table.from_pandas(nodes, preserve_index=False), out / "nodes.parquet", compression="zstd",
+    """``out/nodes.parquet`` (``out`` a directory), or ``out`` itself when it names a parquet file."""
+    path = out if Path(out).suffix == ".parquet" else Path(out) / "nodes.parquet"
+    pq.write_table(pa.Table.from_pandas(nodes, preserve_index=False), path, compression="zstd",
                    compression_level=19)
 
 
@@ -793,12 +876,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     gather = sub.add_parser("collect", help="compact files from the suite's runs and the accuracy reports")
     gather.add_argument("suite_dir", type=Path)
     gather.add_argument("accuracy_dir", type=Path, nargs="?")
+    commit = sub.add_parser("chunk", help="commit finished chunk runs' compact records under chunks/ (never replaced)")
+    commit.add_argument("run_dirs", type=Path, nargs="+")
+    sub.add_parser("merge", help="nodes.parquet and runs.json from the committed chunks (other cells kept)")
     sub.add_parser("write", help="results/STUDY.md and its figures from the compact files")
     fill = sub.add_parser("backfill", help="add gold and the derivable outcome columns to an older compact file")
     fill.add_argument("data_dir", type=Path)
     args = parser.parse_args(argv)
     if args.step == "collect":
-        collect(args.suite_dir, args.accuracy_dir)
+        try:
+            collect(args.suite_dir, args.accuracy_dir)
+        except ConfigError as error:  # chunks that overlap or differ: one paragraph, nothing written
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    elif args.step in ("chunk", "merge"):
+        try:
+            for path in commit_chunks(args.run_dirs) if args.step == "chunk" else merge_chunks() or ():
+                print(path)
+        except ConfigError as error:  # chunks that overlap or differ: one paragraph, nothing written
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     elif args.step == "backfill":
         backfill(args.data_dir)
     else:
