@@ -318,15 +318,8 @@ _THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+")
 
 def _last_boxed(text: str) -> str | None:
     """Content of the last closed, non-empty ``\\boxed{...}`` (nested braces balanced), or None."""
-    for match in reversed(list(_BOXED_OPEN.finditer(text))):
-        depth, end = 1, match.end()
-        while end < len(text) and depth:
-            depth += {"{": 1, "}": -1}.get(text[end], 0)
-            end += 1
-        content = text[match.end(): end - 1].strip()
-        if depth == 0 and content:
-            return content
-    return None
+    contents = [content for _, content in _boxed_contents(text)]
+    return contents[-1] if contents else None
 
 
 def extract_math_answer(text: str) -> str | None:

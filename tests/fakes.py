@@ -24,10 +24,12 @@ class ParityTask(NoTrainSplit):
     name: str = "test-parity"
     description: str = "test fake: reward = parity of the number of lowercase letters"
     max_new_tokens: int = 12
+    size: int = 5  # questions
+    id_prefix: str = "parity"
 
     def load(self, data_dir, limit=None):
-        questions = [Question(id=f"parity-{i}", prompt=f"Question {i}: write something.", gold="even",
-                              demonstration="ab", meta={}) for i in range(5)]
+        questions = [Question(id=f"{self.id_prefix}-{i}", prompt=f"Question {i}: write something.", gold="even",
+                              demonstration="ab", meta={}) for i in range(self.size)]
         return questions[:limit]
 
     def grade(self, question, response):
@@ -173,24 +175,19 @@ def nan_model() -> ModelSource:
 
 
 @dataclass(frozen=True)
-class ManyParity(NoTrainSplit):
-    """test-parity with 40 questions, so diagnostic, evaluation and training ranges can be disjoint."""
+class ManyParity(ParityTask):
+    """test-parity with 40 questions, so diagnostic, evaluation and training ranges can be disjoint; an answer with
+    no lowercase letter is unparsed."""
 
     name: str = "test-validate-parity"
     description: str = "test fake: test-parity with 40 questions"
     max_new_tokens: int = 6
-
-    def load(self, data_dir, limit=None):
-        questions = [Question(id=f"vp-{i}", prompt=f"Question {i}: write something.", gold="even",
-                              demonstration="ab", meta={}) for i in range(40)]
-        return questions[:limit]
+    size: int = 40
+    id_prefix: str = "vp"
 
     def grade(self, question, response):
-        letters = sum(ch.islower() and ch.isascii() for ch in response)
-        return Grade(extracted=str(letters) if letters else None, correct=letters % 2 == 0)
-
-    def answer_is_final(self, response):
-        return False
+        grade = super().grade(question, response)
+        return grade if grade.extracted != "0" else Grade(extracted=None, correct=grade.correct)
 
 
 @register_task("test-validate-parity")
