@@ -214,4 +214,6 @@ class SplitParity(ManyParity):
 
 @register_task("test-validate-split")
 def split_parity_task(argument: str | None = None) -> SplitParity:
+    if argument and not argument.isdigit():
+        raise SpecError(f"test-validate-split takes an evaluation question index to repeat, got {argument!r}")
     return SplitParity(repeat=int(argument) if argument else None)
