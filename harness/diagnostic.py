@@ -46,12 +46,12 @@ from harness.cache import (
 )
 from harness.generation import derive_seed, extend, prefill
 from harness.losses import Loss, NodeDistributions, jsd_rbar
+from harness.method import Settings
 from harness.models import LoadedModel
 from harness.prompting import chat_prompt_ids
 from harness.records import LOSS_NAMES, NODE_SCHEMA, QUESTION_SCHEMA, outcome, prefix_shared
 from harness.selection import (
     DEFAULT_DEPTH_WINDOWS,
-    DEFAULT_SELECTION,
     SCREEN_CANDIDATES_PER_NODE,
     entropy_rows,
     screen_keeps,
@@ -67,26 +67,6 @@ MIN_SUPPORT_PROB = 1e-4  # METHOD: candidate tokens with p_k below this are drop
 # how the random streams are laid out (part of every run fingerprint and cache key): every rollout and every
 # continuation has its own seed, derived from (seed, question, rollout, purpose, position, token, index)
 SAMPLING_SCHEME = "per-row-seeds"
-
-
-@dataclass(frozen=True)
-class Settings:
-    """METHOD's knobs (defaults are METHOD's defaults)."""
-
-    rollouts: int = 8  # G
-    temperature: float = 1.0  # T
-    nodes_per_window: int = 2  # B
-    top_k: int = 4  # K
-    continuations: int = 4  # M
-    priority: str = "entropy"  # or "disagreement": max_t TV(p, q_t)
-    jsd_beta: float = 0.5
-    max_new_tokens: int | None = None  # None: the task's default
-    selection: str = DEFAULT_SELECTION  # "windows" (METHOD) or "screened" (harness.selection)
-    depth_windows: str = DEFAULT_DEPTH_WINDOWS  # "exponential" (METHOD) or "even" (harness.selection)
-
-    def new_tokens(self, task: Task) -> int:
-        """The generation budget of a rollout or continuation: ``max_new_tokens``, else the task's default."""
-        return self.max_new_tokens or task.max_new_tokens
 
 
 @dataclass(frozen=True)

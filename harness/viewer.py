@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from harness.losses import SupportView, resolve_loss
+from harness.method import JSD_BETA
 from harness.records import LOSS_NAMES, outcome
 
 NOT_RECORDED = "not recorded in this run (runs record it from this version of the harness on)"
@@ -168,7 +169,7 @@ def alignment_status(node: pd.Series, loss: str) -> str:
     return f"{align:+.3f}" if math.isfinite(align) else "n/a"
 
 
-def loss_direction(node: pd.Series, loss: str, jsd_beta: float = 0.5) -> np.ndarray | None:
+def loss_direction(node: pd.Series, loss: str, jsd_beta: float = JSD_BETA) -> np.ndarray | None:
     """d of ``loss`` on support + tail recomputed from the row's own columns; None when it cannot be (no q)."""
     support = _list(node["support_token_ids"])
     teacher = None if _missing(node.get("teacher_logprobs")) else node.get("teacher_logprobs")
@@ -196,7 +197,7 @@ def tooltip(node: pd.Series, loss: str, decode: Callable[[int], str] | None = No
 
 
 def node_detail(node: pd.Series, loss: str, decode: Callable[[int], str] | None, element_id: str,
-                jsd_beta: float = 0.5, rollout_outcome: str | None = None) -> str:
+                jsd_beta: float = JSD_BETA, rollout_outcome: str | None = None) -> str:
     """The side-panel detail of one node: support table (p, q, S_hat, g*, d), alignments, divergences."""
     support = _list(node["support_token_ids"])
     logp = _list(node["student_logprobs"])
@@ -281,7 +282,7 @@ def _rollout_html(question: pd.Series, nodes: pd.DataFrame, loss: str, decode, j
 
 
 def render(nodes: pd.DataFrame, questions: pd.DataFrame, question_id: str, *, teacher: str | None = None,
-           loss: str = "rkl", tokenizer: Any = None, jsd_beta: float = 0.5) -> str:
+           loss: str = "rkl", tokenizer: Any = None, jsd_beta: float = JSD_BETA) -> str:
     """The HTML page of one question for one teacher (default: the first teacher of the run) and loss.
 
     ``jsd_beta``: the beta the run was written with (``run.json``), used to recompute the jsd direction.

@@ -19,6 +19,7 @@ def register(commands) -> None:
 
 
 def handle(args, console) -> int:
+    from harness.method import JSD_BETA
     from harness.options import check_losses
     from harness.records import load_run
     from harness.viewer import render, student_tokenizer
@@ -27,7 +28,7 @@ def handle(args, console) -> int:
     nodes, questions, run_json = load_run(args.run_dir)
     tokenizer = None if args.no_tokenizer else student_tokenizer(run_json)
     try:
-        jsd_beta = ((run_json.get("config") or {}).get("settings") or {}).get("jsd_beta", 0.5)
+        jsd_beta = ((run_json.get("config") or {}).get("settings") or {}).get("jsd_beta", JSD_BETA)
         page = render(nodes, questions, args.question, teacher=args.teacher, loss=args.loss, tokenizer=tokenizer,
                       jsd_beta=jsd_beta)
     except KeyError as error:
