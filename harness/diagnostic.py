@@ -49,7 +49,7 @@ from harness.losses import Loss, NodeDistributions, jsd_rbar
 from harness.method import Settings
 from harness.models import LoadedModel
 from harness.prompting import chat_prompt_ids
-from harness.records import LOSS_NAMES, NODE_SCHEMA, QUESTION_SCHEMA, outcome, prefix_shared
+from harness.records import DIVERGENCE_COLUMNS, LOSS_NAMES, NODE_SCHEMA, QUESTION_SCHEMA, outcome, prefix_shared
 from harness.selection import (
     DEFAULT_DEPTH_WINDOWS,
     SCREEN_CANDIDATES_PER_NODE,
@@ -734,8 +734,7 @@ def _unscored_columns(teacher_losses: Sequence[Loss], context_ok: bool) -> dict[
     nan = float("nan")
     columns = {"teacher_logprobs": None, "context_ok": context_ok,
                "logits_finite": False if context_ok else None,  # no context, no logits: unknown rather than finite
-               "kl_student_teacher": nan, "kl_teacher_student": nan, "l2": nan, "cos_pq": nan, "tv": nan,
-               "topk_shared_mass": nan, "jsd_rbar": nan}
+               **dict.fromkeys(DIVERGENCE_COLUMNS, nan), "jsd_rbar": nan}
     for loss in teacher_losses:
         columns.update({f"align_{loss.name}{half}": nan for half in ("", "_a", "_b")})
         columns[f"dnorm_{loss.name}"] = nan

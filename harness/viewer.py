@@ -30,7 +30,7 @@ import pandas as pd
 
 from harness.losses import SupportView, resolve_loss
 from harness.method import JSD_BETA
-from harness.records import LOSS_NAMES, outcome
+from harness.records import KL_STUDENT_TEACHER, KL_TEACHER_STUDENT, LOSS_NAMES, TV, outcome
 
 NOT_RECORDED = "not recorded in this run (runs record it from this version of the harness on)"
 
@@ -179,7 +179,7 @@ def loss_direction(node: pd.Series, loss: str, jsd_beta: float = JSD_BETA) -> np
     try:
         view = SupportView(np.asarray(_list(node["student_logprobs"]), dtype=float),
                            None if teacher is None else np.asarray(_list(teacher), dtype=float),
-                           support.index(int(node["sampled_token_id"])), _float(node, "kl_student_teacher"),
+                           support.index(int(node["sampled_token_id"])), _float(node, KL_STUDENT_TEACHER),
                            _float(node, "jsd_rbar"), _float(node, "grpo_advantage"))
         return resolved.support_direction(view)
     except ValueError:
@@ -223,7 +223,7 @@ def node_detail(node: pd.Series, loss: str, decode: Callable[[int], str] | None,
                 f"<td>{_signed(direction[-1]) if direction is not None else 'n/a'}</td></tr>")
     others = " · ".join(f"{name} {alignment_status(node, name)}" for name in LOSS_NAMES if name != loss)
     divergences = " · ".join(f"{label} {_float(node, column):.3g}" for label, column in (
-        ("KL(p‖q)", "kl_student_teacher"), ("KL(q‖p)", "kl_teacher_student"), ("TV", "tv"),
+        ("KL(p‖q)", KL_STUDENT_TEACHER), ("KL(q‖p)", KL_TEACHER_STUDENT), ("TV", TV),
         ("student entropy", "entropy")))
     # the rollout's graded outcome where the caller has it (questions.parquet), else the node's own columns
     path = _outcome_html(rollout_outcome if rollout_outcome is not None else node_outcome(node))
