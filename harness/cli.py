@@ -104,11 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
                           "pip install 'opd-harness[vllm]')")
     knobs = run.add_argument_group("METHOD knobs (defaults are METHOD.md's)")
     method = Settings()  # the one owner of the knobs' defaults
-    knobs.add_argument("--rollouts", type=int, default=method.rollouts, metavar="G", help="student samples per question")
+    knobs.add_argument("--rollouts", type=int, default=method.rollouts, metavar="G",
+                       help="student samples per question")
     knobs.add_argument("--temperature", type=float, default=method.temperature, metavar="T")
     knobs.add_argument("--nodes-per-window", type=int, default=method.nodes_per_window, metavar="B")
-    knobs.add_argument("--top-k", type=int, default=method.top_k, metavar="K", help="top-K student tokens in the support")
-    knobs.add_argument("--continuations", type=int, default=method.continuations, metavar="M", help="forced continuations per token")
+    knobs.add_argument("--top-k", type=int, default=method.top_k, metavar="K",
+                       help="top-K student tokens in the support")
+    knobs.add_argument("--continuations", type=int, default=method.continuations, metavar="M",
+                       help="forced continuations per token")
     knobs.add_argument("--priority", default=method.priority, help="node priority: entropy | disagreement")
     knobs.add_argument("--selection", default=method.selection,
                        help="node selection: windows (METHOD: top-B per depth window) | screened (candidates "

@@ -185,6 +185,14 @@ _SAME_AS_STUDENT = object()  # marker: teacher distribution is the student's own
 
 def diagnose_question(question: Question, who: Participants, settings: Settings, progress: Progress,
                       cache: WorkCache | None = None) -> QuestionResult:
+    """One question's records: its ``questions.parquet`` rows (G graded rollouts) and its ``nodes.parquet`` rows
+    (one per selected node and teacher, nodes in rollout and position order, teachers in ``who.teachers``' order).
+
+    Sampling (rollouts, node selection, supports, forced continuations) runs unless ``cache`` holds this
+    question's sampled entry for ``settings``; scoring runs for every teacher whose rows the cache does not hold
+    (reused only on top of reused sampling). New work is written back to ``cache``. ``progress`` is advanced by
+    rollouts and teacher passes. The result also carries the generated tokens and teacher passes it cost
+    (``harness.runner`` totals them into run.json)."""
     task, student = who.task, who.student
     max_new = settings.new_tokens(task)
     prompt_ids = chat_prompt_ids(student.tokenizer, question.prompt)
@@ -253,10 +261,9 @@ def sample_rollouts(question: Question, who: Participants, settings: Settings, m
     ``prompt_pass``: the student's ``prefill`` of the prompt, handed to samplers that can start from it."""
     task = who.task
     sampler = who.sampler
-    start = {"prompt_pass": prompt_pass} if prompt_pass is not None and getattr(sampler, "reuses_prompt_pass",
-                                                                                 False) else {}
     rollouts = sampler.rollouts(prompt_ids, settings.rollouts, max_new, temperature=settings.temperature,
-                                seed_parts=(who.seed, question.id, "rollouts"), is_final=task.answer_is_final, **start)
+                                seed_parts=(who.seed, question.id, "rollouts"), is_final=task.answer_is_final,
+                                prompt_pass=prompt_pass if sampler.reuses_prompt_pass else None)
     texts = [who.student.tokenizer.decode(list(g.tokens), skip_special_tokens=True) for g in rollouts]
     grades = [task.grade(question, text) for text in texts]
     rewards = np.array([float(g.correct) for g in grades])

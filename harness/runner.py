@@ -344,7 +344,7 @@ def questions_in_flight(who: Participants, settings: Settings) -> int:
     keep their G rollouts' caches (with a 512-token prompt allowance) within ``IN_FLIGHT_POSITIONS``, at most
     ``MAX_QUESTIONS_IN_FLIGHT``, unless ``$OPD_QUESTIONS_IN_FLIGHT`` says; 1 for a backend that cannot merge
     calls."""
-    if not hasattr(who.sampler, "generate_calls"):
+    if not who.sampler.merges_calls:
         return 1
     override = in_flight_override()
     if override is not None:
@@ -421,6 +421,14 @@ def rebuild_records(path: Path) -> tuple[int, list[Path]]:
 
 def _run_questions(config: RunConfig, questions, who: Participants, run_dir: "RunDirectory", data_dir, progress,
                    started: float, cache: WorkCache | None, threads: ThreadPlan) -> dict[str, Any]:
+    """Diagnose the questions of ``run_dir`` not yet committed there and return run.json's content, as written.
+
+    Questions run in waves of :func:`questions_in_flight` (their generation merged, ``harness.lockstep``); each
+    finished question is committed as its own part and the merged parquet files are rewritten, so an interrupted
+    run loses at most the wave in flight (run.json then says ``interrupted``). A chunk (``config.questions``)
+    runs its questions in the waves of the whole task; a run grown to a larger ``--limit`` redoes its last wave.
+    When nothing is left to do and the earlier session completed with the same fingerprint, the earlier run.json
+    is returned unchanged. ``started``: ``time.perf_counter()`` when the run began (setup time is counted)."""
     setup_s = time.perf_counter() - started
     in_flight = questions_in_flight(who, config.settings)
     numbered = list(enumerate(questions))
