@@ -31,6 +31,7 @@ import pandas as pd
 from harness.losses import SupportView, resolve_loss
 from harness.method import JSD_BETA
 from harness.records import KL_STUDENT_TEACHER, KL_TEACHER_STUDENT, LOSS_NAMES, TV, outcome
+from harness.run_meta import RunMeta
 
 NOT_RECORDED = "not recorded in this run (runs record it from this version of the harness on)"
 
@@ -344,9 +345,9 @@ def render(nodes: pd.DataFrame, questions: pd.DataFrame, question_id: str, *, te
         f"<script>{SCRIPT}</script></body></html>")
 
 
-def student_tokenizer(run_json: dict) -> Any:
+def student_tokenizer(run: RunMeta) -> Any:
     """The student's tokenizer via :func:`harness.models.load_model`, or None when it cannot be loaded."""
-    spec = (run_json.get("config") or {}).get("student")
+    spec = run.student
     if not spec:
         return None
     try:

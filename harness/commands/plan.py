@@ -33,17 +33,17 @@ def handle(args, console) -> int:
     from harness.records import load_run
     from harness.errors import ConfigError
     from harness.method import POWER
+    from harness.run_meta import RunMeta
     from harness.tables import print_sections
 
     options = options_from(args)
     if not args.effect > 0:
         raise ConfigError(f"--effect must be a positive difference in alignment, e.g. 0.1 (got {args.effect}).")
     nodes, _, run_json = load_run(args.run_dir)
-    tables = plan(nodes, run_json, effect=args.effect, options=options)
+    tables = plan(nodes, RunMeta.of(run_json), effect=args.effect, options=options)
     notes = [
         f"mde: the smallest difference each test detects with {POWER:.0%} power at the pilot's n; questions_needed: "
-        f"the n "
-        f"at which it would detect {args.effect:g}, assuming the pilot's between-question spread.",
+        f"the n at which it would detect {args.effect:g}, assuming the pilot's between-question spread.",
         "questions_to_run divides that by counted_share, the share of pilot questions the comparison could use "
         "(ok_minus_bad needs both correct and incorrect rollouts with informative nodes in a question).",
         "tokens and hours: at the pilot's rate per newly sampled question (run.json of its last session); a "
