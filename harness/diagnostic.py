@@ -46,12 +46,11 @@ from harness.cache import (
 )
 from harness.generation import derive_seed, extend, prefill
 from harness.losses import Loss, NodeDistributions, jsd_rbar
-from harness.method import Settings
+from harness.method import DEFAULT_DEPTH_WINDOWS, Settings
 from harness.models import LoadedModel
 from harness.prompting import chat_prompt_ids
 from harness.records import DIVERGENCE_COLUMNS, LOSS_NAMES, NODE_SCHEMA, QUESTION_SCHEMA, outcome, prefix_shared
 from harness.selection import (
-    DEFAULT_DEPTH_WINDOWS,
     SCREEN_CANDIDATES_PER_NODE,
     entropy_rows,
     screen_keeps,

@@ -22,8 +22,8 @@ TOP_K = 4
 CONTINUATIONS = 4
 PRIORITY = "entropy"
 JSD_BETA = 0.5  # METHOD, Distillation gradients: the generalized JSD's beta
-SELECTION = "windows"  # METHOD's top-B per depth window (harness.selection also offers "screened")
-DEPTH_WINDOWS = "exponential"  # METHOD's [0,1), [1,2), [2,4), ... (harness.selection also offers "even")
+DEFAULT_SELECTION = "windows"  # METHOD's top-B per depth window (harness.selection also offers "screened")
+DEFAULT_DEPTH_WINDOWS = "exponential"  # METHOD's [0,1), [1,2), [2,4), ... (harness.selection also offers "even")
 
 # METHOD, Statistics: tests at alpha 0.05 (95% intervals), power 80%; 2,000 bootstrap resamples, 10,000 sign flips
 ALPHA = 0.05
@@ -44,8 +44,8 @@ class Settings:
     priority: str = PRIORITY  # or "disagreement": max_t TV(p, q_t)
     jsd_beta: float = JSD_BETA
     max_new_tokens: int | None = None  # None: the task's default
-    selection: str = SELECTION  # "windows" (METHOD) or "screened" (harness.selection)
-    depth_windows: str = DEPTH_WINDOWS  # "exponential" (METHOD) or "even" (harness.selection)
+    selection: str = DEFAULT_SELECTION  # "windows" (METHOD) or "screened" (harness.selection)
+    depth_windows: str = DEFAULT_DEPTH_WINDOWS  # "exponential" (METHOD) or "even" (harness.selection)
 
     def new_tokens(self, task: Task) -> int:
         """The generation budget of a rollout or continuation: ``max_new_tokens``, else the task's default."""

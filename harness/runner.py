@@ -51,13 +51,14 @@ from harness.depth import depth_summary
 from harness.errors import ConfigError, OpdError
 from harness.lockstep import run_lockstep
 from harness.losses import resolve_loss
+from harness.method import DEFAULT_DEPTH_WINDOWS, DEFAULT_SELECTION
 from harness.models import check_same_tokenizer
 from harness.options import device_problem
 from harness.records import (
     LOSS_NAMES, NODE_SCHEMA, PARTS_DIR, QUESTION_SCHEMA, READ_ERRORS, RecordWriteError, fsync_directory,
     make_directory, read_table, rows_to_table, write_json, write_table,
 )
-from harness.selection import DEFAULT_DEPTH_WINDOWS, DEFAULT_SELECTION, DEPTH_WINDOWS, PRIORITIES, SELECTIONS
+from harness.selection import DEPTH_WINDOWS, PRIORITIES, SELECTIONS
 from harness.task import Task, resolve_task
 from harness.teacher import RunState, Teacher, resolve_teacher
 from harness.threads import ThreadPlan, apply_threads, threads_problem

@@ -34,8 +34,7 @@ from collections.abc import Sequence
 
 import torch
 
-from harness.method import DEPTH_WINDOWS as DEFAULT_DEPTH_WINDOWS
-from harness.method import SELECTION as DEFAULT_SELECTION
+from harness.method import DEFAULT_DEPTH_WINDOWS
 
 PRIORITIES = ("entropy", "disagreement")
 DEPTH_WINDOWS = ("exponential", "even")
