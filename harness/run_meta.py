@@ -1,16 +1,15 @@
 """``run.json`` as its readers see it: one typed, frozen :class:`RunMeta`, read through :meth:`RunMeta.of`.
 
-``harness.runner`` writes run.json (``_run_questions``); a reader takes what it needs from a :class:`RunMeta`
-instead of walking the dict with ``.get(...) or {}``. A field that a run.json lacks (an older run, a run.json
-that is missing and reads as ``{}``) takes the default below, and the knobs read as METHOD's where the run did
-not record them (:class:`harness.method.Settings`). Light on purpose: no pandas, no torch.
+``harness.runner`` writes run.json (``_run_questions``) and :func:`harness.records.load_run` reads the file; a
+reader takes what it needs from ``RunMeta.of(run_json)`` instead of walking the dict with ``.get(...) or {}``.
+A field that a run.json lacks (an older run, or a missing run.json, which reads as ``{}``) takes the default
+below, and the knobs read as METHOD's where the run did not record them (:class:`harness.method.Settings`).
+Light on purpose: no pandas, no torch.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 from harness.method import Settings
@@ -44,15 +43,6 @@ class RunMeta:
             reused_questions=(int(run_json.get("resumed_questions") or 0),
                               int(_mapping(run_json.get("cache_hits")).get("sampled_hits") or 0)),
         )
-
-    @classmethod
-    def read(cls, run_dir: str | Path) -> RunMeta:
-        """``RUN_DIR/run.json`` typed; a missing or unreadable one reads as ``{}`` (every default)."""
-        try:
-            content = json.loads((Path(run_dir) / "run.json").read_text())
-        except (OSError, ValueError):
-            content = {}
-        return cls.of(content if isinstance(content, Mapping) else {})
 
     @property
     def where(self) -> str:
