@@ -19,7 +19,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from harness.records import LOSS_NAMES, NODE_SCHEMA, QUESTION_SCHEMA, rows_to_table, write_table
+from harness.records import DIVERGENCE_COLUMNS, LOSS_NAMES, NODE_SCHEMA, QUESTION_SCHEMA, rows_to_table, write_table
 
 ROLLOUTS, NODES_PER_ROLLOUT, TEACHERS, RESPONSE_TOKENS, SUPPORT = 8, 12, 2, 64, 5
 MERGED_QUESTIONS, ROUNDS = 20, 15
@@ -31,8 +31,7 @@ def _node_rows(question: int, rng: random.Random) -> list[dict]:
         for rollout in range(ROLLOUTS):
             for node in range(NODES_PER_ROLLOUT):
                 floats = {name: rng.random() for name in ("depth_norm", "priority", "entropy", "grpo_advantage",
-                                                          "kl_student_teacher", "kl_teacher_student", "l2", "cos_pq",
-                                                          "tv", "topk_shared_mass", "jsd_rbar", "ideal_norm")}
+                                                          *DIVERGENCE_COLUMNS, "jsd_rbar", "ideal_norm")}
                 rows.append({
                     "task": "boolq", "student": "smollm2-135m", "teacher": f"teacher-{teacher}",
                     "question_id": f"boolq-{question}", "rollout_id": rollout, "position": node,

@@ -38,6 +38,7 @@ import numpy as np
 import pytest
 
 from harness.alignment import is_informative, success_rates
+from harness.backends import OneCallAtATime
 from harness.diagnostic import (
     NoProgress,
     Participants,
@@ -59,7 +60,7 @@ KNOBS = dict(rollouts=4, temperature=1.0, nodes_per_window=1, top_k=4, continuat
 MAX_SCREENED_B = 8
 
 
-class LedgerBackend:
+class LedgerBackend(OneCallAtATime):
     """The harness's backend, with a memo of continuations (a continuation is fully determined by its source text,
     position, token, budget and seed) and a ledger of the tokens each call's requests generated, by source."""
 

@@ -33,6 +33,7 @@ import pytest
 import torch
 
 from harness.alignment import is_informative, success_rates, support_tokens
+from harness.backends import OneCallAtATime
 from harness.diagnostic import (
     MIN_SUPPORT_PROB,
     Participants,
@@ -111,7 +112,7 @@ def _sample(who: Participants, questions, max_new: int) -> tuple[list[SampledRol
     return shared, rollout_tokens
 
 
-class CountingBackend:
+class CountingBackend(OneCallAtATime):
     """The harness's own backend, unchanged, remembering the length of each continuation of its last call (so a
     call's generated tokens can be split by node: ``branch_nodes`` asks for them node by node, support token by
     support token, M each)."""

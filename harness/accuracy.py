@@ -44,6 +44,7 @@ import torch
 
 from harness.accuracy_report import STUDENT_CONDITION, AccuracyReport, unparsed_share
 from harness.data import resolve_data_dir
+from harness.method import ALPHA as METHOD_ALPHA
 from harness.generation import Branch, generate_branches, make_generator, prefill, rows_per_batch
 from harness.models import LoadedModel
 from harness.options import device_problem
@@ -63,7 +64,7 @@ from harness.teacher import (
 # batched sampler (an exact tie would be split by the uniform draw, which is still deterministic per seed)
 GREEDY_TEMPERATURE = 1e-6
 SAMPLING_TEMPERATURE = 1.0
-ALPHA = 0.05  # 95% intervals
+ALPHA = METHOD_ALPHA  # 95% intervals
 # AIME started in 1983; ranges follow its eras of difficulty (early, 2000s, 2010s, recent)
 YEAR_RANGES = ((1983, 1999), (2000, 2009), (2010, 2019), (2020, None))
 PASS_RATE_DIMENSION = "student pass rate"

@@ -13,6 +13,15 @@ import numpy as np
 import torch
 
 from harness.losses import kl_divergence
+from harness.records import (
+    COS_PQ,
+    KL_STUDENT_TEACHER,
+    KL_TEACHER_STUDENT,
+    L2,
+    SHARED_TOP_K,
+    TOPK_SHARED_MASS,
+    TV,
+)
 
 __all__ = [
     "cosine",
@@ -117,7 +126,7 @@ def entropy(logp: torch.Tensor) -> float:
     return -float(torch.where(logp > -math.inf, logp.exp() * logp, torch.zeros_like(logp)).sum())
 
 
-def divergences(logp: torch.Tensor, logq: torch.Tensor, top_k: int = 10) -> dict[str, float]:
+def divergences(logp: torch.Tensor, logq: torch.Tensor, top_k: int = SHARED_TOP_K) -> dict[str, float]:
     """Teacher-student divergences at one node, over the full vocabulary (METHOD "Alignment")."""
     logp, logq = logp.detach().to(torch.float64), logq.detach().to(torch.float64)
     if logp.shape != logq.shape or logp.ndim != 1:
@@ -126,12 +135,12 @@ def divergences(logp: torch.Tensor, logq: torch.Tensor, top_k: int = 10) -> dict
     k = min(top_k, p.numel())
     shared = torch.unique(torch.cat([torch.topk(p, k).indices, torch.topk(q, k).indices]))
     return {
-        "kl_student_teacher": kl_divergence(logp, logq),
-        "kl_teacher_student": kl_divergence(logq, logp),
-        "l2": float(torch.linalg.vector_norm(p - q)),
-        "cos_pq": float(p @ q / (torch.linalg.vector_norm(p) * torch.linalg.vector_norm(q))),
-        "tv": 0.5 * float((p - q).abs().sum()),
-        "topk_shared_mass": float(p[shared].sum()),
+        KL_STUDENT_TEACHER: kl_divergence(logp, logq),
+        KL_TEACHER_STUDENT: kl_divergence(logq, logp),
+        L2: float(torch.linalg.vector_norm(p - q)),
+        COS_PQ: float(p @ q / (torch.linalg.vector_norm(p) * torch.linalg.vector_norm(q))),
+        TV: 0.5 * float((p - q).abs().sum()),
+        TOPK_SHARED_MASS: float(p[shared].sum()),
     }
 
 

@@ -27,11 +27,12 @@ import pandas as pd
 
 from harness import stats
 from harness.leaderboard import NODE_KEY, REFERENCE_LOSS, TEACHER_LOSSES, informative_mask, iter_cells
+from harness.records import DIVERGENCE_COLUMNS, KL_STUDENT_TEACHER
 
-DIVERGENCES = ("kl_student_teacher", "kl_teacher_student", "l2", "cos_pq", "tv", "topk_shared_mass")
+DIVERGENCES = DIVERGENCE_COLUMNS
 VARIABLES = (*DIVERGENCES, "depth_norm")
 DEPTH_GIVEN_ENTROPY = "depth_norm | entropy"
-PROXY = "kl_student_teacher"
+PROXY = KL_STUDENT_TEACHER
 KEYS = ["task", "student", "teacher", "loss"]
 
 

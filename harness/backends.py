@@ -52,12 +52,27 @@ class Continuation:
 
 
 class Backend(Protocol):
+    """Who samples the student's rollouts and forced continuations: everything the diagnostic, the runner and
+    :mod:`harness.lockstep` use of a backend, and nothing else.
+
+    ``name`` is the registry name (``--backend``), recorded in run.json. ``reuses_prompt_pass`` says whether
+    :meth:`rollouts` starts from the caller's ``prefill`` of the prompt handed as ``prompt_pass=`` (a backend with
+    its own engine says False: callers then pass None, and it ignores the argument). ``merges_calls`` says whether
+    :meth:`generate_calls` decodes several calls in one batch; only then do questions run side by side
+    (``harness.runner.questions_in_flight``); a backend that cannot merge says False and runs them one after the
+    other (:class:`OneCallAtATime`). Every sample has its own seeded random stream, so what a backend samples does
+    not depend on the calls or requests it was batched with.
+    """
+
     name: str
+    reuses_prompt_pass: bool
+    merges_calls: bool
 
     def rollouts(self, prompt_ids: Sequence[int], count: int, max_new_tokens: int, *, temperature: float,
-                 seed_parts: Sequence[object], is_final: Callable[[str], bool] | None) -> list[Generated]:
+                 seed_parts: Sequence[object], is_final: Callable[[str], bool] | None,
+                 prompt_pass: Any = None) -> list[Generated]:
         """``count`` independent samples continuing ``prompt_ids``; sample i is seeded ``derive_seed(*seed_parts,
-        i)``."""
+        i)``. ``prompt_pass``: the prompt's ``prefill`` (cache, logits), given only where ``reuses_prompt_pass``."""
         ...
 
     def continuations(self, sources: Sequence[Source], requests: Sequence[Continuation], *, temperature: float,
@@ -66,6 +81,11 @@ class Backend(Protocol):
         """One generation per request, in request order; requests may continue different sources (rollouts of
         one question, or of several questions) and are batched together. ``on_progress(n)`` is called as
         requests finish."""
+        ...
+
+    def generate_calls(self, calls: Sequence[Call]) -> list[list[Generated]]:
+        """Each call's generations (:class:`RolloutCall` as :meth:`rollouts`, :class:`ContinuationCall` as
+        :meth:`continuations`), in call order; merged into one batch where ``merges_calls``."""
         ...
 
 
@@ -113,16 +133,20 @@ class ContinuationCall:
 Call = RolloutCall | ContinuationCall
 
 
-def run_calls(backend: Backend, calls: Sequence[Call]) -> list[list[Generated]]:
-    """Each call's generations, in call order: in one merged batch when the backend can (``generate_calls``),
-    else one backend call after the other."""
-    merged = getattr(backend, "generate_calls", None)
-    if merged is not None:
-        return merged(calls)
-    return [backend.rollouts(c.prompt_ids, c.count, c.max_new_tokens, temperature=c.temperature,
-                             seed_parts=c.seed_parts, is_final=c.is_final) if isinstance(c, RolloutCall)
-            else backend.continuations(c.sources, c.requests, temperature=c.temperature, is_final=c.is_final,
-                                       seed_parts=c.seed_parts, on_progress=c.on_progress) for c in calls]
+class OneCallAtATime:
+    """The part of :class:`Backend` a backend that cannot merge calls shares: :meth:`generate_calls` runs them one
+    after the other through its own ``rollouts`` and ``continuations``, and it neither merges calls nor starts
+    from the caller's prompt pass."""
+
+    reuses_prompt_pass = False
+    merges_calls = False
+
+    def generate_calls(self, calls: Sequence[Call]) -> list[list[Generated]]:
+        return [self.rollouts(c.prompt_ids, c.count, c.max_new_tokens, temperature=c.temperature,
+                              seed_parts=c.seed_parts, is_final=c.is_final) if isinstance(c, RolloutCall)
+                else self.continuations(c.sources, c.requests, temperature=c.temperature,
+                                        is_final=c.is_final, seed_parts=c.seed_parts, on_progress=c.on_progress)
+                for c in calls]
 
 
 class TransformersBackend:
@@ -132,6 +156,7 @@ class TransformersBackend:
 
     name = "transformers"
     reuses_prompt_pass = True  # rollouts(..., prompt_pass=) starts from the caller's pass over the prompt
+    merges_calls = True
 
     def __init__(self, student: LoadedModel) -> None:
         self.student = student
@@ -190,7 +215,8 @@ class TransformersBackend:
         reported: set[int] = set()  # a retry after running out of memory redoes rows already counted
 
         def finished(row: int) -> None:
-            report = getattr(calls[owners[row]], "on_progress", None)
+            call = calls[owners[row]]
+            report = call.on_progress if isinstance(call, ContinuationCall) else None
             if report is not None and row not in reported:
                 reported.add(row)
                 report(1)

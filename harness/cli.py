@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from harness.method import Settings
+
 # `opd run` without any selection flag (--task, --student, --teacher, --limit or a METHOD knob) runs this demo
 # (the screened selection: about 2.5x the informative nodes per generated token of METHOD's windows on BoolQ)
 DEMO_ARGS = ["--task", "boolq", "--student", "smollm2-135m", "--teacher", "self:correct-demo", "--teacher", "self",
@@ -101,20 +103,24 @@ def build_parser() -> argparse.ArgumentParser:
                      help="who generates rollouts and continuations: transformers (default) or vllm (GPU, "
                           "pip install 'opd-harness[vllm]')")
     knobs = run.add_argument_group("METHOD knobs (defaults are METHOD.md's)")
-    knobs.add_argument("--rollouts", type=int, default=8, metavar="G", help="student samples per question")
-    knobs.add_argument("--temperature", type=float, default=1.0, metavar="T")
-    knobs.add_argument("--nodes-per-window", type=int, default=2, metavar="B")
-    knobs.add_argument("--top-k", type=int, default=4, metavar="K", help="top-K student tokens in the support")
-    knobs.add_argument("--continuations", type=int, default=4, metavar="M", help="forced continuations per token")
-    knobs.add_argument("--priority", default="entropy", help="node priority: entropy | disagreement")
-    knobs.add_argument("--selection", default="windows",
+    method = Settings()  # the one owner of the knobs' defaults
+    knobs.add_argument("--rollouts", type=int, default=method.rollouts, metavar="G",
+                       help="student samples per question")
+    knobs.add_argument("--temperature", type=float, default=method.temperature, metavar="T")
+    knobs.add_argument("--nodes-per-window", type=int, default=method.nodes_per_window, metavar="B")
+    knobs.add_argument("--top-k", type=int, default=method.top_k, metavar="K",
+                       help="top-K student tokens in the support")
+    knobs.add_argument("--continuations", type=int, default=method.continuations, metavar="M",
+                       help="forced continuations per token")
+    knobs.add_argument("--priority", default=method.priority, help="node priority: entropy | disagreement")
+    knobs.add_argument("--selection", default=method.selection,
                        help="node selection: windows (METHOD: top-B per depth window) | screened (candidates "
                             "screened with one cheap continuation, S_hat from fresh continuations only)")
-    knobs.add_argument("--depth-windows", default="exponential",
+    knobs.add_argument("--depth-windows", default=method.depth_windows,
                        help="depth windows of either selection: exponential (METHOD: [0,1), [1,2), [2,4), ...) | "
                             "even (as many windows, of equal width in depth_norm: nodes cover the whole chain)")
-    knobs.add_argument("--jsd-beta", type=float, default=0.5)
-    knobs.add_argument("--max-new-tokens", type=int, default=None, help="default: the task's")
+    knobs.add_argument("--jsd-beta", type=float, default=method.jsd_beta)
+    knobs.add_argument("--max-new-tokens", type=int, default=method.max_new_tokens, help="default: the task's")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     add_threads_argument(run)
     run.set_defaults(handler=cmd_run)
@@ -171,7 +177,6 @@ def _register_extra_commands(commands) -> None:
 
 
 def _config_from(args: argparse.Namespace):
-    from harness.diagnostic import Settings
     from harness.runner import RunConfig
 
     settings = Settings(

@@ -46,12 +46,11 @@ from harness.cache import (
 )
 from harness.generation import derive_seed, extend, prefill
 from harness.losses import Loss, NodeDistributions, jsd_rbar
+from harness.method import DEFAULT_DEPTH_WINDOWS, Settings
 from harness.models import LoadedModel
 from harness.prompting import chat_prompt_ids
-from harness.records import LOSS_NAMES, NODE_SCHEMA, QUESTION_SCHEMA, outcome, prefix_shared
+from harness.records import DIVERGENCE_COLUMNS, LOSS_NAMES, NODE_SCHEMA, QUESTION_SCHEMA, outcome, prefix_shared
 from harness.selection import (
-    DEFAULT_DEPTH_WINDOWS,
-    DEFAULT_SELECTION,
     SCREEN_CANDIDATES_PER_NODE,
     entropy_rows,
     screen_keeps,
@@ -67,26 +66,6 @@ MIN_SUPPORT_PROB = 1e-4  # METHOD: candidate tokens with p_k below this are drop
 # how the random streams are laid out (part of every run fingerprint and cache key): every rollout and every
 # continuation has its own seed, derived from (seed, question, rollout, purpose, position, token, index)
 SAMPLING_SCHEME = "per-row-seeds"
-
-
-@dataclass(frozen=True)
-class Settings:
-    """METHOD's knobs (defaults are METHOD's defaults)."""
-
-    rollouts: int = 8  # G
-    temperature: float = 1.0  # T
-    nodes_per_window: int = 2  # B
-    top_k: int = 4  # K
-    continuations: int = 4  # M
-    priority: str = "entropy"  # or "disagreement": max_t TV(p, q_t)
-    jsd_beta: float = 0.5
-    max_new_tokens: int | None = None  # None: the task's default
-    selection: str = DEFAULT_SELECTION  # "windows" (METHOD) or "screened" (harness.selection)
-    depth_windows: str = DEFAULT_DEPTH_WINDOWS  # "exponential" (METHOD) or "even" (harness.selection)
-
-    def new_tokens(self, task: Task) -> int:
-        """The generation budget of a rollout or continuation: ``max_new_tokens``, else the task's default."""
-        return self.max_new_tokens or task.max_new_tokens
 
 
 @dataclass(frozen=True)
@@ -205,6 +184,14 @@ _SAME_AS_STUDENT = object()  # marker: teacher distribution is the student's own
 
 def diagnose_question(question: Question, who: Participants, settings: Settings, progress: Progress,
                       cache: WorkCache | None = None) -> QuestionResult:
+    """One question's records: its ``questions.parquet`` rows (G graded rollouts) and its ``nodes.parquet`` rows
+    (one per selected node and teacher, nodes in rollout and position order, teachers in ``who.teachers``' order).
+
+    Sampling (rollouts, node selection, supports, forced continuations) runs unless ``cache`` holds this
+    question's sampled entry for ``settings``; scoring runs for every teacher whose rows the cache does not hold
+    (reused only on top of reused sampling). New work is written back to ``cache``. ``progress`` is advanced by
+    rollouts and teacher passes. The result also carries the generated tokens and teacher passes it cost
+    (``harness.runner`` totals them into run.json)."""
     task, student = who.task, who.student
     max_new = settings.new_tokens(task)
     prompt_ids = chat_prompt_ids(student.tokenizer, question.prompt)
@@ -273,10 +260,9 @@ def sample_rollouts(question: Question, who: Participants, settings: Settings, m
     ``prompt_pass``: the student's ``prefill`` of the prompt, handed to samplers that can start from it."""
     task = who.task
     sampler = who.sampler
-    start = {"prompt_pass": prompt_pass} if prompt_pass is not None and getattr(sampler, "reuses_prompt_pass",
-                                                                                 False) else {}
     rollouts = sampler.rollouts(prompt_ids, settings.rollouts, max_new, temperature=settings.temperature,
-                                seed_parts=(who.seed, question.id, "rollouts"), is_final=task.answer_is_final, **start)
+                                seed_parts=(who.seed, question.id, "rollouts"), is_final=task.answer_is_final,
+                                prompt_pass=prompt_pass if sampler.reuses_prompt_pass else None)
     texts = [who.student.tokenizer.decode(list(g.tokens), skip_special_tokens=True) for g in rollouts]
     grades = [task.grade(question, text) for text in texts]
     rewards = np.array([float(g.correct) for g in grades])
@@ -754,8 +740,7 @@ def _unscored_columns(teacher_losses: Sequence[Loss], context_ok: bool) -> dict[
     nan = float("nan")
     columns = {"teacher_logprobs": None, "context_ok": context_ok,
                "logits_finite": False if context_ok else None,  # no context, no logits: unknown rather than finite
-               "kl_student_teacher": nan, "kl_teacher_student": nan, "l2": nan, "cos_pq": nan, "tv": nan,
-               "topk_shared_mass": nan, "jsd_rbar": nan}
+               **dict.fromkeys(DIVERGENCE_COLUMNS, nan), "jsd_rbar": nan}
     for loss in teacher_losses:
         columns.update({f"align_{loss.name}{half}": nan for half in ("", "_a", "_b")})
         columns[f"dnorm_{loss.name}"] = nan

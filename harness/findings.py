@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from harness import stats
+from harness.records import COS_PQ, KL_STUDENT_TEACHER, L2
 from harness.models import bits_per_weight
 from harness.leaderboard import NOT_TESTABLE, REFERENCE_LOSS, informative_mask, iter_cells, pair_estimate
 
@@ -178,7 +179,7 @@ def divergence_and_depth(nodes: pd.DataFrame, loss: str, options: stats.Options)
         used = _scored(group, loss)
         questions = used.question_id.astype(str).to_numpy(dtype=object)
         align = used[f"align_{loss}"].to_numpy(dtype=float)
-        for variable, direction in (("kl_student_teacher", "> 0"), ("l2", "> 0"), ("cos_pq", "< 0")):
+        for variable, direction in ((KL_STUDENT_TEACHER, "> 0"), (L2, "> 0"), (COS_PQ, "< 0")):
             estimate = stats.correlation_ci(used[variable].to_numpy(dtype=float), align, questions,
                                             **options.bootstrap)
             rows.append(_row("4 larger divergence goes with higher alignment", f"Spearman(align, {variable})", task,

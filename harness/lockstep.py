@@ -2,7 +2,7 @@
 
 Each question runs its own sequential code (``diagnose_question``, unchanged) in a worker thread whose sampler is
 a :class:`LockstepSampler`. A sampler call does not run at once: the worker parks it and waits. When every
-unfinished question is parked, the parked calls go to the backend as one batch (``harness.backends.run_calls``),
+unfinished question is parked, the parked calls go to the backend as one batch (``Backend.generate_calls``),
 so the few rows of one question's rollouts or last branches share a batch with the other questions' instead of
 decoding almost alone. Only one thread runs at a time, handed the turn in question order, so what happens does not
 depend on thread scheduling, and each generated row keeps its own seed, so what it samples does not depend on the
@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.backends import Backend, Call, ContinuationCall, RolloutCall, run_calls
+from harness.backends import Backend, Call, ContinuationCall, OneCallAtATime, RolloutCall
 from harness.generation import Generated
 
 
@@ -38,13 +38,14 @@ class _Worker:
     outcome: Any = None  # the job's return value, or the exception it raised
 
 
-class LockstepSampler:
-    """The backend as a worker sees it: each call is parked until the driver runs the merged batch."""
+class LockstepSampler(OneCallAtATime):
+    """The backend as a worker sees it: each call is parked until the driver runs the merged batch (a worker's
+    own calls, one after the other, are merged with the other workers', not with each other)."""
 
     def __init__(self, backend: Backend, current: threading.local) -> None:
         self.backend, self._current = backend, current
         self.name = backend.name
-        self.reuses_prompt_pass = getattr(backend, "reuses_prompt_pass", False)
+        self.reuses_prompt_pass = backend.reuses_prompt_pass
 
     def rollouts(self, prompt_ids, count, max_new_tokens, *, temperature, seed_parts, is_final, prompt_pass=None):
         return self._park(RolloutCall(tuple(prompt_ids), count, max_new_tokens, temperature, tuple(seed_parts),
@@ -57,7 +58,7 @@ class LockstepSampler:
     def _park(self, call: Call) -> list[Generated]:
         worker: _Worker | None = getattr(self._current, "worker", None)
         if worker is None:  # not inside a lockstep job: nothing to merge with
-            return run_calls(self.backend, [call])[0]
+            return self.backend.generate_calls([call])[0]
         worker.call = call
         worker.back.release()  # hand the turn back to the driver
         worker.go.acquire()  # until the merged batch ran
@@ -106,7 +107,7 @@ def run_lockstep(jobs: Sequence[Callable[[Backend], Any]], backend: Backend) -> 
             if not running:
                 break
             try:
-                replies: list[Any] = run_calls(backend, [workers[i].call for i in running])
+                replies: list[Any] = backend.generate_calls([workers[i].call for i in running])
             except Exception as error:  # noqa: BLE001  (every job of the batch sees the backend's error)
                 replies = [error] * len(running)
             for index, reply in zip(running, replies):

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from typing import TYPE_CHECKING
 
+from harness.method import PERMUTATIONS, RESAMPLES
 from harness.records import LOSS_NAMES
 
 if TYPE_CHECKING:  # harness.stats pulls in scipy (~2 s): imported only once a command runs, not to build the parser
@@ -15,7 +16,7 @@ if TYPE_CHECKING:  # harness.stats pulls in scipy (~2 s): imported only once a c
 
 FILE_FORMATS = ("md", "csv", "json", "latex")
 # METHOD's defaults, as harness.stats.RESAMPLES / PERMUTATIONS hold them (a test keeps the two equal)
-DEFAULT_RESAMPLES, DEFAULT_PERMUTATIONS = 2_000, 10_000
+DEFAULT_RESAMPLES, DEFAULT_PERMUTATIONS = RESAMPLES, PERMUTATIONS  # METHOD's (harness.method)
 
 
 def add_format_argument(parser: argparse.ArgumentParser, formats=("rich", *FILE_FORMATS)) -> None:

@@ -17,7 +17,6 @@ session, from ``run.json``; device and threads as recorded there).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +24,7 @@ import pandas as pd
 
 from harness import stats
 from harness.leaderboard import REFERENCE_LOSS, TEACHER_LOSSES, Cell, iter_cells, pair_estimate
+from harness.run_meta import RunMeta
 
 DEFAULT_EFFECT = 0.1
 COLUMNS = ["comparison", "task", "student", "loss", "teacher", "other", "estimate", "questions", "spread", "mde",
@@ -41,13 +41,12 @@ class Rate:
     where: str
 
     @classmethod
-    def of(cls, run_json: Mapping[str, Any]) -> "Rate":
-        counts, timings = run_json.get("counts", {}), run_json.get("timings", {})
-        reused = int(run_json.get("cache_hits", {}).get("sampled_hits", 0) or 0)
-        sampled = int(counts.get("questions", 0)) - int(run_json.get("resumed_questions", 0) or 0) - reused
+    def of(cls, run: RunMeta) -> "Rate":
+        counts, timings = run.counts, run.timings
+        sampled = int(counts.get("questions", 0)) - sum(run.reused_questions)
         tokens = counts.get("generated_tokens_this_session")
         seconds = (timings.get("total_s") or 0) - (timings.get("setup_s") or 0)
-        where = f"{run_json.get('device', '?')}, {run_json.get('threads', '?')} threads"
+        where = run.where
         if sampled <= 0 or tokens is None or seconds <= 0:
             return cls(math.nan, math.nan, where)
         return cls(tokens / sampled, seconds / sampled, where)
@@ -67,27 +66,26 @@ def _row(comparison: str, cell: Cell, other: str, estimate: stats.Estimate, tota
             "tokens": to_run * rate.tokens_per_question, "hours": to_run * rate.seconds_per_question / 3600}
 
 
-def questions_diagnosed(nodes: pd.DataFrame, run_json: Mapping[str, Any]) -> dict[tuple[str, str], int]:
+def questions_diagnosed(nodes: pd.DataFrame, run: RunMeta) -> dict[tuple[str, str], int]:
     """Per (task, student): the questions the pilot diagnosed. Those with a node are in ``nodes``; the run's own
     cell (``run.json``'s task and student) also counts the questions that kept none (``counts.questions``)."""
     totals = nodes.groupby(["task", "student"], sort=False)["question_id"].nunique().to_dict()
-    config = run_json.get("config") or {}
-    key = (config.get("task"), config.get("student"))
-    diagnosed = (run_json.get("counts") or {}).get("questions")
+    key = (run.task, run.student)
+    diagnosed = run.counts.get("questions")
     if key in totals and diagnosed:
         totals[key] = max(totals[key], int(diagnosed))
     return totals
 
 
-def plan(nodes: pd.DataFrame, run_json: Mapping[str, Any], *, effect: float = DEFAULT_EFFECT,
+def plan(nodes: pd.DataFrame, run: RunMeta, *, effect: float = DEFAULT_EFFECT,
          options: stats.Options | None = None) -> dict[str, pd.DataFrame]:
     """Tables ``comparisons`` (one row per headline comparison) and ``summary`` (per (task, student): the questions
     to run so that every comparison detects ``effect``, and its cost)."""
     options = options or stats.Options()
-    rate = Rate.of(run_json)
+    rate = Rate.of(run)
     records = []
     cells = [cell for cell in iter_cells(nodes, options) if cell.loss != REFERENCE_LOSS and cell.mask.any()]
-    totals = questions_diagnosed(nodes, run_json)
+    totals = questions_diagnosed(nodes, run)
     for cell in cells:
         records.append(_row("ok_minus_bad", cell, "", cell.ok_minus_bad_estimate, totals[(cell.task, cell.student)],
                             effect, rate, options.alpha))

@@ -33,7 +33,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from harness import stats  # noqa: E402
+from harness import records, stats  # noqa: E402
 from harness.analysis import DIVERGENCES  # noqa: E402
 from harness.leaderboard import REFERENCE_TEACHER, TEACHER_LOSSES, iter_cells  # noqa: E402
 
@@ -44,8 +44,9 @@ MIN_QUESTIONS = stats.MIN_QUESTIONS  # METHOD.md, Statistics: below it no interv
 MIN_BIN_NODES = 10  # a divergence bin holds at least this many nodes; fewer nodes are shown as dots only
 TOO_FEW = f"fewer than {MIN_QUESTIONS} questions: too few for a conclusion"
 YLIM = (-1.08, 1.08)  # alignment is a cosine: the same scale in every panel and figure
-DIVERGENCE_LABELS = {"kl_student_teacher": "KL(p‖q)", "kl_teacher_student": "KL(q‖p)", "l2": "L2(p, q)",
-                     "cos_pq": "cos(p, q)", "tv": "TV(p, q)", "topk_shared_mass": "shared top-10 mass"}
+DIVERGENCE_LABELS = {records.KL_STUDENT_TEACHER: "KL(p‖q)", records.KL_TEACHER_STUDENT: "KL(q‖p)",
+                     records.L2: "L2(p, q)", records.COS_PQ: "cos(p, q)", records.TV: "TV(p, q)",
+                     records.TOPK_SHARED_MASS: f"shared top-{records.SHARED_TOP_K} mass"}
 
 
 def binned_means(x, values, clusters, edges, *, permutations: int, seed: int = 0) -> pd.DataFrame:

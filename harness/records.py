@@ -25,6 +25,16 @@ if TYPE_CHECKING:
 
 PARTS_DIR = "parts"  # RUN_DIR/parts/<key>.nodes.parquet and <key>.questions.parquet: one question each
 LOSS_NAMES = ("rkl", "fkl", "jsd", "sampled", "grpo")  # the losses every record carries an alignment for
+# the teacher-student divergence columns of nodes.parquet (METHOD, Alignment), each spelled here only: written by
+# harness.alignment.divergences, read by analysis, findings, plots and the viewer
+KL_STUDENT_TEACHER = "kl_student_teacher"  # full-vocab KL(p||q) (= lbar)
+KL_TEACHER_STUDENT = "kl_teacher_student"  # full-vocab KL(q||p)
+L2 = "l2"  # ||p - q||_2
+COS_PQ = "cos_pq"  # cosine(p, q) of the distributions
+TV = "tv"  # total variation
+TOPK_SHARED_MASS = "topk_shared_mass"  # p-mass on the union of both top-SHARED_TOP_K sets
+SHARED_TOP_K = 10  # METHOD: the union of both top-10 sets
+DIVERGENCE_COLUMNS = (KL_STUDENT_TEACHER, KL_TEACHER_STUDENT, L2, COS_PQ, TV, TOPK_SHARED_MASS)  # schema order
 
 _f64 = pa.float64()
 _i32 = pa.int32()
@@ -56,12 +66,7 @@ NODE_SCHEMA = pa.schema(
         ("grpo_advantage", _f64),
         ("student_logprobs", pa.list_(_f64)),  # log p_k, k in C(u)
         ("teacher_logprobs", pa.list_(_f64)),  # log q_k, k in C(u); null where the context could not be built
-        ("kl_student_teacher", _f64),  # full-vocab KL(p||q) (= lbar)
-        ("kl_teacher_student", _f64),  # full-vocab KL(q||p)
-        ("l2", _f64),  # ||p - q||_2
-        ("cos_pq", _f64),  # cosine(p, q) of the distributions
-        ("tv", _f64),  # total variation
-        ("topk_shared_mass", _f64),  # p-mass on the union of both top-10 sets
+        *((name, _f64) for name in DIVERGENCE_COLUMNS),  # the divergences, commented above
         ("jsd_rbar", _f64),  # full-vocab sum_k p_k log(p_k / M_k), needed to recompute the jsd direction
         ("succ_correct", pa.list_(_i32)),
         ("succ_trials", pa.list_(_i32)),

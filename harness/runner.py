@@ -51,13 +51,14 @@ from harness.depth import depth_summary
 from harness.errors import ConfigError, OpdError
 from harness.lockstep import run_lockstep
 from harness.losses import resolve_loss
+from harness.method import DEFAULT_DEPTH_WINDOWS, DEFAULT_SELECTION
 from harness.models import check_same_tokenizer
 from harness.options import device_problem
 from harness.records import (
     LOSS_NAMES, NODE_SCHEMA, PARTS_DIR, QUESTION_SCHEMA, READ_ERRORS, RecordWriteError, fsync_directory,
     make_directory, read_table, rows_to_table, write_json, write_table,
 )
-from harness.selection import DEFAULT_DEPTH_WINDOWS, DEFAULT_SELECTION, DEPTH_WINDOWS, PRIORITIES, SELECTIONS
+from harness.selection import DEPTH_WINDOWS, PRIORITIES, SELECTIONS
 from harness.task import Task, resolve_task
 from harness.teacher import RunState, Teacher, resolve_teacher
 from harness.threads import ThreadPlan, apply_threads, threads_problem
@@ -344,7 +345,7 @@ def questions_in_flight(who: Participants, settings: Settings) -> int:
     keep their G rollouts' caches (with a 512-token prompt allowance) within ``IN_FLIGHT_POSITIONS``, at most
     ``MAX_QUESTIONS_IN_FLIGHT``, unless ``$OPD_QUESTIONS_IN_FLIGHT`` says; 1 for a backend that cannot merge
     calls."""
-    if not hasattr(who.sampler, "generate_calls"):
+    if not who.sampler.merges_calls:
         return 1
     override = in_flight_override()
     if override is not None:
@@ -421,6 +422,14 @@ def rebuild_records(path: Path) -> tuple[int, list[Path]]:
 
 def _run_questions(config: RunConfig, questions, who: Participants, run_dir: "RunDirectory", data_dir, progress,
                    started: float, cache: WorkCache | None, threads: ThreadPlan) -> dict[str, Any]:
+    """Diagnose the questions of ``run_dir`` not yet committed there and return run.json's content, as written.
+
+    Questions run in waves of :func:`questions_in_flight` (their generation merged, ``harness.lockstep``); each
+    finished question is committed as its own part and the merged parquet files are rewritten, so an interrupted
+    run loses at most the wave in flight (run.json then says ``interrupted``). A chunk (``config.questions``)
+    runs its questions in the waves of the whole task; a run grown to a larger ``--limit`` redoes its last wave.
+    When nothing is left to do and the earlier session completed with the same fingerprint, the earlier run.json
+    is returned unchanged. ``started``: ``time.perf_counter()`` when the run began (setup time is counted)."""
     setup_s = time.perf_counter() - started
     in_flight = questions_in_flight(who, config.settings)
     numbered = list(enumerate(questions))

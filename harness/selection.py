@@ -34,11 +34,11 @@ from collections.abc import Sequence
 
 import torch
 
+from harness.method import DEFAULT_DEPTH_WINDOWS
+
 PRIORITIES = ("entropy", "disagreement")
 DEPTH_WINDOWS = ("exponential", "even")
-DEFAULT_DEPTH_WINDOWS = "exponential"
 SELECTIONS = ("windows", "screened")
-DEFAULT_SELECTION = "windows"
 # screened: how many candidates a window may screen per node it may keep (B). One: the candidates are METHOD's own
 # nodes (the top B of each window), screened before any estimation. Measured on BoolQ with SmolLM2-135M (6 questions,
 # the demo's knobs), screening a second candidate per window, or raising B, found no further informative node and

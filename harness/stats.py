@@ -44,11 +44,9 @@ import numpy as np
 import scipy.stats
 from statsmodels.stats.multitest import multipletests
 
-RESAMPLES = 2_000
-PERMUTATIONS = 10_000
-LEVEL = 0.95
-ALPHA = 0.05
-POWER = 0.80
+from harness.method import ALPHA, PERMUTATIONS, POWER, RESAMPLES  # METHOD's levels and draws, owned there
+
+LEVEL = 1 - ALPHA  # 0.95 (exactly, in floating point too)
 MIN_QUESTIONS = 10  # METHOD: below this, no interval (the n is too small for a conclusion)
 _SIGN_BLOCK = 2_000  # sign vectors drawn at a time (memory: block x questions)
 

@@ -36,8 +36,8 @@ SMALL_N_MARK = "(n<10)"
 SMALL_N_NOTE = (f"{SMALL_N_MARK}: fewer than {stats.MIN_QUESTIONS} questions behind this estimate, too few for a "
                 "conclusion, so no interval is shown; diagnose more questions (--limit) before reading anything into it.")
 GROUP_NOTE = ("group: teachers that share a letter are not separated by any significant paired test (all pairs of "
-              f"the loss with {stats.MIN_QUESTIONS}+ shared questions, Holm-corrected, alpha 0.05); 'a' holds the "
-              "leader: no paired test puts it behind another, ordered by walign on the questions they share "
+              f"the loss with {stats.MIN_QUESTIONS}+ shared questions, Holm-corrected, alpha {stats.ALPHA:g}); 'a' "
+              "holds the leader: no paired test puts it behind another, ordered by walign on the questions they share "
               "(walign shown: over each teacher's own questions, n beside it). "
               "Every pair: opd leaderboard RUN --pairs.")
 INCONCLUSIVE_NOTE = ("inconclusive: not significant at this n; the true difference may be anything up to the minimum "

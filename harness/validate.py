@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import ConfigError
+from harness.method import JSD_BETA
 from harness.training_losses import REFERENCE_LOSS, require_trl, training_loss
 
 CONTROL = "control"
@@ -80,7 +81,7 @@ class Training:
     batch: int = 2  # training questions per step
     rollouts: int = 4  # student samples per question per step (GRPO's group)
     loss: str = "rkl"
-    jsd_beta: float = 0.5
+    jsd_beta: float = JSD_BETA
     max_new_tokens: int | None = None  # default: the task's
     checkpoint_every: int = 5
 

@@ -36,8 +36,8 @@ from harness import stats
 PREDICTORS = ("walign", "gap", "teacher_accuracy")
 PREDICTOR_LABELS = {"walign": "diagnostic walign", "gap": "in-context accuracy gap",
                     "teacher_accuracy": "teacher's own accuracy"}
-RESAMPLES = 2_000
-ALPHA = 0.05
+RESAMPLES = stats.RESAMPLES
+ALPHA = stats.ALPHA
 MIN_TEACHERS = 3  # fewer teachers with a defined predictor: no correlation
 
 
@@ -354,7 +354,7 @@ def notes(report: Mapping[str, Any]) -> list[str]:
         "Correlations are across teachers (control and grpo excluded) of the sampled gain with each predictor; "
         "intervals: 2.5-97.5% percentiles of a bootstrap resampling evaluation and diagnostic questions "
         "independently; Spearman p: exact permutation test; Kendall p: scipy's exact test.",
-        f"Minimum detectable Spearman at {len(report['teachers_scored'])} teachers (exact test, alpha 0.05): "
+        f"Minimum detectable Spearman at {len(report['teachers_scored'])} teachers (exact test, alpha {ALPHA:g}): "
         + (f"{report['minimum_detectable_spearman']:.2f}" if math.isfinite(report["minimum_detectable_spearman"])
            else "none can be detected"),
     ]

@@ -29,7 +29,9 @@ import numpy as np
 import pandas as pd
 
 from harness.losses import SupportView, resolve_loss
-from harness.records import LOSS_NAMES, outcome
+from harness.method import JSD_BETA
+from harness.records import KL_STUDENT_TEACHER, KL_TEACHER_STUDENT, LOSS_NAMES, TV, outcome
+from harness.run_meta import RunMeta
 
 NOT_RECORDED = "not recorded in this run (runs record it from this version of the harness on)"
 
@@ -168,7 +170,7 @@ def alignment_status(node: pd.Series, loss: str) -> str:
     return f"{align:+.3f}" if math.isfinite(align) else "n/a"
 
 
-def loss_direction(node: pd.Series, loss: str, jsd_beta: float = 0.5) -> np.ndarray | None:
+def loss_direction(node: pd.Series, loss: str, jsd_beta: float = JSD_BETA) -> np.ndarray | None:
     """d of ``loss`` on support + tail recomputed from the row's own columns; None when it cannot be (no q)."""
     support = _list(node["support_token_ids"])
     teacher = None if _missing(node.get("teacher_logprobs")) else node.get("teacher_logprobs")
@@ -178,7 +180,7 @@ def loss_direction(node: pd.Series, loss: str, jsd_beta: float = 0.5) -> np.ndar
     try:
         view = SupportView(np.asarray(_list(node["student_logprobs"]), dtype=float),
                            None if teacher is None else np.asarray(_list(teacher), dtype=float),
-                           support.index(int(node["sampled_token_id"])), _float(node, "kl_student_teacher"),
+                           support.index(int(node["sampled_token_id"])), _float(node, KL_STUDENT_TEACHER),
                            _float(node, "jsd_rbar"), _float(node, "grpo_advantage"))
         return resolved.support_direction(view)
     except ValueError:
@@ -196,7 +198,7 @@ def tooltip(node: pd.Series, loss: str, decode: Callable[[int], str] | None = No
 
 
 def node_detail(node: pd.Series, loss: str, decode: Callable[[int], str] | None, element_id: str,
-                jsd_beta: float = 0.5, rollout_outcome: str | None = None) -> str:
+                jsd_beta: float = JSD_BETA, rollout_outcome: str | None = None) -> str:
     """The side-panel detail of one node: support table (p, q, S_hat, g*, d), alignments, divergences."""
     support = _list(node["support_token_ids"])
     logp = _list(node["student_logprobs"])
@@ -222,7 +224,7 @@ def node_detail(node: pd.Series, loss: str, decode: Callable[[int], str] | None,
                 f"<td>{_signed(direction[-1]) if direction is not None else 'n/a'}</td></tr>")
     others = " · ".join(f"{name} {alignment_status(node, name)}" for name in LOSS_NAMES if name != loss)
     divergences = " · ".join(f"{label} {_float(node, column):.3g}" for label, column in (
-        ("KL(p‖q)", "kl_student_teacher"), ("KL(q‖p)", "kl_teacher_student"), ("TV", "tv"),
+        ("KL(p‖q)", KL_STUDENT_TEACHER), ("KL(q‖p)", KL_TEACHER_STUDENT), ("TV", TV),
         ("student entropy", "entropy")))
     # the rollout's graded outcome where the caller has it (questions.parquet), else the node's own columns
     path = _outcome_html(rollout_outcome if rollout_outcome is not None else node_outcome(node))
@@ -281,7 +283,7 @@ def _rollout_html(question: pd.Series, nodes: pd.DataFrame, loss: str, decode, j
 
 
 def render(nodes: pd.DataFrame, questions: pd.DataFrame, question_id: str, *, teacher: str | None = None,
-           loss: str = "rkl", tokenizer: Any = None, jsd_beta: float = 0.5) -> str:
+           loss: str = "rkl", tokenizer: Any = None, jsd_beta: float = JSD_BETA) -> str:
     """The HTML page of one question for one teacher (default: the first teacher of the run) and loss.
 
     ``jsd_beta``: the beta the run was written with (``run.json``), used to recompute the jsd direction.
@@ -343,9 +345,9 @@ def render(nodes: pd.DataFrame, questions: pd.DataFrame, question_id: str, *, te
         f"<script>{SCRIPT}</script></body></html>")
 
 
-def student_tokenizer(run_json: dict) -> Any:
+def student_tokenizer(run: RunMeta) -> Any:
     """The student's tokenizer via :func:`harness.models.load_model`, or None when it cannot be loaded."""
-    spec = (run_json.get("config") or {}).get("student")
+    spec = run.student
     if not spec:
         return None
     try:

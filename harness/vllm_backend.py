@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from harness.backends import Continuation, Source, request_seeds
+from harness.backends import Continuation, OneCallAtATime, Source, request_seeds
 from harness.cache import model_fingerprint
 from harness.generation import Generated, derive_seed
 from harness.models import LoadedModel, ModelError, cache_dir, save_model_dir
@@ -60,8 +60,9 @@ def export_dir(student: LoadedModel) -> Path:
     return target
 
 
-class VLLMBackend:
-    """Rollouts and forced continuations sampled by vLLM with prefix caching; see the module docstring."""
+class VLLMBackend(OneCallAtATime):
+    """Rollouts and forced continuations sampled by vLLM with prefix caching; see the module docstring. vLLM keeps
+    its own prefix cache, so it neither reuses the caller's prompt pass nor merges calls (:class:`OneCallAtATime`)."""
 
     name = "vllm"
 
@@ -107,7 +108,8 @@ class VLLMBackend:
         return results
 
     def rollouts(self, prompt_ids: Sequence[int], count: int, max_new_tokens: int, *, temperature: float,
-                 seed_parts: Sequence[object], is_final: Callable[[str], bool] | None) -> list[Generated]:
+                 seed_parts: Sequence[object], is_final: Callable[[str], bool] | None,
+                 prompt_pass: Any = None) -> list[Generated]:
         if max_new_tokens < 1:
             return [Generated((), "length") for _ in range(count)]
         prompt = [int(t) for t in prompt_ids]

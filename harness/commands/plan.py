@@ -12,13 +12,15 @@ TERMINAL_FIRST = {
 
 
 def register(commands) -> None:
+    from harness.method import ALPHA, POWER
     from harness.options import add_format_argument, add_stats_arguments, add_wide_argument
 
     parser = commands.add_parser("plan", help="from a pilot run: questions (and tokens, hours) each headline "
                                               "comparison needs to detect an effect")
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--effect", type=float, default=0.1,
-                        help="difference in alignment to detect with 80%% power at alpha 0.05 (default 0.1)")
+                        help=f"difference in alignment to detect with {POWER:.0%} power at alpha {ALPHA:g} "
+                             "(default 0.1)".replace("%", "%%"))  # argparse formats help with %
     add_format_argument(parser)
     add_wide_argument(parser)
     add_stats_arguments(parser)
@@ -30,16 +32,18 @@ def handle(args, console) -> int:
     from harness.plan import plan
     from harness.records import load_run
     from harness.errors import ConfigError
+    from harness.method import POWER
+    from harness.run_meta import RunMeta
     from harness.tables import print_sections
 
     options = options_from(args)
     if not args.effect > 0:
         raise ConfigError(f"--effect must be a positive difference in alignment, e.g. 0.1 (got {args.effect}).")
     nodes, _, run_json = load_run(args.run_dir)
-    tables = plan(nodes, run_json, effect=args.effect, options=options)
+    tables = plan(nodes, RunMeta.of(run_json), effect=args.effect, options=options)
     notes = [
-        f"mde: the smallest difference each test detects with 80% power at the pilot's n; questions_needed: the n "
-        f"at which it would detect {args.effect:g}, assuming the pilot's between-question spread.",
+        f"mde: the smallest difference each test detects with {POWER:.0%} power at the pilot's n; questions_needed: "
+        f"the n at which it would detect {args.effect:g}, assuming the pilot's between-question spread.",
         "questions_to_run divides that by counted_share, the share of pilot questions the comparison could use "
         "(ok_minus_bad needs both correct and incorrect rollouts with informative nodes in a question).",
         "tokens and hours: at the pilot's rate per newly sampled question (run.json of its last session); a "

@@ -22,6 +22,8 @@ def _seeds(text: str) -> tuple[int, ...]:
 
 
 def register(commands) -> None:
+    from harness.method import JSD_BETA
+
     parser = commands.add_parser(
         "validate", help="does the ranking predict training? short OPD runs per teacher, gain vs walign / "
                          "in-context gap / teacher accuracy (needs opd-harness[train])")
@@ -30,7 +32,7 @@ def register(commands) -> None:
     parser.add_argument("--teacher", action="append", dest="teachers", default=[], metavar="SPEC",
                         help="teacher spec, repeatable (opd list teachers); a no-training control and GRPO always run")
     parser.add_argument("--loss", default="rkl", help="distillation loss trained: rkl (default), fkl, jsd, sampled")
-    parser.add_argument("--jsd-beta", type=float, default=0.5)
+    parser.add_argument("--jsd-beta", type=float, default=JSD_BETA)
     parser.add_argument("--steps", type=int, default=20, help="optimizer steps per (condition, seed)")
     parser.add_argument("--lr", type=float, default=1e-5, help="AdamW learning rate")
     parser.add_argument("--batch", type=int, default=2, help="training questions per step")

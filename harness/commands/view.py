@@ -21,15 +21,16 @@ def register(commands) -> None:
 def handle(args, console) -> int:
     from harness.options import check_losses
     from harness.records import load_run
+    from harness.run_meta import RunMeta
     from harness.viewer import render, student_tokenizer
 
     check_losses([args.loss])  # unknown: the registry's error with "did you mean"
     nodes, questions, run_json = load_run(args.run_dir)
-    tokenizer = None if args.no_tokenizer else student_tokenizer(run_json)
+    run = RunMeta.of(run_json)
+    tokenizer = None if args.no_tokenizer else student_tokenizer(run)
     try:
-        jsd_beta = ((run_json.get("config") or {}).get("settings") or {}).get("jsd_beta", 0.5)
         page = render(nodes, questions, args.question, teacher=args.teacher, loss=args.loss, tokenizer=tokenizer,
-                      jsd_beta=jsd_beta)
+                      jsd_beta=run.settings.jsd_beta)
     except KeyError as error:
         console.print(f"[bold red]error:[/] {error.args[0]}", highlight=False)
         return 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from harness.backends import RolloutCall
+from harness.backends import OneCallAtATime, RolloutCall
 from harness.generation import Generated
 from harness.lockstep import LockstepCancelled, run_lockstep
 
@@ -14,6 +14,8 @@ class RecordingBackend:
     """Answers each call with one Generated per row whose tokens name the call; records every merged batch."""
 
     name = "recording"
+    reuses_prompt_pass = False
+    merges_calls = True
 
     def __init__(self) -> None:
         self.batches: list[list[tuple]] = []
@@ -67,13 +69,13 @@ def test_a_backend_error_reaches_every_job_of_the_batch():
 
 
 def test_calls_without_merging_run_one_by_one_on_a_plain_backend():
-    class Plain:
+    class Plain(OneCallAtATime):
         name = "plain"
 
         def __init__(self):
             self.calls = []
 
-        def rollouts(self, prompt_ids, count, max_new_tokens, *, temperature, seed_parts, is_final):
+        def rollouts(self, prompt_ids, count, max_new_tokens, *, temperature, seed_parts, is_final, prompt_pass=None):
             self.calls.append(("rollouts", seed_parts))
             return [Generated((7,), "eos")] * count
 

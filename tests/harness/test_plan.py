@@ -15,6 +15,7 @@ from harness import stats
 from harness.cli import main
 from harness.plan import Rate, plan
 from harness.records import NODE_SCHEMA, QUESTION_SCHEMA, rows_to_table, write_json, write_table
+from harness.run_meta import RunMeta
 
 RUN_JSON = {"counts": {"questions": 20, "generated_tokens_this_session": 30_000}, "resumed_questions": 4,
             "cache_hits": {"sampled_hits": 6}, "timings": {"total_s": 130.0, "setup_s": 30.0}, "device": "cpu",
@@ -38,15 +39,15 @@ def pilot(seed=0, questions=20):
 
 
 def test_rate_counts_only_newly_sampled_questions():
-    rate = Rate.of(RUN_JSON)
+    rate = Rate.of(RunMeta.of(RUN_JSON))
     assert rate.tokens_per_question == pytest.approx(30_000 / (20 - 4 - 6))
     assert rate.seconds_per_question == pytest.approx(100.0 / 10)
     assert "cpu" in rate.where
-    assert math.isnan(Rate.of({"counts": {"questions": 3}, "resumed_questions": 3}).tokens_per_question)
+    assert math.isnan(Rate.of(RunMeta.of({"counts": {"questions": 3}, "resumed_questions": 3})).tokens_per_question)
 
 
 def test_questions_needed_scaled_by_the_share_that_counts():
-    tables = plan(pilot(), RUN_JSON, effect=0.1, options=stats.Options(permutations=500))
+    tables = plan(pilot(), RunMeta.of(RUN_JSON), effect=0.1, options=stats.Options(permutations=500))
     rows = tables["comparisons"]
     ok_bad = rows[(rows.comparison == "ok_minus_bad") & (rows.teacher == "A") & (rows.loss == "rkl")].iloc[0]
     assert ok_bad.questions == 10 and ok_bad.counted_share == pytest.approx(0.5)
@@ -70,16 +71,16 @@ def test_questions_without_nodes_count_as_run():
     run_json = {**RUN_JSON, "config": {"task": "boolq", "student": "s"},
                 "counts": {**RUN_JSON["counts"], "questions": 40}}
     options = stats.Options(permutations=500)
-    rows = plan(pilot(), run_json, effect=0.1, options=options)["comparisons"]
+    rows = plan(pilot(), RunMeta.of(run_json), effect=0.1, options=options)["comparisons"]
     ok_bad = rows[(rows.comparison == "ok_minus_bad") & (rows.teacher == "A") & (rows.loss == "rkl")].iloc[0]
     assert ok_bad.questions == 10 and ok_bad.counted_share == pytest.approx(10 / 40)
     assert ok_bad.questions_to_run == math.ceil(ok_bad.questions_needed * 4)
     pair = rows[(rows.comparison == "pair") & (rows.loss == "rkl")].iloc[0]
     assert pair.counted_share == pytest.approx(20 / 40)
-    assert plan(pilot(), run_json, effect=0.1, options=options)["summary"].iloc[0].pilot_questions == 40
+    assert plan(pilot(), RunMeta.of(run_json), effect=0.1, options=options)["summary"].iloc[0].pilot_questions == 40
     # a run.json of another cell says nothing about this one's questions
     other = {**run_json, "config": {"task": "boolq", "student": "other"}}
-    assert plan(pilot(), other, effect=0.1, options=options)["summary"].iloc[0].pilot_questions == 20
+    assert plan(pilot(), RunMeta.of(other), effect=0.1, options=options)["summary"].iloc[0].pilot_questions == 20
 
 
 def test_opd_plan_cli(tmp_path, capsys):

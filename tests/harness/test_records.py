@@ -47,3 +47,28 @@ def test_load_run_fills_the_outcome_columns_of_older_records(tmp_path):
         assert row.rollout_unparsed == (row.rollout_id == 2) and row.gold == "yes"
     assert loaded.iloc[-1].prefix_shared == True  # noqa: E712
     assert isinstance(loaded, pd.DataFrame)
+
+
+def test_divergence_columns_have_one_owner():
+    import re
+    from pathlib import Path
+
+    import pyarrow as pa
+    import torch
+
+    from harness import analysis, plots
+    from harness.alignment import divergences
+    from harness.records import DIVERGENCE_COLUMNS
+
+    # METHOD's record contract, written out: a rename in the owner fails here
+    assert DIVERGENCE_COLUMNS == ("kl_student_teacher", "kl_teacher_student", "l2", "cos_pq", "tv", "topk_shared_mass")
+    assert all(NODE_SCHEMA.field(name).type == pa.float64() for name in DIVERGENCE_COLUMNS)
+    logp = torch.log_softmax(torch.tensor([1.0, 0.5, -1.0, 2.0]), -1)
+    logq = torch.log_softmax(torch.tensor([0.0, 1.5, -0.5, 1.0]), -1)
+    assert tuple(divergences(logp, logq)) == DIVERGENCE_COLUMNS
+    assert analysis.DIVERGENCES == DIVERGENCE_COLUMNS and set(plots.DIVERGENCE_LABELS) == set(DIVERGENCE_COLUMNS)
+    # and no other module of the package spells a column name as a string literal
+    package = Path(__file__).resolve().parents[2] / "harness"
+    spelled = re.compile("|".join(rf"[\"']{name}[\"']" for name in DIVERGENCE_COLUMNS))
+    others = [p.name for p in package.rglob("*.py") if p.name != "records.py" and spelled.search(p.read_text())]
+    assert others == []

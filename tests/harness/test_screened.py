@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 from test_exact_oracle import HORIZON, _exact, _prefix
 
+from harness.backends import OneCallAtATime
 from harness.cache import WorkCache
 from harness.cli import main
 from harness.diagnostic import NoProgress, Participants, Settings, diagnose_question
@@ -107,7 +108,7 @@ def test_screened_never_branches_where_the_answer_is_fixed_or_the_support_is_one
     (as a backend that cannot stop early samples them) go on past it. METHOD's windows branch there, the screened
     selection never does; and with K = 0 every support is the sampled token alone: nothing is screened at all."""
 
-    class NoStop:  # the transformers backend, rollouts run to EOS or the horizon as vLLM's do
+    class NoStop(OneCallAtATime):  # the transformers backend, rollouts run to EOS or the horizon as vLLM's do
         def __init__(self, inner):
             self.inner, self.name = inner, "no-stop"
 
