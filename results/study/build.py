@@ -313,6 +313,7 @@ def compute(nodes: pd.DataFrame, runs: Sequence[Mapping[str, Any]], accuracy: Ma
     from harness.findings import findings
     from harness.leaderboard import build
     from harness.plan import plan
+    from harness.run_meta import RunMeta
 
     options = stats.Options()
     board = build(nodes, options=options)
@@ -323,7 +324,7 @@ def compute(nodes: pd.DataFrame, runs: Sequence[Mapping[str, Any]], accuracy: Ma
     # questions it diagnosed (a question where screening kept no node cost as much as one that kept some)
     cells = [(run, nodes[(nodes.task == run["config"]["task"]) & (nodes.student == run["config"]["student"])])
              for run in runs]
-    sizes = [plan(cell, run, effect=EFFECT, options=options) for run, cell in cells if len(cell)]
+    sizes = [plan(cell, RunMeta.of(run), effect=EFFECT, options=options) for run, cell in cells if len(cell)]
     configs = [run["config"] for run in runs]
     settings = {"tasks": list(dict.fromkeys(c["task"] for c in configs)),
                 "students": list(dict.fromkeys(c["student"] for c in configs)),
