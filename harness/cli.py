@@ -296,13 +296,11 @@ def cmd_list(args: argparse.Namespace, console) -> int:
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
-    """:class:`~harness.errors.OpdError` (every error with a message for the user derives from it), and the few
-    classes defined elsewhere that do not yet: each carries a message saying what to fix."""
+    """:class:`~harness.errors.OpdError` (every error with a message for the user derives from it) and a missing
+    file named on the command line: each carries a message saying what to fix."""
     from harness.errors import OpdError
-    from harness.models import ModelError
-    from harness.records import DamagedRecordsError, RecordWriteError
 
-    return (OpdError, ModelError, FileNotFoundError, DamagedRecordsError, RecordWriteError)
+    return (OpdError, FileNotFoundError)
 
 
 def _resume_command(argv: list[str], args: argparse.Namespace) -> str:

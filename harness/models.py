@@ -30,10 +30,11 @@ from typing import Any, Callable
 
 import torch
 
+from harness.errors import OpdError
 from harness.registry import Registry, resolve_spec
 
 
-class ModelError(RuntimeError):
+class ModelError(OpdError, RuntimeError):
     """A model cannot be resolved or loaded; the message says how to fix it."""
 
 

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from harness.errors import OpdError
+
 if TYPE_CHECKING:
     import pandas
 
@@ -158,7 +160,7 @@ def rows_to_table(rows: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Ta
     return pa.Table.from_pydict(columns, schema=schema)
 
 
-class RecordWriteError(OSError):
+class RecordWriteError(OpdError, OSError):
     """A record file could not be written: the disk is full, a quota is reached, the file system is read-only...
 
     Carries the failed file (``filename``) and the operating system's ``errno``/``strerror``; whoever knows the
@@ -168,7 +170,7 @@ class RecordWriteError(OSError):
         return f"Could not write {self.filename}: {self.strerror} (errno {self.errno})."
 
 
-class DamagedRecordsError(ValueError):
+class DamagedRecordsError(OpdError, ValueError):
     """A record file of a finished run cannot be read (truncated, emptied, not parquet); the message says how to
     rebuild it."""
 

@@ -63,7 +63,11 @@ def test_factory_errors_are_one_family():
     from harness.threads import ThreadsError
     from tasks.lm_eval import LmEvalTaskError
 
-    for error in (SpecError, ConfigError, RegistryError, DataError, ThreadsError, LmEvalTaskError):
+    from harness.models import ModelError
+    from harness.records import DamagedRecordsError, RecordWriteError
+
+    for error in (SpecError, ConfigError, RegistryError, DataError, ThreadsError, LmEvalTaskError, ModelError,
+                  DamagedRecordsError, RecordWriteError):
         assert issubclass(error, OpdError), error
     for spec in ("boolq:x", "aime:x", "aime24:x", "gsm8k:x"):
         with pytest.raises(SpecError, match="takes (no|one optional) argument"):
