@@ -33,6 +33,17 @@ def add_wide_argument(parser: argparse.ArgumentParser) -> None:
                              "column); without it, columns that do not fit the console are left out and named")
 
 
+def add_cell_arguments(parser: argparse.ArgumentParser, *, teacher_help: str,
+                       task_help: str = "task name (opd list tasks)") -> None:
+    """The required ``--task`` and ``--student`` and the repeatable ``--teacher`` of the commands that evaluate one
+    (task, student) cell with its teachers (``opd accuracy``, ``opd validate``); ``teacher_help`` says what no teacher
+    means for the command."""
+    parser.add_argument("--task", required=True, help=task_help)
+    parser.add_argument("--student", required=True, help="student model spec (opd list models)")
+    parser.add_argument("--teacher", action="append", dest="teachers", default=[], metavar="SPEC",
+                        help=f"teacher spec, repeatable (opd list teachers); {teacher_help}")
+
+
 def add_stats_arguments(parser: argparse.ArgumentParser) -> None:
     """``--seed``, ``--resamples``, ``--permutations`` (None: :mod:`harness.stats`'s defaults)."""
     parser.add_argument("--seed", type=int, default=0, help="seed of the permutation tests and bootstrap resamples")

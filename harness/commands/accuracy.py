@@ -14,15 +14,13 @@ from pathlib import Path
 
 
 def register(commands) -> None:
-    from harness.options import add_format_argument, add_wide_argument
+    from harness.options import add_cell_arguments, add_format_argument, add_wide_argument
 
     parser = commands.add_parser(
         "accuracy", help="accuracy of the student alone and of each teacher with its context (Wilson CI, paired sign-flip "
              "test over questions)")
-    parser.add_argument("--task", required=True, help="task name (opd list tasks), e.g. boolq or lm_eval:gsm8k")
-    parser.add_argument("--student", required=True, help="student model spec (opd list models)")
-    parser.add_argument("--teacher", action="append", dest="teachers", default=[], metavar="SPEC",
-                        help="teacher spec, repeatable (opd list teachers); none: the student row only")
+    add_cell_arguments(parser, task_help="task name (opd list tasks), e.g. boolq or lm_eval:gsm8k",
+                       teacher_help="none: the student row only")
     parser.add_argument("--limit", type=int, default=None, help="first N questions (default: all)")
     parser.add_argument("--samples", type=int, default=None, metavar="K",
                         help="K answers per question at temperature 1, averaged (default: one greedy answer); "

@@ -23,14 +23,12 @@ def _seeds(text: str) -> tuple[int, ...]:
 
 def register(commands) -> None:
     from harness.method import JSD_BETA
+    from harness.options import add_cell_arguments
 
     parser = commands.add_parser(
         "validate", help="does the ranking predict training? short OPD runs per teacher, gain vs walign / "
                          "in-context gap / teacher accuracy (needs opd-harness[train])")
-    parser.add_argument("--task", required=True, help="task name (opd list tasks)")
-    parser.add_argument("--student", required=True, help="student model spec (opd list models)")
-    parser.add_argument("--teacher", action="append", dest="teachers", default=[], metavar="SPEC",
-                        help="teacher spec, repeatable (opd list teachers); a no-training control and GRPO always run")
+    add_cell_arguments(parser, teacher_help="a no-training control and GRPO always run")
     parser.add_argument("--loss", default="rkl", help="distillation loss trained: rkl (default), fkl, jsd, sampled")
     parser.add_argument("--jsd-beta", type=float, default=JSD_BETA)
     parser.add_argument("--steps", type=int, default=20, help="optimizer steps per (condition, seed)")
