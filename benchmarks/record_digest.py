@@ -33,8 +33,8 @@ def _imports():
         from harness.runner import RunConfig, run
     except ImportError:
         from harness.api.method import Settings
-        from harness.api.plugins import load_all
-        from harness.diagnostic.runner import RunConfig, run
+        from harness.cli.plugins import load_all
+        from harness.workflows.runner import RunConfig, run
     return Settings, load_all, RunConfig, run
 
 

@@ -1,4 +1,4 @@
-"""Tests for ``opd accuracy`` (harness.accuracy): statistics against statsmodels and exact enumeration, every context
+"""Tests for ``opd accuracy`` (harness.workflows.accuracy): statistics against statsmodels and exact enumeration, every context
 teacher in accuracy mode, the split-sample breakdown (no regression to the mean), output formats and the CLI. Only
 the ``test-parity`` fake task and ``tiny-random`` models: no data files, no network."""
 from __future__ import annotations
@@ -16,7 +16,7 @@ from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.proportion import proportion_confint
 
 import teachers.summary as summary
-from harness.accuracy import (
+from harness.workflows.accuracy import (
     PASS_RATE_DIMENSION,
     STUDENT_CONDITION,
     AccuracyConfig,
@@ -28,10 +28,10 @@ from harness.accuracy import (
     summarise,
     year_range,
 )
-from harness.cli import main
-from harness.tables import format_accuracy, print_accuracy
-from harness.task import TASKS, register_task, resolve_task
-from harness.teacher import TEACHERS, Teacher, register_teacher
+from harness.cli.main import main
+from harness.render.tables import format_accuracy, print_accuracy
+from harness.api.task import TASKS, register_task, resolve_task
+from harness.sampling.teacher import TEACHERS, Teacher, register_teacher
 
 ODD_ONLY_TEACHER = "test-odd-only-context"
 RECORDER_TEACHER = "test-recording-context"

@@ -1,4 +1,4 @@
-"""harness.backends: every backend implements the whole Backend Protocol (no caller probes for a member), and a
+"""harness.sampling.backends: every backend implements the whole Backend Protocol (no caller probes for a member), and a
 backend that cannot merge calls runs them one after the other, in call order."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import dataclasses
 import re
 from pathlib import Path
 
-from harness.backends import (
+from harness.sampling.backends import (
     Backend,
     Continuation,
     ContinuationCall,
@@ -15,9 +15,9 @@ from harness.backends import (
     Source,
     TransformersBackend,
 )
-from harness.generation import Generated
-from harness.lockstep import LockstepSampler
-from harness.vllm_backend import VLLMBackend
+from harness.sampling.generation import Generated
+from harness.sampling.lockstep import LockstepSampler
+from harness.sampling.vllm_backend import VLLMBackend
 
 MEMBERS = {"name", "reuses_prompt_pass", "merges_calls", "rollouts", "continuations", "generate_calls"}
 
@@ -76,11 +76,11 @@ def test_one_call_at_a_time_answers_each_call_in_order():
 
 
 def test_only_a_merging_backend_runs_questions_side_by_side(monkeypatch):
-    from harness.diagnostic import Participants, Settings
-    from harness.models import load_model
-    from harness.runner import IN_FLIGHT_VARIABLE, questions_in_flight
-    from harness.task import resolve_task
-    from harness.teacher import resolve_teacher
+    from harness.diagnostic.question import Participants, Settings
+    from harness.sampling.models import load_model
+    from harness.workflows.runner import IN_FLIGHT_VARIABLE, questions_in_flight
+    from harness.api.task import resolve_task
+    from harness.sampling.teacher import resolve_teacher
 
     monkeypatch.setenv(IN_FLIGHT_VARIABLE, "3")  # even when asked for three
     student = load_model("test-oracle", "cpu")

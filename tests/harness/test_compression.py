@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.diagnostic import _teacher_logits
-from harness.generation import Branch, generate_branches, make_generator, prefill
-from harness.models import (
+from harness.diagnostic.question import _teacher_logits
+from harness.sampling.generation import Branch, generate_branches, make_generator, prefill
+from harness.sampling.models import (
     Compression,
     LoadedModel,
     ModelError,
@@ -21,8 +21,8 @@ from harness.models import (
     tiny_model,
     tiny_tokenizer,
 )
-from harness.task import resolve_task
-from harness.teacher import ContextInputs, RolloutView, resolve_teacher
+from harness.api.task import resolve_task
+from harness.sampling.teacher import ContextInputs, RolloutView, resolve_teacher
 
 
 def linear_weights(model) -> dict[str, torch.Tensor]:
@@ -90,7 +90,7 @@ def test_group_wise_students_load_and_sort_by_bits_per_weight():
 
 
 def test_compressed_specs_are_cached_apart_from_the_original():
-    from harness.models import ModelCache
+    from harness.sampling.models import ModelCache
 
     models = ModelCache()  # one run's models
     plain, int8 = models.load("tiny-random", "cpu"), models.load("tiny-random@int8", "cpu")

@@ -9,12 +9,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from harness.cli import _config_from, build_parser
-from harness.diagnostic import Settings, sampling_key
-from harness.runner import ConfigError, RunConfig, _record_relevant, config_fingerprint, resolve_participants, run
-from harness.suite import load_suite
-from harness.task import resolve_task
-from harness.teacher import resolve_teacher
+from harness.cli.main import _config_from, build_parser
+from harness.diagnostic.question import Settings, sampling_key
+from harness.workflows.runner import ConfigError, RunConfig, _record_relevant, config_fingerprint, resolve_participants, run
+from harness.workflows.suite import load_suite
+from harness.api.task import resolve_task
+from harness.sampling.teacher import resolve_teacher
 
 TEACHERS = ("self", "self:correct-demo")
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 from test_gguf_parts import part_file, write_part_packages
 
-from harness import gguf_parts
-from harness.models import (
+from harness.sampling import gguf_parts
+from harness.sampling.models import (
     LoadedModel,
     ModelError,
     _load_gguf_parts,
@@ -296,7 +296,7 @@ def test_the_real_15b_can_teach_the_05b():
 
 
 def test_opd_run_with_a_part_package_missing_is_one_paragraph_and_exit_2(tmp_path, monkeypatch, capsys):
-    from harness.cli import main
+    from harness.cli.main import main
 
     monkeypatch.setenv("OPD_CACHE_DIR", str(tmp_path / "empty-cache"))
     real = gguf_parts.part_path

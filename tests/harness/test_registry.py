@@ -1,7 +1,7 @@
 """The one generic registry: duplicates raise, unknown names suggest, families take arguments."""
 import pytest
 
-from harness.registry import Registry, RegistryError, resolve_spec
+from harness.api.registry import Registry, RegistryError, resolve_spec
 
 
 def _registry():

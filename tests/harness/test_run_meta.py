@@ -1,11 +1,11 @@
-"""harness.run_meta: run.json read through one typed object; what a run.json lacks reads as the defaults."""
+"""harness.storage.run_meta: run.json read through one typed object; what a run.json lacks reads as the defaults."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from harness.method import Settings
-from harness.run_meta import RunMeta
+from harness.api.method import Settings
+from harness.storage.run_meta import RunMeta
 
 FAKES = Path(__file__).resolve().parents[1] / "fakes.py"
 
@@ -34,8 +34,8 @@ def test_missing_and_older_run_json_read_as_defaults():
 
 def test_a_real_run_json_reads_back(tmp_path):
     """run.json as ``opd run`` writes it (the fixed tiny run of the fakes) matches its own fields."""
-    from harness.cli import main
-    from harness.records import load_run
+    from harness.cli.main import main
+    from harness.storage.records import load_run
 
     out = tmp_path / "run"
     assert main(["--include", str(FAKES), "run", "--task", "test-parity", "--student", "tiny-random",

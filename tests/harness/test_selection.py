@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from harness.selection import (
+from harness.diagnostic.selection import (
     depth_window,
     entropy_rows,
     even_window,

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
-from harness.runner import ConfigError
-from harness.suite import load_suite, run_suite
+from harness.cli.main import main
+from harness.workflows.runner import ConfigError
+from harness.workflows.suite import load_suite, run_suite
 
 FAKES = Path(__file__).resolve().parents[1] / "fakes.py"
 SUITE = """
