@@ -108,7 +108,7 @@ def report(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse(argv)
     from harness.diagnostic.question import Settings
-    from harness.cli.plugins import load_all
+    from harness.workflows.plugins import load_all
     from harness.storage.records import load_run
     from harness.workflows.runner import RunConfig, run
 

@@ -20,7 +20,7 @@ def local_data(task: str = "boolq") -> Path:
 def local_student(spec: str):
     """The plugins registered and ``spec`` loaded (dequantised once, outside any timing), else skip."""
     from harness.sampling.models import load_model
-    from harness.cli.plugins import load_all
+    from harness.workflows.plugins import load_all
 
     load_all([])
     try:

@@ -33,7 +33,7 @@ def _imports():
         from harness.runner import RunConfig, run
     except ImportError:
         from harness.api.method import Settings
-        from harness.cli.plugins import load_all
+        from harness.workflows.plugins import load_all
         from harness.workflows.runner import RunConfig, run
     return Settings, load_all, RunConfig, run
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import pytest
 
 from harness.sampling import gguf_parts
-from harness.sampling.models import ModelError
+from harness.api.errors import ModelError
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = {"qwen2.5-coder-0.5b": gguf_parts.QWEN_CODER_05B, "qwen2.5-coder-1.5b": gguf_parts.QWEN_CODER_15B}
@@ -151,7 +151,7 @@ def test_qwen_teacher_beside_student_peak_memory(benchmark):
     one rollout and once more batched; peak RSS counts every weight page the passes read (mmapped safetensors) and
     the logits."""
     _installed_or_skip()
-    from harness.sampling.models import cache_dir
+    from harness.storage.cache import cache_dir
 
     for spec in MODELS:  # outside the timing: a missing cache entry is made here
         _run(LOAD, cache_dir(), spec)

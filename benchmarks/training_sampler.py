@@ -37,7 +37,7 @@ def main() -> dict:
 
     from harness.api.data import resolve_data_dir
     from harness.sampling.models import load_model
-    from harness.cli.plugins import load_all
+    from harness.workflows.plugins import load_all
     from harness.sampling.prompting import chat_prompt_ids
     from harness.api.task import resolve_task
     from harness.workflows.validate import sample_rollouts, training_copy

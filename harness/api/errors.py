@@ -16,6 +16,10 @@ class ConfigError(OpdError, ValueError):
     """Invalid configuration or flags; the message says what to change."""
 
 
+class ModelError(OpdError, RuntimeError):
+    """A model cannot be resolved or loaded; the message says how to fix it."""
+
+
 class SpecError(ConfigError):
     """A task, teacher or model spec whose argument the factory refuses (``boolq:x``, ``model:``); the message says
     which spellings are accepted."""

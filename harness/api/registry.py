@@ -86,6 +86,24 @@ class Registry(Generic[T]):
         return len(self._factories)
 
 
+def imported_when_called(target: str) -> Callable[[], object]:
+    """A factory for ``"package.module:Name"`` that imports the module only when it is called, so an optional
+    dependency (vLLM behind ``--backend vllm``) is registered by name and loaded only when chosen, and the module
+    holding the registry never imports the module it names (lm-eval maps ``"vllm"`` to ``"module:Class"`` alike)."""
+    module_name, sep, attribute = target.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ValueError(f"expected 'package.module:Name', got {target!r}")
+
+    def factory() -> object:
+        import importlib
+
+        return getattr(importlib.import_module(module_name), attribute)
+
+    factory.__module__ = module_name  # the registry names it in its duplicate-name message
+    factory.__doc__ = f"{target} (imported when chosen)"
+    return factory
+
+
 def _takes_argument(factory: Callable) -> bool:
     import inspect
 

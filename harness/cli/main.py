@@ -13,6 +13,15 @@ import time
 from pathlib import Path
 
 from harness.api.method import Settings
+from harness.cli.options import (
+    add_cache_arguments,
+    add_global_arguments,
+    add_threads_argument,
+    cache_from,
+    debug_of,
+    includes_of,
+    quiet_libraries,
+)
 
 # `opd run` without any selection flag (--task, --student, --teacher, --limit or a METHOD knob) runs this demo
 # (the screened selection: about 2.5x the informative nodes per generated token of METHOD's windows on BoolQ)
@@ -48,24 +57,6 @@ class OpdParser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs) -> None:
         kwargs["allow_abbrev"] = False
         super().__init__(*args, **kwargs)
-
-
-def add_global_arguments(parser: argparse.ArgumentParser, top_level: bool) -> None:
-    """``--debug`` and ``--include``, before or after the subcommand (``opd --include p.py run`` and ``opd run
-    --include p.py``). A subcommand's flags use their own dests, as argparse copies every subparser default over
-    the top-level value; :func:`includes_of` and :func:`debug_of` join the two."""
-    suffix = "" if top_level else "_after"
-    parser.add_argument("--debug", action="store_true", dest=f"debug{suffix}", help="show full tracebacks on errors")
-    parser.add_argument("--include", action="append", default=[], metavar="FILE.py", dest=f"include{suffix}",
-                        help="import a plugin file that registers tasks/teachers/models/losses (repeatable)")
-
-
-def includes_of(args: argparse.Namespace) -> list[str]:
-    return [*args.include, *getattr(args, "include_after", [])]
-
-
-def debug_of(args: argparse.Namespace) -> bool:
-    return bool(getattr(args, "debug", False) or getattr(args, "debug_after", False))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,26 +137,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_cache_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="reuse cache of rollouts, continuations and teacher rows (default: $OPD_WORK_CACHE_DIR or "
-                             "~/.cache/opd-harness/work; see `opd cache`)")
-    parser.add_argument("--no-cache", action="store_true", help="neither read nor write the reuse cache")
-
-
-def add_threads_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threads", type=int, default=None, metavar="N",
-                        help="torch CPU threads (default: $OMP_NUM_THREADS, else the CPU cores this process may use; "
-                             "on CPU the count is part of the run's fingerprint, as it changes the sampled tokens)")
-
-
-def cache_from(args: argparse.Namespace):
-    """The reuse cache the flags ask for (None with --no-cache)."""
-    from harness.storage.cache import WorkCache
-
-    return None if args.no_cache else WorkCache(args.cache_dir)
-
-
 def _register_extra_commands(commands) -> None:
     import importlib
     import pkgutil
@@ -195,14 +166,6 @@ def _config_from(args: argparse.Namespace):
                      include_paths=include_paths_from(args.include_path))
 
 
-def _quiet_libraries() -> None:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-
-
 def cmd_run(args: argparse.Namespace, console) -> int:
     from harness.reports.depth import depth_summaries
     from harness.reports.leaderboard import leaderboard
@@ -211,7 +174,7 @@ def cmd_run(args: argparse.Namespace, console) -> int:
     from harness.render.progress import RichProgress
     from harness.workflows.runner import default_out_dir, run
 
-    _quiet_libraries()
+    quiet_libraries()
     config = _config_from(args)
     out = args.out = args.out or default_out_dir(config)  # kept on args: the resume command names it
     started = time.perf_counter()
@@ -330,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         argv = [*argv, *DEMO_ARGS]
     args = build_parser().parse_args(argv)
     try:
-        from harness.cli.plugins import load_all
+        from harness.workflows.plugins import load_all
 
         load_all(includes_of(args))
         return args.handler(args, console)

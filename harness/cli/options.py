@@ -1,20 +1,22 @@
-"""The flags the report commands share (``--seed``, ``--resamples``, ``--permutations``, ``--loss``): one place that
-adds them to a command and checks them, raising one clear error naming every bad flag before any record is read.
+"""The flags the commands share, each defined once: ``--debug``/``--include`` on every command, the reuse cache's
+and ``--threads`` of the commands that run models, and the report commands' ``--seed``, ``--resamples``,
+``--permutations``, ``--loss``, ``--format``, ``--wide`` (checked before any record is read, one clear error naming
+every bad flag).
 """
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.api.method import PERMUTATIONS, RESAMPLES
+from harness.render.formats import FILE_FORMATS
 from harness.storage.records import LOSS_NAMES
 
 if TYPE_CHECKING:  # harness.reports.stats pulls in scipy (~2 s): imported only once a command runs, not to build the parser
     from harness.reports import stats
 
-FILE_FORMATS = ("md", "csv", "json", "latex")
 # METHOD's defaults, as harness.reports.stats.RESAMPLES / PERMUTATIONS hold them (a test keeps the two equal)
 DEFAULT_RESAMPLES, DEFAULT_PERMUTATIONS = RESAMPLES, PERMUTATIONS  # METHOD's (harness.api.method)
 
@@ -135,20 +137,53 @@ def with_summarizer(teachers: Sequence[str], summarizer: str | None) -> tuple[st
 
 def include_paths_from(paths: Sequence[str]) -> tuple[str, ...]:
     """``--include-path`` directories as absolute paths, in the order given (a run's records name them)."""
-    from pathlib import Path
-
     return tuple(str(Path(path).resolve()) for path in paths)
 
 
-def device_problem(device: str | None) -> str | None:
-    """What is wrong with a ``--device`` value (None: nothing), checked before any model loads: torch's own parser
-    would otherwise stop the run with a traceback."""
-    if device in (None, "auto"):
-        return None
-    import torch
+def add_global_arguments(parser: argparse.ArgumentParser, top_level: bool) -> None:
+    """``--debug`` and ``--include``, before or after the subcommand (``opd --include p.py run`` and ``opd run
+    --include p.py``). A subcommand's flags use their own dests, as argparse copies every subparser default over
+    the top-level value; :func:`includes_of` and :func:`debug_of` join the two."""
+    suffix = "" if top_level else "_after"
+    parser.add_argument("--debug", action="store_true", dest=f"debug{suffix}", help="show full tracebacks on errors")
+    parser.add_argument("--include", action="append", default=[], metavar="FILE.py", dest=f"include{suffix}",
+                        help="import a plugin file that registers tasks/teachers/models/losses (repeatable)")
 
-    try:
-        torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        return f"--device must be auto, cpu, cuda or cuda:<n> (got {device!r})"
-    return None
+
+def includes_of(args: argparse.Namespace) -> list[str]:
+    return [*args.include, *getattr(args, "include_after", [])]
+
+
+def debug_of(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "debug", False) or getattr(args, "debug_after", False))
+
+
+def add_cache_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="reuse cache of rollouts, continuations and teacher rows (default: $OPD_WORK_CACHE_DIR or "
+                             "~/.cache/opd-harness/work; see `opd cache`)")
+    parser.add_argument("--no-cache", action="store_true", help="neither read nor write the reuse cache")
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="torch CPU threads (default: $OMP_NUM_THREADS, else the CPU cores this process may use; "
+                             "on CPU the count is part of the run's fingerprint, as it changes the sampled tokens)")
+
+
+def cache_from(args: argparse.Namespace):
+    """The reuse cache the flags ask for (None with --no-cache)."""
+    from harness.storage.cache import WorkCache
+
+    return None if args.no_cache else WorkCache(args.cache_dir)
+
+
+def quiet_libraries() -> None:
+    """Before a command loads models: no tokenizer fork warnings, no transformers progress bars or info logs."""
+    import os
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()

@@ -18,18 +18,22 @@ Everything is float64: directions are compared by cosine and tails are differenc
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
+from harness.api.method import JSD_BETA
 from harness.api.registry import Registry
+from harness.storage.records import KL_STUDENT_TEACHER
 
 __all__ = [
     "LOSSES",
     "Loss",
     "NodeDistributions",
+    "RecordedDirections",
     "SupportView",
     "jsd_rbar",
     "kl_divergence",
@@ -259,3 +263,45 @@ def grpo() -> Loss:
         return e.advantage * _one_hot_minus_p(e)
 
     return _make_loss("grpo", formula, uses_teacher=False)
+
+
+# --- directions recomputed from a record row (opd view) ----------------------------------------------------------
+
+
+def _absent(value: Any) -> bool:
+    """None or NaN: pandas' null in an object column."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _column(node: Mapping[str, Any], name: str) -> float:
+    value = node.get(name)
+    return math.nan if _absent(value) else float(value)
+
+
+@dataclass(frozen=True)
+class RecordedDirections:
+    """Each loss's direction ``d`` on support + tail recomputed from one ``nodes.parquet`` row's own columns, with the
+    JSD beta the run was written with: what :mod:`harness.render.viewer` shows beside the stored alignment (the
+    viewer is handed one, so that rendering never imports torch)."""
+
+    jsd_beta: float = JSD_BETA
+
+    def uses_teacher(self, loss: str) -> bool:
+        return resolve_loss(loss).uses_teacher
+
+    def direction(self, node: Mapping[str, Any], loss: str) -> np.ndarray | None:
+        """``d`` of ``loss`` at the row; None when it cannot be recomputed (a teacher loss without q)."""
+        teacher = node.get("teacher_logprobs")
+        teacher = None if _absent(teacher) else teacher
+        resolved = resolve_loss(loss, beta=self.jsd_beta) if loss == "jsd" else resolve_loss(loss)
+        if resolved.uses_teacher and teacher is None:
+            return None
+        support = list(node["support_token_ids"])
+        try:
+            view = SupportView(np.asarray(list(node["student_logprobs"]), dtype=float),
+                               None if teacher is None else np.asarray(list(teacher), dtype=float),
+                               support.index(int(node["sampled_token_id"])), _column(node, KL_STUDENT_TEACHER),
+                               _column(node, "jsd_rbar"), _column(node, "grpo_advantage"))
+            return resolved.support_direction(view)
+        except ValueError:
+            return None

@@ -40,14 +40,13 @@ from harness.storage.cache import (
     code_fingerprint,
     digest,
     library_versions,
-    model_fingerprint,
     question_fingerprint,
     source_file,
 )
 from harness.sampling.generation import derive_seed, extend, prefill
 from harness.diagnostic.losses import Loss, NodeDistributions, jsd_rbar
 from harness.api.method import DEFAULT_DEPTH_WINDOWS, Settings
-from harness.sampling.models import LoadedModel
+from harness.sampling.models import LoadedModel, model_fingerprint
 from harness.sampling.prompting import chat_prompt_ids
 from harness.storage.records import DIVERGENCE_COLUMNS, LOSS_NAMES, NODE_SCHEMA, QUESTION_SCHEMA, outcome, prefix_shared
 from harness.diagnostic.selection import (

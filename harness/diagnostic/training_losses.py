@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import torch
 
 from harness.api.errors import ConfigError
+from harness.storage.records import REFERENCE_LOSS
 
-REFERENCE_LOSS = "grpo"
 TRL_MISSING = ("`opd validate` trains with TRL's losses, which are not installed: pip install 'opd-harness[train]' "
                "(or pip install 'trl>=1.16').")
 

@@ -33,9 +33,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from harness.reports import stats  # noqa: E402
 from harness.storage import records  # noqa: E402
-
-from harness.reports import stats
 from harness.reports.analysis import DIVERGENCES  # noqa: E402
 from harness.reports.leaderboard import REFERENCE_TEACHER, TEACHER_LOSSES, iter_cells  # noqa: E402
 

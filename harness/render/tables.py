@@ -25,7 +25,7 @@ import pandas as pd
 
 from harness.reports import stats
 from harness.reports.leaderboard import ZERO_GRAD_NOTE
-from harness.cli.options import FILE_FORMATS
+from harness.render.formats import FILE_FORMATS
 
 if TYPE_CHECKING:
     from harness.reports.accuracy_report import AccuracyReport

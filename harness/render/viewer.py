@@ -22,16 +22,26 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
-from harness.diagnostic.losses import SupportView, resolve_loss
-from harness.api.method import JSD_BETA
 from harness.storage.records import KL_STUDENT_TEACHER, KL_TEACHER_STUDENT, LOSS_NAMES, TV, outcome
-from harness.storage.run_meta import RunMeta
+
+
+
+class LossDirections(Protocol):
+    """What the page needs of the losses, computed by the caller (:class:`harness.diagnostic.losses.RecordedDirections`
+    with the run's JSD beta), so that rendering never imports torch."""
+
+    def uses_teacher(self, loss: str) -> bool:
+        """False for a loss whose direction needs no teacher (grpo): its context cannot fail."""
+
+    def direction(self, node: Mapping[str, Any], loss: str) -> np.ndarray | None:
+        """``d`` of ``loss`` on support + tail from the row's own columns; None when it cannot be recomputed."""
+
 
 NOT_RECORDED = "not recorded in this run (runs record it from this version of the harness on)"
 
@@ -155,9 +165,9 @@ def _float(node: pd.Series, column: str) -> float:
     return math.nan if _missing(value) else float(value)
 
 
-def alignment_status(node: pd.Series, loss: str) -> str:
+def alignment_status(node: pd.Series, loss: str, directions: LossDirections) -> str:
     """The node's alignment for ``loss`` as text, or why it has none."""
-    uses_teacher = resolve_loss(loss).uses_teacher  # grpo's direction needs no teacher: its context cannot fail
+    uses_teacher = directions.uses_teacher(loss)  # grpo's direction needs no teacher: its context cannot fail
     if uses_teacher and _is_false(node.get("context_ok")):
         return "n/a: the teacher's context could not be built here"
     if uses_teacher and _is_false(node.get("logits_finite")):
@@ -170,41 +180,24 @@ def alignment_status(node: pd.Series, loss: str) -> str:
     return f"{align:+.3f}" if math.isfinite(align) else "n/a"
 
 
-def loss_direction(node: pd.Series, loss: str, jsd_beta: float = JSD_BETA) -> np.ndarray | None:
-    """d of ``loss`` on support + tail recomputed from the row's own columns; None when it cannot be (no q)."""
-    support = _list(node["support_token_ids"])
-    teacher = None if _missing(node.get("teacher_logprobs")) else node.get("teacher_logprobs")
-    resolved = resolve_loss(loss, beta=jsd_beta) if loss == "jsd" else resolve_loss(loss)
-    if resolved.uses_teacher and teacher is None:
-        return None
-    try:
-        view = SupportView(np.asarray(_list(node["student_logprobs"]), dtype=float),
-                           None if teacher is None else np.asarray(_list(teacher), dtype=float),
-                           support.index(int(node["sampled_token_id"])), _float(node, KL_STUDENT_TEACHER),
-                           _float(node, "jsd_rbar"), _float(node, "grpo_advantage"))
-        return resolved.support_direction(view)
-    except ValueError:
-        return None
-
-
 def _token_label(token: int, decode: Callable[[int], str] | None) -> str:
     return repr(decode(token)) if decode else str(token)
 
 
-def tooltip(node: pd.Series, loss: str, decode: Callable[[int], str] | None = None) -> str:
+def tooltip(node: pd.Series, loss: str, directions: LossDirections, decode: Callable[[int], str] | None = None) -> str:
     """One-line hover summary of a node."""
     name = _token_label(int(node["sampled_token_id"]), decode)
-    return f"position {int(node['position'])} · token {name} · {loss} alignment {alignment_status(node, loss)}"
+    return f"position {int(node['position'])} · token {name} · {loss} alignment {alignment_status(node, loss, directions)}"
 
 
 def node_detail(node: pd.Series, loss: str, decode: Callable[[int], str] | None, element_id: str,
-                jsd_beta: float = JSD_BETA, rollout_outcome: str | None = None) -> str:
+                directions: LossDirections, rollout_outcome: str | None = None) -> str:
     """The side-panel detail of one node: support table (p, q, S_hat, g*, d), alignments, divergences."""
     support = _list(node["support_token_ids"])
     logp = _list(node["student_logprobs"])
     logq = [] if _missing(node.get("teacher_logprobs")) else _list(node["teacher_logprobs"])
     correct, trials, ideal = _list(node["succ_correct"]), _list(node["succ_trials"]), _list(node["ideal_grad"])
-    direction = loss_direction(node, loss, jsd_beta)
+    direction = directions.direction(node, loss)
     rows = []
     for i, token in enumerate(support):
         p = math.exp(logp[i])
@@ -222,7 +215,7 @@ def node_detail(node: pd.Series, loss: str, decode: Callable[[int], str] | None,
     rows.append(f'<tr class="tail"><td>tail (other tokens)</td><td>{_prob(p_tail)}</td><td>{q_tail}</td>'
                 f"<td>neutral</td><td></td><td>{_signed(ideal[-1]) if len(ideal) > len(support) else 'n/a'}</td>"
                 f"<td>{_signed(direction[-1]) if direction is not None else 'n/a'}</td></tr>")
-    others = " · ".join(f"{name} {alignment_status(node, name)}" for name in LOSS_NAMES if name != loss)
+    others = " · ".join(f"{name} {alignment_status(node, name, directions)}" for name in LOSS_NAMES if name != loss)
     divergences = " · ".join(f"{label} {_float(node, column):.3g}" for label, column in (
         ("KL(p‖q)", KL_STUDENT_TEACHER), ("KL(q‖p)", KL_TEACHER_STUDENT), ("TV", TV),
         ("student entropy", "entropy")))
@@ -231,7 +224,7 @@ def node_detail(node: pd.Series, loss: str, decode: Callable[[int], str] | None,
     return (
         f'<div class="detail" id="{element_id}"><h2>rollout {int(node["rollout_id"])} · position '
         f'{int(node["position"])} (depth {_float(node, "depth_norm"):.2f}) · {path} path</h2>'
-        f"<p><b>{html.escape(loss)} alignment: {html.escape(alignment_status(node, loss))}</b></p>"
+        f"<p><b>{html.escape(loss)} alignment: {html.escape(alignment_status(node, loss, directions))}</b></p>"
         f"<table><tr><th>token</th><th>p</th><th>q</th><th>S_hat</th><th>k/n</th><th>g*</th>"
         f"<th>d</th></tr>{''.join(rows)}</table>"
         f'<p class="muted">p: student, q: teacher; S_hat = k/n, the successes k of the n continuations forced '
@@ -251,7 +244,7 @@ def _context_status(rows: pd.DataFrame, has_column: bool) -> str:
     return texts[0] if texts else "the student's own prompt (no extra context)"
 
 
-def _rollout_html(question: pd.Series, nodes: pd.DataFrame, loss: str, decode, jsd_beta: float,
+def _rollout_html(question: pd.Series, nodes: pd.DataFrame, loss: str, decode, directions: LossDirections,
                   context: str | None) -> tuple[str, list[str]]:
     """One rollout's section, and the details of its nodes for the side panel."""
     by_position = {int(row["position"]): row for _, row in nodes.iterrows()}
@@ -260,10 +253,10 @@ def _rollout_html(question: pd.Series, nodes: pd.DataFrame, loss: str, decode, j
     details, spans = [], {}
     for position, node in sorted(by_position.items()):
         element_id = f"node-{rid}-{position}"
-        details.append(node_detail(node, loss, decode, element_id, jsd_beta, graded))
+        details.append(node_detail(node, loss, decode, element_id, directions, graded))
         spans[position] = (f'<a class="node" href="#{element_id}" data-detail="{element_id}" '
                            f'style="background:{colour(_float(node, f"align_{loss}"))}" '
-                           f'title="{html.escape(tooltip(node, loss, decode))}">')
+                           f'title="{html.escape(tooltip(node, loss, directions, decode))}">')
     ids = _list(question.get("response_token_ids"))
     if decode is not None and ids:
         pieces = [f"{spans[i]}{html.escape(decode(token))}</a>" if i in spans else html.escape(decode(token))
@@ -282,11 +275,12 @@ def _rollout_html(question: pd.Series, nodes: pd.DataFrame, loss: str, decode, j
     return f'<div class="rollout">{head}{context_html}{body}</div>', details
 
 
-def render(nodes: pd.DataFrame, questions: pd.DataFrame, question_id: str, *, teacher: str | None = None,
-           loss: str = "rkl", tokenizer: Any = None, jsd_beta: float = JSD_BETA) -> str:
+def render(nodes: pd.DataFrame, questions: pd.DataFrame, question_id: str, *, directions: LossDirections,
+           teacher: str | None = None, loss: str = "rkl", tokenizer: Any = None) -> str:
     """The HTML page of one question for one teacher (default: the first teacher of the run) and loss.
 
-    ``jsd_beta``: the beta the run was written with (``run.json``), used to recompute the jsd direction.
+    ``directions``: the losses' directions recomputed from the rows, with the beta the run was written with
+    (``run.json``) for jsd.
     """
     selected = nodes[nodes["question_id"].astype(str) == str(question_id)]
     if selected.empty:
@@ -306,7 +300,7 @@ def render(nodes: pd.DataFrame, questions: pd.DataFrame, question_id: str, *, te
     sections, details = [], []
     for _, row in rollouts.iterrows():
         rid = int(row["rollout_id"])
-        section, node_details = _rollout_html(row, selected[selected["rollout_id"] == rid], loss, decode, jsd_beta,
+        section, node_details = _rollout_html(row, selected[selected["rollout_id"] == rid], loss, decode, directions,
                                               None if shared_context is not None else contexts.get(rid))
         sections.append(section)
         details.extend(node_details)
@@ -343,16 +337,3 @@ def render(nodes: pd.DataFrame, questions: pd.DataFrame, question_id: str, *, te
         f'<aside><p id="hint" class="muted">Click a coloured token to see its support tokens with p, q, S_hat, '
         f"g* and the {html.escape(loss)} direction.</p>{''.join(details)}</aside></div>"
         f"<script>{SCRIPT}</script></body></html>")
-
-
-def student_tokenizer(run: RunMeta) -> Any:
-    """The student's tokenizer via :func:`harness.sampling.models.load_model`, or None when it cannot be loaded."""
-    spec = run.student
-    if not spec:
-        return None
-    try:
-        from harness.sampling.models import load_model
-
-        return load_model(spec).tokenizer
-    except Exception:  # noqa: BLE001 -- any failure (no weights offline, no torch...) means: fall back to text
-        return None

@@ -33,9 +33,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.storage import chunks
-
 from harness.reports import stats
+from harness.storage import chunks
 from harness.reports.leaderboard import NODE_KEY, REFERENCE_LOSS, Leaderboard, build
 from harness.storage.records import load_run
 from harness.api.errors import ConfigError

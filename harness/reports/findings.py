@@ -42,7 +42,7 @@ import pandas as pd
 
 from harness.reports import stats
 from harness.storage.records import COS_PQ, KL_STUDENT_TEACHER, L2
-from harness.sampling.models import bits_per_weight
+from harness.api.model_specs import bits_per_weight
 from harness.reports.leaderboard import NOT_TESTABLE, REFERENCE_LOSS, informative_mask, iter_cells, pair_estimate
 
 SELF_CONTEXTS = ("self:correct-demo", "self:self-demo", "self:correct-wrong", "self:summary")

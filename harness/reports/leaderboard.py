@@ -55,9 +55,8 @@ import pandas as pd
 
 from harness.reports import stats
 from harness.reports.accuracy_report import AccuracyReport, report_from_dict
-from harness.storage.records import LOSS_NAMES
+from harness.storage.records import LOSS_NAMES, REFERENCE_LOSS
 
-REFERENCE_LOSS = "grpo"
 TEACHER_LOSSES = tuple(name for name in LOSS_NAMES if name != REFERENCE_LOSS)  # rkl, fkl, jsd, sampled
 REFERENCE_TEACHER = "-"  # the grpo row belongs to no teacher
 KEY_COLUMNS = ("task", "student", "teacher", "loss")

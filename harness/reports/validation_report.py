@@ -32,7 +32,11 @@ import numpy as np
 import scipy.stats
 
 from harness.reports import stats
+from harness.storage.records import REFERENCE_LOSS
 
+# the conditions of a validation besides the teachers (result file names and report rows; harness.workflows.validate)
+CONTROL = "control"  # no training
+GRPO = REFERENCE_LOSS  # trained on the task's reward alone, the teacher-free reference
 PREDICTORS = ("walign", "gap", "teacher_accuracy")
 PREDICTOR_LABELS = {"walign": "diagnostic walign", "gap": "in-context accuracy gap",
                     "teacher_accuracy": "teacher's own accuracy"}
@@ -207,8 +211,6 @@ def build_report(protocol: Mapping[str, Any], before: Mapping[str, Any], results
                  teachers: Sequence[str], predictors: Mapping[str, Any], nodes, loss: str,
                  resamples: int = RESAMPLES) -> dict[str, Any]:
     """Everything ``validation.json`` holds, from the finished runs (any subset of (condition, seed))."""
-    from harness.workflows.validate import CONTROL, GRPO
-
     base = _pass_rates(before)
     rows, gains_by_teacher = [], {}
     for condition in (CONTROL, GRPO, *teachers):

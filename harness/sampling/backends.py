@@ -24,7 +24,7 @@ from harness.sampling.generation import (
     rows_per_batch,
 )
 from harness.sampling.models import LoadedModel
-from harness.api.registry import Registry, resolve_spec
+from harness.api.registry import Registry, imported_when_called, resolve_spec
 
 
 @dataclass(frozen=True)
@@ -243,9 +243,6 @@ def transformers_backend() -> Callable[[LoadedModel], Backend]:
     return TransformersBackend
 
 
-@register_backend("vllm", "vLLM with prefix caching for rollouts and continuations (GPU; pip install "
-                          "'opd-harness[vllm]')")
-def vllm_backend() -> Callable[[LoadedModel], Backend]:
-    from harness.sampling.vllm_backend import VLLMBackend  # imports vllm, only when chosen
-
-    return VLLMBackend
+# vLLM is an optional extra: registered by name, its module (and vllm) imported only when --backend vllm is chosen
+BACKENDS.add("vllm", imported_when_called("harness.sampling.vllm_backend:VLLMBackend"),
+             "vLLM with prefix caching for rollouts and continuations (GPU; pip install 'opd-harness[vllm]')")

@@ -18,6 +18,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.api.errors import ModelError
+
 _BLOCK = 8 << 20  # bytes read, hashed and written at a time
 
 
@@ -49,8 +51,6 @@ class PartPackages:
 
 
 def _error(message: str) -> Exception:
-    from harness.sampling.models import ModelError  # the models module's user-error class (it imports this module lazily)
-
     return ModelError(message)
 
 

@@ -17,10 +17,10 @@ spec, so ``smollm2-135m@int4`` and ``smollm2-135m`` are loaded and cached as two
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib.util
 import math
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -30,12 +30,12 @@ from typing import Any, Callable
 
 import torch
 
-from harness.api.errors import OpdError
+from harness.api.errors import ModelError
+from harness.api.model_specs import Compression, split_compression
 from harness.api.registry import Registry, resolve_spec
+from harness.storage.cache import cache_dir
 
-
-class ModelError(OpdError, RuntimeError):
-    """A model cannot be resolved or loaded; the message says how to fix it."""
+_PARAMETER_SAMPLE = 1024  # values hashed per tensor: any retrained or edited checkpoint changes them
 
 
 @dataclass(frozen=True)
@@ -59,10 +59,8 @@ class LoadedModel:
 
     @cached_property
     def fingerprint(self) -> str:
-        """:func:`harness.storage.cache.model_fingerprint`, computed once per loaded model and kept on it (it reads a sample of
-        every tensor), so it lives exactly as long as the model it describes."""
-        from harness.storage.cache import fingerprint_weights
-
+        """:func:`model_fingerprint`, computed once per loaded model and kept on it (it reads a sample of every
+        tensor), so it lives exactly as long as the model it describes."""
         return fingerprint_weights(self)
 
     @property
@@ -80,16 +78,36 @@ class LoadedModel:
         return frozenset(ids)
 
 
+def model_fingerprint(lm: LoadedModel) -> str:
+    """Spec, architecture, config, tokenizer and a strided sample of every tensor: cheap even for large models,
+    and different for any other checkpoint behind the same spec (a fine-tuned copy at the same local path).
+    Computed once per loaded model and kept on it (``LoadedModel.fingerprint``)."""
+    return lm.fingerprint
+
+
+def fingerprint_weights(lm: LoadedModel) -> str:
+    """The computation behind :func:`model_fingerprint` (call that instead: it is memoised on the model)."""
+    h = hashlib.sha256()
+    for part in (lm.spec, type(lm.model).__name__, lm.model.config.to_json_string(use_diff=False),
+                 str(lm.device.type), str(lm.dtype), str(len(lm.tokenizer)),
+                 str(getattr(lm.tokenizer, "chat_template", None)), str(sorted(lm.eos_token_ids))):
+        h.update(part.encode())
+        h.update(b"\x1f")
+    with torch.no_grad():
+        for name, tensor in lm.model.state_dict().items():
+            flat = tensor.detach().reshape(-1)
+            step = max(1, flat.numel() // _PARAMETER_SAMPLE)
+            sample = flat[::step][:_PARAMETER_SAMPLE].to(device="cpu", dtype=torch.float32)
+            h.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+            h.update(sample.numpy().tobytes())
+    return h.hexdigest()[:32]
+
+
 MODELS: Registry[ModelSource] = Registry("model")
 
 
 def register_model(name: str, description: str | None = None) -> Callable:
     return MODELS.register(name, description)
-
-
-def cache_dir() -> Path:
-    """Where dequantised weights are kept: ``$OPD_CACHE_DIR`` or ``~/.cache/opd-harness``."""
-    return Path(os.environ.get("OPD_CACHE_DIR", Path.home() / ".cache" / "opd-harness"))
 
 
 def select_device(requested: str | None = None) -> tuple[torch.device, torch.dtype]:
@@ -102,6 +120,20 @@ def select_device(requested: str | None = None) -> tuple[torch.device, torch.dty
     return device, (torch.bfloat16 if device.type == "cuda" else torch.float32)
 
 
+def device_problem(device: str | None) -> str | None:
+    """What is wrong with a ``--device`` value (None: nothing), checked before any model loads: torch's own parser
+    would otherwise stop the run with a traceback."""
+    if device in (None, "auto"):
+        return None
+    import torch
+
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        return f"--device must be auto, cpu, cuda or cuda:<n> (got {device!r})"
+    return None
+
+
 def resolve_model(spec: str) -> ModelSource:
     """Registry name, ``name:argument`` family, or a plain hub id / local path (-> ``hf``), each optionally with a
     compression suffix (``@int4``, ``@int8``, ``@int4:g<group>``, ``@prune:<fraction>``; several chain left to
@@ -110,7 +142,7 @@ def resolve_model(spec: str) -> ModelSource:
     if compression is not None:
         source = resolve_model(base)
         return ModelSource(spec, f"{source.description}, compressed {compression.describe()}",
-                           lambda **options: compression.apply(*source.load(**options)))
+                           lambda **options: compress(*source.load(**options), compression))
     family = spec.partition(":")[0]
     if spec not in MODELS and family not in MODELS and ("/" in spec or Path(spec).exists()):
         return MODELS.get("hf")(spec)
@@ -425,70 +457,16 @@ def qwen_coder_15b() -> ModelSource:
                        "packages", lambda **_: _load_gguf_parts(QWEN_CODER_15B, hub_id))
 
 
-# --------------------------------------------------------------------------- compression suffixes
-
-_COMPRESSION = re.compile(
-    r"^(?P<base>.+)@(?P<kind>int(?P<bits>[48])(?::g(?P<group>[0-9]+))?|prune:(?P<fraction>[0-9.]+))$")
-_SUFFIX_HELP = "use @int4, @int8, @int4:g<group size> (e.g. @int4:g32) or @prune:<fraction in (0,1)>"
+# --------------------------------------------------------------------------- compression (spec grammar: harness.api.model_specs)
 
 
-@dataclass(frozen=True)
-class Compression:
-    """One compression step named by a spec suffix: quantisation to ``bits`` (one scale per output channel, or per
-    ``group`` input columns) or pruning a ``fraction`` of layers."""
-
-    bits: int | None = None
-    fraction: float | None = None
-    group: int | None = None
-
-    def describe(self) -> str:
-        if self.bits:
-            scales = f"one scale per {self.group} columns" if self.group else "one scale per output channel"
-            return f"int{self.bits} (simulated RTN, {scales})"
-        return f"by pruning {self.fraction:g} of its layers"
-
-    def apply(self, model: Any, tokenizer: Any) -> tuple[Any, Any]:
-        if self.bits:
-            quantise_linear_weights(model, self.bits, self.group)
-        else:
-            prune_layers(model, self.fraction)
-        return model, tokenizer
-
-
-def split_compression(spec: str) -> tuple[str, Compression | None]:
-    """``"smollm2-135m@int4"`` -> ``("smollm2-135m", Compression(bits=4))``; no suffix -> ``(spec, None)``."""
-    match = _COMPRESSION.match(spec)
-    if match is None:
-        if "@" in spec and spec.rpartition("@")[2].startswith(("int", "prune")):
-            raise ModelError(f"Unknown compression suffix in {spec!r}: {_SUFFIX_HELP}.")
-        return spec, None
-    if match["bits"] is not None:
-        group = None if match["group"] is None else int(match["group"])
-        if group == 0:
-            raise ModelError(f"A quantisation group needs at least one column, got {spec!r}: e.g. @int4:g32.")
-        return match["base"], Compression(bits=int(match["bits"]), group=group)
-    try:
-        fraction = float(match["fraction"])
-    except ValueError:
-        fraction = -1.0
-    if not 0 < fraction < 1:
-        raise ModelError(f"@prune:<fraction> needs a fraction strictly between 0 and 1, got {match['fraction']!r}.")
-    return match["base"], Compression(fraction=fraction)
-
-
-def bits_per_weight(spec: str) -> float:
-    """Storage per original weight as far as the spec's compression suffixes tell (16 for none): ``bits`` plus a
-    16-bit scale shared by each group (a per-channel scale costs ~0 per weight), times the fraction of layers kept.
-    Orders students by size: ``@int4`` (4) < ``@int4:g32`` (4.5) < ``@int8`` (8) < uncompressed."""
-    precision, kept = 16.0, 1.0
-    base, compression = split_compression(spec)
-    while compression is not None:
-        if compression.bits:
-            precision = min(precision, compression.bits + (16 / compression.group if compression.group else 0.0))
-        else:
-            kept *= 1.0 - compression.fraction
-        base, compression = split_compression(base)
-    return precision * kept
+def compress(model: Any, tokenizer: Any, compression: Compression) -> tuple[Any, Any]:
+    """``model`` with ``compression`` applied in place: its Linear weights quantised, or layers pruned."""
+    if compression.bits:
+        quantise_linear_weights(model, compression.bits, compression.group)
+    else:
+        prune_layers(model, compression.fraction)
+    return model, tokenizer
 
 
 def quantise_dequantise(weight: torch.Tensor, bits: int, group: int | None = None) -> torch.Tensor:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -35,12 +36,10 @@ import pyarrow as pa
 from harness.storage.records import READ_ERRORS, read_table, write_table
 
 if TYPE_CHECKING:
-    from harness.sampling.models import LoadedModel
     from harness.api.task import Question
 
 CACHE_FORMAT = 3  # bump when the layout of an entry changes
 _KEY_METADATA = b"opd_cache_key"
-_PARAMETER_SAMPLE = 1024  # values hashed per tensor: any retrained or edited checkpoint changes them
 _PACKAGES = ("torch", "transformers", "math-verify", "lm-eval")
 
 _i32 = pa.int32()
@@ -57,12 +56,14 @@ PLAN_SCHEMA = pa.schema([
 ])
 
 
+def cache_dir() -> Path:
+    """Where the harness keeps what it computes once (dequantised weights, the reuse cache): ``$OPD_CACHE_DIR`` or
+    ``~/.cache/opd-harness``."""
+    return Path(os.environ.get("OPD_CACHE_DIR", Path.home() / ".cache" / "opd-harness"))
+
+
 def default_cache_dir() -> Path:
     """``$OPD_WORK_CACHE_DIR``, else ``work/`` beside the dequantised weights (``$OPD_CACHE_DIR``)."""
-    import os
-
-    from harness.sampling.models import cache_dir
-
     return Path(os.environ["OPD_WORK_CACHE_DIR"]) if os.environ.get("OPD_WORK_CACHE_DIR") else cache_dir() / "work"
 
 
@@ -167,33 +168,6 @@ class WorkCache:
 
 
 # ---------------------------------------------------------------------------------------------- fingerprints
-
-
-def model_fingerprint(lm: LoadedModel) -> str:
-    """Spec, architecture, config, tokenizer and a strided sample of every tensor: cheap even for large models,
-    and different for any other checkpoint behind the same spec (a fine-tuned copy at the same local path).
-    Computed once per loaded model and kept on it (``LoadedModel.fingerprint``)."""
-    return lm.fingerprint
-
-
-def fingerprint_weights(lm: LoadedModel) -> str:
-    """The computation behind :func:`model_fingerprint` (call that instead: it is memoised on the model)."""
-    import torch
-
-    h = hashlib.sha256()
-    for part in (lm.spec, type(lm.model).__name__, lm.model.config.to_json_string(use_diff=False),
-                 str(lm.device.type), str(lm.dtype), str(len(lm.tokenizer)),
-                 str(getattr(lm.tokenizer, "chat_template", None)), str(sorted(lm.eos_token_ids))):
-        h.update(part.encode())
-        h.update(b"\x1f")
-    with torch.no_grad():
-        for name, tensor in lm.model.state_dict().items():
-            flat = tensor.detach().reshape(-1)
-            step = max(1, flat.numel() // _PARAMETER_SAMPLE)
-            sample = flat[::step][:_PARAMETER_SAMPLE].to(device="cpu", dtype=torch.float32)
-            h.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
-            h.update(sample.numpy().tobytes())
-    return h.hexdigest()[:32]
 
 
 @lru_cache(maxsize=None)

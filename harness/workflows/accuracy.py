@@ -46,8 +46,7 @@ from harness.reports.accuracy_report import STUDENT_CONDITION, AccuracyReport, u
 from harness.api.data import resolve_data_dir
 from harness.api.method import ALPHA as METHOD_ALPHA
 from harness.sampling.generation import Branch, generate_branches, make_generator, prefill, rows_per_batch
-from harness.sampling.models import LoadedModel
-from harness.cli.options import device_problem
+from harness.sampling.models import LoadedModel, device_problem
 from harness.sampling.prompting import chat_prompt_ids
 from harness.workflows.runner import ConfigError
 from harness.api.task import Question, Task, resolve_task

@@ -52,8 +52,7 @@ from harness.api.errors import ConfigError, OpdError
 from harness.sampling.lockstep import run_lockstep
 from harness.diagnostic.losses import resolve_loss
 from harness.api.method import DEFAULT_DEPTH_WINDOWS, DEFAULT_SELECTION
-from harness.sampling.models import check_same_tokenizer
-from harness.cli.options import device_problem
+from harness.sampling.models import check_same_tokenizer, device_problem
 from harness.storage.records import (
     LOSS_NAMES, NODE_SCHEMA, PARTS_DIR, QUESTION_SCHEMA, READ_ERRORS, RecordWriteError, fsync_directory,
     make_directory, read_table, rows_to_table, write_json, write_table,

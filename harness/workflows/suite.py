@@ -128,7 +128,7 @@ def run_cell(cell: Cell, include: tuple[str, ...] = (), cache_dir: str | None = 
     from harness.reports.leaderboard import build, select_losses
     from harness.storage.records import load_run
     from harness.render.tables import format_table
-    from harness.cli.plugins import load_all
+    from harness.workflows.plugins import load_all
     from harness.workflows.runner import run
 
     load_all(include)

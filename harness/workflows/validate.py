@@ -53,10 +53,9 @@ import numpy as np
 
 from harness.api.errors import ConfigError
 from harness.api.method import JSD_BETA
-from harness.diagnostic.training_losses import REFERENCE_LOSS, require_trl, training_loss
+from harness.diagnostic.training_losses import require_trl, training_loss
+from harness.reports.validation_report import CONTROL, GRPO
 
-CONTROL = "control"
-GRPO = REFERENCE_LOSS
 RESERVED = (CONTROL, GRPO)
 PROTOCOL_FILE = "protocol.json"
 BEFORE_FILE = "before.json"

@@ -180,7 +180,7 @@ def backfill(data_dir: Path, study_dir: Path = STUDY_DIR) -> None:
     read), ``prefix_shared`` at position 0 (every rollout shares the empty prefix: True); left null where it needs
     the rollouts' token ids (later positions) and ``rollout_unparsed`` (needs each rollout's extracted answer).
     Values present are kept."""
-    from harness.cli.plugins import load_builtin
+    from harness.workflows.plugins import load_builtin
     from harness.api.task import resolve_task
 
     load_builtin()
@@ -509,7 +509,7 @@ def render_accuracy(table: pd.DataFrame, report: str) -> str:
 
 def design(settings: Mapping[str, Any]) -> list[str]:
     """What every run shares, read from the runs' configurations."""
-    from harness.sampling.models import split_compression
+    from harness.api.model_specs import split_compression
 
     knobs = ", ".join(f"{key}={value}" for key, value in settings["settings"].items() if value is not None)
     how = "; ".join(f"{student}: {compression.describe()}" for student in settings["students"]

@@ -63,7 +63,7 @@ def test_factory_errors_are_one_family():
     from harness.sampling.threads import ThreadsError
     from tasks.lm_eval import LmEvalTaskError
 
-    from harness.sampling.models import ModelError
+    from harness.api.errors import ModelError
     from harness.storage.records import DamagedRecordsError, RecordWriteError
 
     for error in (SpecError, ConfigError, RegistryError, DataError, ThreadsError, LmEvalTaskError, ModelError,

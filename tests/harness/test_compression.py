@@ -6,18 +6,16 @@ import torch
 
 from harness.diagnostic.question import _teacher_logits
 from harness.sampling.generation import Branch, generate_branches, make_generator, prefill
+from harness.api.errors import ModelError
+from harness.api.model_specs import Compression, bits_per_weight, split_compression
 from harness.sampling.models import (
-    Compression,
     LoadedModel,
-    ModelError,
     _load_tiny,
     check_same_tokenizer,
-    bits_per_weight,
     layers_to_drop,
     load_model,
     prune_layers,
     quantise_dequantise,
-    split_compression,
     tiny_model,
     tiny_tokenizer,
 )

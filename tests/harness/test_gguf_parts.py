@@ -16,7 +16,7 @@ import pytest
 
 from harness.sampling import gguf_parts
 from harness.sampling.gguf_parts import PartPackages, assemble
-from harness.sampling.models import ModelError
+from harness.api.errors import ModelError
 
 _names = itertools.count()
 

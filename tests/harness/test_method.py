@@ -28,10 +28,10 @@ def test_run_flags_default_to_the_owner():
 
 
 def test_statistics_read_the_owner():
+    from harness.cli import options
+    from harness.reports import leaderboard, validation_report
     from harness.workflows import accuracy
 
-    from harness.reports import leaderboard, validation_report
-    from harness.cli.main import options
     assert stats.Options() == stats.Options(alpha=0.05, resamples=2_000, permutations=10_000)
     assert stats.LEVEL == 0.95
     for alpha in (stats.ALPHA, leaderboard.ALPHA, validation_report.ALPHA, accuracy.ALPHA):

@@ -56,9 +56,8 @@ def test_divergence_columns_have_one_owner():
     import pyarrow as pa
     import torch
 
-    from harness.reports import analysis
-
     from harness.render import plots
+    from harness.reports import analysis
     from harness.diagnostic.alignment import divergences
     from harness.storage.records import DIVERGENCE_COLUMNS
 

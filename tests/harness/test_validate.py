@@ -205,7 +205,7 @@ def test_a_validation_grows_a_given_number_of_runs_at_a_time(tmp_path):
 
 @needs_trl
 def test_a_teacher_with_another_tokenizer_is_refused_before_evaluation(tmp_path):
-    from harness.sampling.models import ModelError
+    from harness.api.errors import ModelError
 
     with pytest.raises(ModelError, match="does not share the student's tokenizer"):
         run_validation(_config(teachers=("self:correct-demo", "model:test-oracle")), tmp_path / "v")

@@ -23,7 +23,8 @@ from harness.sampling.backends import Continuation, Source, resolve_backend
 from harness.cli.main import main
 from harness.diagnostic.question import Settings
 from harness.sampling.generation import derive_seed
-from harness.sampling.models import LoadedModel, ModelError, load_model
+from harness.api.errors import ModelError
+from harness.sampling.models import LoadedModel, load_model
 from harness.storage.records import NODE_SCHEMA, QUESTION_SCHEMA
 from harness.workflows.runner import RunConfig, run
 from harness.sampling.vllm_backend import VLLMBackend

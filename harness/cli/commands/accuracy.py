@@ -41,7 +41,7 @@ def register(commands) -> None:
     # a separate dest from any top-level flag of the same name, so neither overwrites the other in the namespace
     parser.add_argument("--include-path", action="append", dest="lm_eval_include_path", default=[], metavar="DIR",
                         help="directory of lm-eval task YAML files for --task lm_eval:<name> (repeatable)")
-    from harness.cli.main import add_threads_argument
+    from harness.cli.options import add_threads_argument
 
     add_threads_argument(parser)
     parser.set_defaults(handler=cmd_accuracy)
@@ -50,12 +50,12 @@ def register(commands) -> None:
 def cmd_accuracy(args: argparse.Namespace, console) -> int:
     from harness.workflows.accuracy import AccuracyConfig, evaluate, write_report
     from harness.render.tables import format_accuracy, print_accuracy
-    from harness.cli.main import _quiet_libraries
+    from harness.cli.options import quiet_libraries
     from harness.sampling.threads import apply_threads
     from harness.cli.options import include_paths_from, with_summarizer
 
     apply_threads(args.threads)  # a bad --threads stops here, before any model loads
-    _quiet_libraries()
+    quiet_libraries()
     # --summarizer and --include-path reach the factories as arguments, exactly as in `opd run`
     config = AccuracyConfig(
         task=args.task, student=args.student, teachers=with_summarizer(args.teachers, args.summarizer),

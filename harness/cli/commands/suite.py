@@ -10,7 +10,7 @@ def register(commands) -> None:
     parser.add_argument("--out", type=Path, default=None, help="suite directory (default: the file's [suite] out)")
     parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                         help="spread cells over a Ray cluster (no ADDRESS: a local instance)")
-    from harness.cli.main import add_cache_arguments, add_threads_argument
+    from harness.cli.options import add_cache_arguments, add_threads_argument
 
     add_cache_arguments(parser)
     add_threads_argument(parser)
@@ -18,10 +18,10 @@ def register(commands) -> None:
 
 
 def handle(args, console) -> int:
-    from harness.cli.main import _quiet_libraries, cache_from, includes_of
+    from harness.cli.options import cache_from, includes_of, quiet_libraries
     from harness.workflows.suite import load_suite, run_suite
 
-    _quiet_libraries()
+    quiet_libraries()
     suite = load_suite(args.suite_file, args.out, threads=args.threads)
     cache = cache_from(args)  # a path, so that Ray workers on this machine (or a shared disk) use the same one
     run_suite(suite, ray_address=args.ray or None, use_ray=args.ray is not None, console=console,

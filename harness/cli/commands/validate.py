@@ -57,7 +57,7 @@ def register(commands) -> None:
                         help="stop after N (condition, seed) runs finish, reporting what is done (grow a long "
                              "validation one committed run at a time)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    from harness.cli.main import add_threads_argument
+    from harness.cli.options import add_threads_argument
 
     add_threads_argument(parser)
     parser.set_defaults(handler=cmd_validate)
@@ -81,7 +81,7 @@ def config_from(args: argparse.Namespace):
 
 
 def cmd_validate(args: argparse.Namespace, console) -> int:
-    from harness.cli.main import _quiet_libraries
+    from harness.cli.options import quiet_libraries
     from harness.sampling.threads import apply_threads
     from harness.workflows.validate import PROGRESS_KINDS, run_validation
     from harness.reports.validation_report import render_markdown
@@ -92,7 +92,7 @@ def cmd_validate(args: argparse.Namespace, console) -> int:
         from harness.workflows.validate import ValidateError
 
         raise ValidateError(f"--max-runs must be at least 1 (got {args.max_runs}).")
-    _quiet_libraries()
+    quiet_libraries()
     if args.quiet:
         report = run_validation(config, args.out, max_runs=args.max_runs)
     else:

@@ -3,6 +3,7 @@ alignment, a click on a token shows its support with p, q, S_hat and g* (:mod:`h
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 def register(commands) -> None:
@@ -18,19 +19,33 @@ def register(commands) -> None:
     parser.set_defaults(handler=handle)
 
 
+def student_tokenizer(run) -> Any:
+    """The student's tokenizer (:func:`harness.sampling.models.load_model`), or None when it cannot be loaded."""
+    spec = run.student
+    if not spec:
+        return None
+    try:
+        from harness.sampling.models import load_model
+
+        return load_model(spec).tokenizer
+    except Exception:  # noqa: BLE001 -- any failure (no weights offline, no torch...) means: fall back to text
+        return None
+
+
 def handle(args, console) -> int:
     from harness.cli.options import check_losses
+    from harness.diagnostic.losses import RecordedDirections
+    from harness.render.viewer import render
     from harness.storage.records import load_run
     from harness.storage.run_meta import RunMeta
-    from harness.render.viewer import render, student_tokenizer
 
     check_losses([args.loss])  # unknown: the registry's error with "did you mean"
     nodes, questions, run_json = load_run(args.run_dir)
     run = RunMeta.of(run_json)
     tokenizer = None if args.no_tokenizer else student_tokenizer(run)
     try:
-        page = render(nodes, questions, args.question, teacher=args.teacher, loss=args.loss, tokenizer=tokenizer,
-                      jsd_beta=run.settings.jsd_beta)
+        page = render(nodes, questions, args.question, directions=RecordedDirections(run.settings.jsd_beta),
+                      teacher=args.teacher, loss=args.loss, tokenizer=tokenizer)
     except KeyError as error:
         console.print(f"[bold red]error:[/] {error.args[0]}", highlight=False)
         return 2
