@@ -1,7 +1,7 @@
 """End to end on the embedded demo: nodes diagnosed per CPU-minute, and adding a teacher with the reuse cache.
 
 Issue (speed and scale): "end-to-end nodes diagnosed per CPU-minute on the demo". The demo is ``opd run`` without
-arguments: ``harness.cli.main.DEMO_ARGS`` (BoolQ, SmolLM2-135M-Instruct, teachers ``self:correct-demo`` and ``self``,
+arguments: ``harness.cli.commands.run.DEMO_ARGS`` (BoolQ, SmolLM2-135M-Instruct, teachers ``self:correct-demo`` and ``self``,
 3 questions, G = 4, B = 1, M = 2, METHOD's other defaults), run here through ``harness.workflows.runner.run`` into a temporary
 directory with a fresh, empty reuse cache, as a first ``opd run`` finds it.
 
@@ -33,7 +33,7 @@ from processes import BASELINE_COMMIT, ROOT, environment, extract_commit, run_al
 from replay import replay_with_generate
 
 from harness.storage.cache import WorkCache
-from harness.cli.main import DEMO_ARGS
+from harness.cli.commands.run import DEMO_ARGS
 from harness.api.data import resolve_data_dir
 from harness.sampling.models import load_model
 from harness.workflows.runner import RunConfig, run
@@ -44,9 +44,10 @@ _DEMO: dict = {}  # the demo run, made once per module and reused by the add-tea
 
 def demo_config() -> RunConfig:
     """``RunConfig`` of ``opd run`` with no arguments, built by the CLI itself from ``DEMO_ARGS``."""
-    from harness.cli.main import _config_from, build_parser
+    from harness.cli.commands.run import config_from
+    from harness.cli.main import build_parser
 
-    return _config_from(build_parser().parse_args(["run", *DEMO_ARGS]))
+    return config_from(build_parser().parse_args(["run", *DEMO_ARGS]))
 
 
 def _run(config: RunConfig, out: Path, cache: WorkCache | None) -> tuple[dict, float, float]:

@@ -79,9 +79,10 @@ def run_args(selection: str, layout: str) -> list[str]:
 
 def config_of(selection: str, layout: str) -> RunConfig:
     """``RunConfig`` built by the CLI itself, as ``opd run`` with :func:`run_args` builds it."""
-    from harness.cli.main import _config_from, build_parser
+    from harness.cli.commands.run import config_from
+    from harness.cli.main import build_parser
 
-    return _config_from(build_parser().parse_args(["run", *run_args(selection, layout)]))
+    return config_from(build_parser().parse_args(["run", *run_args(selection, layout)]))
 
 
 @pytest.fixture(scope="module")

@@ -1,2 +1,3 @@
-"""One run of each kind from its configuration to its records: the diagnostic over questions, a suite of cells,
-the teacher accuracy evaluation and the gradient validation."""
+"""One run of each kind from its configuration to its records: the diagnostic over questions (``runner``), a suite
+of cells (``suite``), the teacher accuracy evaluation (``accuracy``), the gradient validation (``validate``), and the
+plugin discovery each of them starts with (``plugins``)."""

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli.main import _config_from, build_parser, main
+from harness.cli.commands.run import config_from
+from harness.cli.main import build_parser, main
 from harness.api.errors import ConfigError, OpdError
 from harness.sampling.models import MODELS
 from harness.cli.options import with_summarizer
@@ -175,7 +176,7 @@ def test_run_flags_reach_the_config_and_leave_the_environment_alone(tmp_path, mo
     before = dict(os.environ)
     args = build_parser().parse_args(["run", "--task", "lm_eval:toy", "--teacher", "self:summary",
                                       "--summarizer", "tiny-random", "--include-path", str(tmp_path)])
-    config = _config_from(args)
+    config = config_from(args)
     assert dict(os.environ) == before
     assert config.teachers == ("self:summary:tiny-random",)
     assert config.include_paths == (str(tmp_path.resolve()),)

@@ -9,7 +9,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from harness.cli.main import _config_from, build_parser
+from harness.cli.commands.run import config_from
+from harness.cli.main import build_parser
 from harness.diagnostic.question import Settings, sampling_key
 from harness.workflows.runner import ConfigError, RunConfig, _record_relevant, config_fingerprint, resolve_participants, run
 from harness.workflows.suite import load_suite
@@ -103,8 +104,8 @@ def test_default_keeps_its_fingerprint_and_cache_keys():
 
 def test_cli_option_suite_key_and_validation(tmp_path):
     args = build_parser().parse_args(["run", "--depth-windows", "even"])
-    assert _config_from(args).settings.depth_windows == "even"
-    assert _config_from(build_parser().parse_args(["run"])).settings.depth_windows == "exponential"
+    assert config_from(args).settings.depth_windows == "even"
+    assert config_from(build_parser().parse_args(["run"])).settings.depth_windows == "exponential"
     suite = tmp_path / "s.toml"
     suite.write_text('[suite]\nstudents = ["tiny-random"]\nteachers = ["self"]\n[defaults]\ndepth_windows = "even"\n'
                      '[tasks.test-parity]\nlimit = 1\n')

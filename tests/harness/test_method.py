@@ -6,7 +6,8 @@ from dataclasses import asdict
 from harness.api import method
 
 from harness.reports import stats
-from harness.cli.main import _config_from, build_parser
+from harness.cli.commands.run import config_from
+from harness.cli.main import build_parser
 from harness.api.method import Settings
 
 
@@ -23,7 +24,7 @@ def test_the_owner_holds_method_md_numbers():
 
 def test_run_flags_default_to_the_owner():
     args = build_parser().parse_args(["run"])
-    assert _config_from(args).settings == Settings()
+    assert config_from(args).settings == Settings()
     assert {name: getattr(args, name) for name in asdict(Settings())} == asdict(Settings())
 
 
