@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from harness.sampling.backends import (
@@ -91,3 +93,10 @@ def test_only_a_merging_backend_runs_questions_side_by_side(monkeypatch):
 
     assert questions_in_flight(who, Settings()) == 3  # the default: transformers, which merges
     assert questions_in_flight(dataclasses.replace(who, backend=Single()), Settings()) == 1
+
+
+def test_the_vllm_back_end_is_listed_without_importing_its_module():
+    code = ("import sys; from harness.sampling.backends import BACKENDS; "
+            "print('vllm' in BACKENDS, 'harness.sampling.vllm_backend' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "False"]
