@@ -27,15 +27,14 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-
 from local import local_data, local_student
 from processes import BASELINE_COMMIT, ROOT, environment, extract_commit, run_alone
 from replay import replay_with_generate
 
-from harness.storage.cache import WorkCache
-from harness.cli.commands.run import DEMO_ARGS
 from harness.api.data import resolve_data_dir
+from harness.cli.commands.run import DEMO_ARGS
 from harness.sampling.models import load_model
+from harness.storage.cache import WorkCache
 from harness.workflows.runner import RunConfig, run
 
 ADDED_TEACHER = "self:self-demo"

@@ -39,11 +39,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-import harness.sampling.backends as backends
 from local import local_data, local_student
 from replay import CallRecorder, replay_with_generate
 
+import harness.sampling.backends as backends
 from harness.workflows.runner import RunConfig, run
 
 TASK, STUDENT, TEACHERS = "gsm8k", "qwen2.5-coder-0.5b", ("self:correct-demo", "self")

@@ -33,8 +33,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.sampling import gguf_parts
 from harness.api.errors import ModelError
+from harness.sampling import gguf_parts
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = {"qwen2.5-coder-0.5b": gguf_parts.QWEN_CODER_05B, "qwen2.5-coder-1.5b": gguf_parts.QWEN_CODER_15B}

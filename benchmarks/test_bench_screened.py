@@ -36,9 +36,10 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
+from local import local_data, local_student
 
+from harness.api.task import resolve_task
 from harness.diagnostic.alignment import is_informative, success_rates
-from harness.sampling.backends import OneCallAtATime
 from harness.diagnostic.question import (
     NoProgress,
     Participants,
@@ -48,12 +49,11 @@ from harness.diagnostic.question import (
     rollouts_of,
     sample_rollouts,
 )
+from harness.reports.stats import cluster_bootstrap_stat
+from harness.sampling.backends import OneCallAtATime
 from harness.sampling.generation import derive_seed
 from harness.sampling.prompting import chat_prompt_ids
-from harness.reports.stats import cluster_bootstrap_stat
-from harness.api.task import resolve_task
 from harness.sampling.teacher import RolloutView
-from local import local_data, local_student
 
 STUDENT, TASK, QUESTIONS, SEED = "smollm2-135m", "boolq", 6, 0
 KNOBS = dict(rollouts=4, temperature=1.0, nodes_per_window=1, top_k=4, continuations=2)

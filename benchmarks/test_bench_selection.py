@@ -31,9 +31,10 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 import torch
+from local import local_data, local_student
 
+from harness.api.task import resolve_task
 from harness.diagnostic.alignment import is_informative, success_rates, support_tokens
-from harness.sampling.backends import OneCallAtATime
 from harness.diagnostic.question import (
     MIN_SUPPORT_PROB,
     Participants,
@@ -45,12 +46,11 @@ from harness.diagnostic.question import (
     rollouts_of,
     sample_rollouts,
 )
-from harness.sampling.generation import derive_seed, prefill
-from harness.sampling.prompting import chat_prompt_ids
 from harness.diagnostic.selection import entropy_rows, select_nodes
 from harness.reports.stats import cluster_bootstrap_stat
-from harness.api.task import resolve_task
-from local import local_data, local_student
+from harness.sampling.backends import OneCallAtATime
+from harness.sampling.generation import derive_seed, prefill
+from harness.sampling.prompting import chat_prompt_ids
 
 STUDENT, TASK, QUESTIONS, SEED = "smollm2-135m", "boolq", 4, 0
 SETTINGS = Settings(rollouts=4, temperature=1.0, nodes_per_window=1, top_k=4, continuations=2)

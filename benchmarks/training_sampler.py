@@ -36,10 +36,10 @@ def main() -> dict:
     import torch
 
     from harness.api.data import resolve_data_dir
-    from harness.sampling.models import load_model
-    from harness.workflows.plugins import load_all
-    from harness.sampling.prompting import chat_prompt_ids
     from harness.api.task import resolve_task
+    from harness.sampling.models import load_model
+    from harness.sampling.prompting import chat_prompt_ids
+    from harness.workflows.plugins import load_all
     from harness.workflows.validate import sample_rollouts, training_copy
 
     load_all([])

@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.api.errors import SpecError
-from harness.sampling.models import ModelSource, register_model
 from harness.api.task import Grade, NoTrainSplit, Question, register_task
+from harness.sampling.models import ModelSource, register_model
 
 
 @dataclass(frozen=True)

@@ -90,8 +90,8 @@ def check_losses(names: Sequence[str], allowed: Sequence[str] = LOSS_NAMES,
     An unknown name raises the registry's :class:`~harness.api.registry.RegistryError`, with its "did you mean"; so does
     a registered loss outside ``allowed`` (e.g. a plugin loss, which no run record carries), with ``reason``.
     """
-    from harness.diagnostic.losses import resolve_loss
     from harness.api.registry import RegistryError
+    from harness.diagnostic.losses import resolve_loss
 
     checked: list[str] = []
     for name in names:

@@ -24,6 +24,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from harness.api.method import DEFAULT_DEPTH_WINDOWS, Settings
+from harness.api.task import Question, Task
 from harness.diagnostic.alignment import (
     cosine,
     divergences,
@@ -33,22 +35,7 @@ from harness.diagnostic.alignment import (
     success_rates,
     support_tokens,
 )
-from harness.sampling.backends import Backend, Continuation, Source, TransformersBackend
-from harness.storage.cache import (
-    CACHE_FORMAT,
-    WorkCache,
-    code_fingerprint,
-    digest,
-    library_versions,
-    question_fingerprint,
-    source_file,
-)
-from harness.sampling.generation import derive_seed, extend, prefill
 from harness.diagnostic.losses import Loss, NodeDistributions, jsd_rbar
-from harness.api.method import DEFAULT_DEPTH_WINDOWS, Settings
-from harness.sampling.models import LoadedModel, model_fingerprint
-from harness.sampling.prompting import chat_prompt_ids
-from harness.storage.records import DIVERGENCE_COLUMNS, LOSS_NAMES, NODE_SCHEMA, QUESTION_SCHEMA, outcome, prefix_shared
 from harness.diagnostic.selection import (
     SCREEN_CANDIDATES_PER_NODE,
     entropy_rows,
@@ -58,8 +45,21 @@ from harness.diagnostic.selection import (
     tv_rows,
     window_candidates,
 )
-from harness.api.task import Question, Task
+from harness.sampling.backends import Backend, Continuation, Source, TransformersBackend
+from harness.sampling.generation import derive_seed, extend, prefill
+from harness.sampling.models import LoadedModel, model_fingerprint
+from harness.sampling.prompting import chat_prompt_ids
 from harness.sampling.teacher import ContextInputs, RolloutView, RunState, Teacher, teacher_prompt
+from harness.storage.cache import (
+    CACHE_FORMAT,
+    WorkCache,
+    code_fingerprint,
+    digest,
+    library_versions,
+    question_fingerprint,
+    source_file,
+)
+from harness.storage.records import DIVERGENCE_COLUMNS, LOSS_NAMES, NODE_SCHEMA, QUESTION_SCHEMA, outcome, prefix_shared
 
 MIN_SUPPORT_PROB = 1e-4  # METHOD: candidate tokens with p_k below this are dropped (the sampled one is kept)
 # how the random streams are laid out (part of every run fingerprint and cache key): every rollout and every

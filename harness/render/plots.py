@@ -20,7 +20,6 @@ Nodes whose distillation gradient is exactly zero have no defined cosine (METHOD
 from __future__ import annotations
 
 import math
-
 from pathlib import Path
 
 import matplotlib
@@ -34,9 +33,9 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from harness.reports import stats  # noqa: E402
-from harness.storage import records  # noqa: E402
 from harness.reports.analysis import DIVERGENCES  # noqa: E402
 from harness.reports.leaderboard import REFERENCE_TEACHER, TEACHER_LOSSES, iter_cells  # noqa: E402
+from harness.storage import records  # noqa: E402
 
 FORMATS = ("png", "pdf")
 DEPTH_BINS = 5

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from harness.render.formats import FILE_FORMATS
 from harness.reports import stats
 from harness.reports.leaderboard import ZERO_GRAD_NOTE
-from harness.render.formats import FILE_FORMATS
 
 if TYPE_CHECKING:
     from harness.reports.accuracy_report import AccuracyReport

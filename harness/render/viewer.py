@@ -31,7 +31,6 @@ import pandas as pd
 from harness.storage.records import KL_STUDENT_TEACHER, KL_TEACHER_STUDENT, LOSS_NAMES, TV, outcome
 
 
-
 class LossDirections(Protocol):
     """What the page needs of the losses, computed by the caller (:class:`harness.diagnostic.losses.RecordedDirections`
     with the run's JSD beta), so that rendering never imports torch."""

@@ -33,11 +33,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.reports import stats
-from harness.storage import chunks
-from harness.reports.leaderboard import NODE_KEY, REFERENCE_LOSS, Leaderboard, build
-from harness.storage.records import load_run
 from harness.api.errors import ConfigError
+from harness.reports import stats
+from harness.reports.leaderboard import NODE_KEY, REFERENCE_LOSS, Leaderboard, build
+from harness.storage import chunks
+from harness.storage.records import load_run
 
 ROW_KEY = [*NODE_KEY, "teacher"]
 # what two runs must share to be one configuration (teachers, --limit, --data-dir, threads may differ)

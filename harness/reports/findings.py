@@ -40,10 +40,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.reports import stats
-from harness.storage.records import COS_PQ, KL_STUDENT_TEACHER, L2
 from harness.api.model_specs import bits_per_weight
+from harness.reports import stats
 from harness.reports.leaderboard import NOT_TESTABLE, REFERENCE_LOSS, informative_mask, iter_cells, pair_estimate
+from harness.storage.records import COS_PQ, KL_STUDENT_TEACHER, L2
 
 SELF_CONTEXTS = ("self:correct-demo", "self:self-demo", "self:correct-wrong", "self:summary")
 WRONG, CORRECT_ONLY = "self:correct-wrong", ("self:self-demo", "self:correct-demo")

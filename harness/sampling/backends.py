@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import torch
 
+from harness.api.registry import Registry, imported_when_called, resolve_spec
 from harness.sampling.generation import (
     STOP_CHECK_TAIL_TOKENS,
     Branch,
@@ -24,7 +25,6 @@ from harness.sampling.generation import (
     rows_per_batch,
 )
 from harness.sampling.models import LoadedModel
-from harness.api.registry import Registry, imported_when_called, resolve_spec
 
 
 @dataclass(frozen=True)

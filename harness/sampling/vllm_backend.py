@@ -26,11 +26,11 @@ from typing import Any
 
 import torch
 
-from harness.sampling.backends import Continuation, OneCallAtATime, Source, request_seeds
-from harness.storage.cache import cache_dir
-from harness.sampling.generation import Generated, derive_seed
 from harness.api.errors import ModelError
+from harness.sampling.backends import Continuation, OneCallAtATime, Source, request_seeds
+from harness.sampling.generation import Generated, derive_seed
 from harness.sampling.models import LoadedModel, model_fingerprint, save_model_dir
+from harness.storage.cache import cache_dir
 
 INSTALL_HINT = ("--backend vllm needs vLLM and a CUDA GPU: pip install 'opd-harness[vllm]' "
                 "(or use the default --backend transformers)")

@@ -42,14 +42,14 @@ from typing import Any
 
 import torch
 
-from harness.reports.accuracy_report import STUDENT_CONDITION, AccuracyReport, unparsed_share
 from harness.api.data import resolve_data_dir
+from harness.api.errors import ConfigError
 from harness.api.method import ALPHA as METHOD_ALPHA
+from harness.api.task import Question, Task, resolve_task
+from harness.reports.accuracy_report import STUDENT_CONDITION, AccuracyReport, unparsed_share
 from harness.sampling.generation import Branch, generate_branches, make_generator, prefill, rows_per_batch
 from harness.sampling.models import LoadedModel, device_problem
 from harness.sampling.prompting import chat_prompt_ids
-from harness.workflows.runner import ConfigError
-from harness.api.task import Question, Task, resolve_task
 from harness.sampling.teacher import (
     ContextInputs,
     RolloutView,

@@ -31,10 +31,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from harness.sampling.backends import BACKENDS, resolve_backend
-from harness.storage.cache import WorkCache, code_fingerprint
-from harness.storage.chunks import check_within, chunk_meta, wave_span
 from harness.api.data import resolve_data_dir
+from harness.api.errors import ConfigError, OpdError
+from harness.api.method import DEFAULT_DEPTH_WINDOWS, DEFAULT_SELECTION
+from harness.api.task import Task, resolve_task
+from harness.diagnostic.losses import resolve_loss
 from harness.diagnostic.question import (
     SAMPLING_SCHEME,
     NoProgress,
@@ -47,20 +48,29 @@ from harness.diagnostic.question import (
     diagnose_question,
     sampling_key,
 )
-from harness.reports.depth import depth_summary
-from harness.api.errors import ConfigError, OpdError
-from harness.sampling.lockstep import run_lockstep
-from harness.diagnostic.losses import resolve_loss
-from harness.api.method import DEFAULT_DEPTH_WINDOWS, DEFAULT_SELECTION
-from harness.sampling.models import check_same_tokenizer, device_problem
-from harness.storage.records import (
-    LOSS_NAMES, NODE_SCHEMA, PARTS_DIR, QUESTION_SCHEMA, READ_ERRORS, RecordWriteError, fsync_directory,
-    make_directory, read_table, rows_to_table, write_json, write_table,
-)
 from harness.diagnostic.selection import DEPTH_WINDOWS, PRIORITIES, SELECTIONS
-from harness.api.task import Task, resolve_task
+from harness.reports.depth import depth_summary
+from harness.sampling.backends import BACKENDS, resolve_backend
+from harness.sampling.lockstep import run_lockstep
+from harness.sampling.models import check_same_tokenizer, device_problem
 from harness.sampling.teacher import RunState, Teacher, resolve_teacher
 from harness.sampling.threads import ThreadPlan, apply_threads, threads_problem
+from harness.storage.cache import WorkCache, code_fingerprint
+from harness.storage.chunks import check_within, chunk_meta, wave_span
+from harness.storage.records import (
+    LOSS_NAMES,
+    NODE_SCHEMA,
+    PARTS_DIR,
+    QUESTION_SCHEMA,
+    READ_ERRORS,
+    RecordWriteError,
+    fsync_directory,
+    make_directory,
+    read_table,
+    rows_to_table,
+    write_json,
+    write_table,
+)
 
 DAMAGED_DIR = "damaged"  # RUN/parts/damaged/: part files that could not be read, kept for inspection
 

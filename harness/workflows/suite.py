@@ -124,10 +124,10 @@ def run_cell(cell: Cell, include: tuple[str, ...] = (), cache_dir: str | None = 
     ``include``: plugin files to import first; a Ray worker is a fresh process that must register them again.
     ``cache_dir``: the reuse cache (None: none); cells that share a task and student share its sampled work.
     """
-    from harness.storage.cache import WorkCache
-    from harness.reports.leaderboard import build, select_losses
-    from harness.storage.records import load_run
     from harness.render.tables import format_table
+    from harness.reports.leaderboard import build, select_losses
+    from harness.storage.cache import WorkCache
+    from harness.storage.records import load_run
     from harness.workflows.plugins import load_all
     from harness.workflows.runner import run
 
@@ -177,8 +177,8 @@ def _run_with_ray(suite: Suite, address: str | None, include: tuple[str, ...], c
 
 
 def _write_comparisons(suite: Suite) -> None:
-    from harness.reports.compare import compare, load_runs
     from harness.render.tables import format_sections
+    from harness.reports.compare import compare, load_runs
 
     by_task: dict[str, list[Cell]] = {}
     for cell in suite.cells:

@@ -569,8 +569,8 @@ def read_json(path: Path) -> Any:
 def compute_predictors(config: ValidateConfig, plan_: Plan) -> dict[str, Any]:
     """In-context accuracy of the student, of each teacher with its context, and of each teacher's model on the
     plain prompt, on the diagnostic's questions (``opd accuracy``'s machinery, ``samples`` answers each)."""
-    from harness.workflows.accuracy import AccuracyConfig, evaluate
     from harness.sampling.teacher import resolve_teacher
+    from harness.workflows.accuracy import AccuracyConfig, evaluate
 
     if not plan_.diagnostic_ids or plan_.diagnostic_range != (0, len(plan_.diagnostic_ids)):
         return {"note": "no diagnostic questions at the front of the task's order: accuracy predictors not computed"}
@@ -603,8 +603,8 @@ def run_validation(config: ValidateConfig, out: Path, progress=None, *, max_runs
     require_trl()
     fix_protocol(out, protocol_record(config, plan_))
     from harness.sampling.models import ModelCache, check_same_tokenizer, load_model
-    from harness.storage.records import write_json
     from harness.sampling.teacher import RunState, resolve_teacher
+    from harness.storage.records import write_json
 
     all_questions = list(questions_of(None))
     by_id = {q.id: q for q in all_questions}
@@ -673,8 +673,8 @@ def _predictors_cover(out: Path, config: ValidateConfig) -> bool:
 
 def write_report(config: ValidateConfig, out: Path) -> dict[str, Any]:
     """``validation.json`` and ``validation.md`` from whatever (condition, seed) runs are finished in ``out``."""
-    from harness.storage.records import write_json
     from harness.reports.validation_report import build_report, render_markdown
+    from harness.storage.records import write_json
 
     out = Path(out)
     protocol = read_json(out / PROTOCOL_FILE)

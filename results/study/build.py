@@ -30,10 +30,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tabulate import tabulate
 
-from harness.storage import chunks
-
-from harness.reports import stats
 from harness.api.errors import ConfigError
+from harness.reports import stats
+from harness.storage import chunks
 
 STUDY_DIR = Path(__file__).resolve().parent
 WRITE_UP = STUDY_DIR.parent / "STUDY.md"
@@ -180,8 +179,8 @@ def backfill(data_dir: Path, study_dir: Path = STUDY_DIR) -> None:
     read), ``prefix_shared`` at position 0 (every rollout shares the empty prefix: True); left null where it needs
     the rollouts' token ids (later positions) and ``rollout_unparsed`` (needs each rollout's extracted answer).
     Values present are kept."""
-    from harness.workflows.plugins import load_builtin
     from harness.api.task import resolve_task
+    from harness.workflows.plugins import load_builtin
 
     load_builtin()
     path = Path(study_dir) / "nodes.parquet"

@@ -16,6 +16,10 @@ from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.proportion import proportion_confint
 
 import teachers.summary as summary
+from harness.api.task import TASKS, register_task, resolve_task
+from harness.cli.main import main
+from harness.render.tables import format_accuracy, print_accuracy
+from harness.sampling.teacher import TEACHERS, Teacher, register_teacher
 from harness.workflows.accuracy import (
     PASS_RATE_DIMENSION,
     STUDENT_CONDITION,
@@ -28,10 +32,6 @@ from harness.workflows.accuracy import (
     summarise,
     year_range,
 )
-from harness.cli.main import main
-from harness.render.tables import format_accuracy, print_accuracy
-from harness.api.task import TASKS, register_task, resolve_task
-from harness.sampling.teacher import TEACHERS, Teacher, register_teacher
 
 ODD_ONLY_TEACHER = "test-odd-only-context"
 RECORDER_TEACHER = "test-recording-context"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.reports.accuracy_report import SCHEMA, VERSION, AccuracyReportError, read_report, report_from_dict
 from harness.cli.main import main
+from harness.reports.accuracy_report import SCHEMA, VERSION, AccuracyReportError, read_report, report_from_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 STUDY_REPORT = ROOT / "results" / "study" / "accuracy" / "boolq-smollm2-135m.json"

@@ -11,6 +11,7 @@ import pytest
 import scipy.stats
 from test_leaderboard import node_row
 
+from harness.cli.main import main
 from harness.reports import stats
 from harness.reports.analysis import (
     DEPTH_GIVEN_ENTROPY,
@@ -21,7 +22,6 @@ from harness.reports.analysis import (
     proxy_ranking,
     reliability,
 )
-from harness.cli.main import main
 from harness.storage.records import NODE_SCHEMA, QUESTION_SCHEMA, rows_to_table, write_table
 
 TEACHERS = ("near", "far")

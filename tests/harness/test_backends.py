@@ -78,11 +78,11 @@ def test_one_call_at_a_time_answers_each_call_in_order():
 
 
 def test_only_a_merging_backend_runs_questions_side_by_side(monkeypatch):
+    from harness.api.task import resolve_task
     from harness.diagnostic.question import Participants, Settings
     from harness.sampling.models import load_model
-    from harness.workflows.runner import IN_FLIGHT_VARIABLE, questions_in_flight
-    from harness.api.task import resolve_task
     from harness.sampling.teacher import resolve_teacher
+    from harness.workflows.runner import IN_FLIGHT_VARIABLE, questions_in_flight
 
     monkeypatch.setenv(IN_FLIGHT_VARIABLE, "3")  # even when asked for three
     student = load_model("test-oracle", "cpu")

@@ -13,10 +13,10 @@ import pytest
 import torch
 
 import harness.diagnostic.question
-from harness.sampling.backends import TransformersBackend
-from harness.storage.cache import WorkCache, digest
 from harness.cli.main import main
 from harness.diagnostic.question import Settings
+from harness.sampling.backends import TransformersBackend
+from harness.storage.cache import WorkCache, digest
 from harness.workflows.runner import ConfigError, RunConfig, run
 
 BASE = RunConfig(task="test-parity", student="tiny-random", teachers=("self:correct-demo",), limit=2,

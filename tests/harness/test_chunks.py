@@ -10,11 +10,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from harness.storage.chunks import parse_range, wave_span
+from harness.api.errors import ConfigError
 from harness.cli.main import main
 from harness.reports.compare import load_runs
-from harness.api.errors import ConfigError
 from harness.reports.leaderboard import build
+from harness.storage.chunks import parse_range, wave_span
 from harness.storage.records import load_run
 from harness.workflows.suite import load_suite
 

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from harness.api.errors import ConfigError, OpdError
+from harness.api.task import TASKS
 from harness.cli.commands.run import config_from
 from harness.cli.main import build_parser, main
-from harness.api.errors import ConfigError, OpdError
-from harness.sampling.models import MODELS
 from harness.cli.options import with_summarizer
-from harness.workflows.runner import RunConfig, _record_relevant, config_fingerprint
-from harness.api.task import TASKS
+from harness.sampling.models import MODELS
 from harness.sampling.teacher import TEACHERS
+from harness.workflows.runner import RunConfig, _record_relevant, config_fingerprint
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_RUN = ["--task", "test-parity", "--student", "tiny-random", "--teacher", "self", "--limit", "1",
@@ -59,13 +59,11 @@ def test_every_factory_refuses_a_bad_argument_with_one_paragraph(flag, spec, tmp
 def test_factory_errors_are_one_family():
     """The CLI catches OpdError: the errors of the factories, the registry and the data loader all derive from it."""
     from harness.api.data import DataError
-    from harness.api.errors import SpecError
+    from harness.api.errors import ModelError, SpecError
     from harness.api.registry import RegistryError
     from harness.sampling.threads import ThreadsError
-    from tasks.lm_eval import LmEvalTaskError
-
-    from harness.api.errors import ModelError
     from harness.storage.records import DamagedRecordsError, RecordWriteError
+    from tasks.lm_eval import LmEvalTaskError
 
     for error in (SpecError, ConfigError, RegistryError, DataError, ThreadsError, LmEvalTaskError, ModelError,
                   DamagedRecordsError, RecordWriteError):
@@ -247,8 +245,8 @@ def _words(text: str) -> str:
 
 @pytest.mark.parametrize("width", [80, 100])
 def test_every_report_fits_the_console_and_never_cuts_a_note(width, tiny_run, capsys, monkeypatch):
-    from harness.reports.leaderboard import ZERO_GRAD_NOTE
     from harness.render.tables import GROUP_NOTE, SMALL_N_NOTE
+    from harness.reports.leaderboard import ZERO_GRAD_NOTE
 
     monkeypatch.setenv("COLUMNS", str(width))
     for name, argv in _report_commands(tiny_run).items():

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 from test_analysis import planted_nodes
 
-from harness.cli.main import main
-from harness.reports.compare import best_teachers, compare, load_runs, matrix, rank_agreement
 from harness.api.errors import ConfigError
+from harness.cli.main import main
 from harness.reports import stats
+from harness.reports.compare import best_teachers, compare, load_runs, matrix, rank_agreement
 from harness.reports.leaderboard import build
 from harness.storage.records import NODE_SCHEMA, QUESTION_SCHEMA, rows_to_table, write_json, write_table
 

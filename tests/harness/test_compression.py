@@ -4,10 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.diagnostic.question import _teacher_logits
-from harness.sampling.generation import Branch, generate_branches, make_generator, prefill
 from harness.api.errors import ModelError
 from harness.api.model_specs import Compression, bits_per_weight, split_compression
+from harness.api.task import resolve_task
+from harness.diagnostic.question import _teacher_logits
+from harness.sampling.generation import Branch, generate_branches, make_generator, prefill
 from harness.sampling.models import (
     LoadedModel,
     _load_tiny,
@@ -19,7 +20,6 @@ from harness.sampling.models import (
     tiny_model,
     tiny_tokenizer,
 )
-from harness.api.task import resolve_task
 from harness.sampling.teacher import ContextInputs, RolloutView, resolve_teacher
 
 

@@ -10,10 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from harness.cli.main import main
-from harness.reports.depth import DepthSummary, depth_shares, depth_summaries, depth_summary, summarize
 from harness.diagnostic.question import Settings
-from harness.workflows.runner import RunConfig, run
 from harness.render.tables import depth_text
+from harness.reports.depth import DepthSummary, depth_shares, depth_summaries, depth_summary, summarize
+from harness.workflows.runner import RunConfig, run
 
 
 def frame(rows, teachers=("self", "self:correct-demo")):

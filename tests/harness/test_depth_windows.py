@@ -9,13 +9,20 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from harness.api.task import resolve_task
 from harness.cli.commands.run import config_from
 from harness.cli.main import build_parser
 from harness.diagnostic.question import Settings, sampling_key
-from harness.workflows.runner import ConfigError, RunConfig, _record_relevant, config_fingerprint, resolve_participants, run
-from harness.workflows.suite import load_suite
-from harness.api.task import resolve_task
 from harness.sampling.teacher import resolve_teacher
+from harness.workflows.runner import (
+    ConfigError,
+    RunConfig,
+    _record_relevant,
+    config_fingerprint,
+    resolve_participants,
+    run,
+)
+from harness.workflows.suite import load_suite
 
 TEACHERS = ("self", "self:correct-demo")
 

@@ -22,9 +22,9 @@ import pytest
 
 import harness.storage.records as records
 import harness.workflows.runner
-from harness.storage.cache import WorkCache
 from harness.cli.main import main
 from harness.diagnostic.question import Settings
+from harness.storage.cache import WorkCache
 from harness.storage.records import DamagedRecordsError, write_json, write_table
 from harness.workflows.runner import ConfigError, RunConfig, RunDirectory, run
 

@@ -8,8 +8,8 @@ import pytest
 import scipy.stats
 from test_leaderboard import node_row
 
-from harness.reports import stats
 from harness.cli.main import main
+from harness.reports import stats
 from harness.reports.findings import by_size, findings
 from harness.storage.records import NODE_SCHEMA, QUESTION_SCHEMA, rows_to_table, write_table
 

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from harness.render.tables import format_table
 from harness.reports import stats
 from harness.reports.leaderboard import (
     COLUMNS,
@@ -24,8 +25,15 @@ from harness.reports.leaderboard import (
     leaderboard,
     pairs,
 )
-from harness.storage.records import LOSS_NAMES, NODE_SCHEMA, QUESTION_SCHEMA, load_run, rows_to_table, write_json, write_table
-from harness.render.tables import format_table
+from harness.storage.records import (
+    LOSS_NAMES,
+    NODE_SCHEMA,
+    QUESTION_SCHEMA,
+    load_run,
+    rows_to_table,
+    write_json,
+    write_table,
+)
 
 TASK, STUDENT = "boolq", "smollm2-135m"
 SELF, DEMO, WRONG = "self", "self:correct-demo", "self:correct-wrong"
@@ -458,9 +466,9 @@ def test_cli_defaults_are_the_stats_defaults(run_dir, monkeypatch, capsys):
 
 
 def test_check_losses_refuses_a_registered_loss_without_records():
-    from harness.diagnostic.losses import LOSSES, resolve_loss
-    from harness.cli.options import check_losses
     from harness.api.registry import RegistryError
+    from harness.cli.options import check_losses
+    from harness.diagnostic.losses import LOSSES, resolve_loss
 
     assert check_losses(["rkl", "grpo", "rkl"]) == ("rkl", "grpo")
     LOSSES.add("test-plugin-loss", lambda: resolve_loss("rkl"), "test fake")

@@ -9,6 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from harness.api.registry import RegistryError
 from harness.diagnostic.alignment import project_to_support
 from harness.diagnostic.losses import (
     LOSSES,
@@ -19,7 +20,6 @@ from harness.diagnostic.losses import (
     resolve_loss,
 )
 from harness.storage.records import LOSS_NAMES
-from harness.api.registry import RegistryError
 
 VOCAB = 50
 SEEDS = range(6)

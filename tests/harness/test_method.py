@@ -4,11 +4,10 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from harness.api import method
-
-from harness.reports import stats
+from harness.api.method import Settings
 from harness.cli.commands.run import config_from
 from harness.cli.main import build_parser
-from harness.api.method import Settings
+from harness.reports import stats
 
 
 def test_the_owner_holds_method_md_numbers():

@@ -13,9 +13,9 @@ import pytest
 import torch
 from test_gguf_parts import part_file, write_part_packages
 
-from harness.sampling import gguf_parts
 from harness.api.errors import ModelError
 from harness.api.model_specs import split_compression
+from harness.sampling import gguf_parts
 from harness.sampling.models import (
     LoadedModel,
     _load_gguf_parts,

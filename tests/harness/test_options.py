@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from harness.reports import stats
 from harness.cli.options import DEFAULT_PERMUTATIONS, DEFAULT_RESAMPLES, check_options
+from harness.reports import stats
 
 
 def test_help_defaults_are_the_stats_defaults():

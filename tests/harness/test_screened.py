@@ -23,16 +23,16 @@ import pyarrow.parquet as pq
 import pytest
 from test_exact_oracle import HORIZON, _exact, _prefix
 
-from harness.sampling.backends import OneCallAtATime
-from harness.storage.cache import WorkCache
+from harness.api.task import resolve_task
 from harness.cli.main import main
-from harness.diagnostic.question import NoProgress, Participants, Settings, diagnose_question
 from harness.diagnostic.losses import resolve_loss
+from harness.diagnostic.question import NoProgress, Participants, Settings, diagnose_question
+from harness.sampling.backends import OneCallAtATime
 from harness.sampling.models import load_model
+from harness.sampling.teacher import resolve_teacher
+from harness.storage.cache import WorkCache
 from harness.storage.records import LOSS_NAMES
 from harness.workflows.runner import ConfigError, RunConfig, config_fingerprint, run
-from harness.api.task import resolve_task
-from harness.sampling.teacher import resolve_teacher
 
 
 def _run(task: str, student_spec: str, seed: int, m: int, selection: str = "screened", top_k: int = 3,

@@ -9,14 +9,14 @@ from harness.diagnostic.selection import (
     depth_window,
     entropy_rows,
     even_window,
-    window_count,
-    window_of,
     screen_keeps,
     screen_tokens,
     select_nodes,
     sibling_trials,
     tv_rows,
     window_candidates,
+    window_count,
+    window_of,
 )
 
 

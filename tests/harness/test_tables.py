@@ -12,9 +12,6 @@ import pytest
 from rich.console import Console
 from test_leaderboard import DEMO, SELF, WRONG, node_row, synthetic_rows
 
-from harness.reports import stats
-from harness.reports.leaderboard import build, leaderboard
-from harness.storage.records import LOSS_NAMES
 from harness.render.tables import (
     GROUP_NOTE,
     SMALL_N_MARK,
@@ -24,6 +21,9 @@ from harness.render.tables import (
     print_pairs,
     print_rich,
 )
+from harness.reports import stats
+from harness.reports.leaderboard import build, leaderboard
+from harness.storage.records import LOSS_NAMES
 
 FAST = stats.Options(permutations=500, resamples=50)
 

@@ -13,9 +13,9 @@ import pytest
 from test_leaderboard import node_row
 
 from harness.cli.main import main
-from harness.storage.records import NODE_SCHEMA, QUESTION_SCHEMA, rows_to_table, write_table
 from harness.diagnostic.losses import RecordedDirections
 from harness.render.viewer import SCRIPT, colour, node_outcome, render
+from harness.storage.records import NODE_SCHEMA, QUESTION_SCHEMA, rows_to_table, write_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from browser import click_node, find_chromium  # noqa: E402
@@ -262,11 +262,11 @@ def test_in_a_real_browser_a_click_shows_the_node_detail_without_console_errors(
 
 
 def test_a_run_records_the_prompt_and_the_teachers_context_and_the_viewer_shows_them(tmp_path):
-    from harness.storage.cache import WorkCache
+    from harness.api.task import resolve_task
     from harness.diagnostic.question import Settings
+    from harness.storage.cache import WorkCache
     from harness.storage.records import load_run
     from harness.workflows.runner import RunConfig, run
-    from harness.api.task import resolve_task
 
     question = resolve_task("test-parity").load(None, 1)[0]
     config = RunConfig(task="test-parity", student="tiny-random", teachers=("self", "self:correct-demo"), limit=1,

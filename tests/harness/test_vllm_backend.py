@@ -19,15 +19,15 @@ import pytest
 import torch
 
 import harness.sampling.vllm_backend as vllm_backend
-from harness.sampling.backends import Continuation, Source, resolve_backend
+from harness.api.errors import ModelError
 from harness.cli.main import main
 from harness.diagnostic.question import Settings
+from harness.sampling.backends import Continuation, Source, resolve_backend
 from harness.sampling.generation import derive_seed
-from harness.api.errors import ModelError
 from harness.sampling.models import LoadedModel, load_model
+from harness.sampling.vllm_backend import VLLMBackend
 from harness.storage.records import NODE_SCHEMA, QUESTION_SCHEMA
 from harness.workflows.runner import RunConfig, run
-from harness.sampling.vllm_backend import VLLMBackend
 
 PROMPT = [60, 61, 62]
 RESPONSE = [70, 71, 72, 73, 74, 75]

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 import teachers.idp as idp
-from harness.sampling.models import load_model
-from harness.sampling.prompting import chat_prompt_ids
 from harness.api.registry import RegistryError
 from harness.api.task import resolve_task
+from harness.sampling.models import load_model
+from harness.sampling.prompting import chat_prompt_ids
 from harness.sampling.teacher import ContextInputs, RolloutView, RunState, mean_logprob_of_tail, resolve_teacher
 
 TASK = resolve_task("test-parity")

@@ -48,11 +48,10 @@ def register(commands) -> None:
 
 
 def cmd_accuracy(args: argparse.Namespace, console) -> int:
-    from harness.workflows.accuracy import AccuracyConfig, evaluate, write_report
+    from harness.cli.options import include_paths_from, quiet_libraries, with_summarizer
     from harness.render.tables import format_accuracy, print_accuracy
-    from harness.cli.options import quiet_libraries
     from harness.sampling.threads import apply_threads
-    from harness.cli.options import include_paths_from, with_summarizer
+    from harness.workflows.accuracy import AccuracyConfig, evaluate, write_report
 
     apply_threads(args.threads)  # a bad --threads stops here, before any model loads
     quiet_libraries()

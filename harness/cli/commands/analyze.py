@@ -29,10 +29,10 @@ def register(commands) -> None:
 
 
 def handle(args, console) -> int:
-    from harness.reports.analysis import analyze
     from harness.cli.options import options_from
-    from harness.storage.records import load_run
     from harness.render.tables import print_sections
+    from harness.reports.analysis import analyze
+    from harness.storage.records import load_run
 
     options = options_from(args)  # bad numbers: one clear error, before reading
     nodes, _, _ = load_run(args.run_dir)

@@ -20,9 +20,9 @@ def register(commands) -> None:
 
 
 def handle(args, console) -> int:
-    from harness.reports.compare import compare, load_runs
     from harness.cli.options import options_from
     from harness.render.tables import print_sections
+    from harness.reports.compare import compare, load_runs
 
     options = options_from(args)
     runs = load_runs(args.run_dirs, combine=args.combine)

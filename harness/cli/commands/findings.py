@@ -31,11 +31,11 @@ def register(commands) -> None:
 
 
 def handle(args, console) -> int:
+    from harness.cli.options import check_losses, options_from
+    from harness.render.tables import print_sections
     from harness.reports.compare import load_runs
     from harness.reports.findings import findings
     from harness.reports.leaderboard import TEACHER_LOSSES
-    from harness.cli.options import check_losses, options_from
-    from harness.render.tables import print_sections
 
     options = options_from(args)
     loss = check_losses([args.loss], TEACHER_LOSSES, reason="the findings are about teachers")[0]

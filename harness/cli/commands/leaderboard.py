@@ -22,11 +22,11 @@ def register(commands) -> None:
 
 
 def handle(args: argparse.Namespace, console) -> int:
+    from harness.cli.options import check_losses, options_from
+    from harness.render.tables import format_table, print_depth, print_pairs, print_rich
     from harness.reports.depth import depth_summaries
     from harness.reports.leaderboard import build, select_losses
-    from harness.cli.options import check_losses, options_from
     from harness.storage.records import load_run
-    from harness.render.tables import format_table, print_depth, print_pairs, print_rich
 
     # flags and loss names are checked before any record is read
     options = options_from(args)

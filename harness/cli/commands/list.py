@@ -14,10 +14,10 @@ def handle(args: argparse.Namespace, console) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from harness.sampling.backends import BACKENDS
-    from harness.diagnostic.losses import LOSSES
-    from harness.sampling.models import MODELS
     from harness.api.task import TASKS
+    from harness.diagnostic.losses import LOSSES
+    from harness.sampling.backends import BACKENDS
+    from harness.sampling.models import MODELS
     from harness.sampling.teacher import TEACHERS
 
     registry = {"tasks": TASKS, "teachers": TEACHERS, "models": MODELS, "losses": LOSSES,

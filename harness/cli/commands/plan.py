@@ -28,13 +28,13 @@ def register(commands) -> None:
 
 
 def handle(args, console) -> int:
-    from harness.cli.options import options_from
-    from harness.reports.plan import plan
-    from harness.storage.records import load_run
     from harness.api.errors import ConfigError
     from harness.api.method import POWER
-    from harness.storage.run_meta import RunMeta
+    from harness.cli.options import options_from
     from harness.render.tables import print_sections
+    from harness.reports.plan import plan
+    from harness.storage.records import load_run
+    from harness.storage.run_meta import RunMeta
 
     options = options_from(args)
     if not args.effect > 0:

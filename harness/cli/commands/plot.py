@@ -17,10 +17,10 @@ def register(commands) -> None:
 
 
 def handle(args, console) -> int:
-    from harness.reports.leaderboard import TEACHER_LOSSES
     from harness.cli.options import check_losses, options_from
-    from harness.storage.records import load_run
     from harness.render.plots import plot_run
+    from harness.reports.leaderboard import TEACHER_LOSSES
+    from harness.storage.records import load_run
 
     options = options_from(args)
 

@@ -20,8 +20,8 @@ SELECTION_FLAGS = ("--task", "--student", "--teacher", "--limit", "--questions",
 
 
 def _question_range(text: str) -> tuple[int, int]:
-    from harness.storage.chunks import parse_range
     from harness.api.errors import ConfigError
+    from harness.storage.chunks import parse_range
 
     try:
         return parse_range(text)
@@ -101,11 +101,11 @@ def config_from(args: argparse.Namespace):
 
 
 def handle(args: argparse.Namespace, console) -> int:
+    from harness.render.progress import RichProgress
+    from harness.render.tables import print_depth, print_rich
     from harness.reports.depth import depth_summaries
     from harness.reports.leaderboard import leaderboard
     from harness.storage.records import load_run
-    from harness.render.tables import print_depth, print_rich
-    from harness.render.progress import RichProgress
     from harness.workflows.runner import default_out_dir, run
 
     quiet_libraries()

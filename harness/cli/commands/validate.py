@@ -82,9 +82,9 @@ def config_from(args: argparse.Namespace):
 
 def cmd_validate(args: argparse.Namespace, console) -> int:
     from harness.cli.options import quiet_libraries
+    from harness.reports.validation_report import render_markdown
     from harness.sampling.threads import apply_threads
     from harness.workflows.validate import PROGRESS_KINDS, run_validation
-    from harness.reports.validation_report import render_markdown
 
     apply_threads(args.threads)  # a bad --threads stops here, before any model loads
     config = config_from(args)
@@ -108,8 +108,14 @@ class _Bars:
 
     def __init__(self, kinds) -> None:
         from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self._progress = Progress(TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
                                   TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True))
