@@ -38,10 +38,10 @@ import numpy as np
 import pytest
 from local import local_data, local_student
 
+from harness.api.progress import NoProgress
 from harness.api.task import resolve_task
 from harness.diagnostic.alignment import is_informative, success_rates
 from harness.diagnostic.question import (
-    NoProgress,
     Participants,
     QuestionResult,
     Settings,

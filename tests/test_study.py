@@ -222,9 +222,10 @@ def compact_from_a_run(tmp_path_factory, study):
     directory and collected into a compact file the way the study's runs are."""
     import json
 
+    from harness.api.progress import NoProgress
     from harness.api.task import resolve_task
     from harness.diagnostic.losses import resolve_loss
-    from harness.diagnostic.question import NoProgress, Participants, Settings, diagnose_question
+    from harness.diagnostic.question import Participants, Settings, diagnose_question
     from harness.sampling.models import load_model
     from harness.sampling.teacher import resolve_teacher
     from harness.storage.records import LOSS_NAMES, NODE_SCHEMA, QUESTION_SCHEMA, rows_to_table, write_table

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 
 from harness.api.method import DEFAULT_DEPTH_WINDOWS, Settings
+from harness.api.progress import NoProgress, Progress
 from harness.api.task import Question, Task
 from harness.diagnostic.alignment import (
     cosine,
@@ -83,20 +84,6 @@ class Participants:
     @property
     def sampler(self) -> Backend:
         return self.backend if self.backend is not None else TransformersBackend(self.student)
-
-
-class Progress(Protocol):
-    def add_total(self, kind: str, amount: int) -> None: ...
-
-    def advance(self, kind: str, amount: int = 1) -> None: ...
-
-
-class NoProgress:
-    def add_total(self, kind: str, amount: int) -> None:
-        pass
-
-    def advance(self, kind: str, amount: int = 1) -> None:
-        pass
 
 
 @dataclass

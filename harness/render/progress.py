@@ -1,5 +1,8 @@
-"""A rich progress display for long runs: questions, rollouts, teacher passes and branch continuations."""
+"""Rich progress bars for long work, one bar per kind of work (:class:`harness.api.progress.Progress`): by default
+the run's questions, rollouts, teacher passes and branch continuations."""
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -8,14 +11,15 @@ KINDS = ("questions", "rollouts", "teacher passes", "branch continuations")
 
 
 class RichProgress:
-    """Implements the diagnostic's ``Progress`` protocol with one bar per kind of work."""
+    """Implements :class:`harness.api.progress.Progress` with one bar per kind of work, on stderr."""
 
-    def __init__(self, console: Console | None = None) -> None:
+    def __init__(self, kinds: Sequence[str] = KINDS, console: Console | None = None, transient: bool = False) -> None:
+        width = max(22, *(len(kind) for kind in kinds))
         self._progress = Progress(
-            TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TimeRemainingColumn(), console=console or Console(stderr=True), transient=False,
+            TextColumn(f"{{task.description:<{width}}}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TimeRemainingColumn(), console=console or Console(stderr=True), transient=transient,
         )
-        self._tasks = {kind: self._progress.add_task(kind, total=0) for kind in KINDS}
+        self._tasks = {kind: self._progress.add_task(kind, total=0) for kind in kinds}
         self._started = False
 
     def __enter__(self) -> "RichProgress":

@@ -34,7 +34,7 @@ Statistics come from statsmodels and ``harness.reports.stats``, tables from tabu
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -45,6 +45,7 @@ import torch
 from harness.api.data import resolve_data_dir
 from harness.api.errors import ConfigError
 from harness.api.method import ALPHA as METHOD_ALPHA
+from harness.api.progress import NoProgress, Progress
 from harness.api.task import Question, Task, resolve_task
 from harness.reports.accuracy_report import STUDENT_CONDITION, AccuracyReport, unparsed_share
 from harness.sampling.generation import Branch, generate_branches, make_generator, prefill, rows_per_batch
@@ -63,6 +64,7 @@ from harness.sampling.teacher import (
 # batched sampler (an exact tie would be split by the uniform draw, which is still deterministic per seed)
 GREEDY_TEMPERATURE = 1e-6
 SAMPLING_TEMPERATURE = 1.0
+ANSWERS = "answers"  # the kind of work evaluate() reports: one per question and condition
 ALPHA = METHOD_ALPHA  # 95% intervals
 # AIME started in 1983; ranges follow its eras of difficulty (early, 2000s, 2010s, recent)
 YEAR_RANGES = ((1983, 1999), (2000, 2009), (2010, 2019), (2020, None))
@@ -249,8 +251,10 @@ def answer_condition(condition: Condition, lm: LoadedModel, task: Task, question
     return per_question
 
 
-def evaluate(config: AccuracyConfig, progress: Callable[[int, int], None] | None = None) -> AccuracyReport:
-    """Answer every question under every condition and summarise; ``progress(done, total)`` after each condition."""
+def evaluate(config: AccuracyConfig, progress: Progress | None = None) -> AccuracyReport:
+    """Answer every question under every condition and summarise; ``progress`` counts the ``"answers"`` (one per
+    question and condition), advanced after each condition."""
+    progress = progress or NoProgress()
     config.validate()
     conditions = conditions_for(config)  # unknown teacher names fail here, before any model loads
     check_samples(conditions, config.n_samples)
@@ -263,8 +267,8 @@ def evaluate(config: AccuracyConfig, progress: Callable[[int, int], None] | None
     models = {c.model: state.models.load(c.model, config.device) for c in conditions}
     student = models[config.student]
     outcomes: dict[str, dict[str, list[Answer | None]]] = {}
-    total = len(conditions) * len(questions)
-    for done, condition in enumerate(conditions, 1):
+    progress.add_total(ANSWERS, len(conditions) * len(questions))
+    for condition in conditions:
         if condition.teacher is None:
             answers = answer_all(student, task, [(q, q.prompt, config.n_samples) for q in questions],
                                  config.temperature, config.seed)
@@ -275,8 +279,7 @@ def evaluate(config: AccuracyConfig, progress: Callable[[int, int], None] | None
         else:
             outcomes[condition.name] = answer_condition(condition, models[condition.model], task, questions,
                                                         outcomes[STUDENT_CONDITION], student, config, state)
-        if progress:
-            progress(done * len(questions), total)
+        progress.advance(ANSWERS, len(questions))
     report = summarise(questions, conditions, outcomes, config.n_samples)
     report.config = {**asdict(config), "task_name": task.name, "decoding": config.decoding,
                      "temperature": config.temperature, "data_source": str(data_dir) if data_dir else "hub",

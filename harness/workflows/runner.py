@@ -34,13 +34,12 @@ import torch
 from harness.api.data import resolve_data_dir
 from harness.api.errors import ConfigError, OpdError
 from harness.api.method import DEFAULT_DEPTH_WINDOWS, DEFAULT_SELECTION
+from harness.api.progress import NoProgress, Progress
 from harness.api.task import Task, resolve_task
 from harness.diagnostic.losses import resolve_loss
 from harness.diagnostic.question import (
     SAMPLING_SCHEME,
-    NoProgress,
     Participants,
-    Progress,
     QuestionResult,
     ScreenTally,
     Settings,

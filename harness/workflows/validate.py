@@ -53,6 +53,7 @@ import numpy as np
 
 from harness.api.errors import ConfigError
 from harness.api.method import JSD_BETA
+from harness.api.progress import NoProgress, Progress
 from harness.diagnostic.training_losses import require_trl, training_loss
 from harness.reports.validation_report import CONTROL, GRPO
 
@@ -430,7 +431,7 @@ class Trainer:
     seed: int
     state: Any  # RunState of this validation
 
-    def run(self, directory: Path, progress) -> list[dict[str, Any]]:
+    def run(self, directory: Path, progress: Progress) -> list[dict[str, Any]]:
         import torch
 
         training, live = self.training, self.student.live
@@ -541,14 +542,6 @@ def _save_atomically(path: Path, payload: Mapping[str, Any]) -> None:
 # ------------------------------------------------------------------------------------------------ orchestration
 
 
-class NoProgress:
-    def add_total(self, kind: str, amount: int) -> None:
-        pass
-
-    def advance(self, kind: str, amount: int = 1) -> None:
-        pass
-
-
 def _questions_loader(config: ValidateConfig):
     from harness.api.data import resolve_data_dir
     from harness.api.task import resolve_task
@@ -589,7 +582,7 @@ def compute_predictors(config: ValidateConfig, plan_: Plan) -> dict[str, Any]:
                                 for t in config.teachers}}
 
 
-def run_validation(config: ValidateConfig, out: Path, progress=None, *, max_runs: int | None = None,
+def run_validation(config: ValidateConfig, out: Path, progress: Progress | None = None, *, max_runs: int | None = None,
                    on_step: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     """Run (or resume) the validation into ``out`` and write ``validation.json`` / ``validation.md``.
 

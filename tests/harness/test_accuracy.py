@@ -87,12 +87,35 @@ def fakes():
 
 
 
+class CountingProgress:
+    """The progress protocol, recording every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, int]] = []
+
+    def add_total(self, kind: str, amount: int) -> None:
+        self.calls.append(("total", kind, amount))
+
+    def advance(self, kind: str, amount: int = 1) -> None:
+        self.calls.append(("advance", kind, amount))
+
+
+SAMPLED_PROGRESS = CountingProgress()
+
+
 @pytest.fixture(scope="module")
 def sampled_report():
     config = AccuracyConfig(task=META_TASK, student="tiny-random",
                             teachers=("self:correct-demo", "model:tiny-random:1", ODD_ONLY_TEACHER, "self"),
                             samples=SAMPLES, device="cpu")
-    return evaluate(config)
+    return evaluate(config, SAMPLED_PROGRESS)
+
+
+def test_progress_counts_one_answer_per_question_and_condition(sampled_report):
+    questions = sampled_report.config["questions"]
+    conditions = 5  # the student and its four teachers
+    assert SAMPLED_PROGRESS.calls == [("total", "answers", conditions * questions),
+                                      *[("advance", "answers", questions)] * conditions]
 
 
 def rows_by_name(report):

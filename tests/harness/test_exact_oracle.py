@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 import torch
 
+from harness.api.progress import NoProgress
 from harness.api.task import resolve_task
 from harness.diagnostic.losses import SupportView, resolve_loss
-from harness.diagnostic.question import NoProgress, Participants, Settings, diagnose_question
+from harness.diagnostic.question import Participants, Settings, diagnose_question
 from harness.sampling.models import load_model
 from harness.sampling.prompting import chat_prompt_ids
 from harness.sampling.teacher import resolve_teacher

@@ -23,10 +23,11 @@ import pyarrow.parquet as pq
 import pytest
 from test_exact_oracle import HORIZON, _exact, _prefix
 
+from harness.api.progress import NoProgress
 from harness.api.task import resolve_task
 from harness.cli.main import main
 from harness.diagnostic.losses import resolve_loss
-from harness.diagnostic.question import NoProgress, Participants, Settings, diagnose_question
+from harness.diagnostic.question import Participants, Settings, diagnose_question
 from harness.sampling.backends import OneCallAtATime
 from harness.sampling.models import load_model
 from harness.sampling.teacher import resolve_teacher

@@ -51,7 +51,7 @@ def cmd_accuracy(args: argparse.Namespace, console) -> int:
     from harness.cli.options import include_paths_from, quiet_libraries, with_summarizer
     from harness.render.tables import format_accuracy, print_accuracy
     from harness.sampling.threads import apply_threads
-    from harness.workflows.accuracy import AccuracyConfig, evaluate, write_report
+    from harness.workflows.accuracy import ANSWERS, AccuracyConfig, evaluate, write_report
 
     apply_threads(args.threads)  # a bad --threads stops here, before any model loads
     quiet_libraries()
@@ -62,11 +62,10 @@ def cmd_accuracy(args: argparse.Namespace, console) -> int:
         include_paths=include_paths_from(args.lm_eval_include_path),
     )
     if args.format == "rich" and sys.stderr.isatty():
-        from rich.progress import Progress
+        from harness.render.progress import RichProgress
 
-        with Progress(transient=True) as bar:
-            job = bar.add_task("answering", total=None)
-            report = evaluate(config, lambda done, total: bar.update(job, completed=done, total=total))
+        with RichProgress((ANSWERS,), transient=True) as progress:
+            report = evaluate(config, progress)
     else:
         report = evaluate(config)
     if args.format == "rich":

@@ -82,6 +82,7 @@ def config_from(args: argparse.Namespace):
 
 def cmd_validate(args: argparse.Namespace, console) -> int:
     from harness.cli.options import quiet_libraries
+    from harness.render.progress import RichProgress
     from harness.reports.validation_report import render_markdown
     from harness.sampling.threads import apply_threads
     from harness.workflows.validate import PROGRESS_KINDS, run_validation
@@ -96,41 +97,8 @@ def cmd_validate(args: argparse.Namespace, console) -> int:
     if args.quiet:
         report = run_validation(config, args.out, max_runs=args.max_runs)
     else:
-        with _Bars(PROGRESS_KINDS) as progress:
+        with RichProgress(PROGRESS_KINDS) as progress:
             report = run_validation(config, args.out, progress, max_runs=args.max_runs)
     console.print(render_markdown(report), highlight=False, markup=False, soft_wrap=True)
     console.print(f"Report: {args.out / 'validation.json'} and {args.out / 'validation.md'}", highlight=False)
     return 0
-
-
-class _Bars:
-    """Rich bars for conditions, training steps and evaluations (``harness.workflows.validate``'s progress protocol)."""
-
-    def __init__(self, kinds) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self._progress = Progress(TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
-                                  TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True))
-        self._tasks = {kind: self._progress.add_task(kind, total=0) for kind in kinds}
-
-    def __enter__(self) -> "_Bars":
-        self._progress.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._progress.stop()
-
-    def add_total(self, kind: str, amount: int) -> None:
-        task = self._tasks[kind]
-        self._progress.update(task, total=(self._progress.tasks[task].total or 0) + amount)
-
-    def advance(self, kind: str, amount: int = 1) -> None:
-        self._progress.advance(self._tasks[kind], amount)
