@@ -26,7 +26,8 @@ from harness.cli.main import main
 from harness.diagnostic.question import Settings
 from harness.storage.cache import WorkCache
 from harness.storage.records import DamagedRecordsError, write_json, write_table
-from harness.workflows.runner import ConfigError, RunConfig, RunDirectory, run
+from harness.storage.run_directory import RunDirectory
+from harness.workflows.runner import ConfigError, RunConfig, run
 
 QUESTIONS = 3
 ARGS = ["run", "--task", "test-parity", "--student", "tiny-random", "--teacher", "self", "--limit", str(QUESTIONS),

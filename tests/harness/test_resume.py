@@ -132,7 +132,7 @@ def test_a_wave_interrupted_after_its_first_question_resumes_with_the_same_batch
     its batch. Stopped after the wave's first question was saved, the resumed run must redo the wave's generation
     with the same rows in every batch as the uninterrupted run (so the same samples), and end with its records."""
     from harness.storage.cache import WorkCache
-    from harness.workflows.runner import RunDirectory
+    from harness.storage.run_directory import RunDirectory
 
     config = RunConfig(task="test-parity", student="tiny-random", teachers=("self", "model:tiny-random:1"), limit=3,
                        settings=Settings(rollouts=3, continuations=2, max_new_tokens=8), device="cpu")
@@ -188,7 +188,7 @@ def test_questions_in_flight_setting_is_recorded_and_part_of_the_fingerprint(tmp
 
 
 def _committed_indices(monkeypatch) -> list[int]:
-    from harness.workflows.runner import RunDirectory
+    from harness.storage.run_directory import RunDirectory
 
     indices: list[int] = []
     commit = RunDirectory.commit
