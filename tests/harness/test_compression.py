@@ -1,4 +1,5 @@
-"""Compressed students (``@int4``, ``@int8``, ``@int4:g<group>``, ``@prune:<f>``) and teachers with padded output rows."""
+"""harness.sampling.compression and harness.api.model_specs: compressed students (``@int4``, ``@int8``,
+``@int4:g<group>``, ``@prune:<f>``) and teachers with padded output rows."""
 from __future__ import annotations
 
 import pytest
@@ -8,15 +9,13 @@ from harness.api.errors import ModelError
 from harness.api.model_specs import Compression, bits_per_weight, split_compression
 from harness.api.task import resolve_task
 from harness.diagnostic.question import _teacher_logits
+from harness.sampling.compression import layers_to_drop, prune_layers, quantise_dequantise
 from harness.sampling.generation import Branch, generate_branches, make_generator, prefill
 from harness.sampling.models import (
     LoadedModel,
     _load_tiny,
     check_same_tokenizer,
-    layers_to_drop,
     load_model,
-    prune_layers,
-    quantise_dequantise,
     tiny_model,
     tiny_tokenizer,
 )

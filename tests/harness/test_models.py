@@ -16,12 +16,12 @@ from test_gguf_parts import part_file, write_part_packages
 from harness.api.errors import ModelError
 from harness.api.model_specs import split_compression
 from harness.sampling import gguf_parts
+from harness.sampling.compression import compress
 from harness.sampling.models import (
     LoadedModel,
     _load_gguf_parts,
     _load_tiny,
     check_same_tokenizer,
-    compress,
     gguf_parts_cache,
     load_model,
     resolve_model,
