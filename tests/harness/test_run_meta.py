@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from harness.api.method import Settings
-from harness.storage.run_meta import RunMeta
+from harness.storage.run_meta import RunMeta, SessionNotes
 
 FAKES = Path(__file__).resolve().parents[1] / "fakes.py"
 
@@ -21,6 +21,18 @@ def test_a_run_json_as_the_runner_writes_it():
     assert run.settings.top_k == 4  # not recorded: METHOD's
     assert (run.counts["questions"], run.timings["total_s"]) == (9, 10.0)
     assert run.where == "cuda:0, 4 threads" and run.reused_questions == (2, 5)
+
+
+def test_the_last_sessions_notes():
+    content = {"added_teachers": ["self:correct-demo"], "set_aside_parts": ["parts/000001-q.nodes.parquet"],
+               "cache": "/tmp/cache", "cache_hits": {"sampled_hits": 2, "teacher_hits": {"self": 2}},
+               "cache_write_error": "could not write /tmp/cache/x (No space left on device)"}
+    notes = RunMeta.of(content).session
+    assert notes == SessionNotes(added_teachers=("self:correct-demo",),
+                                 set_aside_parts=("parts/000001-q.nodes.parquet",), cache="/tmp/cache",
+                                 teacher_hits={"self": 2},
+                                 cache_write_error="could not write /tmp/cache/x (No space left on device)")
+    assert RunMeta.of({"cache": None, "cache_hits": None}).session == SessionNotes()  # --no-cache
 
 
 def test_missing_and_older_run_json_read_as_defaults():

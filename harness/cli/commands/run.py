@@ -106,6 +106,7 @@ def handle(args: argparse.Namespace, console) -> int:
     from harness.reports.depth import depth_summaries
     from harness.reports.leaderboard import leaderboard
     from harness.storage.records import load_run
+    from harness.storage.run_meta import RunMeta
     from harness.workflows.runner import default_out_dir, run
 
     quiet_libraries()
@@ -118,12 +119,14 @@ def handle(args: argparse.Namespace, console) -> int:
     else:
         with RichProgress() as progress:
             meta = run(config, out, progress, overwrite=args.overwrite, cache=cache)
-    if meta.get("added_teachers"):
-        console.print(f"Added {', '.join(meta['added_teachers'])} to the run in {out}.")
+    written = RunMeta.of(meta)
+    notes = written.session
+    if notes.added_teachers:
+        console.print(f"Added {', '.join(notes.added_teachers)} to the run in {out}.")
     nodes, _, _ = load_run(out)
     print_rich(leaderboard(nodes), console)
     print_depth(depth_summaries(nodes), console)  # the leaderboard's footer, the run's summary: where the nodes are
-    counts, timings = meta["counts"], meta["timings"]
+    counts, timings = written.counts, written.timings
     rate = timings["nodes_per_minute"]
     rate_text = f"{rate:.1f} nodes/min" if rate is not None else "no node sampled now: resumed or reused"
     console.print(
@@ -132,17 +135,17 @@ def handle(args: argparse.Namespace, console) -> int:
         f"({rate_text}). Records: [cyan]{out}[/] "
         f"(nodes.parquet, questions.parquet, run.json). Table again: opd leaderboard {out}"
     )
-    hits = meta.get("cache_hits")
-    if hits and (hits["sampled_hits"] or any(hits["teacher_hits"].values())):
-        reused = ", ".join(f"{name} ({n})" for name, n in hits["teacher_hits"].items()) or "none"
-        console.print(f"Reused from the cache ({meta['cache']}): sampled work of {hits['sampled_hits']} question(s); "
+    sampled_hits = written.reused_questions[1]
+    if sampled_hits or any(notes.teacher_hits.values()):
+        reused = ", ".join(f"{name} ({n})" for name, n in notes.teacher_hits.items()) or "none"
+        console.print(f"Reused from the cache ({notes.cache}): sampled work of {sampled_hits} question(s); "
                       f"rows of teachers {reused}; generated {counts['generated_tokens_this_session']} new tokens.",
                       highlight=False)
-    if meta.get("set_aside_parts"):
-        console.print(f"[yellow]Set aside {len(meta['set_aside_parts'])} damaged part file(s)[/] (unreadable: "
-                      f"truncated or emptied) in {out}: {', '.join(meta['set_aside_parts'])}. Their questions were "
+    if notes.set_aside_parts:
+        console.print(f"[yellow]Set aside {len(notes.set_aside_parts)} damaged part file(s)[/] (unreadable: "
+                      f"truncated or emptied) in {out}: {', '.join(notes.set_aside_parts)}. Their questions were "
                       f"redone; the files are kept for inspection and can be deleted.", highlight=False)
-    if meta.get("cache_write_error"):
-        console.print(f"[yellow]The reuse cache was not fully written[/] ({meta['cache_write_error']}): this run's "
+    if notes.cache_write_error:
+        console.print(f"[yellow]The reuse cache was not fully written[/] ({notes.cache_write_error}): this run's "
                       f"records are complete, but adding a teacher later recomputes the work not cached.", highlight=False)
     return 0
