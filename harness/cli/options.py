@@ -56,6 +56,14 @@ def add_stats_arguments(parser: argparse.ArgumentParser) -> None:
                              "2^questions when fewer)")
 
 
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    """What every command that prints statistical report tables takes: ``--format``, ``--wide`` and the statistics
+    flags (:func:`add_stats_arguments`)."""
+    add_format_argument(parser)
+    add_wide_argument(parser)
+    add_stats_arguments(parser)
+
+
 def check_options(*, seed: int = 0, resamples: int | None = None,
                   permutations: int | None = None) -> "stats.Options":
     """``--seed``/``--resamples``/``--permutations`` checked, as :class:`harness.reports.stats.Options`.

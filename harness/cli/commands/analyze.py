@@ -17,14 +17,12 @@ NOTES = (
 
 
 def register(commands) -> None:
-    from harness.cli.options import add_format_argument, add_stats_arguments, add_wide_argument
+    from harness.cli.options import add_report_arguments
 
     parser = commands.add_parser("analyze", help="alignment vs divergences and depth, oracle routing, proxy ranking, "
                                                  "reliability")
     parser.add_argument("run_dir", type=Path)
-    add_format_argument(parser)
-    add_wide_argument(parser)
-    add_stats_arguments(parser)
+    add_report_arguments(parser)
     parser.set_defaults(handler=handle)
 
 

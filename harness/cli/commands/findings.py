@@ -14,7 +14,7 @@ NOTES = (
 
 
 def register(commands) -> None:
-    from harness.cli.options import add_format_argument, add_stats_arguments, add_wide_argument
+    from harness.cli.options import add_report_arguments
 
     parser = commands.add_parser("findings", help="the paper's five findings tested on one or more runs: direction, "
                                                   "estimate, interval, Holm p, n, verdict")
@@ -24,9 +24,7 @@ def register(commands) -> None:
                         help="students from smallest to largest, for finding 2 (default: by bits per weight, "
                              "@int4 < @int4:g32 < @int8 < plain)")
     parser.add_argument("--combine", action="store_true", help="merge runs of one configuration (as opd compare)")
-    add_format_argument(parser)
-    add_wide_argument(parser)
-    add_stats_arguments(parser)
+    add_report_arguments(parser)
     parser.set_defaults(handler=handle)
 
 

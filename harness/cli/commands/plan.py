@@ -13,7 +13,7 @@ TERMINAL_FIRST = {
 
 def register(commands) -> None:
     from harness.api.method import ALPHA, POWER
-    from harness.cli.options import add_format_argument, add_stats_arguments, add_wide_argument
+    from harness.cli.options import add_report_arguments
 
     parser = commands.add_parser("plan", help="from a pilot run: questions (and tokens, hours) each headline "
                                               "comparison needs to detect an effect")
@@ -21,9 +21,7 @@ def register(commands) -> None:
     parser.add_argument("--effect", type=float, default=0.1,
                         help=f"difference in alignment to detect with {POWER:.0%} power at alpha {ALPHA:g} "
                              "(default 0.1)".replace("%", "%%"))  # argparse formats help with %
-    add_format_argument(parser)
-    add_wide_argument(parser)
-    add_stats_arguments(parser)
+    add_report_arguments(parser)
     parser.set_defaults(handler=handle)
 
 
