@@ -5,7 +5,7 @@ Each benchmark times a pair of implementations side by side in one run and recor
 """
 import os
 
-from harness.threads import set_wait_policy
+from harness.sampling.threads import set_wait_policy
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # as the `opd` entry point does, before torch loads: idle OpenMP threads sleep instead of spinning. Without it a

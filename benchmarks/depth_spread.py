@@ -34,11 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere: the checkout's harness, not an installed one
     sys.path.insert(0, str(ROOT))
 
-from harness.threads import set_wait_policy  # noqa: E402
+from harness.sampling.threads import set_wait_policy  # noqa: E402
 
 set_wait_policy()  # as the opd entry point, before torch loads: spinning OpenMP threads beside any other work cost 7x
-from harness.depth import depth_shares, depth_summary, unique_nodes  # noqa: E402
-from harness.selection import DEPTH_WINDOWS, SELECTIONS  # noqa: E402
+from harness.diagnostic.selection import DEPTH_WINDOWS, SELECTIONS  # noqa: E402
+from harness.reports.depth import depth_shares, depth_summary, unique_nodes  # noqa: E402
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -107,10 +107,10 @@ def report(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse(argv)
-    from harness.diagnostic import Settings
-    from harness.plugins import load_all
-    from harness.records import load_run
-    from harness.runner import RunConfig, run
+    from harness.diagnostic.question import Settings
+    from harness.storage.records import load_run
+    from harness.workflows.plugins import load_all
+    from harness.workflows.runner import RunConfig, run
 
     load_all(args.include)
     rows = []

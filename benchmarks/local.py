@@ -9,7 +9,7 @@ import pytest
 
 def local_data(task: str = "boolq") -> Path:
     """The local data directory holding ``task`` (``$OPD_DATA_DIR``, ./data or ../shared/data), else skip."""
-    from harness.data import resolve_data_dir
+    from harness.api.data import resolve_data_dir
 
     data_dir = resolve_data_dir(None)
     if data_dir is None or not (data_dir / task).is_dir():
@@ -19,8 +19,8 @@ def local_data(task: str = "boolq") -> Path:
 
 def local_student(spec: str):
     """The plugins registered and ``spec`` loaded (dequantised once, outside any timing), else skip."""
-    from harness.models import load_model
-    from harness.plugins import load_all
+    from harness.sampling.models import load_model
+    from harness.workflows.plugins import load_all
 
     load_all([])
     try:

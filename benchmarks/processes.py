@@ -65,9 +65,9 @@ def environment(**changes: str | None) -> dict[str, str]:
 
 
 def start(code_dir: Path, args: list[str], out: Path, env: dict[str, str]) -> subprocess.Popen:
-    """``python -m harness.cli run ARGS --out OUT --no-cache --quiet`` with ``code_dir`` as the working directory, so
+    """``python -m harness.cli.main run ARGS --out OUT --no-cache --quiet`` with ``code_dir`` as the working directory, so
     that its ``harness`` package (and plugins) are the ones imported."""
-    command = [sys.executable, "-m", "harness.cli", "run", *args, "--out", str(out), "--no-cache", "--quiet"]
+    command = [sys.executable, "-m", "harness.cli.main", "run", *args, "--out", str(out), "--no-cache", "--quiet"]
     return subprocess.Popen(command, cwd=code_dir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
 

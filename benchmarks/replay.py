@@ -1,6 +1,6 @@
 """Plain batched ``generate`` on recorded call shapes: the reference the pipeline's generation is measured against.
 
-A benchmark records every ``harness.generation.generate_branches`` call of a run (:class:`CallRecorder`) and then
+A benchmark records every ``harness.sampling.generation.generate_branches`` call of a run (:class:`CallRecorder`) and then
 replays each call's shape with ``model.generate``: as many rows (in chunks of the live-row cap the pipeline honours,
 ``rows_per_batch``), continuing a prefilled prefix as long as the call's longest (handed to ``generate`` as its
 cache, so only decoding is timed), each row sampling the call's mean row length. Used by the end-to-end demo
@@ -65,7 +65,7 @@ def replay_with_generate(student, calls) -> tuple[int, float]:
     import torch
     from transformers import DynamicCache
 
-    from harness.generation import prefill, rows_per_batch
+    from harness.sampling.generation import prefill, rows_per_batch
 
     generator = torch.Generator().manual_seed(0)
     vocab = student.model.config.vocab_size

@@ -87,7 +87,7 @@ def main(paths: list[str]) -> None:
           "checkout with `--selection windows`). `demo_generation_vs_plain_batched_generate`: the demo's generated "
           "tokens per wall second (the whole run) over plain batched `generate` replaying every generation call's "
           "shape (rows, in chunks of the pipeline's live-row cap; prefix length; mean new tokens; decoding only). "
-          "The demo's 3 questions run side by side (`harness/lockstep.py`), so its generation is 3 merged, "
+          "The demo's 3 questions run side by side (`harness/sampling/lockstep.py`), so its generation is 3 merged, "
           "continuously batched calls (rollouts, screening, branches) instead of 8 per-question calls whose last "
           "rows decoded nearly alone. The machine's speed drifted by up to 1.5x within one session (the same "
           "in-process demo took 48 s and 71 s twenty minutes apart), so both rows measure A-B-A: this checkout's "

@@ -10,8 +10,8 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from harness.generation import Branch, forward_logits, generate_branches, make_generator, prefill
-from harness.models import LoadedModel, tiny_tokenizer
+from harness.sampling.generation import Branch, forward_logits, generate_branches, make_generator, prefill
+from harness.sampling.models import LoadedModel, tiny_tokenizer
 
 PREFIX, BRANCHES, NEW_TOKENS = 512, 16, 32
 

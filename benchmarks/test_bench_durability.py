@@ -19,7 +19,14 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from harness.records import DIVERGENCE_COLUMNS, LOSS_NAMES, NODE_SCHEMA, QUESTION_SCHEMA, rows_to_table, write_table
+from harness.storage.records import (
+    DIVERGENCE_COLUMNS,
+    LOSS_NAMES,
+    NODE_SCHEMA,
+    QUESTION_SCHEMA,
+    rows_to_table,
+    write_table,
+)
 
 ROLLOUTS, NODES_PER_ROLLOUT, TEACHERS, RESPONSE_TOKENS, SUPPORT = 8, 12, 2, 64, 5
 MERGED_QUESTIONS, ROUNDS = 20, 15

@@ -1,8 +1,8 @@
 """End to end on the embedded demo: nodes diagnosed per CPU-minute, and adding a teacher with the reuse cache.
 
 Issue (speed and scale): "end-to-end nodes diagnosed per CPU-minute on the demo". The demo is ``opd run`` without
-arguments: ``harness.cli.DEMO_ARGS`` (BoolQ, SmolLM2-135M-Instruct, teachers ``self:correct-demo`` and ``self``,
-3 questions, G = 4, B = 1, M = 2, METHOD's other defaults), run here through ``harness.runner.run`` into a temporary
+arguments: ``harness.cli.commands.run.DEMO_ARGS`` (BoolQ, SmolLM2-135M-Instruct, teachers ``self:correct-demo`` and ``self``,
+3 questions, G = 4, B = 1, M = 2, METHOD's other defaults), run here through ``harness.workflows.runner.run`` into a temporary
 directory with a fresh, empty reuse cache, as a first ``opd run`` finds it.
 
 * ``test_demo_nodes_per_cpu_minute``: nodes per CPU-minute (``time.process_time`` over the whole ``run`` call,
@@ -27,16 +27,15 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-
 from local import local_data, local_student
 from processes import BASELINE_COMMIT, ROOT, environment, extract_commit, run_alone
 from replay import replay_with_generate
 
-from harness.cache import WorkCache
-from harness.cli import DEMO_ARGS
-from harness.data import resolve_data_dir
-from harness.models import load_model
-from harness.runner import RunConfig, run
+from harness.api.data import resolve_data_dir
+from harness.cli.commands.run import DEMO_ARGS
+from harness.sampling.models import load_model
+from harness.storage.cache import WorkCache
+from harness.workflows.runner import RunConfig, run
 
 ADDED_TEACHER = "self:self-demo"
 _DEMO: dict = {}  # the demo run, made once per module and reused by the add-teacher benchmark
@@ -44,9 +43,10 @@ _DEMO: dict = {}  # the demo run, made once per module and reused by the add-tea
 
 def demo_config() -> RunConfig:
     """``RunConfig`` of ``opd run`` with no arguments, built by the CLI itself from ``DEMO_ARGS``."""
-    from harness.cli import _config_from, build_parser
+    from harness.cli.commands.run import config_from
+    from harness.cli.main import build_parser
 
-    return _config_from(build_parser().parse_args(["run", *DEMO_ARGS]))
+    return config_from(build_parser().parse_args(["run", *DEMO_ARGS]))
 
 
 def _run(config: RunConfig, out: Path, cache: WorkCache | None) -> tuple[dict, float, float]:
@@ -197,10 +197,10 @@ def test_demo_generation_vs_plain_batched_generate(benchmark, workdir, monkeypat
     as ``generate`` of as many rows (in chunks of the live-row cap the pipeline honours, ``rows_per_batch``),
     continuing a prefilled prefix as long as the call's longest (the cache handed to ``generate``, so only
     decoding is timed), each row sampling the call's mean row length. Aim >= 0.8. The demo's calls merge its
-    questions (``harness.lockstep``), so the replayed shapes are the merged ones. The demo runs before and after
+    questions (``harness.sampling.lockstep``), so the replayed shapes are the merged ones. The demo runs before and after
     the replay (the same records both times) and counts by its mean wall time, so a machine whose speed drifts
     during the benchmark favours neither side."""
-    import harness.backends as backends
+    import harness.sampling.backends as backends
 
     calls = []
     original = backends.generate_branches

@@ -1,7 +1,7 @@
 """The cost of long chains on CPU: GSM8K x Qwen2.5-Coder-0.5B-Instruct (issue 29, item 5).
 
 Every measurement is an ordinary ``opd run`` of the task ``gsm8k`` with the student ``qwen2.5-coder-0.5b`` and the
-teachers ``self:correct-demo`` and ``self``, through ``harness.runner.run`` into a temporary directory, without a
+teachers ``self:correct-demo`` and ``self``, through ``harness.workflows.runner.run`` into a temporary directory, without a
 reuse cache, the student loaded once beforehand (outside every timing). Nothing is asserted about time.
 
 * ``test_gsm8k_generation_vs_plain_batched_generate``: the run's generated tokens per wall second (the whole run:
@@ -39,12 +39,11 @@ import time
 from pathlib import Path
 
 import pytest
-
-import harness.backends as backends
 from local import local_data, local_student
 from replay import CallRecorder, replay_with_generate
 
-from harness.runner import RunConfig, run
+import harness.sampling.backends as backends
+from harness.workflows.runner import RunConfig, run
 
 TASK, STUDENT, TEACHERS = "gsm8k", "qwen2.5-coder-0.5b", ("self:correct-demo", "self")
 SELECTIONS, LAYOUTS = ("windows", "screened"), ("exponential", "even")
@@ -79,9 +78,10 @@ def run_args(selection: str, layout: str) -> list[str]:
 
 def config_of(selection: str, layout: str) -> RunConfig:
     """``RunConfig`` built by the CLI itself, as ``opd run`` with :func:`run_args` builds it."""
-    from harness.cli import _config_from, build_parser
+    from harness.cli.commands.run import config_from
+    from harness.cli.main import build_parser
 
-    return _config_from(build_parser().parse_args(["run", *run_args(selection, layout)]))
+    return config_from(build_parser().parse_args(["run", *run_args(selection, layout)]))
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ Every measurement is its own fresh Python process, as ``opd run`` starts. Nothin
 ``test_qwen_models_load_time_and_disk``, on a private, empty model cache (``$OPD_CACHE_DIR`` in a temporary
 directory), so "first" really joins, hashes and dequantises the parts and "cached" only reads the safetensors:
 
-* ``<model>_first_load_s`` / ``_cached_load_s``: ``harness.models.load_model(spec, "cpu")`` wall seconds, and the
+* ``<model>_first_load_s`` / ``_cached_load_s``: ``harness.sampling.models.load_model(spec, "cpu")`` wall seconds, and the
   process's peak resident memory (``VmHWM``) for each (a cached load maps the weights without reading them yet).
 * ``<model>_cache_gib``: the cache directory it leaves (float32 safetensors + tokenizer); during the first load
   the joined GGUF (``<model>_gguf_gib``, as large as the installed parts) sits beside it, deleted afterwards
@@ -17,7 +17,7 @@ directory), so "first" really joins, hashes and dequantises the parts and "cache
 
 ``test_qwen_teacher_beside_student_peak_memory``, on the user's model cache: both models loaded in one process, a
 student pass and a teacher pass over 8 rollouts x 400 tokens, each one batched call ([8, 400], full logits; peak
-RSS after them is ``peak_rss_gib``), then the teacher as 8 calls of [1, 400], which is what ``harness.diagnostic``
+RSS after them is ``peak_rss_gib``), then the teacher as 8 calls of [1, 400], which is what ``harness.diagnostic.question``
 does today (one pass per (teacher, rollout)), and the batched pass again (A-B-A, every weight read in before):
 ``teacher_batched_vs_per_rollout_speedup`` is per-rollout seconds over the batched passes' mean. About 4-10 minutes
 on 2 cores; ~13 GiB of RAM.
@@ -33,8 +33,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import gguf_parts
-from harness.models import ModelError
+from harness.api.errors import ModelError
+from harness.sampling import gguf_parts
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = {"qwen2.5-coder-0.5b": gguf_parts.QWEN_CODER_05B, "qwen2.5-coder-1.5b": gguf_parts.QWEN_CODER_15B}
@@ -50,7 +50,7 @@ def peak_gib():
 LOAD = _PEAK + """
 import json, sys, time
 t = time.perf_counter()
-from harness.models import load_model
+from harness.sampling.models import load_model
 lm = load_model(sys.argv[1], "cpu")
 print(json.dumps({"s": time.perf_counter() - t, "peak_gib": peak_gib(),
                   "params": sum(p.numel() for p in lm.model.parameters())}))
@@ -58,7 +58,7 @@ print(json.dumps({"s": time.perf_counter() - t, "peak_gib": peak_gib(),
 
 SIDE_BY_SIDE = _PEAK + """
 import json, time, torch
-from harness.models import check_same_tokenizer, load_model
+from harness.sampling.models import check_same_tokenizer, load_model
 t = time.perf_counter()
 student, teacher = load_model("qwen2.5-coder-0.5b", "cpu"), load_model("qwen2.5-coder-1.5b", "cpu")
 check_same_tokenizer(student, teacher)
@@ -151,7 +151,7 @@ def test_qwen_teacher_beside_student_peak_memory(benchmark):
     one rollout and once more batched; peak RSS counts every weight page the passes read (mmapped safetensors) and
     the logits."""
     _installed_or_skip()
-    from harness.models import cache_dir
+    from harness.storage.cache import cache_dir
 
     for spec in MODELS:  # outside the timing: a missing cache entry is made here
         _run(LOAD, cache_dir(), spec)

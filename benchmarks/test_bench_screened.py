@@ -6,11 +6,11 @@ equal token budget on the same real rollouts, with a rollout-bootstrap interval 
 Set-up: the real SmolLM2-135M-Instruct student on the first ``QUESTIONS`` BoolQ questions of the local data, G = 4
 rollouts per question (sampled once, as the diagnostic samples them, and shared by both designs), K = 4, M = 2,
 B = 1 node per window: the embedded demo's knobs. Both designs run through the diagnostic's own
-``harness.diagnostic.plan_question`` (selection, supports, continuations, grading), so what is compared is exactly
+``harness.diagnostic.question.plan_question`` (selection, supports, continuations, grading), so what is compared is exactly
 what ``opd run --selection windows|screened`` does.
 
 * **windows** (the default): B nodes per depth window, M continuations per support token.
-* **screened**: the two-stage design (``harness.selection``) with the same knobs.
+* **screened**: the two-stage design (``harness.diagnostic.selection``) with the same knobs.
 
 Equal budget (``ratio``): the screened design spends fewer tokens, so the windows design is cut down to the screened
 budget: its nodes in a seeded random order until that budget is spent, as the targeted-vs-uniform benchmark cuts
@@ -36,11 +36,12 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
+from local import local_data, local_student
 
-from harness.alignment import is_informative, success_rates
-from harness.backends import OneCallAtATime
-from harness.diagnostic import (
-    NoProgress,
+from harness.api.progress import NoProgress
+from harness.api.task import resolve_task
+from harness.diagnostic.alignment import is_informative, success_rates
+from harness.diagnostic.question import (
     Participants,
     QuestionResult,
     Settings,
@@ -48,12 +49,11 @@ from harness.diagnostic import (
     rollouts_of,
     sample_rollouts,
 )
-from harness.generation import derive_seed
-from harness.prompting import chat_prompt_ids
-from harness.stats import cluster_bootstrap_stat
-from harness.task import resolve_task
-from harness.teacher import RolloutView
-from local import local_data, local_student
+from harness.reports.stats import cluster_bootstrap_stat
+from harness.sampling.backends import OneCallAtATime
+from harness.sampling.generation import derive_seed
+from harness.sampling.prompting import chat_prompt_ids
+from harness.sampling.teacher import RolloutView
 
 STUDENT, TASK, QUESTIONS, SEED = "smollm2-135m", "boolq", 6, 0
 KNOBS = dict(rollouts=4, temperature=1.0, nodes_per_window=1, top_k=4, continuations=2)

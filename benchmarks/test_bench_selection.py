@@ -18,7 +18,7 @@ B = 1 node per depth window (the embedded demo's knobs).
 
 Every node is then treated the same way, by the harness's own code: support ``C(u)`` by
 ``support_tokens(logp, sampled, K, [], 1e-4)``, M forced continuations per support token generated and graded by
-``harness.diagnostic.branch_nodes`` (the rollout itself one more trial of its sampled token), ``S_hat`` by
+``harness.diagnostic.question.branch_nodes`` (the rollout itself one more trial of its sampled token), ``S_hat`` by
 ``success_rates`` and "informative" by ``is_informative``. Budgets count branch-continuation tokens only (the shared
 rollouts cost both strategies the same). The ratio is whatever comes out: no seed is tuned.
 """
@@ -31,10 +31,11 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 import torch
+from local import local_data, local_student
 
-from harness.alignment import is_informative, success_rates, support_tokens
-from harness.backends import OneCallAtATime
-from harness.diagnostic import (
+from harness.api.task import resolve_task
+from harness.diagnostic.alignment import is_informative, success_rates, support_tokens
+from harness.diagnostic.question import (
     MIN_SUPPORT_PROB,
     Participants,
     QuestionResult,
@@ -45,12 +46,11 @@ from harness.diagnostic import (
     rollouts_of,
     sample_rollouts,
 )
-from harness.generation import derive_seed, prefill
-from harness.prompting import chat_prompt_ids
-from harness.selection import entropy_rows, select_nodes
-from harness.stats import cluster_bootstrap_stat
-from harness.task import resolve_task
-from local import local_data, local_student
+from harness.diagnostic.selection import entropy_rows, select_nodes
+from harness.reports.stats import cluster_bootstrap_stat
+from harness.sampling.backends import OneCallAtATime
+from harness.sampling.generation import derive_seed, prefill
+from harness.sampling.prompting import chat_prompt_ids
 
 STUDENT, TASK, QUESTIONS, SEED = "smollm2-135m", "boolq", 4, 0
 SETTINGS = Settings(rollouts=4, temperature=1.0, nodes_per_window=1, top_k=4, continuations=2)

@@ -18,7 +18,7 @@ import pytest
 from local import local_data
 from processes import BASELINE_COMMIT, ROOT, environment, extract_commit, run_alone, run_beside
 
-from harness.cli import DEMO_ARGS
+from harness.cli.commands.run import DEMO_ARGS
 
 
 def _with_limit(args: list[str], limit: int) -> list[str]:

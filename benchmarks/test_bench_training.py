@@ -34,9 +34,9 @@ pytest.importorskip("trl")
 
 
 def _step_and_shapes(student, data_dir):
-    import harness.validate as validate
-    from harness.task import resolve_task
-    from harness.teacher import RunState, resolve_teacher
+    import harness.workflows.validate as validate
+    from harness.api.task import resolve_task
+    from harness.sampling.teacher import RunState, resolve_teacher
 
     task = resolve_task("boolq")
     questions = list(task.load(data_dir, 400))[300:400]

@@ -1,7 +1,7 @@
 """One process's training-sampler figures, printed as JSON: what ``benchmarks/test_bench_training.py`` runs in child
 processes (OpenMP reads its waiting policy once, when torch loads, so spinning and sleeping threads need one process
 each). Workload: ``opd validate``'s rollouts, 2 BoolQ training questions x 4 rollouts of ``smollm2-135m`` at T=1, a
-cap of ``MAX_NEW`` tokens, sampled by ``harness.validate.sample_rollouts`` (the harness's transformers backend) and,
+cap of ``MAX_NEW`` tokens, sampled by ``harness.workflows.validate.sample_rollouts`` (the harness's transformers backend) and,
 beside it in the same process, by the training loop's previous sampler (``generate_branches`` called directly), in
 the order A-B-A on the same prompts and seeds.
 
@@ -21,7 +21,7 @@ def previous_sampler(lm, prompts, rollouts, max_new, seed_parts, is_final):
     """The training loop's sampler before it used the backend: per-prompt prefill, then generate_branches."""
     import torch
 
-    from harness.generation import Branch, derive_seed, generate_branches, prefill
+    from harness.sampling.generation import Branch, derive_seed, generate_branches, prefill
 
     prefilled = [prefill(lm, ids) for ids in prompts]
     branches = [Branch(len(ids), None, max_new, source=j, seed=derive_seed(*seed_parts[j], g))
@@ -35,12 +35,12 @@ def previous_sampler(lm, prompts, rollouts, max_new, seed_parts, is_final):
 def main() -> dict:
     import torch
 
-    from harness.data import resolve_data_dir
-    from harness.models import load_model
-    from harness.plugins import load_all
-    from harness.prompting import chat_prompt_ids
-    from harness.task import resolve_task
-    from harness.validate import sample_rollouts, training_copy
+    from harness.api.data import resolve_data_dir
+    from harness.api.task import resolve_task
+    from harness.sampling.models import load_model
+    from harness.sampling.prompting import chat_prompt_ids
+    from harness.workflows.plugins import load_all
+    from harness.workflows.validate import sample_rollouts, training_copy
 
     load_all([])
     lm = training_copy(load_model("smollm2-135m", "cpu"))

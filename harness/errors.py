@@ -1,21 +1,5 @@
-"""The one family of errors that carry a message for the user: the CLI catches :class:`OpdError` (and so every
-subclass), prints its message as one paragraph and exits with status 2.
+"""``harness.errors``, the path plugins import the error family from: its home is :mod:`harness.api.errors`.
 
-Kept in a module with no heavy imports, so the report commands, tasks and teachers can raise them without loading
-torch. A plugin (a task or teacher factory) that refuses its argument raises :class:`SpecError`; any error a user
-can fix by changing what they typed derives from :class:`OpdError` (the registry's, the data loader's, ...).
-"""
-from __future__ import annotations
-
-
-class OpdError(Exception):
-    """A problem the user can fix; the message is one paragraph naming the problem and the fix."""
-
-
-class ConfigError(OpdError, ValueError):
-    """Invalid configuration or flags; the message says what to change."""
-
-
-class SpecError(ConfigError):
-    """A task, teacher or model spec whose argument the factory refuses (``boolq:x``, ``model:``); the message says
-    which spellings are accepted."""
+Kept for plugin files (README, Registering your own teacher) and installed plugins; nothing inside the harness
+imports it."""
+from harness.api.errors import *  # noqa: F401,F403

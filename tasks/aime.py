@@ -16,10 +16,10 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from harness.answers import extract_math_answer, integer_gold, math_answers_equal
-from harness.data import DataError, load_hub, local_file, read_jsonl
-from harness.errors import SpecError
-from harness.task import Grade, NoTrainSplit, Question, register_task
+from harness.api.answers import extract_math_answer, integer_gold, math_answers_equal
+from harness.api.data import DataError, load_hub, local_file, read_jsonl
+from harness.api.errors import SpecError
+from harness.api.task import Grade, NoTrainSplit, Question, register_task
 
 PROMPT = (
     "Solve the following AIME problem. Reason step by step, then give the final answer (an integer from 0 to 999) "

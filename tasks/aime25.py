@@ -7,7 +7,7 @@ The loader, prompt and grader are shared with the other AIME tasks (``tasks/aime
 """
 from __future__ import annotations
 
-from harness.task import register_task
+from harness.api.task import register_task
 from tasks.aime import AIME, HubSource, no_argument
 
 AIME_2025 = AIME(

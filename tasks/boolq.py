@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
-from harness.answers import extract_yes_no, yes_no_answer_is_final, yes_no_gold
-from harness.data import DataError, load_hub, local_file, read_jsonl
-from harness.errors import SpecError
-from harness.task import Grade, NoTrainSplit, Question, register_task
+from harness.api.answers import extract_yes_no, yes_no_answer_is_final, yes_no_gold
+from harness.api.data import DataError, load_hub, local_file, read_jsonl
+from harness.api.errors import SpecError
+from harness.api.task import Grade, NoTrainSplit, Question, register_task
 
 LOCAL_FILE = "boolq/validation.jsonl"
 HUB_PATH = "google/boolq"

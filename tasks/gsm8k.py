@@ -2,10 +2,10 @@
 
 The student reasons step by step and gives the final number in ``\\boxed{}`` (:data:`PROMPT`, part of every question's
 prompt, hence of every fingerprint and cache key; ``run.json`` records the task spec). The grader
-(:func:`harness.answers.extract_number_answer`) reads the last explicit answer (``#### N``, ``\\boxed{N}``, "the
+(:func:`harness.api.answers.extract_number_answer`) reads the last explicit answer (``#### N``, ``\\boxed{N}``, "the
 answer is N"), else the last number, and compares by value: ``$``, thousands separators, units and a trailing full
 stop are ignored and ``18.00`` is 18. Generation stops once a ``\\boxed{...}`` closes or a ``#### N`` line ends
-(:func:`harness.answers.number_answer_is_final`), so within a run the first final answer is the last one.
+(:func:`harness.api.answers.number_answer_is_final`), so within a run the first final answer is the last one.
 
 The demonstration (``self:correct-demo``) is the question's own worked solution, its ``<<48/2=24>>`` calculator
 annotations removed, ending in the prompt's format. ``shots`` (factory option, 0 by default) prepends that many worked
@@ -39,16 +39,16 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from harness.answers import (
+from harness.api.answers import (
     GoldAnswerError,
     extract_number_answer,
     number_answer_is_final,
     number_answers_equal,
     number_gold,
 )
-from harness.data import DataError, load_hub, local_file, read_jsonl
-from harness.errors import SpecError
-from harness.task import Grade, Question, register_task
+from harness.api.data import DataError, load_hub, local_file, read_jsonl
+from harness.api.errors import SpecError
+from harness.api.task import Grade, Question, register_task
 
 LOCAL_FILES = {"test": "gsm8k/test.jsonl", "train": "gsm8k/train.jsonl"}
 HUB_PATH = "openai/gsm8k"

@@ -2,7 +2,7 @@
 
 The task comes from lm-eval's own registry (``lm_eval.tasks.TaskManager``), extended by user YAML directories
 given as ``include_paths`` (``--include-path``) and then those in ``$OPD_LM_EVAL_INCLUDE_PATH`` (``os.pathsep``-separated). Its
-pieces map onto the :class:`~harness.task.Task` protocol as follows:
+pieces map onto the :class:`~harness.api.task.Task` protocol as follows:
 
 * prompt: the task's ``fewshot_context`` (description, ``num_fewshot`` examples and ``doc_to_text``) as plain text,
   which the harness then wraps in the student's chat template like any other prompt;
@@ -26,9 +26,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from harness.data import DataError
-from harness.registry import RegistryError
-from harness.task import Grade, NoTrainSplit, Question, register_task
+from harness.api.data import DataError
+from harness.api.registry import RegistryError
+from harness.api.task import Grade, NoTrainSplit, Question, register_task
 
 INCLUDE_PATH_ENV = "OPD_LM_EVAL_INCLUDE_PATH"
 # lm-eval's HF backend generates this many tokens when a task sets no max_gen_toks

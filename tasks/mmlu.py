@@ -5,7 +5,7 @@ also takes ``shots`` (k worked examples from the subject's dev split, prepended 
 always 0 for the ``mmlu:<subject>`` spec form). ``mmlu:cot`` (or ``mmlu:cot:<subject>[,<subject>...]``) is the
 chain-of-thought variant: the student reasons step by step and ends with "Answer: <letter>" (:data:`COT_FORMAT`); its
 grader reads the answer from the end and takes only "answer" and ``\\boxed`` as cues (a chain of thought walks
-through "option A ..."; see ``reasoning`` in :func:`harness.answers.extract_choice_letter`), and it gets a larger
+through "option A ..."; see ``reasoning`` in :func:`harness.api.answers.extract_choice_letter`), and it gets a larger
 generation budget.
 
 Local data: ``<data_dir>/mmlu/test.jsonl`` (and ``dev.jsonl`` for shots) with
@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.answers import choice_answer_is_final, choice_gold, extract_choice_letter
-from harness.data import DataError, load_hub, local_file, read_jsonl
-from harness.errors import SpecError
-from harness.registry import RegistryError
-from harness.task import Grade, NoTrainSplit, Question, register_task
+from harness.api.answers import choice_answer_is_final, choice_gold, extract_choice_letter
+from harness.api.data import DataError, load_hub, local_file, read_jsonl
+from harness.api.errors import SpecError
+from harness.api.registry import RegistryError
+from harness.api.task import Grade, NoTrainSplit, Question, register_task
 
 LOCAL_FILES = {"test": "mmlu/test.jsonl", "dev": "mmlu/dev.jsonl"}
 HUB_PATH = "cais/mmlu"

@@ -1,5 +1,5 @@
 """``self:correct-demo``: the student shown the gold answer/solution as a worked demonstration before the question."""
-from harness.teacher import ContextInputs, Teacher, demonstration_context, register_teacher
+from harness.sampling.teacher import ContextInputs, Teacher, demonstration_context, register_teacher
 
 DESCRIPTION = "The student shown a correct worked demonstration (from the gold answer) before the question; needs gold"
 

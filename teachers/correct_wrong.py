@@ -5,7 +5,7 @@ and this teacher measures that directly next to ``self:self-demo`` (which shows 
 rollouts come from ``ContextInputs.other_rollouts``: the first correct and the first incorrect one other than the
 scored rollout. The correct one is always shown first. None when either kind is missing.
 """
-from harness.teacher import ContextInputs, Teacher, describe, question_with_context, register_teacher
+from harness.sampling.teacher import ContextInputs, Teacher, describe, question_with_context, register_teacher
 
 NEEDS = ("rollouts", "both outcomes")
 DESCRIPTION = describe("The student shown one correct and one incorrect rollout of its own, labelled", NEEDS)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from harness.teacher import (
+from harness.sampling.teacher import (
     ContextInputs,
     RunState,
     Teacher,

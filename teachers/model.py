@@ -5,8 +5,8 @@ teacher's context instead, e.g. ``model:smollm2-135m+correct-demo`` or ``model:h
 ``self:`` prefix may be left out). The context builder is the context teacher's own, unchanged, so the combination
 sees exactly what the student-as-teacher would; builders that write text (summary) still write with the student.
 """
-from harness.errors import SpecError
-from harness.teacher import Teacher, describe, register_teacher, resolve_context_teacher
+from harness.api.errors import SpecError
+from harness.sampling.teacher import Teacher, describe, register_teacher, resolve_context_teacher
 
 NEEDS = ("second model",)
 DESCRIPTION = describe("An external model with the student's tokenizer, e.g. model:hf:<id>; model:<spec>+<context> "

@@ -3,7 +3,7 @@
 Its distribution equals the student's exactly, so every distillation gradient is zero: a control row that shows
 what "no teacher signal" looks like (alignment 0 by definition, flagged as a zero gradient in the tables).
 """
-from harness.teacher import Teacher, register_teacher
+from harness.sampling.teacher import Teacher, register_teacher
 
 DESCRIPTION = "The student itself, no extra context: zero distillation gradient (control row)"
 

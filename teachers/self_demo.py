@@ -4,7 +4,7 @@ The demonstration is the first correct rollout (lowest rollout id) other than th
 deterministic and never the response being scored. With no such rollout the context cannot be built (None:
 ``context_ok = False`` on every node of that rollout).
 """
-from harness.teacher import ContextInputs, Teacher, demonstration_context, describe, register_teacher
+from harness.sampling.teacher import ContextInputs, Teacher, demonstration_context, describe, register_teacher
 
 NEEDS = ("rollouts",)
 DESCRIPTION = describe("The student shown another of its own correct rollouts on the question (never the scored one)",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from harness.teacher import (
+from harness.sampling.teacher import (
     ContextInputs,
     Teacher,
     describe,

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `opd` does before torch loads (harness.threads)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `opd` does before torch loads (harness.sampling.threads)
 
-from harness.plugins import load_all  # noqa: E402
+from harness.workflows.plugins import load_all  # noqa: E402
 
 FAKES = Path(__file__).resolve().parent / "fakes.py"
 load_all(include=[FAKES])

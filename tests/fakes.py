@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.errors import SpecError
-from harness.models import ModelSource, register_model
-from harness.task import Grade, NoTrainSplit, Question, register_task
+from harness.api.errors import SpecError
+from harness.api.task import Grade, NoTrainSplit, Question, register_task
+from harness.sampling.models import ModelSource, register_model
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,7 @@ def sharp_oracle_model(seed: str = "0") -> ModelSource:
 
 
 def _load_nan():
-    from harness.models import _load_tiny
+    from harness.sampling.models import _load_tiny
 
     model, tokenizer = _load_tiny(0)
 

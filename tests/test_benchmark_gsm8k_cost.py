@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from harness.generation import Branch, Generated
+from harness.sampling.generation import Branch, Generated
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 

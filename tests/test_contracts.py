@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.task import TASKS, Task, resolve_task
-from harness.teacher import TEACHERS, ContextInputs, RolloutView, Teacher, resolve_teacher
+from harness.api.task import TASKS, Task, resolve_task
+from harness.sampling.teacher import TEACHERS, ContextInputs, RolloutView, Teacher, resolve_teacher
 
 # families need an argument to be instantiated; self:larger-demo takes an optional one (its default model is real)
 FAMILY_ARGUMENTS = {"model": "tiny-random:1", "idp": "default", "self:larger-demo": "tiny-random:2"}

@@ -4,8 +4,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from harness.cli import main
-from harness.teacher import TEACHERS
+from harness.cli.main import main
+from harness.sampling.teacher import TEACHERS
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

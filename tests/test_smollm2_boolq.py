@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from harness.cli import main
+from harness.cli.main import main
 
 pytestmark = [
     pytest.mark.slow,

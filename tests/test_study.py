@@ -222,12 +222,13 @@ def compact_from_a_run(tmp_path_factory, study):
     directory and collected into a compact file the way the study's runs are."""
     import json
 
-    from harness.diagnostic import NoProgress, Participants, Settings, diagnose_question
-    from harness.losses import resolve_loss
-    from harness.models import load_model
-    from harness.records import LOSS_NAMES, NODE_SCHEMA, QUESTION_SCHEMA, rows_to_table, write_table
-    from harness.task import resolve_task
-    from harness.teacher import resolve_teacher
+    from harness.api.progress import NoProgress
+    from harness.api.task import resolve_task
+    from harness.diagnostic.losses import resolve_loss
+    from harness.diagnostic.question import Participants, Settings, diagnose_question
+    from harness.sampling.models import load_model
+    from harness.sampling.teacher import resolve_teacher
+    from harness.storage.records import LOSS_NAMES, NODE_SCHEMA, QUESTION_SCHEMA, rows_to_table, write_table
 
     student = load_model("tiny-random", "cpu")
     teachers = []
@@ -255,7 +256,7 @@ def compact_from_a_run(tmp_path_factory, study):
 
 def test_a_collected_compact_file_recomputes_every_alignment(study, compact_from_a_run):
     """The compact file carries every column S_hat, g* and the alignments need, and recomputing them from those
-    columns alone (numpy, not harness.alignment) gives the stored values."""
+    columns alone (numpy, not harness.diagnostic.alignment) gives the stored values."""
     assert set(study.RECOMPUTE_COLUMNS) <= set(compact_from_a_run.columns)
     assert {"prefix_shared", "rollout_unparsed", "gold"} <= set(compact_from_a_run.columns)
     assert _recompute(compact_from_a_run, temperature=1.0) > 20

@@ -10,7 +10,7 @@ Two steps, so that every number in STUDY.md can be recomputed from what the repo
 
 ``collect`` keeps only the node columns the tables need (``COMPACT_COLUMNS``), each run's cost (``runs.json``) and
 the ``opd accuracy`` reports (``accuracy/``). ``write`` computes every table with the harness's own statistics
-(``harness.findings``, ``harness.leaderboard``, ``harness.analysis``, ``harness.plan``) and renders the Markdown and
+(``harness.reports.findings``, ``harness.reports.leaderboard``, ``harness.reports.analysis``, ``harness.reports.plan``) and renders the Markdown and
 figures; ``tests/test_study.py`` recomputes the write-up from the compact files and checks it matches, and checks
 the headline numbers against independent pandas arithmetic.
 """
@@ -30,8 +30,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tabulate import tabulate
 
-from harness import chunks, stats
-from harness.errors import ConfigError
+from harness.api.errors import ConfigError
+from harness.reports import stats
+from harness.storage import chunks
 
 STUDY_DIR = Path(__file__).resolve().parent
 WRITE_UP = STUDY_DIR.parent / "STUDY.md"
@@ -55,7 +56,7 @@ COMPACT_COLUMNS = [
     "succ_correct_a", "succ_trials_a", "succ_correct_b", "succ_trials_b",
 ]
 SIZE_LIMIT = 6 * 2**20  # results/study stays under about 6 MB
-# what each run's run.json contributes: its configuration and cost (harness.plan's rate reads the last four)
+# what each run's run.json contributes: its configuration and cost (harness.reports.plan's rate reads the last four)
 RUN_KEYS = ("config", "status", "device", "dtype", "threads", "counts", "timings", "resumed_questions", "cache_hits",
             "code", "sessions")
 
@@ -66,7 +67,7 @@ RUN_KEYS = ("config", "status", "device", "dtype", "threads", "counts", "timings
 def collect(suite_dir: Path, accuracy_dir: Path | None, out: Path = STUDY_DIR) -> None:
     """The compact files of ``out`` from the suite's run directories (``<suite>/<task>/<student>/``) and the
     ``opd accuracy --out`` reports in ``accuracy_dir``."""
-    from harness.records import load_run
+    from harness.storage.records import load_run
 
     frames, runs = [], []
     for cell in _cells(Path(suite_dir)):
@@ -113,8 +114,8 @@ def commit_chunks(run_dirs: Sequence[Path], out: Path = STUDY_DIR) -> list[Path]
     """Each finished chunk run's compact records and run.json keys as ``out/chunks/<task>/<student>/questions-A-B``
     (parquet + json), to be committed as soon as the chunk finishes. A chunk already there is never replaced (a
     committed chunk is never recomputed): it is skipped. Returns the files written."""
-    from harness.records import load_run
-    from harness.suite import chunk_dir_name, slug
+    from harness.storage.records import load_run
+    from harness.workflows.suite import chunk_dir_name, slug
 
     written = []
     for run_dir in run_dirs:
@@ -178,8 +179,8 @@ def backfill(data_dir: Path, study_dir: Path = STUDY_DIR) -> None:
     read), ``prefix_shared`` at position 0 (every rollout shares the empty prefix: True); left null where it needs
     the rollouts' token ids (later positions) and ``rollout_unparsed`` (needs each rollout's extracted answer).
     Values present are kept."""
-    from harness.plugins import load_builtin
-    from harness.task import resolve_task
+    from harness.api.task import resolve_task
+    from harness.workflows.plugins import load_builtin
 
     load_builtin()
     path = Path(study_dir) / "nodes.parquet"
@@ -269,7 +270,7 @@ def unparsed_share(report: Mapping[str, Any], condition: str) -> float:
 def render_accuracy_overview(table: pd.DataFrame, task: str) -> str:
     """The analog of the paper's accuracy table: every context (rows) per student (columns, largest first), each
     cell the accuracy, its difference from the student alone and that difference's Holm-corrected p, and n."""
-    from harness.findings import by_size
+    from harness.reports.findings import by_size
 
     rows = table[table.task == task]
     students = by_size(list(dict.fromkeys(rows.student)))[::-1]
@@ -308,19 +309,19 @@ def answer_mix(accuracy: Mapping[str, dict]) -> pd.DataFrame:
 def compute(nodes: pd.DataFrame, runs: Sequence[Mapping[str, Any]], accuracy: Mapping[str, dict]
             ) -> dict[str, Any]:
     """Every table of the write-up."""
-    from harness.analysis import oracle_routing
-    from harness.compare import rank_agreement
-    from harness.findings import findings
-    from harness.leaderboard import build
-    from harness.plan import plan
-    from harness.run_meta import RunMeta
+    from harness.reports.analysis import oracle_routing
+    from harness.reports.compare import rank_agreement
+    from harness.reports.findings import findings
+    from harness.reports.leaderboard import build
+    from harness.reports.plan import plan
+    from harness.storage.run_meta import RunMeta
 
     options = stats.Options()
     board = build(nodes, options=options)
     leaders = leader_claims(board)
     agreement = rank_agreement(board.table)
     routing = oracle_routing(nodes, options=options)
-    # harness.plan per cell, with that cell's own run: its rate (MMLU's rollouts are longer than BoolQ's) and the
+    # harness.reports.plan per cell, with that cell's own run: its rate (MMLU's rollouts are longer than BoolQ's) and the
     # questions it diagnosed (a question where screening kept no node cost as much as one that kept some)
     cells = [(run, nodes[(nodes.task == run["config"]["task"]) & (nodes.student == run["config"]["student"])])
              for run in runs]
@@ -507,7 +508,7 @@ def render_accuracy(table: pd.DataFrame, report: str) -> str:
 
 def design(settings: Mapping[str, Any]) -> list[str]:
     """What every run shares, read from the runs' configurations."""
-    from harness.models import split_compression
+    from harness.api.model_specs import split_compression
 
     knobs = ", ".join(f"{key}={value}" for key, value in settings["settings"].items() if value is not None)
     how = "; ".join(f"{student}: {compression.describe()}" for student in settings["students"]
@@ -543,7 +544,7 @@ def design(settings: Mapping[str, Any]) -> list[str]:
 
 def summary(numbers: Mapping[str, pd.DataFrame]) -> list[str]:
     """The write-up's bullet points, each read off a table (so the prose cannot drift from the numbers)."""
-    from harness.findings import by_size
+    from harness.reports.findings import by_size
 
     lines = []
     found = numbers["findings"]
@@ -825,7 +826,7 @@ def render(numbers: Mapping[str, pd.DataFrame], figures: Sequence[str] = ()) -> 
         for report in pd.unique(accuracy["report"]):
             lines += [f"### {report}", "", render_accuracy(accuracy, report), ""]
     lines += ["## What more compute would settle", "",
-              "Per (task, student), from the spread measured here (harness.plan, 80% power, alpha 0.05): the "
+              "Per (task, student), from the spread measured here (harness.reports.plan, 80% power, alpha 0.05): the "
               f"questions to run so that the median comparison, and every comparison, detects {EFFECT} in "
               "alignment, and the hours the slower of the two takes at the cell's own rate measured in What ran (its "
               "threads). Questions count as run whether or not screening kept a node in them. A comparison with no "
@@ -854,8 +855,8 @@ def write(study_dir: Path = STUDY_DIR, write_up: Path = WRITE_UP) -> str:
     """The figures (per task and student) and STUDY.md from the compact files."""
     import tempfile
 
-    from harness.plots import plot_run
-    from harness.suite import slug
+    from harness.render.plots import plot_run
+    from harness.workflows.suite import slug
 
     nodes, runs, accuracy = load(study_dir)
     numbers = compute(nodes, runs, accuracy)

@@ -1,4 +1,4 @@
-"""Tests for ``opd accuracy`` (harness.accuracy): statistics against statsmodels and exact enumeration, every context
+"""Tests for ``opd accuracy`` (harness.workflows.accuracy): statistics against statsmodels and exact enumeration, every context
 teacher in accuracy mode, the split-sample breakdown (no regression to the mean), output formats and the CLI. Only
 the ``test-parity`` fake task and ``tiny-random`` models: no data files, no network."""
 from __future__ import annotations
@@ -16,7 +16,11 @@ from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.proportion import proportion_confint
 
 import teachers.summary as summary
-from harness.accuracy import (
+from harness.api.task import TASKS, register_task, resolve_task
+from harness.cli.main import main
+from harness.render.tables import format_accuracy, print_accuracy
+from harness.sampling.teacher import TEACHERS, Teacher, register_teacher
+from harness.workflows.accuracy import (
     PASS_RATE_DIMENSION,
     STUDENT_CONDITION,
     AccuracyConfig,
@@ -28,10 +32,6 @@ from harness.accuracy import (
     summarise,
     year_range,
 )
-from harness.cli import main
-from harness.tables import format_accuracy, print_accuracy
-from harness.task import TASKS, register_task, resolve_task
-from harness.teacher import TEACHERS, Teacher, register_teacher
 
 ODD_ONLY_TEACHER = "test-odd-only-context"
 RECORDER_TEACHER = "test-recording-context"
@@ -87,12 +87,35 @@ def fakes():
 
 
 
+class CountingProgress:
+    """The progress protocol, recording every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, int]] = []
+
+    def add_total(self, kind: str, amount: int) -> None:
+        self.calls.append(("total", kind, amount))
+
+    def advance(self, kind: str, amount: int = 1) -> None:
+        self.calls.append(("advance", kind, amount))
+
+
+SAMPLED_PROGRESS = CountingProgress()
+
+
 @pytest.fixture(scope="module")
 def sampled_report():
     config = AccuracyConfig(task=META_TASK, student="tiny-random",
                             teachers=("self:correct-demo", "model:tiny-random:1", ODD_ONLY_TEACHER, "self"),
                             samples=SAMPLES, device="cpu")
-    return evaluate(config)
+    return evaluate(config, SAMPLED_PROGRESS)
+
+
+def test_progress_counts_one_answer_per_question_and_condition(sampled_report):
+    questions = sampled_report.config["questions"]
+    conditions = 5  # the student and its four teachers
+    assert SAMPLED_PROGRESS.calls == [("total", "answers", conditions * questions),
+                                      *[("advance", "answers", questions)] * conditions]
 
 
 def rows_by_name(report):

@@ -1,4 +1,4 @@
-"""harness.accuracy_report: the one accuracy.json schema. A report written by ``opd accuracy --out`` is read back by
+"""harness.reports.accuracy_report: the one accuracy.json schema. A report written by ``opd accuracy --out`` is read back by
 ``opd leaderboard``; a file in another shape or version is refused in one paragraph; reports written before the
 schema was versioned read as version 1."""
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.accuracy_report import SCHEMA, VERSION, AccuracyReportError, read_report, report_from_dict
-from harness.cli import main
+from harness.cli.main import main
+from harness.reports.accuracy_report import SCHEMA, VERSION, AccuracyReportError, read_report, report_from_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 STUDY_REPORT = ROOT / "results" / "study" / "accuracy" / "boolq-smollm2-135m.json"

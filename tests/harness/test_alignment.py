@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from harness.alignment import (
+from harness.diagnostic.alignment import (
     cosine,
     divergences,
     entropy,

@@ -1,4 +1,4 @@
-"""harness.analysis on synthetic nodes with planted relations (checked against scipy and pandas on the same rows),
+"""harness.reports.analysis on synthetic nodes with planted relations (checked against scipy and pandas on the same rows),
 and the `opd analyze` command."""
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import pytest
 import scipy.stats
 from test_leaderboard import node_row
 
-from harness import stats
-from harness.analysis import (
+from harness.cli.main import main
+from harness.reports import stats
+from harness.reports.analysis import (
     DEPTH_GIVEN_ENTROPY,
     VARIABLES,
     analyze,
@@ -21,8 +22,7 @@ from harness.analysis import (
     proxy_ranking,
     reliability,
 )
-from harness.cli import main
-from harness.records import NODE_SCHEMA, QUESTION_SCHEMA, rows_to_table, write_table
+from harness.storage.records import NODE_SCHEMA, QUESTION_SCHEMA, rows_to_table, write_table
 
 TEACHERS = ("near", "far")
 OPTIONS = stats.Options(resamples=100, permutations=500)

@@ -1,9 +1,9 @@
-"""Table-driven tests for the shared answer extraction (harness.answers)."""
+"""Table-driven tests for the shared answer extraction (harness.api.answers)."""
 from __future__ import annotations
 
 import pytest
 
-from harness.answers import extract_yes_no, yes_no_answer_is_final
+from harness.api.answers import extract_yes_no, yes_no_answer_is_final
 
 EXTRACT_CASES = [
     # explicit cues

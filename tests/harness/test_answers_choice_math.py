@@ -1,11 +1,11 @@
-"""Table-driven tests for the multiple-choice and math sections of harness.answers, plus never-crash properties."""
+"""Table-driven tests for the multiple-choice and math sections of harness.api.answers, plus never-crash properties."""
 from __future__ import annotations
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.answers import choice_answer_is_final, extract_choice_letter, extract_math_answer, math_answers_equal
+from harness.api.answers import choice_answer_is_final, extract_choice_letter, extract_math_answer, math_answers_equal
 
 CHOICES = ["Paris", "London", "None of the above", "Berlin"]
 

@@ -1,12 +1,12 @@
-"""Gold answers as datasets spell them (issue 11, "Also"): one normaliser per answer format in harness.answers,
+"""Gold answers as datasets spell them (issue 11, "Also"): one normaliser per answer format in harness.api.answers,
 used by each task's grader; an unreadable gold is an error naming the task, the value and the accepted spellings."""
 from __future__ import annotations
 
 import pytest
 
-from harness.answers import GoldAnswerError, choice_gold, integer_gold, yes_no_gold
-from harness.data import DataError
-from harness.task import Question, resolve_task
+from harness.api.answers import GoldAnswerError, choice_gold, integer_gold, yes_no_gold
+from harness.api.data import DataError
+from harness.api.task import Question, resolve_task
 
 YES_NO = [
     ("yes", "yes"), ("no", "no"), ("Yes", "yes"), ("NO", "no"),

@@ -1,7 +1,7 @@
-"""Table-driven tests for the number section of harness.answers (GSM8K) and the chain-of-thought (``reasoning``)
+"""Table-driven tests for the number section of harness.api.answers (GSM8K) and the chain-of-thought (``reasoning``)
 modes of the yes/no and letter extractors, with hand-made responses and never-crash / agree-with-final properties.
 
-The rule being tested (documented in :func:`harness.answers.extract_number_answer`): explicit answers (``#### N``,
+The rule being tested (documented in :func:`harness.api.answers.extract_number_answer`): explicit answers (``#### N``,
 ``\\boxed{N}``, a number directly after "answer:" / "the answer is") beat bare numbers, the last explicit one wins,
 and only a response without any explicit answer is read by its last number.
 """
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.answers import (
+from harness.api.answers import (
     GoldAnswerError,
     choice_answer_is_final,
     extract_choice_letter,

@@ -1,12 +1,14 @@
-"""harness.backends: every backend implements the whole Backend Protocol (no caller probes for a member), and a
+"""harness.sampling.backends: every backend implements the whole Backend Protocol (no caller probes for a member), and a
 backend that cannot merge calls runs them one after the other, in call order."""
 from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
+import sys
 from pathlib import Path
 
-from harness.backends import (
+from harness.sampling.backends import (
     Backend,
     Continuation,
     ContinuationCall,
@@ -15,9 +17,9 @@ from harness.backends import (
     Source,
     TransformersBackend,
 )
-from harness.generation import Generated
-from harness.lockstep import LockstepSampler
-from harness.vllm_backend import VLLMBackend
+from harness.sampling.generation import Generated
+from harness.sampling.lockstep import LockstepSampler
+from harness.sampling.vllm_backend import VLLMBackend
 
 MEMBERS = {"name", "reuses_prompt_pass", "merges_calls", "rollouts", "continuations", "generate_calls"}
 
@@ -76,11 +78,11 @@ def test_one_call_at_a_time_answers_each_call_in_order():
 
 
 def test_only_a_merging_backend_runs_questions_side_by_side(monkeypatch):
-    from harness.diagnostic import Participants, Settings
-    from harness.models import load_model
-    from harness.runner import IN_FLIGHT_VARIABLE, questions_in_flight
-    from harness.task import resolve_task
-    from harness.teacher import resolve_teacher
+    from harness.api.task import resolve_task
+    from harness.diagnostic.question import Participants, Settings
+    from harness.sampling.models import load_model
+    from harness.sampling.teacher import resolve_teacher
+    from harness.workflows.runner import IN_FLIGHT_VARIABLE, questions_in_flight
 
     monkeypatch.setenv(IN_FLIGHT_VARIABLE, "3")  # even when asked for three
     student = load_model("test-oracle", "cpu")
@@ -91,3 +93,10 @@ def test_only_a_merging_backend_runs_questions_side_by_side(monkeypatch):
 
     assert questions_in_flight(who, Settings()) == 3  # the default: transformers, which merges
     assert questions_in_flight(dataclasses.replace(who, backend=Single()), Settings()) == 1
+
+
+def test_the_vllm_back_end_is_listed_without_importing_its_module():
+    code = ("import sys; from harness.sampling.backends import BACKENDS; "
+            "print('vllm' in BACKENDS, 'harness.sampling.vllm_backend' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "False"]

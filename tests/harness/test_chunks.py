@@ -10,13 +10,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from harness.chunks import parse_range, wave_span
-from harness.cli import main
-from harness.compare import load_runs
-from harness.errors import ConfigError
-from harness.leaderboard import build
-from harness.records import load_run
-from harness.suite import load_suite
+from harness.api.errors import ConfigError
+from harness.cli.main import main
+from harness.reports.compare import load_runs
+from harness.reports.leaderboard import build
+from harness.storage.chunks import parse_range, wave_span
+from harness.storage.records import load_run
+from harness.workflows.suite import load_suite
 
 FAKES = Path(__file__).resolve().parents[1] / "fakes.py"
 # test-parity has 5 questions; two in flight: whole-task waves [0,2) [2,4) [4,5)
@@ -153,12 +153,12 @@ def test_bad_ranges_are_refused_by_the_parser(text, tmp_path, capsys):
 
 
 def test_a_range_past_the_tasks_end_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
-    import harness.runner
+    import harness.workflows.runner
 
     def no_models(*args, **kwargs):
         raise AssertionError("models were loaded")
 
-    monkeypatch.setattr(harness.runner, "resolve_participants", no_models)
+    monkeypatch.setattr(harness.workflows.runner, "resolve_participants", no_models)
     assert main([*ARGS, "--questions", "3:9", "--out", str(tmp_path / "x")]) == 2
     text = _paragraph(capsys)
     assert "past the end" in text and "5 question" in text

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import _config_from, build_parser, main
-from harness.errors import ConfigError, OpdError
-from harness.models import MODELS
-from harness.options import with_summarizer
-from harness.runner import RunConfig, _record_relevant, config_fingerprint
-from harness.task import TASKS
-from harness.teacher import TEACHERS
+from harness.api.errors import ConfigError, OpdError
+from harness.api.task import TASKS
+from harness.cli.commands.run import config_from
+from harness.cli.main import build_parser, main
+from harness.cli.options import with_summarizer
+from harness.sampling.models import MODELS
+from harness.sampling.teacher import TEACHERS
+from harness.workflows.runner import RunConfig, _record_relevant, config_fingerprint
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_RUN = ["--task", "test-parity", "--student", "tiny-random", "--teacher", "self", "--limit", "1",
@@ -57,14 +58,12 @@ def test_every_factory_refuses_a_bad_argument_with_one_paragraph(flag, spec, tmp
 
 def test_factory_errors_are_one_family():
     """The CLI catches OpdError: the errors of the factories, the registry and the data loader all derive from it."""
-    from harness.data import DataError
-    from harness.errors import SpecError
-    from harness.registry import RegistryError
-    from harness.threads import ThreadsError
+    from harness.api.data import DataError
+    from harness.api.errors import ModelError, SpecError
+    from harness.api.registry import RegistryError
+    from harness.sampling.threads import ThreadsError
+    from harness.storage.records import DamagedRecordsError, RecordWriteError
     from tasks.lm_eval import LmEvalTaskError
-
-    from harness.models import ModelError
-    from harness.records import DamagedRecordsError, RecordWriteError
 
     for error in (SpecError, ConfigError, RegistryError, DataError, ThreadsError, LmEvalTaskError, ModelError,
                   DamagedRecordsError, RecordWriteError):
@@ -175,14 +174,14 @@ def test_run_flags_reach_the_config_and_leave_the_environment_alone(tmp_path, mo
     before = dict(os.environ)
     args = build_parser().parse_args(["run", "--task", "lm_eval:toy", "--teacher", "self:summary",
                                       "--summarizer", "tiny-random", "--include-path", str(tmp_path)])
-    config = _config_from(args)
+    config = config_from(args)
     assert dict(os.environ) == before
     assert config.teachers == ("self:summary:tiny-random",)
     assert config.include_paths == (str(tmp_path.resolve()),)
 
 
 def test_accuracy_flags_reach_the_config_and_leave_the_environment_alone(tmp_path, monkeypatch, capsys):
-    import harness.accuracy
+    import harness.workflows.accuracy
 
     monkeypatch.delenv("OPD_SUMMARIZER", raising=False)
     monkeypatch.delenv("OPD_LM_EVAL_INCLUDE_PATH", raising=False)
@@ -193,7 +192,7 @@ def test_accuracy_flags_reach_the_config_and_leave_the_environment_alone(tmp_pat
         seen.append(config)
         raise ConfigError("stop here")
 
-    monkeypatch.setattr(harness.accuracy, "evaluate", refuse)
+    monkeypatch.setattr(harness.workflows.accuracy, "evaluate", refuse)
     code = main(["accuracy", "--task", "lm_eval:toy", "--student", "tiny-random", "--teacher", "self:summary",
                  "--summarizer", "tiny-random", "--include-path", str(tmp_path), "--format", "json"])
     assert code == 2 and "stop here" in capsys.readouterr().out
@@ -203,7 +202,7 @@ def test_accuracy_flags_reach_the_config_and_leave_the_environment_alone(tmp_pat
 
 
 def test_include_paths_only_for_lm_eval_and_kept_out_of_default_fingerprints(tmp_path):
-    from harness.task import resolve_task
+    from harness.api.task import resolve_task
 
     with pytest.raises(ConfigError, match="applies to --task lm_eval:<name> only"):
         resolve_task("boolq", include_paths=[str(tmp_path)])
@@ -246,8 +245,8 @@ def _words(text: str) -> str:
 
 @pytest.mark.parametrize("width", [80, 100])
 def test_every_report_fits_the_console_and_never_cuts_a_note(width, tiny_run, capsys, monkeypatch):
-    from harness.leaderboard import ZERO_GRAD_NOTE
-    from harness.tables import GROUP_NOTE, SMALL_N_NOTE
+    from harness.render.tables import GROUP_NOTE, SMALL_N_NOTE
+    from harness.reports.leaderboard import ZERO_GRAD_NOTE
 
     monkeypatch.setenv("COLUMNS", str(width))
     for name, argv in _report_commands(tiny_run).items():

@@ -1,4 +1,4 @@
-"""harness.compare: teachers x students from several runs, and the `opd compare` command."""
+"""harness.reports.compare: teachers x students from several runs, and the `opd compare` command."""
 from __future__ import annotations
 
 import json
@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 from test_analysis import planted_nodes
 
-from harness.cli import main
-from harness.compare import best_teachers, compare, load_runs, matrix, rank_agreement
-from harness.errors import ConfigError
-from harness import stats
-from harness.leaderboard import build
-from harness.records import NODE_SCHEMA, QUESTION_SCHEMA, rows_to_table, write_json, write_table
+from harness.api.errors import ConfigError
+from harness.cli.main import main
+from harness.reports import stats
+from harness.reports.compare import best_teachers, compare, load_runs, matrix, rank_agreement
+from harness.reports.leaderboard import build
+from harness.storage.records import NODE_SCHEMA, QUESTION_SCHEMA, rows_to_table, write_json, write_table
 
 
 def two_students():

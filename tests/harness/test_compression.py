@@ -1,28 +1,25 @@
-"""Compressed students (``@int4``, ``@int8``, ``@int4:g<group>``, ``@prune:<f>``) and teachers with padded output rows."""
+"""harness.sampling.compression and harness.api.model_specs: compressed students (``@int4``, ``@int8``,
+``@int4:g<group>``, ``@prune:<f>``) and teachers with padded output rows."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from harness.diagnostic import _teacher_logits
-from harness.generation import Branch, generate_branches, make_generator, prefill
-from harness.models import (
-    Compression,
+from harness.api.errors import ModelError
+from harness.api.model_specs import Compression, bits_per_weight, split_compression
+from harness.api.task import resolve_task
+from harness.diagnostic.question import _teacher_logits
+from harness.sampling.compression import layers_to_drop, prune_layers, quantise_dequantise
+from harness.sampling.generation import Branch, generate_branches, make_generator, prefill
+from harness.sampling.models import (
     LoadedModel,
-    ModelError,
     _load_tiny,
     check_same_tokenizer,
-    bits_per_weight,
-    layers_to_drop,
     load_model,
-    prune_layers,
-    quantise_dequantise,
-    split_compression,
     tiny_model,
     tiny_tokenizer,
 )
-from harness.task import resolve_task
-from harness.teacher import ContextInputs, RolloutView, resolve_teacher
+from harness.sampling.teacher import ContextInputs, RolloutView, resolve_teacher
 
 
 def linear_weights(model) -> dict[str, torch.Tensor]:
@@ -90,7 +87,7 @@ def test_group_wise_students_load_and_sort_by_bits_per_weight():
 
 
 def test_compressed_specs_are_cached_apart_from_the_original():
-    from harness.models import ModelCache
+    from harness.sampling.models import ModelCache
 
     models = ModelCache()  # one run's models
     plain, int8 = models.load("tiny-random", "cpu"), models.load("tiny-random@int8", "cpu")

@@ -1,4 +1,4 @@
-"""Tests for data-source resolution and JSONL reading (harness.data); no network."""
+"""Tests for data-source resolution and JSONL reading (harness.api.data); no network."""
 from __future__ import annotations
 
 import json
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-import harness.data as data
-from harness.data import DataError, local_file, read_jsonl, resolve_data_dir
+import harness.api.data as data
+from harness.api.data import DataError, local_file, read_jsonl, resolve_data_dir
 
 
 @pytest.fixture
@@ -173,7 +173,7 @@ def test_read_jsonl_not_utf8_names_the_line(tmp_path: Path) -> None:
 
 
 def test_a_task_loads_a_data_file_with_a_byte_order_mark(tmp_path: Path) -> None:
-    from harness.task import resolve_task
+    from harness.api.task import resolve_task
 
     rows = [{"idx": i, "question": f"is it {i}", "passage": "p", "answer": i % 2 == 0} for i in range(2)]
     text = "".join(json.dumps(row) + "\r\n" for row in rows)

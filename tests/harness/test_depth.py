@@ -1,4 +1,4 @@
-"""Where the nodes are (harness.depth): the spread of informative nodes over depth, on hand-built records whose
+"""Where the nodes are (harness.reports.depth): the spread of informative nodes over depth, on hand-built records whose
 answer is worked out by hand, and as a run states it in run.json, its summary and the leaderboard's footer."""
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from harness.cli import main
-from harness.depth import DepthSummary, depth_shares, depth_summaries, depth_summary, summarize
-from harness.diagnostic import Settings
-from harness.runner import RunConfig, run
-from harness.tables import depth_text
+from harness.cli.main import main
+from harness.diagnostic.question import Settings
+from harness.render.tables import depth_text
+from harness.reports.depth import DepthSummary, depth_shares, depth_summaries, depth_summary, summarize
+from harness.workflows.runner import RunConfig, run
 
 
 def frame(rows, teachers=("self", "self:correct-demo")):
@@ -134,7 +134,7 @@ def test_depth_shares_by_hand():
 def test_footer_labels_each_task_and_student_when_there_are_several():
     from rich.console import Console
 
-    from harness.tables import print_depth
+    from harness.render.tables import print_depth
 
     first = frame([("q1", 0, 0, 4, True), ("q1", 0, 2, 4, True)])
     console = Console(record=True, width=300)

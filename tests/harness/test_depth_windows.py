@@ -9,12 +9,20 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from harness.cli import _config_from, build_parser
-from harness.diagnostic import Settings, sampling_key
-from harness.runner import ConfigError, RunConfig, _record_relevant, config_fingerprint, resolve_participants, run
-from harness.suite import load_suite
-from harness.task import resolve_task
-from harness.teacher import resolve_teacher
+from harness.api.task import resolve_task
+from harness.cli.commands.run import config_from
+from harness.cli.main import build_parser
+from harness.diagnostic.question import Settings, sampling_key
+from harness.sampling.teacher import resolve_teacher
+from harness.workflows.runner import (
+    ConfigError,
+    RunConfig,
+    _record_relevant,
+    config_fingerprint,
+    resolve_participants,
+    run,
+)
+from harness.workflows.suite import load_suite
 
 TEACHERS = ("self", "self:correct-demo")
 
@@ -103,8 +111,8 @@ def test_default_keeps_its_fingerprint_and_cache_keys():
 
 def test_cli_option_suite_key_and_validation(tmp_path):
     args = build_parser().parse_args(["run", "--depth-windows", "even"])
-    assert _config_from(args).settings.depth_windows == "even"
-    assert _config_from(build_parser().parse_args(["run"])).settings.depth_windows == "exponential"
+    assert config_from(args).settings.depth_windows == "even"
+    assert config_from(build_parser().parse_args(["run"])).settings.depth_windows == "exponential"
     suite = tmp_path / "s.toml"
     suite.write_text('[suite]\nstudents = ["tiny-random"]\nteachers = ["self"]\n[defaults]\ndepth_windows = "even"\n'
                      '[tasks.test-parity]\nlimit = 1\n')

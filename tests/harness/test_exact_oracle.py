@@ -18,13 +18,14 @@ import numpy as np
 import pytest
 import torch
 
-from harness.diagnostic import NoProgress, Participants, Settings, diagnose_question
-from harness.losses import SupportView, resolve_loss
-from harness.models import load_model
-from harness.prompting import chat_prompt_ids
-from harness.records import LOSS_NAMES
-from harness.task import resolve_task
-from harness.teacher import resolve_teacher
+from harness.api.progress import NoProgress
+from harness.api.task import resolve_task
+from harness.diagnostic.losses import SupportView, resolve_loss
+from harness.diagnostic.question import Participants, Settings, diagnose_question
+from harness.sampling.models import load_model
+from harness.sampling.prompting import chat_prompt_ids
+from harness.sampling.teacher import resolve_teacher
+from harness.storage.records import LOSS_NAMES
 
 EOS = 3
 HORIZON = 4

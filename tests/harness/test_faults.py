@@ -20,13 +20,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import harness.records as records
-import harness.runner
-from harness.cache import WorkCache
-from harness.cli import main
-from harness.diagnostic import Settings
-from harness.records import DamagedRecordsError, write_json, write_table
-from harness.runner import ConfigError, RunConfig, RunDirectory, run
+import harness.storage.records as records
+import harness.workflows.runner
+from harness.cli.main import main
+from harness.diagnostic.question import Settings
+from harness.storage.cache import WorkCache
+from harness.storage.records import DamagedRecordsError, write_json, write_table
+from harness.storage.run_directory import RunDirectory
+from harness.workflows.runner import ConfigError, RunConfig, run
 
 QUESTIONS = 3
 ARGS = ["run", "--task", "test-parity", "--student", "tiny-random", "--teacher", "self", "--limit", str(QUESTIONS),
@@ -111,7 +112,7 @@ def test_disk_full_is_one_paragraph_naming_the_file_and_the_resume_command(where
 
 def test_disk_full_with_debug_shows_the_traceback(tmp_path, monkeypatch):
     monkeypatch.setattr(pq, "write_table", FullAfter(pq.write_table, allowed=0, only_under=tmp_path))
-    from harness.runner import RunStoppedError
+    from harness.workflows.runner import RunStoppedError
 
     with pytest.raises(RunStoppedError) as info:
         main(["--debug", *ARGS, "--out", str(tmp_path / "run"), "--no-cache"])
@@ -173,7 +174,7 @@ def test_disk_full_on_a_real_tmpfs_then_resume(small_tmpfs, tmp_path, capsys, mo
     argv = [*ARGS, "--out", str(out), "--cache-dir", str(cache_dir)]
     # one question at a time, so that the cache still has entries to write when the disk fills after the first
     # question is saved (in a merged wave every question's cache entries are written before the first commit)
-    monkeypatch.setattr(harness.runner, "MAX_QUESTIONS_IN_FLIGHT", 1)
+    monkeypatch.setattr(harness.workflows.runner, "MAX_QUESTIONS_IN_FLIGHT", 1)
     uninterrupted = tmp_path / "uninterrupted"
     run(CONFIG, uninterrupted)  # the reference, with the same (one-question) batches
     merge = RunDirectory.merge

@@ -1,4 +1,4 @@
-"""harness.findings: each of the paper's findings planted in synthetic nodes is reproduced, its opposite is called
+"""harness.reports.findings: each of the paper's findings planted in synthetic nodes is reproduced, its opposite is called
 opposite, noise is inconclusive; estimates checked against pandas / scipy on the same rows."""
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 import scipy.stats
 from test_leaderboard import node_row
 
-from harness import stats
-from harness.cli import main
-from harness.findings import by_size, findings
-from harness.records import NODE_SCHEMA, QUESTION_SCHEMA, rows_to_table, write_table
+from harness.cli.main import main
+from harness.reports import stats
+from harness.reports.findings import by_size, findings
+from harness.storage.records import NODE_SCHEMA, QUESTION_SCHEMA, rows_to_table, write_table
 
 OPTIONS = stats.Options(permutations=2000, resamples=200)
 TEACHERS = ("self:correct-demo", "self:self-demo", "self:correct-wrong", "model:big")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from harness.generation import (
+from harness.sampling.generation import (
     Branch,
     Generated,
     derive_seed,
@@ -16,7 +16,7 @@ from harness.generation import (
     row_uniforms,
     sample_tokens,
 )
-from harness.models import load_model
+from harness.sampling.models import load_model
 
 
 def _greedy_reference(lm, ids, n):
@@ -112,7 +112,7 @@ def test_seeded_rows_sample_the_same_whatever_batch_they_run_in():
 
 
 def test_in_place_compaction_equals_a_gather():
-    from harness.generation import PreallocatedLayer, _compaction
+    from harness.sampling.generation import PreallocatedLayer, _compaction
 
     keys = torch.randn(1, 2, 7, 3)
     layer = PreallocatedLayer([(keys, keys + 1)], [(0, 7)] * 6, headroom=2)
@@ -144,7 +144,7 @@ def test_extending_a_prefilled_prompt_equals_one_pass_over_prompt_and_rollout():
 
 
 def test_continuations_of_several_sources_each_continue_their_own_prefix():
-    from harness.backends import Continuation, Source, TransformersBackend
+    from harness.sampling.backends import Continuation, Source, TransformersBackend
 
     lm = load_model("tiny-random", "cpu")
     prompt = tuple(range(10, 30))

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import gguf_parts
-from harness.gguf_parts import PartPackages, assemble
-from harness.models import ModelError
+from harness.api.errors import ModelError
+from harness.sampling import gguf_parts
+from harness.sampling.gguf_parts import PartPackages, assemble
 
 _names = itertools.count()
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from harness.cli import main
+from harness.cli.main import main
 
 
 def grade(capsys, *argv: str) -> dict:

@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import stats
-from harness.leaderboard import (
+from harness.render.tables import format_table
+from harness.reports import stats
+from harness.reports.leaderboard import (
     COLUMNS,
     COMPARISON_COLUMNS,
     PAIR_COLUMNS,
@@ -24,8 +25,15 @@ from harness.leaderboard import (
     leaderboard,
     pairs,
 )
-from harness.records import LOSS_NAMES, NODE_SCHEMA, QUESTION_SCHEMA, load_run, rows_to_table, write_json, write_table
-from harness.tables import format_table
+from harness.storage.records import (
+    LOSS_NAMES,
+    NODE_SCHEMA,
+    QUESTION_SCHEMA,
+    load_run,
+    rows_to_table,
+    write_json,
+    write_table,
+)
 
 TASK, STUDENT = "boolq", "smollm2-135m"
 SELF, DEMO, WRONG = "self", "self:correct-demo", "self:correct-wrong"
@@ -114,7 +122,7 @@ def exact_p(contributions_by_question: np.ndarray) -> float:
 
 
 def expected(frame: pd.DataFrame, teacher: str, loss: str) -> dict:
-    """The row's columns from the nodes with pandas, independently of harness.leaderboard."""
+    """The row's columns from the nodes with pandas, independently of harness.reports.leaderboard."""
     rows = frame[frame.teacher == teacher]
     gate = rows.informative & (True if loss == "grpo" else rows.context_ok)
     used = rows[gate & rows[f"align_{loss}"].notna()]
@@ -373,7 +381,7 @@ def test_extra_column_spec(run_dir):
 
 def test_accuracy_from_run_dir(run_dir):
     assert leaderboard(load_run(run_dir)[0], options=FAST).accuracy.isna().all()
-    # the one schema of `opd accuracy --out` (harness.accuracy_report; its round trip: test_accuracy_report.py)
+    # the one schema of `opd accuracy --out` (harness.reports.accuracy_report; its round trip: test_accuracy_report.py)
     report = {"config": {"task": TASK, "student": STUDENT}, "rows": [
         {"condition": "student", "accuracy": 0.25}, {"condition": DEMO, "accuracy": 0.75},
         {"condition": SELF, "accuracy": 0.5}]}
@@ -412,7 +420,7 @@ def test_load_run_errors_and_run_json(tmp_path, run_dir):
 
 
 def test_cli_pairs_in_every_format_full_precision(run_dir, capsys):
-    from harness.cli import main
+    from harness.cli.main import main
 
     argv = ["leaderboard", str(run_dir), "--seed", "3", "--permutations", "500"]
     assert main([*argv, "--format", "json"]) == 0
@@ -442,8 +450,8 @@ def test_cli_pairs_in_every_format_full_precision(run_dir, capsys):
 
 
 def test_cli_defaults_are_the_stats_defaults(run_dir, monkeypatch, capsys):
-    import harness.leaderboard as board
-    from harness.cli import main
+    import harness.reports.leaderboard as board
+    from harness.cli.main import main
 
     seen = {}
 
@@ -458,9 +466,9 @@ def test_cli_defaults_are_the_stats_defaults(run_dir, monkeypatch, capsys):
 
 
 def test_check_losses_refuses_a_registered_loss_without_records():
-    from harness.losses import LOSSES, resolve_loss
-    from harness.options import check_losses
-    from harness.registry import RegistryError
+    from harness.api.registry import RegistryError
+    from harness.cli.options import check_losses
+    from harness.diagnostic.losses import LOSSES, resolve_loss
 
     assert check_losses(["rkl", "grpo", "rkl"]) == ("rkl", "grpo")
     LOSSES.add("test-plugin-loss", lambda: resolve_loss("rkl"), "test fake")
@@ -644,7 +652,7 @@ def test_a_p_value_on_its_floor_prints_as_an_upper_bound():
     pair says so and --pairs prints "<=" before its Holm p."""
     from rich.console import Console
 
-    from harness.tables import print_pairs
+    from harness.render.tables import print_pairs
 
     rng = np.random.default_rng(7)
     rows = [node_row(TASK, STUDENT, teacher, f"q{q}", 0, 0, **_align(level + float(rng.normal(0, 0.05))))

@@ -1,13 +1,13 @@
-"""Questions side by side (harness.lockstep): parked sampler calls merge into one backend batch per round, each
+"""Questions side by side (harness.sampling.lockstep): parked sampler calls merge into one backend batch per round, each
 job gets its own calls' results, one job's error leaves the others running, and an abandoned batch ends its
 threads."""
 from __future__ import annotations
 
 import threading
 
-from harness.backends import OneCallAtATime, RolloutCall
-from harness.generation import Generated
-from harness.lockstep import LockstepCancelled, run_lockstep
+from harness.sampling.backends import OneCallAtATime, RolloutCall
+from harness.sampling.generation import Generated
+from harness.sampling.lockstep import LockstepCancelled, run_lockstep
 
 
 class RecordingBackend:

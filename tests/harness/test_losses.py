@@ -9,8 +9,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.alignment import project_to_support
-from harness.losses import (
+from harness.api.registry import RegistryError
+from harness.diagnostic.alignment import project_to_support
+from harness.diagnostic.losses import (
     LOSSES,
     NodeDistributions,
     SupportView,
@@ -18,8 +19,7 @@ from harness.losses import (
     kl_divergence,
     resolve_loss,
 )
-from harness.records import LOSS_NAMES
-from harness.registry import RegistryError
+from harness.storage.records import LOSS_NAMES
 
 VOCAB = 50
 SEEDS = range(6)
@@ -43,7 +43,7 @@ def _kl(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
 
 
 def _reference_loss(name: str, logp: torch.Tensor, logq: torch.Tensor, y: int, adv: float, beta: float):
-    """The scalar losses of the METHOD table, written independently of harness.losses."""
+    """The scalar losses of the METHOD table, written independently of harness.diagnostic.losses."""
     if name == "rkl":
         return _kl(logp, logq)
     if name == "fkl":

@@ -1,11 +1,13 @@
-"""METHOD's defaults have one owner (harness.method): the literals are METHOD.md's, and every reader uses them."""
+"""METHOD's defaults have one owner (harness.api.method): the literals are METHOD.md's, and every reader uses them."""
 from __future__ import annotations
 
 from dataclasses import asdict
 
-from harness import method, stats
-from harness.cli import _config_from, build_parser
-from harness.method import Settings
+from harness.api import method
+from harness.api.method import Settings
+from harness.cli.commands.run import config_from
+from harness.cli.main import build_parser
+from harness.reports import stats
 
 
 def test_the_owner_holds_method_md_numbers():
@@ -21,12 +23,14 @@ def test_the_owner_holds_method_md_numbers():
 
 def test_run_flags_default_to_the_owner():
     args = build_parser().parse_args(["run"])
-    assert _config_from(args).settings == Settings()
+    assert config_from(args).settings == Settings()
     assert {name: getattr(args, name) for name in asdict(Settings())} == asdict(Settings())
 
 
 def test_statistics_read_the_owner():
-    from harness import accuracy, leaderboard, options, validation_report
+    from harness.cli import options
+    from harness.reports import leaderboard, validation_report
+    from harness.workflows import accuracy
 
     assert stats.Options() == stats.Options(alpha=0.05, resamples=2_000, permutations=10_000)
     assert stats.LEVEL == 0.95
@@ -39,7 +43,7 @@ def test_statistics_read_the_owner():
 
 
 def test_other_commands_read_the_owner():
-    from harness.validate import Training
+    from harness.workflows.validate import Training
 
     assert Training().jsd_beta == method.JSD_BETA
     validate = build_parser()._subparsers._group_actions[0].choices["validate"]

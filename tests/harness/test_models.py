@@ -13,17 +13,18 @@ import pytest
 import torch
 from test_gguf_parts import part_file, write_part_packages
 
-from harness import gguf_parts
-from harness.models import (
+from harness.api.errors import ModelError
+from harness.api.model_specs import split_compression
+from harness.sampling import gguf_parts
+from harness.sampling.compression import compress
+from harness.sampling.models import (
     LoadedModel,
-    ModelError,
     _load_gguf_parts,
     _load_tiny,
     check_same_tokenizer,
     gguf_parts_cache,
     load_model,
     resolve_model,
-    split_compression,
 )
 
 HUB_ID = "Org/Tiny-Qwen2-Instruct"
@@ -209,7 +210,7 @@ def test_group_quantisation_of_a_qwen2_model_rounds_weights_and_keeps_the_biases
     model, tokenizer = _load_gguf_parts(parts, HUB_ID)
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
     _, compression = split_compression("x@int4:g32")
-    compression.apply(model, tokenizer)
+    compress(model, tokenizer, compression)
     after = model.state_dict()
     checked = 0
     for name, module in model.named_modules():
@@ -296,7 +297,7 @@ def test_the_real_15b_can_teach_the_05b():
 
 
 def test_opd_run_with_a_part_package_missing_is_one_paragraph_and_exit_2(tmp_path, monkeypatch, capsys):
-    from harness.cli import main
+    from harness.cli.main import main
 
     monkeypatch.setenv("OPD_CACHE_DIR", str(tmp_path / "empty-cache"))
     real = gguf_parts.part_path

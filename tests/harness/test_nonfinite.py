@@ -9,9 +9,9 @@ import math
 
 import pyarrow.parquet as pq
 
-from harness.diagnostic import Settings
-from harness.leaderboard import leaderboard
-from harness.runner import RunConfig, run
+from harness.diagnostic.question import Settings
+from harness.reports.leaderboard import leaderboard
+from harness.workflows.runner import RunConfig, run
 
 SETTINGS = Settings(rollouts=4, continuations=2, max_new_tokens=10)
 

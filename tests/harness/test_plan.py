@@ -1,4 +1,4 @@
-"""harness.plan / `opd plan`: questions needed per headline comparison, scaled to the questions that count, and the
+"""harness.reports.plan / `opd plan`: questions needed per headline comparison, scaled to the questions that count, and the
 cost at the pilot's rate (closed forms on hand-made pilots)."""
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import pytest
 import scipy.stats
 from test_leaderboard import node_row
 
-from harness import stats
-from harness.cli import main
-from harness.plan import Rate, plan
-from harness.records import NODE_SCHEMA, QUESTION_SCHEMA, rows_to_table, write_json, write_table
-from harness.run_meta import RunMeta
+from harness.cli.main import main
+from harness.reports import stats
+from harness.reports.plan import Rate, plan
+from harness.storage.records import NODE_SCHEMA, QUESTION_SCHEMA, rows_to_table, write_json, write_table
+from harness.storage.run_meta import RunMeta
 
 RUN_JSON = {"counts": {"questions": 20, "generated_tokens_this_session": 30_000}, "resumed_questions": 4,
             "cache_hits": {"sampled_hits": 6}, "timings": {"total_s": 130.0, "setup_s": 30.0}, "device": "cpu",

@@ -1,4 +1,4 @@
-"""harness.plots and `opd plot`: every figure is written as PNG and PDF, names every series in its legend, states
+"""harness.render.plots and `opd plot`: every figure is written as PNG and PDF, names every series in its legend, states
 the questions behind each binned mean, marks estimates from fewer than 10 questions, and nothing overlaps."""
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ import pytest
 from matplotlib.collections import LineCollection, PathCollection
 from test_analysis import planted_nodes
 
-from harness.cli import main
-from harness.plots import (
+from harness.cli.main import main
+from harness.render.plots import (
     TOO_FEW,
     binned_means,
     correctness_figure,
     depth_figure,
     divergence_figure,
 )
-from harness.records import NODE_SCHEMA, QUESTION_SCHEMA, rows_to_table, write_table
+from harness.storage.records import NODE_SCHEMA, QUESTION_SCHEMA, rows_to_table, write_table
 
 NAMES = ("depth", "correctness", "divergence")
 ZERO = "zero distillation gradient"
@@ -145,7 +145,7 @@ def test_opd_plot_command(tmp_path):
     nodes = planted_nodes(n_questions=3)
     write_table(rows_to_table(nodes.to_dict("records"), NODE_SCHEMA), tmp_path / "nodes.parquet")
     write_table(rows_to_table([], QUESTION_SCHEMA), tmp_path / "questions.parquet")
-    assert main(["plot", str(tmp_path), "--permutations", "100"]) == 0  # harness.plots.plot_run
+    assert main(["plot", str(tmp_path), "--permutations", "100"]) == 0  # harness.render.plots.plot_run
     check_files(tmp_path / "plots")
 
 

@@ -1,11 +1,19 @@
-"""harness.records: a run written before the outcome columns existed gets them from questions.parquet, by the
+"""harness.storage.records: a run written before the outcome columns existed gets them from questions.parquet, by the
 definition (hand-built rollouts whose shared prefixes and outcomes are known)."""
 from __future__ import annotations
 
 import pandas as pd
 from test_leaderboard import node_row
 
-from harness.records import NODE_SCHEMA, QUESTION_SCHEMA, load_run, outcome, prefix_shared, rows_to_table, write_table
+from harness.storage.records import (
+    NODE_SCHEMA,
+    QUESTION_SCHEMA,
+    load_run,
+    outcome,
+    prefix_shared,
+    rows_to_table,
+    write_table,
+)
 
 ROLLOUTS = {0: ([5, 6, 7, 1], True, "yes"), 1: ([5, 6, 8, 2], False, "no"), 2: ([9, 1], False, None)}
 # (rollout, position) -> prefix shared with a rollout of another outcome
@@ -56,9 +64,10 @@ def test_divergence_columns_have_one_owner():
     import pyarrow as pa
     import torch
 
-    from harness import analysis, plots
-    from harness.alignment import divergences
-    from harness.records import DIVERGENCE_COLUMNS
+    from harness.diagnostic.alignment import divergences
+    from harness.render import plots
+    from harness.reports import analysis
+    from harness.storage.records import DIVERGENCE_COLUMNS
 
     # METHOD's record contract, written out: a rename in the owner fails here
     assert DIVERGENCE_COLUMNS == ("kl_student_teacher", "kl_teacher_student", "l2", "cos_pq", "tv", "topk_shared_mass")

@@ -1,7 +1,9 @@
 """The one generic registry: duplicates raise, unknown names suggest, families take arguments."""
+import sys
+
 import pytest
 
-from harness.registry import Registry, RegistryError, resolve_spec
+from harness.api.registry import Registry, RegistryError, imported_when_called, resolve_spec
 
 
 def _registry():
@@ -38,3 +40,17 @@ def test_messages_use_the_plural_and_ignore_case():
                                             r"See `opd list losses`\."):
         registry.get("JSD")
     assert Registry("task").plural == "tasks" and Registry("box", plural="boxen").cli_hint == "opd list boxen"
+
+
+def test_a_name_registered_by_module_path_imports_its_module_only_when_built(tmp_path, monkeypatch):
+    (tmp_path / "opd_optional_widget.py").write_text("class Widget:\n    made = 'yes'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = Registry("widget")
+    registry.add("optional", imported_when_called("opd_optional_widget:Widget"), "imported when chosen")
+    assert "optional" in registry and "opd_optional_widget" not in sys.modules
+    assert resolve_spec(registry, "optional").made == "yes" and "opd_optional_widget" in sys.modules
+    monkeypatch.delitem(sys.modules, "opd_optional_widget")
+    with pytest.raises(RegistryError, match="already registered"):  # a lazy name is a name like any other
+        registry.add("optional", imported_when_called("opd_optional_widget:Widget"))
+    with pytest.raises(ValueError, match="package.module:Name"):
+        imported_when_called("opd_optional_widget.Widget")

@@ -14,9 +14,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from harness.cli import main
-from harness.diagnostic import Settings
-from harness.runner import ConfigError, RunConfig, run
+from harness.cli.main import main
+from harness.diagnostic.question import Settings
+from harness.workflows.runner import ConfigError, RunConfig, run
 
 FAKES = Path(__file__).resolve().parents[1] / "fakes.py"
 ARGS = ["run", "--task", "test-parity", "--student", "tiny-random", "--teacher", "self", "--teacher",
@@ -38,7 +38,7 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path, monkeypatch)
     monkeypatch.setenv("OPD_QUESTIONS_IN_FLIGHT", "1")
     assert main(["--include", str(FAKES), *ARGS, "--out", str(full)]) == 0
 
-    command = [sys.executable, "-m", "harness.cli", "--include", str(FAKES), *ARGS, "--out", str(killed)]
+    command = [sys.executable, "-m", "harness.cli.main", "--include", str(FAKES), *ARGS, "--out", str(killed)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env={**os.environ, **ONE_AT_A_TIME})
     deadline = time.time() + 120
@@ -95,7 +95,7 @@ def test_second_writer_is_refused(tmp_path):
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     out = tmp_path / "interrupted"
-    command = [sys.executable, "-m", "harness.cli", "--include", str(FAKES), *ARGS, "--out", str(out)]
+    command = [sys.executable, "-m", "harness.cli.main", "--include", str(FAKES), *ARGS, "--out", str(out)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "COLUMNS": "200", **ONE_AT_A_TIME})
     deadline = time.time() + 120
@@ -112,7 +112,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
 
 def _recording_batches(monkeypatch) -> list[tuple[int, ...]]:
     """Every generation batch the run decodes, as the sorted seeds of its rows (which rows shared a batch)."""
-    import harness.backends as backends
+    import harness.sampling.backends as backends
 
     batches: list[tuple[int, ...]] = []
     original = backends.generate_branches
@@ -131,8 +131,8 @@ def test_a_wave_interrupted_after_its_first_question_resumes_with_the_same_batch
     """Questions run in waves whose generation is merged, and a row's logits shift in the last float bits with
     its batch. Stopped after the wave's first question was saved, the resumed run must redo the wave's generation
     with the same rows in every batch as the uninterrupted run (so the same samples), and end with its records."""
-    from harness.cache import WorkCache
-    from harness.runner import RunDirectory
+    from harness.storage.cache import WorkCache
+    from harness.storage.run_directory import RunDirectory
 
     config = RunConfig(task="test-parity", student="tiny-random", teachers=("self", "model:tiny-random:1"), limit=3,
                        settings=Settings(rollouts=3, continuations=2, max_new_tokens=8), device="cpu")
@@ -188,7 +188,7 @@ def test_questions_in_flight_setting_is_recorded_and_part_of_the_fingerprint(tmp
 
 
 def _committed_indices(monkeypatch) -> list[int]:
-    from harness.runner import RunDirectory
+    from harness.storage.run_directory import RunDirectory
 
     indices: list[int] = []
     commit = RunDirectory.commit
@@ -252,7 +252,7 @@ def test_a_killed_session_keeps_the_cost_of_the_sessions_before_it(tmp_path):
 def test_a_run_cannot_grow_when_the_larger_limit_selects_other_questions_first(tmp_path, monkeypatch):
     from dataclasses import replace
 
-    from harness.task import resolve_task
+    from harness.api.task import resolve_task
 
     parity = type(resolve_task("test-parity"))  # the registered fake's class
     config = RunConfig(task="test-parity", student="tiny-random", teachers=("self",), limit=2,

@@ -1,11 +1,11 @@
-"""harness.run_meta: run.json read through one typed object; what a run.json lacks reads as the defaults."""
+"""harness.storage.run_meta: run.json read through one typed object; what a run.json lacks reads as the defaults."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from harness.method import Settings
-from harness.run_meta import RunMeta
+from harness.api.method import Settings
+from harness.storage.run_meta import RunMeta, SessionNotes
 
 FAKES = Path(__file__).resolve().parents[1] / "fakes.py"
 
@@ -23,6 +23,18 @@ def test_a_run_json_as_the_runner_writes_it():
     assert run.where == "cuda:0, 4 threads" and run.reused_questions == (2, 5)
 
 
+def test_the_last_sessions_notes():
+    content = {"added_teachers": ["self:correct-demo"], "set_aside_parts": ["parts/000001-q.nodes.parquet"],
+               "cache": "/tmp/cache", "cache_hits": {"sampled_hits": 2, "teacher_hits": {"self": 2}},
+               "cache_write_error": "could not write /tmp/cache/x (No space left on device)"}
+    notes = RunMeta.of(content).session
+    assert notes == SessionNotes(added_teachers=("self:correct-demo",),
+                                 set_aside_parts=("parts/000001-q.nodes.parquet",), cache="/tmp/cache",
+                                 teacher_hits={"self": 2},
+                                 cache_write_error="could not write /tmp/cache/x (No space left on device)")
+    assert RunMeta.of({"cache": None, "cache_hits": None}).session == SessionNotes()  # --no-cache
+
+
 def test_missing_and_older_run_json_read_as_defaults():
     assert RunMeta.of({}) == RunMeta()  # no run.json: load_run reads it as {}
     # an older run.json: no settings, null sections, a setting this version does not know
@@ -34,8 +46,8 @@ def test_missing_and_older_run_json_read_as_defaults():
 
 def test_a_real_run_json_reads_back(tmp_path):
     """run.json as ``opd run`` writes it (the fixed tiny run of the fakes) matches its own fields."""
-    from harness.cli import main
-    from harness.records import load_run
+    from harness.cli.main import main
+    from harness.storage.records import load_run
 
     out = tmp_path / "run"
     assert main(["--include", str(FAKES), "run", "--task", "test-parity", "--student", "tiny-random",

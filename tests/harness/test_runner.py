@@ -10,11 +10,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from harness.cli import main
-from harness.diagnostic import Settings
-from harness.losses import SupportView, resolve_loss
-from harness.records import LOSS_NAMES, NODE_SCHEMA, QUESTION_SCHEMA
-from harness.runner import ConfigError, RunConfig, run
+from harness.cli.main import main
+from harness.diagnostic.losses import SupportView, resolve_loss
+from harness.diagnostic.question import Settings
+from harness.storage.records import LOSS_NAMES, NODE_SCHEMA, QUESTION_SCHEMA
+from harness.workflows.runner import ConfigError, RunConfig, run
 
 METHOD_COLUMNS = [
     "task", "student", "teacher", "question_id", "rollout_id", "position", "depth_norm", "rollout_correct",
@@ -196,10 +196,10 @@ def test_bad_report_input_is_one_clear_error(argv, message, parity_run, tmp_path
 
 
 def test_disagreement_priority_uses_teacher_tv_and_teacher_top_tokens(tmp_path):
-    from harness.generation import forward_logits
-    from harness.models import load_model
-    from harness.prompting import chat_prompt_ids
-    from harness.task import resolve_task
+    from harness.api.task import resolve_task
+    from harness.sampling.generation import forward_logits
+    from harness.sampling.models import load_model
+    from harness.sampling.prompting import chat_prompt_ids
 
     config = RunConfig(task="test-parity", student="tiny-random", teachers=("model:tiny-random:1",), limit=1,
                        settings=Settings(rollouts=2, continuations=2, max_new_tokens=8, priority="disagreement"),
@@ -263,8 +263,8 @@ def test_empty_selection_is_a_clear_error(tmp_path, capsys):
 def test_each_prompt_is_prefilled_once_per_model(tmp_path, monkeypatch):
     """The rollouts and the planning of a question start from one pass over its prompt (not one each), and a
     teacher on another model passes over its own context once."""
-    import harness.backends as backends
-    import harness.diagnostic as diagnostic
+    import harness.diagnostic.question as diagnostic
+    import harness.sampling.backends as backends
 
     passes: list[tuple[int, tuple[int, ...]]] = []
     original = diagnostic.prefill

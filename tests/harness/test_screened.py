@@ -1,4 +1,4 @@
-"""The screened selection (``--selection screened``, harness.selection) on the exact-oracle fakes.
+"""The screened selection (``--selection screened``, harness.diagnostic.selection) on the exact-oracle fakes.
 
 What must hold: the estimate ``S_hat`` of every kept node comes from fresh continuations only, drawn after the
 decision to keep it, so it is unbiased for the exact ``S`` (computed here by enumerating every future of the
@@ -23,16 +23,17 @@ import pyarrow.parquet as pq
 import pytest
 from test_exact_oracle import HORIZON, _exact, _prefix
 
-from harness.backends import OneCallAtATime
-from harness.cache import WorkCache
-from harness.cli import main
-from harness.diagnostic import NoProgress, Participants, Settings, diagnose_question
-from harness.losses import resolve_loss
-from harness.models import load_model
-from harness.records import LOSS_NAMES
-from harness.runner import ConfigError, RunConfig, config_fingerprint, run
-from harness.task import resolve_task
-from harness.teacher import resolve_teacher
+from harness.api.progress import NoProgress
+from harness.api.task import resolve_task
+from harness.cli.main import main
+from harness.diagnostic.losses import resolve_loss
+from harness.diagnostic.question import Participants, Settings, diagnose_question
+from harness.sampling.backends import OneCallAtATime
+from harness.sampling.models import load_model
+from harness.sampling.teacher import resolve_teacher
+from harness.storage.cache import WorkCache
+from harness.storage.records import LOSS_NAMES
+from harness.workflows.runner import ConfigError, RunConfig, config_fingerprint, run
 
 
 def _run(task: str, student_spec: str, seed: int, m: int, selection: str = "screened", top_k: int = 3,

@@ -5,18 +5,18 @@ import math
 import pytest
 import torch
 
-from harness.selection import (
+from harness.diagnostic.selection import (
     depth_window,
     entropy_rows,
     even_window,
-    window_count,
-    window_of,
     screen_keeps,
     screen_tokens,
     select_nodes,
     sibling_trials,
     tv_rows,
     window_candidates,
+    window_count,
+    window_of,
 )
 
 

@@ -1,4 +1,4 @@
-"""harness.stats against independent computations: brute-force sign enumeration, test inversion on a grid, closed
+"""harness.reports.stats against independent computations: brute-force sign enumeration, test inversion on a grid, closed
 forms, hand-written Holm / BH, scipy on hand-made data, and simulations of coverage, size and power."""
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from harness import stats
+from harness.reports import stats
 
 
 def exact_flip_pvalue(num: np.ndarray, den: np.ndarray, delta: float) -> float:
-    """Two-sided p of theta = delta by enumerating every sign vector (written independently of harness.stats)."""
+    """Two-sided p of theta = delta by enumerating every sign vector (written independently of harness.reports.stats)."""
     contributions = num - delta * den
     observed = abs(contributions.sum())
     signs = np.array(list(itertools.product((1.0, -1.0), repeat=len(num))))
@@ -245,7 +245,7 @@ def test_equal_questions_give_a_zero_width_interval_not_an_infinite_one():
 def test_a_monte_carlo_p_value_knows_its_floor():
     """30 questions all positive: no random sign pattern is as extreme, so p = 1/(draws+1) and it is at its floor;
     an exact (enumerated) p-value never is, whatever its value."""
-    from harness import stats
+    from harness.reports import stats
 
     mc = stats.mean_of_questions(np.linspace(1, 2, 30), permutations=500, seed=0)
     assert mc.draws == 500 and mc.pvalue == pytest.approx(1 / 501) and mc.at_floor
@@ -258,7 +258,7 @@ def test_a_monte_carlo_p_value_knows_its_floor():
 def test_settle_redraws_near_the_threshold_and_leaves_untestable_tests_out():
     """Three tests: one far below alpha, one whose Holm p sits near 0.05, one on 6 questions. Only the near one is
     redrawn (10x the draws, up to the cap), the small one has no Holm p and does not enlarge the family."""
-    from harness import stats
+    from harness.reports import stats
 
     far = stats.Estimate(0.5, 0.4, 0.6, 0.0001, 40, 40, 0.1, 10_000)
     near = stats.Estimate(0.2, 0.0, 0.4, 0.048, 40, 40, 0.1, 10_000)

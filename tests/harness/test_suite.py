@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
-from harness.runner import ConfigError
-from harness.suite import load_suite, run_suite
+from harness.cli.main import main
+from harness.workflows.runner import ConfigError
+from harness.workflows.suite import load_suite, run_suite
 
 FAKES = Path(__file__).resolve().parents[1] / "fakes.py"
 SUITE = """
@@ -87,7 +87,6 @@ def test_suite_on_a_local_ray_instance_matches_sequential(tmp_path, monkeypatch)
     """`opd suite --ray` on a small local Ray instance (2 CPUs, no dashboard, a small object store, no usage
     reporting): the same records as the sequential suite. About 25 s on 2 cores, so CI runs it."""
     import pyarrow.parquet as pq
-
     import torch
 
     # a Ray worker with num_cpus=1 runs torch on one thread; float reductions depend on the thread count, so the

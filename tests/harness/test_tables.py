@@ -1,4 +1,4 @@
-"""harness.tables: formats parse back (csv/json at full precision), the terminal leaderboard fits an ordinary
+"""harness.render.tables: formats parse back (csv/json at full precision), the terminal leaderboard fits an ordinary
 terminal and says when an n is too small, and the pair view states the tested difference."""
 from __future__ import annotations
 
@@ -12,10 +12,7 @@ import pytest
 from rich.console import Console
 from test_leaderboard import DEMO, SELF, WRONG, node_row, synthetic_rows
 
-from harness import stats
-from harness.leaderboard import build, leaderboard
-from harness.records import LOSS_NAMES
-from harness.tables import (
+from harness.render.tables import (
     GROUP_NOTE,
     SMALL_N_MARK,
     SMALL_N_NOTE,
@@ -24,6 +21,9 @@ from harness.tables import (
     print_pairs,
     print_rich,
 )
+from harness.reports import stats
+from harness.reports.leaderboard import build, leaderboard
+from harness.storage.records import LOSS_NAMES
 
 FAST = stats.Options(permutations=500, resamples=50)
 

@@ -1,4 +1,4 @@
-"""CPU threading (harness.threads): the thread count from --threads, $OMP_NUM_THREADS or the CPUs this process may
+"""CPU threading (harness.sampling.threads): the thread count from --threads, $OMP_NUM_THREADS or the CPUs this process may
 use (affinity, hyper-threads counted once, cgroup quota), and the OpenMP waiting policy set before torch loads."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.threads import (
+from harness.sampling.threads import (
     ThreadsError,
     _physical_cores,
     available_cpus,
@@ -88,7 +88,7 @@ def test_the_entry_point_sets_the_wait_policy_before_torch_is_imported():
                     seen.append(os.environ.get("OMP_WAIT_POLICY"))
                 return None
         sys.meta_path.insert(0, Watch())
-        from harness.cli import main
+        from harness.cli.main import main
         assert "torch" not in sys.modules
         main(["list", "losses"])
         print("policy at torch import:", seen)
@@ -101,7 +101,7 @@ def test_the_entry_point_sets_the_wait_policy_before_torch_is_imported():
 
 
 def test_opd_run_with_zero_threads_stops_before_any_work(tmp_path, capsys):
-    from harness.cli import main
+    from harness.cli.main import main
 
     out = tmp_path / "run"
     code = main(["run", "--task", "test-parity", "--student", "tiny-random", "--teacher", "self", "--limit", "1",
@@ -125,8 +125,8 @@ def test_the_thread_count_used_on_cpu_is_part_of_the_run_fingerprint(tmp_path, r
     with one count is never resumed or extended with another (and the reuse cache keys differ)."""
     import json
 
-    from harness.diagnostic import Settings
-    from harness.runner import ConfigError, RunConfig, run
+    from harness.diagnostic.question import Settings
+    from harness.workflows.runner import ConfigError, RunConfig, run
 
     def config(threads):
         return RunConfig(task="test-parity", student="tiny-random", teachers=("self",), limit=1, device="cpu",

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from harness.validate import (
+from harness.workflows.validate import (
     CHECKPOINT_FILE,
     RESULT_FILE,
     Ranges,
@@ -35,7 +35,7 @@ def _config(**changes) -> ValidateConfig:
 
 @pytest.fixture(scope="module")
 def diagnostic(tmp_path_factory):
-    from harness.cli import main
+    from harness.cli.main import main
 
     out = tmp_path_factory.mktemp("diag") / "run"
     code = main(["run", "--task", TASK, "--student", "tiny-random", *sum((["--teacher", t] for t in TEACHERS), []),
@@ -123,11 +123,11 @@ def no_model_loads(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the input was checked")
 
-    monkeypatch.setattr("harness.models.load_model", refuse)
+    monkeypatch.setattr("harness.sampling.models.load_model", refuse)
 
 
 def _main(tmp_path, *extra):
-    from harness.cli import main
+    from harness.cli.main import main
 
     return main(["validate", "--task", TASK, "--student", "tiny-random", "--steps", "2", "--eval-limit", "6",
                  "--train-limit", "6", "--out", str(tmp_path / "v"), "--quiet", *extra])
@@ -142,7 +142,7 @@ def _main(tmp_path, *extra):
     (["--teacher", "control"], "reference condition"),
 ])
 def test_bad_input_is_refused_before_any_work(tmp_path, capsys, no_model_loads, extra, message):
-    from harness.losses import LOSSES, register_loss
+    from harness.diagnostic.losses import LOSSES, register_loss
 
     if "test-validate-untrainable" not in LOSSES:
         register_loss("test-validate-untrainable", "test fake: a scored loss with no trained form")(
@@ -169,7 +169,7 @@ def test_the_diagnostic_must_hold_every_teacher(tmp_path, diagnostic, no_model_l
 
 
 def test_a_validation_directory_keeps_its_protocol(tmp_path):
-    from harness.validate import fix_protocol
+    from harness.workflows.validate import fix_protocol
 
     fix_protocol(tmp_path, {"config": {"lr": 1}, "eval_range": [0, 1]})
     fix_protocol(tmp_path, {"config": {"lr": 1}, "eval_range": [0, 1]})  # the same: fine
@@ -180,8 +180,8 @@ def test_a_validation_directory_keeps_its_protocol(tmp_path):
 def test_response_logits_of_a_padded_batch_are_each_sequence_alone():
     import torch
 
-    from harness.models import load_model
-    from harness.validate import response_logits
+    from harness.sampling.models import load_model
+    from harness.workflows.validate import response_logits
 
     lm = load_model("tiny-random", "cpu")
     prefixes, responses = [[5, 6, 7, 8, 9], [5, 6, 7], [1, 2, 3, 4, 5, 6, 7]], [[10, 11, 12], [13, 14], [15]]
@@ -205,7 +205,7 @@ def test_a_validation_grows_a_given_number_of_runs_at_a_time(tmp_path):
 
 @needs_trl
 def test_a_teacher_with_another_tokenizer_is_refused_before_evaluation(tmp_path):
-    from harness.models import ModelError
+    from harness.api.errors import ModelError
 
     with pytest.raises(ModelError, match="does not share the student's tokenizer"):
         run_validation(_config(teachers=("self:correct-demo", "model:test-oracle")), tmp_path / "v")
@@ -218,7 +218,7 @@ SPLIT_TASK = "test-validate-split"  # test-validate-parity with a 12-question tr
 
 
 def _plan(config):
-    from harness.validate import _questions_loader, plan
+    from harness.workflows.validate import _questions_loader, plan
 
     _, questions_of, train_of = _questions_loader(config)
     return plan(config, questions_of, train_of)

@@ -1,5 +1,5 @@
 """The loss ``opd validate`` trains is the loss the diagnostic scores: its per-token autograd gradient in logit space,
-negated, equals ``harness.losses``' descent direction over the full vocabulary, and on the support + tail bucket the
+negated, equals ``harness.diagnostic.losses``' descent direction over the full vocabulary, and on the support + tail bucket the
 records store (the same ``support_direction`` the alignment is computed from)."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from harness.losses import LOSSES, NodeDistributions, SupportView, jsd_rbar, kl_divergence, resolve_loss
-from harness.training_losses import DISTILLATION_LOSSES, TrainingLossError, per_token_loss, training_loss
+from harness.diagnostic.losses import LOSSES, NodeDistributions, SupportView, jsd_rbar, kl_divergence, resolve_loss
+from harness.diagnostic.training_losses import DISTILLATION_LOSSES, TrainingLossError, per_token_loss, training_loss
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("trl") is None, reason="needs the train extra (TRL)")
 
@@ -45,7 +45,7 @@ def test_trained_gradient_is_the_scored_direction(name, seed):
     for beta in (BETAS if name == "jsd" else (0.5,)):
         scored_name = "grpo" if name == "grpo-reference" else name
         if scored_name == "grpo":
-            from harness.training_losses import _TRAINABLE  # the reference run's loss (refused as --loss)
+            from harness.diagnostic.training_losses import _TRAINABLE  # the reference run's loss (refused as --loss)
 
             loss = _TRAINABLE["grpo"](beta)
             z, teacher, tokens, advantage = _batch(seed)
@@ -70,7 +70,7 @@ def test_trained_gradient_is_the_scored_direction(name, seed):
 
 
 def test_an_independent_reverse_kl_has_the_same_gradient():
-    """Written without TRL or harness.losses: KL(p||q) by hand, its autograd gradient against the trained one."""
+    """Written without TRL or harness.diagnostic.losses: KL(p||q) by hand, its autograd gradient against the trained one."""
     trained, z, teacher, _, _ = _trained_directions("rkl", 0.5, 7)
     z = z.clone().requires_grad_(True)
     logp, logq = torch.log_softmax(z, -1), torch.log_softmax(teacher, -1)
@@ -83,7 +83,7 @@ def test_losses_without_a_trained_form_are_refused():
         training_loss("grpo")
     with pytest.raises(TrainingLossError, match="not a registered loss"):
         training_loss("nope")
-    from harness.records import LOSS_NAMES
+    from harness.storage.records import LOSS_NAMES
 
     # every loss the records score has a trained form (grpo's is the reference run's)
     assert set(DISTILLATION_LOSSES) | {"grpo"} == set(LOSS_NAMES) <= set(LOSSES.names())

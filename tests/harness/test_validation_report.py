@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import scipy.stats
 
-from harness.validation_report import (
+from harness.reports.validation_report import (
     build_report,
     minimum_detectable_rank_correlation,
     render_markdown,
@@ -140,7 +140,7 @@ def test_minimum_detectable_rank_correlation_at_six_teachers_is_about_089():
 
 
 def test_verdict_against_hand_made_comparisons():
-    from harness.validation_report import verdict
+    from harness.reports.validation_report import verdict
 
     walign = {"predictor": "walign", "spearman": 0.95, "spearman_p": 0.01}
     gap = {"versus": "gap", "lo": 0.1, "hi": 0.9, "baseline_constant": False}

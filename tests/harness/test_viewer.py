@@ -1,4 +1,4 @@
-"""harness.viewer and `opd view`: the HTML is parsed back and checked node by node; a headless Chromium (where one
+"""harness.render.viewer and `opd view`: the HTML is parsed back and checked node by node; a headless Chromium (where one
 is installed) loads the page, clicks a token and sees its detail."""
 from __future__ import annotations
 
@@ -12,13 +12,15 @@ import pandas as pd
 import pytest
 from test_leaderboard import node_row
 
-from harness.cli import main
-from harness.records import NODE_SCHEMA, QUESTION_SCHEMA, rows_to_table, write_table
-from harness.viewer import SCRIPT, colour, node_outcome, render
+from harness.cli.main import main
+from harness.diagnostic.losses import RecordedDirections
+from harness.render.viewer import SCRIPT, colour, node_outcome, render
+from harness.storage.records import NODE_SCHEMA, QUESTION_SCHEMA, rows_to_table, write_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from browser import click_node, find_chromium  # noqa: E402
 
+DIRECTIONS = RecordedDirections()  # METHOD's JSD beta, as node_row's records
 EVIL = "<script>alert('x')</script> & \"q\""
 PROMPT = "Is the sky blue? Answer yes or no. " + EVIL
 CONTEXT = "Here is a correct response: yes. " + EVIL
@@ -114,7 +116,7 @@ def table_rows(detail_text: str) -> dict[str, list[str]]:
 
 def test_tokens_decoded_coloured_and_escaped():
     nodes, questions = records()
-    parsed = parse(render(nodes, questions, "q0", teacher="t", tokenizer=FakeTokenizer()))
+    parsed = parse(render(nodes, questions, "q0", directions=DIRECTIONS, teacher="t", tokenizer=FakeTokenizer()))
     # the response's, prompt's and context's <script> are text: the page's only script is the viewer's own
     assert [parsed.text(s) for s in parsed.scripts] == [SCRIPT]
     assert [parsed.text(n["text"]) for n in parsed.nodes] == ["Yes", "!", EVIL]  # r0 positions 0, 2; r1 position 1
@@ -127,7 +129,7 @@ def test_tokens_decoded_coloured_and_escaped():
 
 def test_detail_has_p_q_s_hat_g_star_and_the_loss_direction():
     nodes, questions = records()
-    parsed = parse(render(nodes, questions, "q0", teacher="t", tokenizer=FakeTokenizer()))
+    parsed = parse(render(nodes, questions, "q0", directions=DIRECTIONS, teacher="t", tokenizer=FakeTokenizer()))
     detail = parsed.text(parsed.details["node-0-0"])
     rows = table_rows(detail)
     # reverse KL's descent direction by hand: d_k = -p_k (log p_k - log q_k - lbar), the tail = minus their sum
@@ -142,14 +144,14 @@ def test_detail_has_p_q_s_hat_g_star_and_the_loss_direction():
 
 def test_prompt_teacher_context_and_answers():
     nodes, questions = records(extracted=("yes", None))
-    page = render(nodes, questions, "q0", teacher="t", tokenizer=FakeTokenizer())
+    page = render(nodes, questions, "q0", directions=DIRECTIONS, teacher="t", tokenizer=FakeTokenizer())
     parsed = parse(page)
     assert [parsed.text(p) for p in parsed.prompts] == [PROMPT, CONTEXT]  # shared by both rollouts: shown once
     assert "answer “yes”" in page and "no answer found" in page and "nan" not in page.lower().replace("nano", "")
     # the student as its own teacher saw the student's prompt; a teacher without a context says so
-    other = parse(render(nodes, questions, "q0", teacher="other"))
+    other = parse(render(nodes, questions, "q0", directions=DIRECTIONS, teacher="other"))
     assert parsed.text(other.prompts[1]) == "the student's own prompt (no extra context)"
-    missing = parse(render(nodes, questions, "q0", teacher="nocontext"))
+    missing = parse(render(nodes, questions, "q0", directions=DIRECTIONS, teacher="nocontext"))
     assert "could not be built" in missing.text(missing.prompts[1])
     assert "context could not be built" in missing.text(missing.details["node-0-0"])
 
@@ -159,7 +161,7 @@ def test_each_rollout_is_marked_correct_wrong_or_unparsed():
     it is wrong; its nodes' details say the same, and the page counts the outcomes."""
     for extracted, shown in ((None, "unparsed"), ("no", "wrong")):
         nodes, questions = records(extracted=("yes", extracted))
-        page = render(nodes, questions, "q0", teacher="t", tokenizer=FakeTokenizer())
+        page = render(nodes, questions, "q0", directions=DIRECTIONS, teacher="t", tokenizer=FakeTokenizer())
         other = "wrong" if shown == "unparsed" else "unparsed"
         assert f'<h2>rollout 0 · <span class="ok">correct</span>' in page
         assert f'<h2>rollout 1 · <span class="{"unparsed" if shown == "unparsed" else "bad"}">{shown}</span>' in page
@@ -186,20 +188,20 @@ def test_node_outcome_from_the_node_columns_when_records_do_not_say():
 def test_context_that_differs_by_rollout_is_shown_with_each_rollout():
     nodes, questions = records()
     nodes.loc[(nodes.teacher == "t") & (nodes.rollout_id == 1), "context_text"] = "another context"
-    parsed = parse(render(nodes, questions, "q0", teacher="t"))
+    parsed = parse(render(nodes, questions, "q0", directions=DIRECTIONS, teacher="t"))
     assert [parsed.text(p) for p in parsed.prompts] == [PROMPT, "differs by rollout: see each rollout below",
                                                         CONTEXT, "another context"]
 
 
 def test_a_run_without_the_prompt_and_context_columns_says_not_recorded():
     nodes, questions = records()
-    parsed = parse(render(nodes.drop(columns="context_text"), questions.drop(columns="prompt"), "q0", teacher="t"))
+    parsed = parse(render(nodes.drop(columns="context_text"), questions.drop(columns="prompt"), "q0", directions=DIRECTIONS, teacher="t"))
     assert all(parsed.text(p).startswith("not recorded in this run") for p in parsed.prompts)
 
 
 def test_fallback_marks_positions_by_index():
     nodes, questions = records()
-    page = render(nodes, questions, "q0", teacher="t")
+    page = render(nodes, questions, "q0", directions=DIRECTIONS, teacher="t")
     parsed = parse(page)
     assert [parsed.text(n["text"]) for n in parsed.nodes] == ["#0", "#2", "#1"]
     assert "10 ◂ sampled" in parsed.text(parsed.details["node-0-0"]) and "&lt;script&gt;" in page
@@ -208,9 +210,9 @@ def test_fallback_marks_positions_by_index():
 def test_unknown_question_or_teacher():
     nodes, questions = records()
     with pytest.raises(KeyError, match="question"):
-        render(nodes, questions, "nope")
+        render(nodes, questions, "nope", directions=DIRECTIONS)
     with pytest.raises(KeyError, match="teacher"):
-        render(nodes, questions, "q0", teacher="nobody")
+        render(nodes, questions, "q0", directions=DIRECTIONS, teacher="nobody")
 
 
 def test_colour_scale():
@@ -247,7 +249,7 @@ def test_in_a_real_browser_a_click_shows_the_node_detail_without_console_errors(
     # still come into view (pinned panel), not below all rollouts
     more = pd.concat([questions.iloc[[1]].assign(rollout_id=r) for r in range(2, 8)])
     page = tmp_path / "page.html"
-    page.write_text(render(nodes, pd.concat([questions, more]), "q0", teacher="t", tokenizer=FakeTokenizer()),
+    page.write_text(render(nodes, pd.concat([questions, more]), "q0", directions=DIRECTIONS, teacher="t", tokenizer=FakeTokenizer()),
                     encoding="utf-8")
     for node, heading, size in (("node-0-0", "rollout 0 · position 0", (1280, 900)),
                                 ("node-1-1", "rollout 1 · position 1", (1280, 900)),
@@ -260,11 +262,11 @@ def test_in_a_real_browser_a_click_shows_the_node_detail_without_console_errors(
 
 
 def test_a_run_records_the_prompt_and_the_teachers_context_and_the_viewer_shows_them(tmp_path):
-    from harness.cache import WorkCache
-    from harness.diagnostic import Settings
-    from harness.records import load_run
-    from harness.runner import RunConfig, run
-    from harness.task import resolve_task
+    from harness.api.task import resolve_task
+    from harness.diagnostic.question import Settings
+    from harness.storage.cache import WorkCache
+    from harness.storage.records import load_run
+    from harness.workflows.runner import RunConfig, run
 
     question = resolve_task("test-parity").load(None, 1)[0]
     config = RunConfig(task="test-parity", student="tiny-random", teachers=("self", "self:correct-demo"), limit=1,

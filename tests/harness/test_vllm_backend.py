@@ -18,15 +18,16 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-import harness.vllm_backend as vllm_backend
-from harness.backends import Continuation, Source, resolve_backend
-from harness.cli import main
-from harness.diagnostic import Settings
-from harness.generation import derive_seed
-from harness.models import LoadedModel, ModelError, load_model
-from harness.records import NODE_SCHEMA, QUESTION_SCHEMA
-from harness.runner import RunConfig, run
-from harness.vllm_backend import VLLMBackend
+import harness.sampling.vllm_backend as vllm_backend
+from harness.api.errors import ModelError
+from harness.cli.main import main
+from harness.diagnostic.question import Settings
+from harness.sampling.backends import Continuation, Source, resolve_backend
+from harness.sampling.generation import derive_seed
+from harness.sampling.models import LoadedModel, load_model
+from harness.sampling.vllm_backend import VLLMBackend
+from harness.storage.records import NODE_SCHEMA, QUESTION_SCHEMA
+from harness.workflows.runner import RunConfig, run
 
 PROMPT = [60, 61, 62]
 RESPONSE = [70, 71, 72, 73, 74, 75]
@@ -257,7 +258,7 @@ def test_a_run_with_the_vllm_backend_writes_the_same_records(fake_vllm, tmp_path
 @pytest.mark.skipif(not torch.cuda.is_available() or importlib.util.find_spec("vllm") is None,
                     reason="needs a CUDA device and the real vLLM (pip install 'opd-harness[vllm]')")
 def test_real_vllm_samples_valid_reproducible_continuations(tmp_path, monkeypatch):
-    from harness.models import tiny_model, tiny_tokenizer
+    from harness.sampling.models import tiny_model, tiny_tokenizer
 
     monkeypatch.setenv("OPD_CACHE_DIR", str(tmp_path))
     tokenizer = tiny_tokenizer()

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 import tasks.aime as aime_module
-from harness.data import DataError
-from harness.task import Question, Task, resolve_task
+from harness.api.data import DataError
+from harness.api.task import Question, Task, resolve_task
 from tasks.aime import AIME, normalise_answer
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import tasks.boolq as boolq_module
-from harness.data import DataError
-from harness.task import TASKS, Question, Task, resolve_task
+from harness.api.data import DataError
+from harness.api.task import TASKS, Question, Task, resolve_task
 from tasks.boolq import BoolQ
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 import tasks.gsm8k as gsm8k_module
-from harness.answers import GoldAnswerError
-from harness.data import DataError
-from harness.task import TASKS, Question, Task, resolve_task
+from harness.api.answers import GoldAnswerError
+from harness.api.data import DataError
+from harness.api.task import TASKS, Question, Task, resolve_task
 from tasks.gsm8k import GSM8K
 
 JANET = ("Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins for her "
@@ -216,14 +216,14 @@ def test_real_data(shared_data):
      {"extracted": "no", "correct": True}),
 ])
 def test_opd_grade_prints_json(capsys, argv, expected):
-    from harness.cli import main
+    from harness.cli.main import main
 
     assert main(["grade", *argv]) == 0
     assert json.loads(capsys.readouterr().out) == {"task": argv[0], "gold": argv[2], **expected}
 
 
 def test_opd_grade_unreadable_gold_is_one_clear_error(capsys):
-    from harness.cli import main
+    from harness.cli.main import main
 
     assert main(["grade", "gsm8k", "--gold", "eighteen", "--response", "#### 18"]) == 2
     printed = " ".join(capsys.readouterr().out.split())
@@ -237,7 +237,7 @@ def test_a_run_records_the_task_spec_prompt_and_grades(spec, fake_data_dir, tmp_
     stored grade is what the task's grader says of the stored response."""
     import pyarrow.parquet as pq
 
-    from harness.cli import main
+    from harness.cli.main import main
 
     write_jsonl(fake_data_dir / "boolq" / "validation.jsonl",
                 [{"idx": 0, "question": "is the sky blue", "passage": "Sky -- The sky is blue.", "answer": True}])

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.registry import RegistryError
-from harness.task import Task, resolve_task
+from harness.api.registry import RegistryError
+from harness.api.task import Task, resolve_task
 from tasks.lm_eval import INCLUDE_PATH_ENV, LmEvalTask
 
 pytest.importorskip("lm_eval")
@@ -108,7 +108,7 @@ def test_include_paths_are_an_argument_not_an_environment_channel(yaml_dir, monk
 
 
 def test_grade_command_refuses_an_lm_eval_task_with_one_paragraph(yaml_dir, capsys):
-    from harness.cli import main
+    from harness.cli.main import main
 
     code = main(["grade", "lm_eval:opd_toy_plain", "--gold", "4", "--response", "4"])
     out = capsys.readouterr().out

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 import tasks.mmlu as mmlu_module
-from harness.data import DataError
-from harness.registry import RegistryError
-from harness.task import TASKS, Question, Task, resolve_task
+from harness.api.data import DataError
+from harness.api.registry import RegistryError
+from harness.api.task import TASKS, Question, Task, resolve_task
 from tasks.mmlu import MMLU, SUBJECT_GROUPS, SUBJECTS
 
 CHOICES = ["London", "Paris", "Rome", "Oslo"]

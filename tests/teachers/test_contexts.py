@@ -7,12 +7,12 @@ import pytest
 
 import teachers.larger_demo as larger_demo
 import teachers.summary as summary
-from harness.diagnostic import Settings
-from harness.models import load_model
-from harness.registry import RegistryError
-from harness.runner import RunConfig, run
-from harness.task import Question, resolve_task
-from harness.teacher import ContextInputs, RolloutView, RunState, needs_text, resolve_teacher
+from harness.api.registry import RegistryError
+from harness.api.task import Question, resolve_task
+from harness.diagnostic.question import Settings
+from harness.sampling.models import load_model
+from harness.sampling.teacher import ContextInputs, RolloutView, RunState, needs_text, resolve_teacher
+from harness.workflows.runner import RunConfig, run
 from teachers.correct_demo import correct_demo_context
 
 TASK = resolve_task("test-parity")

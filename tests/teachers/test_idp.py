@@ -7,11 +7,11 @@ import pytest
 import torch
 
 import teachers.idp as idp
-from harness.models import load_model
-from harness.prompting import chat_prompt_ids
-from harness.registry import RegistryError
-from harness.task import resolve_task
-from harness.teacher import ContextInputs, RolloutView, RunState, mean_logprob_of_tail, resolve_teacher
+from harness.api.registry import RegistryError
+from harness.api.task import resolve_task
+from harness.sampling.models import load_model
+from harness.sampling.prompting import chat_prompt_ids
+from harness.sampling.teacher import ContextInputs, RolloutView, RunState, mean_logprob_of_tail, resolve_teacher
 
 TASK = resolve_task("test-parity")
 QUESTION = TASK.load(None, 1)[0]
@@ -105,8 +105,8 @@ def test_one_state_keeps_two_students_apart():
 def test_idp_choice_is_recorded_per_node(tmp_path):
     import pyarrow.parquet as pq
 
-    from harness.diagnostic import Settings
-    from harness.runner import RunConfig, run
+    from harness.diagnostic.question import Settings
+    from harness.workflows.runner import RunConfig, run
 
     config = RunConfig(task="test-parity", student="tiny-random", teachers=("idp:default", "self"), limit=1,
                        settings=Settings(rollouts=3, continuations=2, max_new_tokens=6), device="cpu")
@@ -123,8 +123,8 @@ LEAK_POOL = "idp:correct-demo,self-demo,correct-wrong"
 
 
 def _leak_config(student):
-    from harness.diagnostic import Settings
-    from harness.runner import RunConfig
+    from harness.diagnostic.question import Settings
+    from harness.workflows.runner import RunConfig
 
     return RunConfig(task="test-parity", student=student, teachers=(LEAK_POOL,), limit=2,
                      settings=Settings(rollouts=4, continuations=1, max_new_tokens=6), device="cpu")
@@ -147,8 +147,8 @@ def test_idp_rankings_and_cached_rows_do_not_leak_from_one_student_to_the_next(t
 
     import pyarrow.parquet as pq
 
-    from harness.cache import WorkCache
-    from harness.runner import run
+    from harness.storage.cache import WorkCache
+    from harness.workflows.runner import run
 
     shared = WorkCache(tmp_path / "cache")
     run(_leak_config("tiny-random:1"), tmp_path / "first", cache=shared)
@@ -157,7 +157,7 @@ def test_idp_rankings_and_cached_rows_do_not_leak_from_one_student_to_the_next(t
     fakes = Path(__file__).resolve().parents[1] / "fakes.py"
     settings = ["--rollouts", "4", "--continuations", "1", "--max-new-tokens", "6"]
     for student, out in (("tiny-random:4", "alone-4"), ("tiny-random:1", "alone-1")):
-        subprocess.run([sys.executable, "-m", "harness.cli", "--include", str(fakes), "run", "--task", "test-parity",
+        subprocess.run([sys.executable, "-m", "harness.cli.main", "--include", str(fakes), "run", "--task", "test-parity",
                         "--student", student, "--teacher", LEAK_POOL, "--limit", "2", *settings, "--device", "cpu",
                         "--out", str(tmp_path / out), "--cache-dir", str(tmp_path / f"cache-{out}"), "--quiet"],
                        check=True, capture_output=True, env={**os.environ, "OPD_WORK_CACHE_DIR": ""})
