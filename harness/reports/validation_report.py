@@ -32,10 +32,10 @@ import numpy as np
 import scipy.stats
 
 from harness.reports import stats
-from harness.storage.records import REFERENCE_LOSS
+from harness.storage.records import REFERENCE_LOSS, VALIDATION_CONTROL
 
 # the conditions of a validation besides the teachers (result file names and report rows; harness.workflows.validate)
-CONTROL = "control"  # no training
+CONTROL = VALIDATION_CONTROL  # no training
 GRPO = REFERENCE_LOSS  # trained on the task's reward alone, the teacher-free reference
 PREDICTORS = ("walign", "gap", "teacher_accuracy")
 PREDICTOR_LABELS = {"walign": "diagnostic walign", "gap": "in-context accuracy gap",

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 PARTS_DIR = "parts"  # RUN_DIR/parts/<key>.nodes.parquet and <key>.questions.parquet: one question each
 LOSS_NAMES = ("rkl", "fkl", "jsd", "sampled", "grpo")  # the losses every record carries an alignment for
 REFERENCE_LOSS = "grpo"  # the teacher-free reference among them (GRPO's direction: the task's reward, no teacher)
+VALIDATION_CONTROL = "control"  # opd validate's no-training condition, beside REFERENCE_LOSS (validation.json)
 # the teacher-student divergence columns of nodes.parquet (METHOD, Alignment), each spelled here only: written by
 # harness.diagnostic.alignment.divergences, read by analysis, findings, plots and the viewer
 KL_STUDENT_TEACHER = "kl_student_teacher"  # full-vocab KL(p||q) (= lbar)

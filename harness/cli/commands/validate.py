@@ -22,32 +22,38 @@ def _seeds(text: str) -> tuple[int, ...]:
 
 
 def register(commands) -> None:
-    from harness.api.method import JSD_BETA
     from harness.cli.options import add_cell_arguments
+    from harness.workflows.validate_config import Ranges, Training, ValidateConfig
+
+    # every default is the dataclass's own (harness.workflows.validate_config), never a copy here
 
     parser = commands.add_parser(
         "validate", help="does the ranking predict training? short OPD runs per teacher, gain vs walign / "
                          "in-context gap / teacher accuracy (needs opd-harness[train])")
     add_cell_arguments(parser, teacher_help="a no-training control and GRPO always run")
-    parser.add_argument("--loss", default="rkl", help="distillation loss trained: rkl (default), fkl, jsd, sampled")
-    parser.add_argument("--jsd-beta", type=float, default=JSD_BETA)
-    parser.add_argument("--steps", type=int, default=20, help="optimizer steps per (condition, seed)")
-    parser.add_argument("--lr", type=float, default=1e-5, help="AdamW learning rate")
-    parser.add_argument("--batch", type=int, default=2, help="training questions per step")
-    parser.add_argument("--rollouts", type=int, default=4, help="student samples per question per step")
-    parser.add_argument("--max-new-tokens", type=int, default=None, help="default: the task's")
-    parser.add_argument("--train-limit", type=int, default=100, help="number of training questions")
-    parser.add_argument("--eval-limit", type=int, default=100, help="number of held-out evaluation questions")
-    parser.add_argument("--eval-start", type=int, default=None,
+    parser.add_argument("--loss", default=Training.loss,
+                        help=f"distillation loss trained: rkl, fkl, jsd, sampled (default {Training.loss})")
+    parser.add_argument("--jsd-beta", type=float, default=Training.jsd_beta)
+    parser.add_argument("--steps", type=int, default=Training.steps, help="optimizer steps per (condition, seed)")
+    parser.add_argument("--lr", type=float, default=Training.lr, help="AdamW learning rate")
+    parser.add_argument("--batch", type=int, default=Training.batch, help="training questions per step")
+    parser.add_argument("--rollouts", type=int, default=Training.rollouts,
+                        help="student samples per question per step")
+    parser.add_argument("--max-new-tokens", type=int, default=Training.max_new_tokens, help="default: the task's")
+    parser.add_argument("--train-limit", type=int, default=Ranges.train_limit, help="number of training questions")
+    parser.add_argument("--eval-limit", type=int, default=Ranges.eval_limit,
+                        help="number of held-out evaluation questions")
+    parser.add_argument("--eval-start", type=int, default=Ranges.eval_start,
                         help="index of the first evaluation question (default: after the diagnostic's questions)")
-    parser.add_argument("--train-start", type=int, default=None,
+    parser.add_argument("--train-start", type=int, default=Ranges.train_start,
                         help="index of the first training question: in the task's train split where it has one "
                              "(default 0, e.g. gsm8k), else in its question order (default: after evaluation)")
-    parser.add_argument("--samples", type=int, default=4, metavar="K",
+    parser.add_argument("--samples", type=int, default=ValidateConfig.samples, metavar="K",
                         help="answers per evaluation question at T=1, besides the greedy one")
     parser.add_argument("--seed", type=int, default=None, help="one seed (default 0)")
     parser.add_argument("--seeds", type=_seeds, default=None, help="several seeds, e.g. 0,1")
-    parser.add_argument("--checkpoint-every", type=int, default=5, help="steps between checkpoints")
+    parser.add_argument("--checkpoint-every", type=int, default=Training.checkpoint_every,
+                        help="steps between checkpoints")
     parser.add_argument("--diagnostic", default=None, metavar="RUN",
                         help="an `opd run` directory on the same task and student: its walign and questions")
     parser.add_argument("--data-dir", default=None, help="local dataset root laid out like shared/data")
