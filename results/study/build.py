@@ -5,8 +5,10 @@ Two steps, so that every number in STUDY.md can be recomputed from what the repo
     python results/study/build.py collect runs/study runs/study-accuracy   # runs -> results/study/{nodes.parquet,...}
     python results/study/build.py write                                    # results/study/* -> results/STUDY.md
     python results/study/build.py backfill DATA_DIR    # once: gold (and prefix_shared at position 0) into an older file
-    python results/study/build.py chunk RUN_DIR...     # a finished chunk run -> results/study/chunks/ (never replaced)
-    python results/study/build.py merge                # committed chunks -> nodes.parquet, runs.json (other cells kept)
+    python results/study/build.py chunk RUN_DIR...     # a finished chunk run -> results/study/chunks/ (never replaced;
+                                                       # a committed chunk lacking its per-rollout file gets it)
+    python results/study/build.py merge                # committed chunks -> nodes.parquet, runs.json, questions.parquet
+                                                       # (other cells kept)
 
 ``collect`` keeps only the node columns the tables need (``COMPACT_COLUMNS``), each run's cost (``runs.json``) and
 the ``opd accuracy`` reports (``accuracy/``). ``write`` computes every table with the harness's own statistics
@@ -107,48 +109,105 @@ def _cells(suite_dir: Path) -> list[list[Path]]:
 
 
 CHUNKS_DIR = "chunks"  # results/study/chunks/<task>/<student>/questions-A-B.{parquet,json}: committed chunks
+ROLLOUTS_SUFFIX = ".questions.parquet"  # beside each chunk's nodes: its per-rollout records (ROLLOUT_COLUMNS)
+ROLLOUTS_FILE = "questions.parquet"  # results/study/questions.parquet: every chunked cell's per-rollout records
+# what the cost per question, the token counts and the student's own accuracy per cell read from a run's
+# questions.parquet (no texts, no token ids); ``unparsed`` is harness.records.outcome's third outcome
+ROLLOUT_COLUMNS = ["task", "student", "question_id", "rollout_id", "response_tokens", "finish_reason", "correct",
+                   "unparsed", "gold", "extracted"]
+CHUNK_KEYS = (*RUN_KEYS, "chunk", "questions_in_flight", "code_earlier")  # what a chunk's json keeps of run.json
+
+
+def rollouts_path(chunk_nodes: Path) -> Path:
+    """The per-rollout file beside a committed chunk's nodes file (``questions-A-B.parquet``)."""
+    return chunk_nodes.with_name(chunk_nodes.stem + ROLLOUTS_SUFFIX)
+
+
+def is_chunk_nodes(path: Path) -> bool:
+    return path.name.endswith(".parquet") and not path.name.endswith(ROLLOUTS_SUFFIX)
+
+
+def compact_rollouts(questions: pd.DataFrame) -> pd.DataFrame:
+    """A run's questions.parquet reduced to :data:`ROLLOUT_COLUMNS` (``unparsed`` derived with the harness's own
+    outcome where the records have no such column)."""
+    from harness.records import outcome
+
+    frame = questions.copy()
+    if "unparsed" not in frame:
+        frame["unparsed"] = [outcome(c, e) == "unparsed" for c, e in zip(frame["correct"], frame["extracted"])]
+    return frame[[c for c in ROLLOUT_COLUMNS if c in frame]]
 
 
 def commit_chunks(run_dirs: Sequence[Path], out: Path = STUDY_DIR) -> list[Path]:
     """Each finished chunk run's compact records and run.json keys as ``out/chunks/<task>/<student>/questions-A-B``
-    (parquet + json), to be committed as soon as the chunk finishes. A chunk already there is never replaced (a
-    committed chunk is never recomputed): it is skipped. Returns the files written."""
+    (parquet + json) with its per-rollout records beside them (``questions-A-B.questions.parquet``), to be committed
+    as soon as the chunk finishes. A chunk already there is never replaced (a committed chunk is never recomputed):
+    only a missing per-rollout file is added, from the same run (its json must be the committed one's). Returns the
+    files written."""
     from harness.records import load_run
     from harness.suite import chunk_dir_name, slug
 
     written = []
     for run_dir in run_dirs:
-        nodes, _, meta = load_run(run_dir)
+        nodes, questions, meta = load_run(run_dir)
         if not chunks.is_chunk(meta) or meta.get("status") != "complete":
             raise ConfigError(f"{run_dir} is not a finished chunk run (`opd run --questions A:B` that completed): "
                               f"only finished chunks are committed; finish it with the same command first.")
         config = meta["config"]
         target = Path(out) / CHUNKS_DIR / slug(config["task"]) / slug(config["student"]) / chunk_dir_name(
             tuple(config["questions"]))
-        if target.with_suffix(".parquet").exists():
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _write_nodes(nodes[[c for c in COMPACT_COLUMNS if c in nodes]], target.with_suffix(".parquet"))
-        target.with_suffix(".json").write_text(json.dumps({key: meta.get(key) for key in (*RUN_KEYS, "chunk",
-                                                                                           "questions_in_flight",
-                                                                                           "code_earlier")
-                                                           if key in meta}, indent=1, sort_keys=True) + "\n")
-        written += [target.with_suffix(".parquet"), target.with_suffix(".json")]
+        kept = {key: meta.get(key) for key in CHUNK_KEYS if key in meta}
+        nodes_file, rollouts_file = target.with_suffix(".parquet"), rollouts_path(target.with_suffix(".parquet"))
+        if nodes_file.exists():
+            if rollouts_file.exists():
+                continue
+            committed = json.loads(target.with_suffix(".json").read_text())
+            differing = [key for key in ("config", "code", "sessions") if committed.get(key) != kept.get(key)]
+            if differing:
+                raise ConfigError(f"{run_dir} is not the run {nodes_file} was committed from (its run.json differs "
+                                  f"in {', '.join(differing)}), so its rollouts are not that chunk's: give the "
+                                  f"chunk's own run directory to add {rollouts_file.name}; the nodes are never "
+                                  f"replaced.")
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _write_nodes(nodes[[c for c in COMPACT_COLUMNS if c in nodes]], nodes_file)
+            target.with_suffix(".json").write_text(json.dumps(kept, indent=1, sort_keys=True) + "\n")
+            written += [nodes_file, target.with_suffix(".json")]
+        _write_nodes(compact_rollouts(questions), rollouts_file)
+        written.append(rollouts_file)
     return written
 
 
 def merge_chunks(out: Path = STUDY_DIR) -> None:
-    """``out/nodes.parquet`` and ``runs.json`` from the committed chunks (each cell's checked: disjoint ranges, one
-    configuration and code), keeping as they are the cells there that have no chunks (collected from whole runs)."""
+    """``out/nodes.parquet``, ``runs.json`` and ``questions.parquet`` (per rollout) from the committed chunks (each
+    cell's checked: disjoint ranges, one configuration and code; each chunk's rollouts cover its questions),
+    keeping as they are the cells there that have no chunks (collected from whole runs; they have no per-rollout
+    file). A chunk without its per-rollout file is refused (nothing written): ``build.py chunk RUN_DIR`` adds it."""
     out = Path(out)
     cells: dict[Path, list[Path]] = {}
     for path in sorted((out / CHUNKS_DIR).glob("*/*/questions-*.parquet")):
-        cells.setdefault(path.parent, []).append(path)
-    frames, runs = [], []
+        if is_chunk_nodes(path):
+            cells.setdefault(path.parent, []).append(path)
+    missing = [str(rollouts_path(path)) for paths in cells.values() for path in paths
+               if not rollouts_path(path).is_file()]
+    if missing:
+        raise ConfigError(f"{len(missing)} committed chunk(s) have no per-rollout file ({', '.join(missing)}), which "
+                          f"the cost per question and the student's own accuracy read: run `python "
+                          f"results/study/build.py chunk RUN_DIR` on each chunk's run directory (it adds the file "
+                          f"and leaves the committed nodes as they are), then merge again. Nothing was written.")
+    frames, runs, rollouts = [], [], []
     for cell, paths in cells.items():
         metas = [json.loads(path.with_suffix(".json").read_text()) for path in paths]
         parts = [(path, pq.read_table(path).to_pandas(), meta) for path, meta in zip(paths, metas)]
         nodes, _ = chunks.combine(str(cell), parts)
+        for path, frame, meta in parts:
+            rows = pq.read_table(rollouts_path(path)).to_pandas()
+            have, expected = rows.question_id.nunique(), (meta.get("counts") or {}).get("questions")
+            if expected is not None and have != expected or not set(frame.question_id) <= set(rows.question_id):
+                raise ConfigError(f"{rollouts_path(path)} holds the rollouts of {have} question(s) but its chunk "
+                                  f"{path.name} diagnosed {expected} (or has nodes on questions it lacks): it is not "
+                                  f"that chunk's; delete it and add it again with `build.py chunk RUN_DIR`.")
+            rollouts.append(rows)
         frames.append(nodes)
         runs.append(chunks.merge_meta(metas))
     chunked = {(run["config"]["task"], run["config"]["student"]) for run in runs}
@@ -163,6 +222,8 @@ def merge_chunks(out: Path = STUDY_DIR) -> None:
                           f"with `build.py chunk RUN_DIR...` first.")
     _write_nodes(pd.concat(frames, ignore_index=True), out)
     (out / "runs.json").write_text(json.dumps(runs, indent=1, sort_keys=True) + "\n")
+    if rollouts:
+        _write_nodes(pd.concat(rollouts, ignore_index=True), out / ROLLOUTS_FILE)
 
 
 def _write_nodes(nodes: pd.DataFrame, out: Path) -> None:
@@ -877,7 +938,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     gather = sub.add_parser("collect", help="compact files from the suite's runs and the accuracy reports")
     gather.add_argument("suite_dir", type=Path)
     gather.add_argument("accuracy_dir", type=Path, nargs="?")
-    commit = sub.add_parser("chunk", help="commit finished chunk runs' compact records under chunks/ (never replaced)")
+    commit = sub.add_parser("chunk", help="commit finished chunk runs' compact records and per-rollout files under "
+                                          "chunks/ (never replaced; a missing per-rollout file is added)")
     commit.add_argument("run_dirs", type=Path, nargs="+")
     sub.add_parser("merge", help="nodes.parquet and runs.json from the committed chunks (other cells kept)")
     sub.add_parser("write", help="results/STUDY.md and its figures from the compact files")
@@ -894,8 +956,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             for path in commit_chunks(args.run_dirs) if args.step == "chunk" else merge_chunks() or ():
                 print(path)
-        except ConfigError as error:  # chunks that overlap or differ: one paragraph, nothing written
-            print(f"error: {error}", file=sys.stderr)
+        except (ConfigError, FileNotFoundError) as error:  # chunks that overlap or differ, a run missing: one
+            print(f"error: {error}", file=sys.stderr)  # paragraph, nothing written
             return 2
     elif args.step == "backfill":
         backfill(args.data_dir)
