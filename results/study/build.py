@@ -11,10 +11,13 @@ Two steps, so that every number in STUDY.md can be recomputed from what the repo
                                                        # (other cells kept)
 
 ``collect`` keeps only the node columns the tables need (``COMPACT_COLUMNS``), each run's cost (``runs.json``) and
-the ``opd accuracy`` reports (``accuracy/``). ``write`` computes every table with the harness's own statistics
-(``harness.findings``, ``harness.leaderboard``, ``harness.analysis``, ``harness.plan``) and renders the Markdown and
-figures; ``tests/test_study.py`` recomputes the write-up from the compact files and checks it matches, and checks
-the headline numbers against independent pandas arithmetic.
+the ``opd accuracy`` reports (``accuracy/``). A chunk also keeps its rollouts' grades and lengths
+(``ROLLOUT_COLUMNS``, ``questions-A-B.questions.parquet``; merged into ``questions.parquet``), which the cost per
+question and the student's own accuracy read. ``write`` computes every table with the harness's own statistics
+(``harness.findings``, ``harness.leaderboard``, ``harness.analysis``, ``harness.plan``, ``harness.depth``) and renders
+the Markdown and figures: the reasoning setting first, the cells of tasks whose informative nodes sit mostly at the
+first response token as a labelled direct-answer contrast. ``tests/test_study.py`` recomputes the write-up from the
+compact files and checks it matches, and checks the headline numbers against independent pandas arithmetic.
 """
 from __future__ import annotations
 
