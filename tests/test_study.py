@@ -447,3 +447,54 @@ def test_a_chunk_gets_its_per_rollout_file_and_merge_carries_it(tmp_path, study,
     assert sorted(zip(merged.question_id, merged.rollout_id)) == sorted(zip(questions.question_id,
                                                                           questions.rollout_id))
     assert len(pd.read_parquet(out / "nodes.parquet")) == len(pd.read_parquet(chunk.with_suffix(".parquet")))
+
+
+def test_leader_and_best_context_by_hand(numbers):
+    """Per cell: the leader is the rank-1 teacher of the headline leaderboard, the best context the best-ranked
+    teacher that is not an external model, none where nothing is ranked; two students' best contexts are `same`
+    exactly when they are one teacher, `changes` only where each cell's pair test puts its own ahead."""
+    board = numbers["board"]
+    board = board[(board.loss == "rkl") & board.walign.notna()]
+    cells = numbers["contexts"]["cells"].set_index(["task", "student"])
+    for (task, student), group in board.groupby(["task", "student"]):
+        ranked = group.dropna(subset=["rank"]).sort_values("rank")
+        contexts = ranked[~ranked.teacher.str.startswith("model:")]
+        row = cells.loc[(task, student)]
+        assert (row.leader if isinstance(row.leader, str) else None) == (ranked.teacher.iloc[0] if len(ranked)
+                                                                         else None)
+        assert (row.best_context if isinstance(row.best_context, str) else None) == (
+            contexts.teacher.iloc[0] if len(contexts) else None)
+    pairs = numbers["pairs"]
+    pairs = pairs[pairs.loss == "rkl"]
+    for r in numbers["contexts"]["changes"].itertuples():
+        a, b = cells.loc[(r.task, r.student)].best_context, cells.loc[(r.task, r.other)].best_context
+        if not (isinstance(a, str) and isinstance(b, str)):
+            assert r.outcome == "not testable"
+            continue
+        assert (r.outcome == "same") == (a == b)
+        if r.outcome == "changes":
+            for student, mine, theirs in ((r.student, a, b), (r.other, b, a)):
+                cell = pairs[(pairs.task == r.task) & (pairs.student == student)]
+                hit = cell[((cell.teacher == mine) & (cell.other == theirs) & (cell.verdict == "ahead"))
+                           | ((cell.teacher == theirs) & (cell.other == mine) & (cell.verdict == "behind"))]
+                assert len(hit) == 1
+
+
+def test_reasoning_first_and_the_contrast_labelled_beside_its_tables(data, numbers):
+    """The title and In short put the reasoning setting first; every direct-answer leaderboard states its own
+    first-token share (counted here from the nodes) right under its heading."""
+    nodes = data[0]
+    text = (ROOT / "results" / "STUDY.md").read_text()
+    where = numbers["where"]
+    assert text.startswith("# Study: the paper's findings on reasoning chains")
+    short = text.split("## In short", 1)[1]
+    if (where.setting == "reasoning").any() and (where.setting == "direct-answer contrast").any():
+        assert short.index("### Reasoning setting") < short.index("### Direct-answer contrast")
+    for r in where[where.setting == "direct-answer contrast"].itertuples():
+        cell = nodes[(nodes.task == r.task) & (nodes.student == r.student)]
+        cell = _unique_nodes(cell)
+        cell = cell[cell.informative.astype(bool)]
+        share = (cell.position == 0).mean()
+        heading = f"### {r.task} · {r.student} (direct-answer contrast)\n\n"
+        assert heading + (f"Direct-answer contrast: {share:.0%} of this cell's informative nodes are at the first "
+                          "response token.") in text

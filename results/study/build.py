@@ -394,6 +394,7 @@ def compute(nodes: pd.DataFrame, runs: Sequence[Mapping[str, Any]], accuracy: Ma
                                   kind="stable")].reset_index(drop=True)
     runs = sorted(runs, key=lambda run: order.get((run["config"]["task"], run["config"]["student"]), len(order)))
     board = build(nodes, options=options)
+    cost_table, accuracy_rows = cost(runs, nodes), accuracy_table(accuracy)
     leaders = leader_claims(board)
     agreement = rank_agreement(board.table)
     routing = oracle_routing(nodes, options=options)
@@ -422,11 +423,10 @@ def compute(nodes: pd.DataFrame, runs: Sequence[Mapping[str, Any]], accuracy: Ma
         "routing": routing[routing["loss"] == HEADLINE_LOSS],
         "plan": pd.concat([size["summary"] for size in sizes], ignore_index=True),
         "plan_rows": pd.concat([size["comparisons"] for size in sizes], ignore_index=True),
-        "cost": cost(runs, nodes), "accuracy": accuracy_table(accuracy),
-        "answer_mix": answer_mix(accuracy),
-        "where": where, "own_accuracy": own_accuracy(rollouts, accuracy_table(accuracy), where),
+        "cost": cost_table, "accuracy": accuracy_rows, "answer_mix": answer_mix(accuracy),
+        "where": where, "own_accuracy": own_accuracy(rollouts, accuracy_rows, where),
         "shared_mass": shared_mass(nodes, options), "contexts": best_contexts(board.table, board.pairs, where),
-        "per_question": cost_per_question(cost(runs, nodes), rollouts),
+        "per_question": cost_per_question(cost_table, rollouts),
         "records_by_setting": {name: records_status(nodes[_in_cells(nodes, cells_of(where, name))])
                                for name in (REASONING, CONTRAST) if len(cells_of(where, name))},
     }
