@@ -498,3 +498,24 @@ def test_reasoning_first_and_the_contrast_labelled_beside_its_tables(data, numbe
         heading = f"### {r.task} · {r.student} (direct-answer contrast)\n\n"
         assert heading + (f"Direct-answer contrast: {share:.0%} of this cell's informative nodes are at the first "
                           "response token.") in text
+
+
+def test_minutes_per_question_per_chunk_by_hand(data, numbers):
+    """Each chunked cell's sessions, one per chunk in question order: minutes and generated tokens per question
+    from run.json's session records."""
+    expected = []
+    for run in data[1]:
+        ranges = run["config"].get("questions") or []
+        if not ranges:
+            continue
+        ranges = ranges if isinstance(ranges[0], list) else [ranges]
+        assert len(ranges) == len(run["sessions"])  # every committed chunk ran in one session
+        for (a, b), session in zip(ranges, run["sessions"]):
+            expected.append((run["config"]["task"], run["config"]["student"], f"{a}:{b}",
+                             session["total_s"] / 60 / session["questions_sampled"],
+                             session["generated_tokens"] / session["questions_sampled"]))
+    table = numbers["sessions"]
+    assert len(table) == len(expected)
+    for row, (task, student, chunk, minutes, tokens) in zip(table.itertuples(), expected):
+        assert (row.task, row.student, row.chunk) == (task, student, chunk)
+        assert (row.minutes, row.generated) == pytest.approx((minutes, tokens), rel=1e-12)

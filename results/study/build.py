@@ -426,7 +426,7 @@ def compute(nodes: pd.DataFrame, runs: Sequence[Mapping[str, Any]], accuracy: Ma
         "cost": cost_table, "accuracy": accuracy_rows, "answer_mix": answer_mix(accuracy),
         "where": where, "own_accuracy": own_accuracy(rollouts, accuracy_rows, where),
         "shared_mass": shared_mass(nodes, options), "contexts": best_contexts(board.table, board.pairs, where),
-        "per_question": cost_per_question(cost_table, rollouts),
+        "per_question": cost_per_question(cost_table, rollouts), "sessions": session_costs(runs),
         "records_by_setting": {name: records_status(nodes[_in_cells(nodes, cells_of(where, name))])
                                for name in (REASONING, CONTRAST) if len(cells_of(where, name))},
     }
@@ -573,6 +573,28 @@ def cost_per_question(cost_table: pd.DataFrame, rollouts: pd.DataFrame) -> pd.Da
                      "tokens_per_informative": generated / r.informative if r.informative else math.nan,
                      "device": r.device})
     return pd.DataFrame.from_records(rows)
+
+
+def session_costs(runs: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Per session of each chunked cell (one per chunk, in question order): its questions, wall minutes per question
+    and generated tokens per question (run.json's sessions), so a chunk slowed by other work beside it shows."""
+    rows = []
+    for run in runs:
+        config = run["config"]
+        ranges = config.get("questions") or []
+        ranges = ranges if ranges and isinstance(ranges[0], list) else [ranges] if ranges else []
+        for i, session in enumerate(run.get("sessions") or []):
+            sampled = session.get("questions_sampled")
+            if not ranges or not sampled:
+                continue
+            rows.append({"task": config["task"], "student": config["student"],
+                         # one session per chunk unless one was resumed: then which chunk is not known here
+                         "chunk": f"{ranges[i][0]}:{ranges[i][1]}" if len(ranges) == len(run["sessions"]) else "—",
+                         "questions": sampled, "minutes": session["total_s"] / 60 / sampled,
+                         "generated": session["generated_tokens"] / sampled,
+                         "finished_at": session.get("finished_at"), "code": (session.get("code") or "")[:8]})
+    return pd.DataFrame.from_records(rows, columns=["task", "student", "chunk", "questions", "minutes", "generated",
+                                                    "finished_at", "code"])
 
 
 def _pair(pairs: pd.DataFrame, task: str, student: str, a: str, b: str) -> tuple[str, float, int]:
@@ -1291,6 +1313,14 @@ def render(numbers: Mapping[str, Any], figures: Sequence[str] = ()) -> str:
               "Per question diagnosed: wall minutes and generated tokens of every session (rollouts, screening "
               "candidates and continuations), the rollouts' own response tokens (from the per-rollout file, chunked "
               "cells only) and informative nodes.", "", render_per_question(numbers["per_question"]), ""]
+    sessions = numbers["sessions"]
+    if len(sessions):
+        lines += ["Per chunk of the chunked cells (each chunk one session; a chunk that shared the machine with "
+                  "other work runs slower):", "",
+                  _md([[r.task, r.student, r.chunk, r.questions, _num(r.minutes, 2), _num(r.generated, 0),
+                        _text(r.finished_at), r.code or "—"] for r in sessions.itertuples()],
+                      ["task", "student", "chunk", "questions", "minutes per question",
+                       "generated tokens per question", "finished", "code"]), ""]
     lines += ["## Where the nodes are", "",
               "Each node once (whatever the teacher), from harness.depth: the share of informative nodes at the "
               "first response token and the quartiles of their depth_norm (position / rollout length). A cell "
