@@ -5,14 +5,19 @@ Two steps, so that every number in STUDY.md can be recomputed from what the repo
     python results/study/build.py collect runs/study runs/study-accuracy   # runs -> results/study/{nodes.parquet,...}
     python results/study/build.py write                                    # results/study/* -> results/STUDY.md
     python results/study/build.py backfill DATA_DIR    # once: gold (and prefix_shared at position 0) into an older file
-    python results/study/build.py chunk RUN_DIR...     # a finished chunk run -> results/study/chunks/ (never replaced)
-    python results/study/build.py merge                # committed chunks -> nodes.parquet, runs.json (other cells kept)
+    python results/study/build.py chunk RUN_DIR...     # a finished chunk run -> results/study/chunks/ (never replaced;
+                                                       # a committed chunk lacking its per-rollout file gets it)
+    python results/study/build.py merge                # committed chunks -> nodes.parquet, runs.json, questions.parquet
+                                                       # (other cells kept)
 
 ``collect`` keeps only the node columns the tables need (``COMPACT_COLUMNS``), each run's cost (``runs.json``) and
-the ``opd accuracy`` reports (``accuracy/``). ``write`` computes every table with the harness's own statistics
-(``harness.reports.findings``, ``harness.reports.leaderboard``, ``harness.reports.analysis``, ``harness.reports.plan``) and renders the Markdown and
-figures; ``tests/test_study.py`` recomputes the write-up from the compact files and checks it matches, and checks
-the headline numbers against independent pandas arithmetic.
+the ``opd accuracy`` reports (``accuracy/``). A chunk also keeps its rollouts' grades and lengths
+(``ROLLOUT_COLUMNS``, ``questions-A-B.questions.parquet``; merged into ``questions.parquet``), which the cost per
+question and the student's own accuracy read. ``write`` computes every table with the harness's own statistics
+(``harness.reports``: findings, leaderboard, analysis, plan, depth) and renders
+the Markdown and figures: the reasoning setting first, the cells of tasks whose informative nodes sit mostly at the
+first response token as a labelled direct-answer contrast. ``tests/test_study.py`` recomputes the write-up from the
+compact files and checks it matches, and checks the headline numbers against independent pandas arithmetic.
 """
 from __future__ import annotations
 
@@ -108,48 +113,105 @@ def _cells(suite_dir: Path) -> list[list[Path]]:
 
 
 CHUNKS_DIR = "chunks"  # results/study/chunks/<task>/<student>/questions-A-B.{parquet,json}: committed chunks
+ROLLOUTS_SUFFIX = ".questions.parquet"  # beside each chunk's nodes: its per-rollout records (ROLLOUT_COLUMNS)
+ROLLOUTS_FILE = "questions.parquet"  # results/study/questions.parquet: every chunked cell's per-rollout records
+# what the cost per question, the token counts and the student's own accuracy per cell read from a run's
+# questions.parquet (no texts, no token ids); ``unparsed`` is harness.storage.records.outcome's third outcome
+ROLLOUT_COLUMNS = ["task", "student", "question_id", "rollout_id", "response_tokens", "finish_reason", "correct",
+                   "unparsed", "gold", "extracted"]
+CHUNK_KEYS = (*RUN_KEYS, "chunk", "questions_in_flight", "code_earlier")  # what a chunk's json keeps of run.json
+
+
+def rollouts_path(chunk_nodes: Path) -> Path:
+    """The per-rollout file beside a committed chunk's nodes file (``questions-A-B.parquet``)."""
+    return chunk_nodes.with_name(chunk_nodes.stem + ROLLOUTS_SUFFIX)
+
+
+def is_chunk_nodes(path: Path) -> bool:
+    return path.name.endswith(".parquet") and not path.name.endswith(ROLLOUTS_SUFFIX)
+
+
+def compact_rollouts(questions: pd.DataFrame) -> pd.DataFrame:
+    """A run's questions.parquet reduced to :data:`ROLLOUT_COLUMNS` (``unparsed`` derived with the harness's own
+    outcome where the records have no such column)."""
+    from harness.storage.records import outcome
+
+    frame = questions.copy()
+    if "unparsed" not in frame:
+        frame["unparsed"] = [outcome(c, e) == "unparsed" for c, e in zip(frame["correct"], frame["extracted"])]
+    return frame[[c for c in ROLLOUT_COLUMNS if c in frame]]
 
 
 def commit_chunks(run_dirs: Sequence[Path], out: Path = STUDY_DIR) -> list[Path]:
     """Each finished chunk run's compact records and run.json keys as ``out/chunks/<task>/<student>/questions-A-B``
-    (parquet + json), to be committed as soon as the chunk finishes. A chunk already there is never replaced (a
-    committed chunk is never recomputed): it is skipped. Returns the files written."""
+    (parquet + json) with its per-rollout records beside them (``questions-A-B.questions.parquet``), to be committed
+    as soon as the chunk finishes. A chunk already there is never replaced (a committed chunk is never recomputed):
+    only a missing per-rollout file is added, from the same run (its json must be the committed one's). Returns the
+    files written."""
     from harness.storage.records import load_run
     from harness.workflows.suite import chunk_dir_name, slug
 
     written = []
     for run_dir in run_dirs:
-        nodes, _, meta = load_run(run_dir)
+        nodes, questions, meta = load_run(run_dir)
         if not chunks.is_chunk(meta) or meta.get("status") != "complete":
             raise ConfigError(f"{run_dir} is not a finished chunk run (`opd run --questions A:B` that completed): "
                               f"only finished chunks are committed; finish it with the same command first.")
         config = meta["config"]
         target = Path(out) / CHUNKS_DIR / slug(config["task"]) / slug(config["student"]) / chunk_dir_name(
             tuple(config["questions"]))
-        if target.with_suffix(".parquet").exists():
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _write_nodes(nodes[[c for c in COMPACT_COLUMNS if c in nodes]], target.with_suffix(".parquet"))
-        target.with_suffix(".json").write_text(json.dumps({key: meta.get(key) for key in (*RUN_KEYS, "chunk",
-                                                                                           "questions_in_flight",
-                                                                                           "code_earlier")
-                                                           if key in meta}, indent=1, sort_keys=True) + "\n")
-        written += [target.with_suffix(".parquet"), target.with_suffix(".json")]
+        kept = {key: meta.get(key) for key in CHUNK_KEYS if key in meta}
+        nodes_file, rollouts_file = target.with_suffix(".parquet"), rollouts_path(target.with_suffix(".parquet"))
+        if nodes_file.exists():
+            if rollouts_file.exists():
+                continue
+            committed = json.loads(target.with_suffix(".json").read_text())
+            differing = [key for key in ("config", "code", "sessions") if committed.get(key) != kept.get(key)]
+            if differing:
+                raise ConfigError(f"{run_dir} is not the run {nodes_file} was committed from (its run.json differs "
+                                  f"in {', '.join(differing)}), so its rollouts are not that chunk's: give the "
+                                  f"chunk's own run directory to add {rollouts_file.name}; the nodes are never "
+                                  f"replaced.")
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _write_nodes(nodes[[c for c in COMPACT_COLUMNS if c in nodes]], nodes_file)
+            target.with_suffix(".json").write_text(json.dumps(kept, indent=1, sort_keys=True) + "\n")
+            written += [nodes_file, target.with_suffix(".json")]
+        _write_nodes(compact_rollouts(questions), rollouts_file)
+        written.append(rollouts_file)
     return written
 
 
 def merge_chunks(out: Path = STUDY_DIR) -> None:
-    """``out/nodes.parquet`` and ``runs.json`` from the committed chunks (each cell's checked: disjoint ranges, one
-    configuration and code), keeping as they are the cells there that have no chunks (collected from whole runs)."""
+    """``out/nodes.parquet``, ``runs.json`` and ``questions.parquet`` (per rollout) from the committed chunks (each
+    cell's checked: disjoint ranges, one configuration and code; each chunk's rollouts cover its questions),
+    keeping as they are the cells there that have no chunks (collected from whole runs; they have no per-rollout
+    file). A chunk without its per-rollout file is refused (nothing written): ``build.py chunk RUN_DIR`` adds it."""
     out = Path(out)
     cells: dict[Path, list[Path]] = {}
     for path in sorted((out / CHUNKS_DIR).glob("*/*/questions-*.parquet")):
-        cells.setdefault(path.parent, []).append(path)
-    frames, runs = [], []
+        if is_chunk_nodes(path):
+            cells.setdefault(path.parent, []).append(path)
+    missing = [str(rollouts_path(path)) for paths in cells.values() for path in paths
+               if not rollouts_path(path).is_file()]
+    if missing:
+        raise ConfigError(f"{len(missing)} committed chunk(s) have no per-rollout file ({', '.join(missing)}), which "
+                          f"the cost per question and the student's own accuracy read: run `python "
+                          f"results/study/build.py chunk RUN_DIR` on each chunk's run directory (it adds the file "
+                          f"and leaves the committed nodes as they are), then merge again. Nothing was written.")
+    frames, runs, rollouts = [], [], []
     for cell, paths in cells.items():
         metas = [json.loads(path.with_suffix(".json").read_text()) for path in paths]
         parts = [(path, pq.read_table(path).to_pandas(), meta) for path, meta in zip(paths, metas)]
         nodes, _ = chunks.combine(str(cell), parts)
+        for path, frame, meta in parts:
+            rows = pq.read_table(rollouts_path(path)).to_pandas()
+            have, expected = rows.question_id.nunique(), (meta.get("counts") or {}).get("questions")
+            if expected is not None and have != expected or not set(frame.question_id) <= set(rows.question_id):
+                raise ConfigError(f"{rollouts_path(path)} holds the rollouts of {have} question(s) but its chunk "
+                                  f"{path.name} diagnosed {expected} (or has nodes on questions it lacks): it is not "
+                                  f"that chunk's; delete it and add it again with `build.py chunk RUN_DIR`.")
+            rollouts.append(rows)
         frames.append(nodes)
         runs.append(chunks.merge_meta(metas))
     chunked = {(run["config"]["task"], run["config"]["student"]) for run in runs}
@@ -164,6 +226,8 @@ def merge_chunks(out: Path = STUDY_DIR) -> None:
                           f"with `build.py chunk RUN_DIR...` first.")
     _write_nodes(pd.concat(frames, ignore_index=True), out)
     (out / "runs.json").write_text(json.dumps(runs, indent=1, sort_keys=True) + "\n")
+    if rollouts:
+        _write_nodes(pd.concat(rollouts, ignore_index=True), out / ROLLOUTS_FILE)
 
 
 def _write_nodes(nodes: pd.DataFrame, out: Path) -> None:
@@ -203,12 +267,17 @@ def backfill(data_dir: Path, study_dir: Path = STUDY_DIR) -> None:
 # ---------------------------------------------------------------- compute
 
 
-def load(study_dir: Path = STUDY_DIR) -> tuple[pd.DataFrame, list[dict], dict[str, dict]]:
+def load(study_dir: Path = STUDY_DIR) -> tuple[pd.DataFrame, list[dict], dict[str, dict], pd.DataFrame]:
+    """``(nodes, runs, accuracy reports, rollouts)`` from the compact files; ``rollouts`` (the chunked cells'
+    per-rollout records) is empty where no chunk was merged."""
+    study_dir = Path(study_dir)
     nodes = pq.read_table(study_dir / "nodes.parquet").to_pandas()
     runs = json.loads((study_dir / "runs.json").read_text())
     reports = [json.loads(path.read_text()) for path in sorted((study_dir / "accuracy").glob("*.json"))]
     accuracy = {f"{r['config']['task']} · {r['config']['student']}": r for r in reports}
-    return nodes, runs, accuracy
+    path = study_dir / ROLLOUTS_FILE
+    rollouts = pq.read_table(path).to_pandas() if path.is_file() else pd.DataFrame(columns=ROLLOUT_COLUMNS)
+    return nodes, runs, accuracy, rollouts
 
 
 def cost(runs: Sequence[Mapping[str, Any]], nodes: pd.DataFrame) -> pd.DataFrame:
@@ -306,8 +375,8 @@ def answer_mix(accuracy: Mapping[str, dict]) -> pd.DataFrame:
     return pd.DataFrame.from_records(rows, columns=["report", "task", "student", "answer", "share", "gold_share"])
 
 
-def compute(nodes: pd.DataFrame, runs: Sequence[Mapping[str, Any]], accuracy: Mapping[str, dict]
-            ) -> dict[str, Any]:
+def compute(nodes: pd.DataFrame, runs: Sequence[Mapping[str, Any]], accuracy: Mapping[str, dict],
+            rollouts: pd.DataFrame | None = None) -> dict[str, Any]:
     """Every table of the write-up."""
     from harness.reports.analysis import oracle_routing
     from harness.reports.compare import rank_agreement
@@ -317,7 +386,16 @@ def compute(nodes: pd.DataFrame, runs: Sequence[Mapping[str, Any]], accuracy: Ma
     from harness.storage.run_meta import RunMeta
 
     options = stats.Options()
+    rollouts = pd.DataFrame(columns=ROLLOUT_COLUMNS) if rollouts is None else rollouts
+    where = where_nodes(nodes)
+    # the reasoning cells first: every table below keeps the order of first appearance
+    order = {cell: i for i, cell in enumerate(cells_of(where, REASONING) + cells_of(where, CONTRAST)
+                                             + cells_of(where, NO_NODE))}
+    nodes = nodes.iloc[np.argsort([order.get(c, len(order)) for c in zip(nodes.task, nodes.student)],
+                                  kind="stable")].reset_index(drop=True)
+    runs = sorted(runs, key=lambda run: order.get((run["config"]["task"], run["config"]["student"]), len(order)))
     board = build(nodes, options=options)
+    cost_table, accuracy_rows = cost(runs, nodes), accuracy_table(accuracy)
     leaders = leader_claims(board)
     agreement = rank_agreement(board.table)
     routing = oracle_routing(nodes, options=options)
@@ -325,12 +403,18 @@ def compute(nodes: pd.DataFrame, runs: Sequence[Mapping[str, Any]], accuracy: Ma
     # questions it diagnosed (a question where screening kept no node cost as much as one that kept some)
     cells = [(run, nodes[(nodes.task == run["config"]["task"]) & (nodes.student == run["config"]["student"])])
              for run in runs]
-    sizes = [plan(cell, RunMeta.of(run), effect=EFFECT, options=options) for run, cell in cells if len(cell)]
+    sizes = [plan(cell, RunMeta.of(rate_meta(run)), effect=EFFECT, options=options) for run, cell in cells
+             if len(cell)]
     configs = [run["config"] for run in runs]
     settings = {"tasks": list(dict.fromkeys(c["task"] for c in configs)),
                 "students": list(dict.fromkeys(c["student"] for c in configs)),
                 "teachers": list(dict.fromkeys(t for c in configs for t in c["teachers"])),
-                "settings": configs[0]["settings"], "seed": configs[0]["seed"]}
+                "settings": configs[0]["settings"], "seed": configs[0]["seed"],
+                # each distinct set of knobs with the cells that ran it (the reasoning chunks spread their windows)
+                "knobs": [(json.loads(knobs), [f"{c['task']} · {c['student']}" for c in configs
+                                               if json.dumps(c["settings"], sort_keys=True) == knobs])
+                          for knobs in dict.fromkeys(json.dumps(c["settings"], sort_keys=True) for c in configs)],
+                "chunked": [(c["task"], c["student"], c["questions"]) for c in configs if c.get("questions")]}
     return {
         "settings": settings,
         "findings": findings(nodes, loss=HEADLINE_LOSS, options=options),
@@ -340,9 +424,245 @@ def compute(nodes: pd.DataFrame, runs: Sequence[Mapping[str, Any]], accuracy: Ma
         "routing": routing[routing["loss"] == HEADLINE_LOSS],
         "plan": pd.concat([size["summary"] for size in sizes], ignore_index=True),
         "plan_rows": pd.concat([size["comparisons"] for size in sizes], ignore_index=True),
-        "cost": cost(runs, nodes), "accuracy": accuracy_table(accuracy),
-        "answer_mix": answer_mix(accuracy),
+        "cost": cost_table, "accuracy": accuracy_rows, "answer_mix": answer_mix(accuracy),
+        "where": where, "own_accuracy": own_accuracy(rollouts, accuracy_rows, where),
+        "shared_mass": shared_mass(nodes, options), "contexts": best_contexts(board.table, board.pairs, where),
+        "per_question": cost_per_question(cost_table, rollouts), "sessions": session_costs(runs),
+        "records_by_setting": {name: records_status(nodes[_in_cells(nodes, cells_of(where, name))])
+                               for name in (REASONING, CONTRAST) if len(cells_of(where, name))},
     }
+
+
+REASONING = "reasoning"  # a cell whose informative nodes are not mostly at the first response token
+CONTRAST = "direct-answer contrast"  # mostly there (harness.reports.depth: more than half): the answer prior, not a chain
+NO_NODE = "no informative node"
+SETTING_TITLES = {REASONING: "Reasoning setting", CONTRAST: "Direct-answer contrast (mostly first-token nodes)"}
+
+
+def where_nodes(nodes: pd.DataFrame) -> pd.DataFrame:
+    """Per (task, student), where its informative nodes are (harness.reports.depth: each node once): how many, the share at
+    the first response token and the quartiles of depth_norm; and the setting of its task, decided from the task's
+    informative nodes pooled over its cells (:data:`CONTRAST` where they are mostly first-token ones, else
+    :data:`REASONING`): a setting is a property of the task's answer format, so one cell whose nodes drift off the
+    first token (a compressed student that rambles) stays in its task's setting and its own share says so."""
+    from harness.reports.depth import depth_summaries, depth_summary
+
+    settings = {}
+    for task, group in nodes.groupby("task", sort=False):
+        pooled = depth_summary(group)
+        settings[task] = NO_NODE if not pooled.nodes else CONTRAST if pooled.mostly_first_token else REASONING
+    rows = []
+    for (task, student), summary in depth_summaries(nodes).items():
+        q1, median, q3 = summary.quartiles or (math.nan,) * 3
+        rows.append({"task": task, "student": student, "setting": settings[task], "selected": summary.selected,
+                     "informative": summary.nodes, "first_token": summary.first_token,
+                     "first_token_share": math.nan if summary.first_token_share is None
+                     else summary.first_token_share, "mostly_first_token": summary.mostly_first_token,
+                     "q1": q1, "median": median, "q3": q3})
+    return pd.DataFrame.from_records(rows, columns=["task", "student", "setting", "selected", "informative",
+                                                    "first_token", "first_token_share", "mostly_first_token",
+                                                    "q1", "median", "q3"])
+
+
+def cells_of(where: pd.DataFrame, setting: str) -> list[tuple[str, str]]:
+    rows = where[where.setting == setting]
+    return list(zip(rows.task, rows.student))
+
+
+def _in_cells(table: pd.DataFrame, cells: Sequence[tuple[str, str]]) -> pd.Series:
+    """Rows of a (task, student) table in ``cells``; a cross-student row (student ``a vs b``) by its task."""
+    tasks = {task for task, _ in cells}
+    keys = set(cells)
+    return pd.Series([(t, s) in keys or (isinstance(s, str) and " vs " in s and t in tasks)
+                      for t, s in zip(table.task, table.student)], index=table.index, dtype=bool)
+
+
+def rate_meta(run: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's json as harness.reports.plan's rate reads it: a cell merged from chunks keeps its cost in its sessions only
+    (chunks.merge_meta drops the per-chunk timings), so its total seconds and generated tokens are summed there."""
+    if run.get("timings") or not run.get("sessions"):
+        return dict(run)
+    sessions = run["sessions"]
+    seconds = [s.get("total_s") for s in sessions]
+    tokens = [s.get("generated_tokens") for s in sessions]
+    return {**run, "timings": {} if None in seconds else {"total_s": sum(seconds)},
+            "counts": {**(run.get("counts") or {}),
+                       "generated_tokens_this_session": None if None in tokens else sum(tokens)}}
+
+
+def own_accuracy(rollouts: pd.DataFrame, accuracy: pd.DataFrame, where: pd.DataFrame) -> pd.DataFrame:
+    """The student's own accuracy per cell: from the diagnostic's rollouts where the per-rollout file has them (mean
+    over questions of the share of correct rollouts, Wilson interval with the question as the unit as
+    harness.accuracy computes it), else from the cell's ``opd accuracy`` report (its own sampled answers)."""
+    from harness.workflows.accuracy import wilson_interval
+
+    rows = []
+    for (task, student), group in rollouts.groupby(["task", "student"], sort=False):
+        per_question = group.groupby("question_id").agg(rate=("correct", "mean"), unparsed=("unparsed", "mean"),
+                                                         solved=("correct", "any"))
+        n = len(per_question)
+        lo, hi = wilson_interval(float(per_question.rate.sum()), n)
+        rows.append({"task": task, "student": student, "source": "diagnostic rollouts", "questions": n,
+                     "answers": len(group), "accuracy": float(per_question.rate.mean()), "lo": lo, "hi": hi,
+                     "unparsed": float(per_question.unparsed.mean()), "solved": float(per_question.solved.mean()),
+                     "length_share": float((group.finish_reason == "length").mean()),
+                     "tokens_per_rollout": float(group.response_tokens.mean())})
+    done = {(r["task"], r["student"]) for r in rows}
+    alone = accuracy[accuracy.condition == "student"] if not accuracy.empty else accuracy
+    for r in alone.itertuples():
+        if (r.task, r.student) in done or not ((where.task == r.task) & (where.student == r.student)).any():
+            continue
+        rows.append({"task": r.task, "student": r.student, "source": "opd accuracy report", "questions": r.questions,
+                     "answers": math.nan, "accuracy": r.accuracy, "lo": r.ci_low, "hi": r.ci_high,
+                     "unparsed": r.unparsed, "solved": math.nan, "length_share": math.nan,
+                     "tokens_per_rollout": math.nan})
+    return pd.DataFrame.from_records(rows, columns=["task", "student", "source", "questions", "answers", "accuracy",
+                                                    "lo", "hi", "unparsed", "solved", "length_share",
+                                                    "tokens_per_rollout"])
+
+
+def shared_mass(nodes: pd.DataFrame, options: stats.Options) -> pd.DataFrame:
+    """Per (task, student, teacher): the shared top-k mass (``topk_shared_mass``: the student's probability mass on
+    the union of its and the teacher's top-10 tokens) over every node with one, its excess over the student's own
+    top-10 mass at the same node (the ``self`` row: the union always holds the student's own top 10, so that is the
+    floor), and its rank correlation with the teacher's alignment over the nodes with a defined alignment
+    (harness.reports.analysis.correlations: cluster-bootstrap t interval and test over questions) with its
+    Benjamini-Hochberg q over this table's tests on 10 questions or more."""
+    from harness.reports.analysis import correlations
+    from harness.reports.depth import NODE_IDENTITY
+
+    key = list(NODE_IDENTITY)
+    mass = nodes[key + ["teacher", "topk_shared_mass"]].dropna(subset=["topk_shared_mass"])
+    own = mass[mass.teacher == "self"].set_index(key)["topk_shared_mass"]
+    rows = []
+    for (task, student, teacher), group in mass.groupby(["task", "student", "teacher"], sort=False):
+        values = group.topk_shared_mass.astype(float)
+        floor = own.reindex(pd.MultiIndex.from_frame(group[key])).to_numpy(float)
+        excess = values.to_numpy() - floor
+        rows.append({"task": task, "student": student, "teacher": teacher, "nodes": len(group),
+                     "questions": group.question_id.nunique(), "mean": float(values.mean()),
+                     "median": float(values.median()), "p10": float(values.quantile(0.1)),
+                     "excess": float(np.nanmean(excess)) if np.isfinite(excess).any() else math.nan})
+    table = pd.DataFrame.from_records(rows)
+    rho = correlations(nodes, variables=("topk_shared_mass",), options=options)
+    rho = rho[rho.loss == HEADLINE_LOSS][["task", "student", "teacher", "rho", "rho_lo", "rho_hi", "p",
+                                          "questions", "nodes"]]
+    rho = rho.rename(columns={"questions": "rho_questions", "nodes": "rho_nodes"})
+    table = table.merge(rho, on=["task", "student", "teacher"], how="left")
+    table["q"] = math.nan
+    family = table.index[table.rho_questions.fillna(0) >= stats.MIN_QUESTIONS]
+    if len(family):
+        table.loc[family, "q"] = stats.benjamini_hochberg(table.loc[family, "p"].to_numpy(float))
+    return table
+
+
+def cost_per_question(cost_table: pd.DataFrame, rollouts: pd.DataFrame) -> pd.DataFrame:
+    """Per cell: wall minutes, generated tokens (rollouts, screening and continuations: run.json's sessions) and
+    informative nodes per question diagnosed, and the rollouts' own response tokens per question (the per-rollout
+    file; chunked cells only)."""
+    response = rollouts.groupby(["task", "student"]).agg(tokens=("response_tokens", "sum"),
+                                                         questions=("question_id", "nunique"))
+    rows = []
+    for r in cost_table.itertuples():
+        questions = float(r.questions) if r.questions else math.nan
+        generated = float(r.generated_tokens) if pd.notna(r.generated_tokens) else math.nan
+        own = response.loc[(r.task, r.student)] if (r.task, r.student) in response.index else None
+        rows.append({"task": r.task, "student": r.student, "questions": r.questions,
+                     "minutes": r.hours * 60 / questions, "generated": generated / questions,
+                     "response": own.tokens / own.questions if own is not None else math.nan,
+                     "informative": r.informative / questions,
+                     "tokens_per_informative": generated / r.informative if r.informative else math.nan,
+                     "device": r.device})
+    return pd.DataFrame.from_records(rows)
+
+
+def session_costs(runs: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Per session of each chunked cell (one per chunk, in question order): its questions, wall minutes per question
+    and generated tokens per question (run.json's sessions), so a chunk slowed by other work beside it shows."""
+    rows = []
+    for run in runs:
+        config = run["config"]
+        ranges = config.get("questions") or []
+        ranges = ranges if ranges and isinstance(ranges[0], list) else [ranges] if ranges else []
+        for i, session in enumerate(run.get("sessions") or []):
+            sampled = session.get("questions_sampled")
+            if not ranges or not sampled:
+                continue
+            rows.append({"task": config["task"], "student": config["student"],
+                         # one session per chunk unless one was resumed: then which chunk is not known here
+                         "chunk": f"{ranges[i][0]}:{ranges[i][1]}" if len(ranges) == len(run["sessions"]) else "—",
+                         "questions": sampled, "minutes": session["total_s"] / 60 / sampled,
+                         "generated": session["generated_tokens"] / sampled,
+                         "finished_at": session.get("finished_at"), "code": (session.get("code") or "")[:8]})
+    return pd.DataFrame.from_records(rows, columns=["task", "student", "chunk", "questions", "minutes", "generated",
+                                                    "finished_at", "code"])
+
+
+def _pair(pairs: pd.DataFrame, task: str, student: str, a: str, b: str) -> tuple[str, float, int]:
+    """``(relation of a to b, Holm p, shared questions)`` from the cell's paired tests on the headline loss:
+    ``ahead`` / ``behind`` / ``not separated`` / ``not tested`` (``no pair`` where the cell lacks one of them)."""
+    rows = pairs[(pairs.task == task) & (pairs.student == student) & (pairs.loss == HEADLINE_LOSS)]
+    for first, second, flip in ((a, b, False), (b, a, True)):
+        hit = rows[(rows.teacher == first) & (rows.other == second)]
+        if len(hit):
+            verdict = hit.iloc[0].verdict
+            if flip and verdict in ("ahead", "behind"):
+                verdict = "behind" if verdict == "ahead" else "ahead"
+            return verdict, float(hit.iloc[0].p_holm), int(hit.iloc[0].questions)
+    return "no pair", math.nan, 0
+
+
+def best_contexts(board: pd.DataFrame, pairs: pd.DataFrame, where: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Per cell on the headline loss: the leader on paired evidence (rank 1) and the best-ranked context (a teacher
+    that is the student itself in a context: every teacher but ``model:``), or, where no pair rests on 10 shared
+    questions, the highest walign as a description with the questions it rests on. Per task, for every two students
+    of one family (same base model: compression) or of two sizes: whether their best contexts differ, and whether
+    each cell's paired test separates its best context from the other's."""
+    from harness.reports.findings import by_size
+    from harness.api.model_specs import split_compression
+
+    table = board[(board.loss == HEADLINE_LOSS) & board.walign.notna()]
+    cells = []
+    for (task, student), group in table.groupby(["task", "student"], sort=False):
+        contexts = group[~group.teacher.str.startswith("model:")]
+        ranked, ranked_contexts = group[group["rank"].notna()], contexts[contexts["rank"].notna()]
+        top = contexts.sort_values("walign", ascending=False).iloc[0] if len(contexts) else None
+        cells.append({"task": task, "student": student,
+                      "setting": where.set_index(["task", "student"]).setting.get((task, student), NO_NODE),
+                      "leader": ranked.sort_values("rank").iloc[0].teacher if len(ranked) else None,
+                      "best_context": ranked_contexts.sort_values("rank").iloc[0].teacher if len(ranked_contexts)
+                      else None, "highest_walign": top.teacher if top is not None else None,
+                      "highest_value": top.walign if top is not None else math.nan,
+                      "questions": int(group.align_questions.max())})
+    cells = pd.DataFrame.from_records(cells)
+    changes = []
+    for task, group in cells.groupby("task", sort=False):
+        students = by_size(list(group.student))[::-1]  # largest first
+        base = {s: split_compression(s)[0] for s in students}
+        rows = group.set_index("student")
+        for i, first in enumerate(students):
+            for second in students[i + 1:]:
+                axis = "compression" if base[first] == base[second] else "size"
+                a, b = rows.loc[first], rows.loc[second]
+                if pd.isna(a.best_context) or pd.isna(b.best_context):
+                    few = [f"{s} (n={rows.loc[s].questions})" for s in (first, second)
+                           if pd.isna(rows.loc[s].best_context)]
+                    outcome, detail = "not testable", f"no ranked context in {', '.join(few)}"
+                elif a.best_context == b.best_context:
+                    outcome, detail = "same", f"`{a.best_context}` in both"
+                else:
+                    in_first = _pair(pairs, task, first, a.best_context, b.best_context)
+                    in_second = _pair(pairs, task, second, b.best_context, a.best_context)
+                    separated = in_first[0] == "ahead" and in_second[0] == "ahead"
+                    outcome = "changes" if separated else "not settled"
+                    detail = (f"`{a.best_context}` best in {first}, against `{b.best_context}` there: "
+                              f"{in_first[0]} (Holm p {_p(in_first[1])}, n {in_first[2]}); `{b.best_context}` best "
+                              f"in {second}, against `{a.best_context}` there: {in_second[0]} (Holm p "
+                              f"{_p(in_second[1])}, n {in_second[2]})")
+                changes.append({"task": task, "student": first, "other": second, "axis": axis, "outcome": outcome,
+                                "detail": detail})
+    return {"cells": cells, "changes": pd.DataFrame.from_records(
+        changes, columns=["task", "student", "other", "axis", "outcome", "detail"])}
 
 
 def leader_claims(board) -> pd.DataFrame:
@@ -387,7 +707,8 @@ def records_status(nodes: pd.DataFrame) -> dict[str, Any]:
         return float(keyed[name].notna().mean()) if name in keyed else 0.0
     return {"nodes": len(keyed), "first_token": float((keyed.position == 0).mean()),
             "prefix_known": known("prefix_shared"), "unparsed_known": known("rollout_unparsed"),
-            "gold_known": known("gold"), "recompute": [c for c in RECOMPUTE_COLUMNS if c not in nodes]}
+            "gold_known": known("gold"),
+            "recompute": [c for c in RECOMPUTE_COLUMNS if c not in nodes or not nodes[c].notna().any()]}
 
 
 def previous_rules(nodes: pd.DataFrame, board: pd.DataFrame) -> pd.DataFrame:
@@ -462,14 +783,6 @@ def _md(rows: list[list[Any]], headers: list[str]) -> str:
                     tablefmt="github", disable_numparse=True)
 
 
-def render_findings(table: pd.DataFrame) -> str:
-    rows = [[r.finding, r.test, r.task, _text(r.student), r.direction, _num(r.estimate), _interval(r.lo, r.hi),
-             _p(r.p, r.p_at_floor), _p(r.p_holm, r.p_at_floor), r.questions, _num(r.mde), _text(r.verdict)]
-            for r in table.itertuples()]
-    return _md(rows, ["finding", "test", "task", "student", "paper", "estimate", "95% CI", "p", "p (Holm)",
-                      "n (questions)", "MDE", "verdict"])
-
-
 def render_board(board: pd.DataFrame, task: str, student: str) -> str:
     table = board[(board.task == task) & (board.student == student) & (board.loss == HEADLINE_LOSS)]
     rows = [[_count(r.rank), r.teacher, _with_interval(r.walign, r.walign_lo, r.walign_hi), r.align_questions,
@@ -510,18 +823,28 @@ def design(settings: Mapping[str, Any]) -> list[str]:
     """What every run shares, read from the runs' configurations."""
     from harness.api.model_specs import split_compression
 
-    knobs = ", ".join(f"{key}={value}" for key, value in settings["settings"].items() if value is not None)
     how = "; ".join(f"{student}: {compression.describe()}" for student in settings["students"]
                     for compression in [split_compression(student)[1]] if compression is not None)
+    knobs = [f"- Knobs (METHOD's names) of {', '.join(cells)}: "
+             + ", ".join(f"{key}={value}" for key, value in values.items() if value is not None) + "."
+             for values, cells in settings["knobs"]]
+    chunked = [f"{task} · {student}: questions " + ", ".join(f"{a}:{b}" for a, b in (
+                   ranges if isinstance(ranges[0], list) else [ranges])) for task, student, ranges in settings["chunked"]]
     return [
         f"- Tasks {', '.join(settings['tasks'])}; students {', '.join(settings['students'])} ({how}, of the same "
         "model's weights); teachers "
-        f"{', '.join(settings['teachers'])}; the compressed students also get the uncompressed model as an "
-        "external teacher.",
-        f"- Knobs (METHOD's names): {knobs}; seed {settings['seed']}. `--selection screened` spends the "
+        f"{', '.join(settings['teachers'])}; the compressed students also get the uncompressed model (and a "
+        "compressed reasoning student the larger one of its family) as an external teacher.",
+        *knobs,
+        f"- Seed {settings['seed']}. `--selection screened` spends the "
         "continuations on nodes whose outcome visibly depends on the token and estimates `S_hat` from fresh "
-        "continuations only (README, Node selection), so every kept node's `S_hat` is unbiased.",
-        "- Size: the pilot was the study's first build (the first 26 BoolQ and 10 MMLU questions per cell, "
+        "continuations only (README, Node selection), so every kept node's `S_hat` is unbiased; `even` depth "
+        "windows spread the reasoning cells' nodes over the chain (docs/measurements/depth-spread-gsm8k.md).",
+        *(["- The reasoning cells grow by chunks (suites/study-gsm8k.toml, OPD_QUESTIONS_IN_FLIGHT=4, each chunk "
+           "from one fixed commit, committed under results/study/chunks/ as soon as it finishes and never "
+           "recomputed; `build.py merge` counts every node once): " + "; ".join(chunked) + "."] if chunked else []),
+        "- Size of the direct-answer cells: the pilot was the study's first build (the first 26 BoolQ and 10 MMLU "
+        "questions per cell, "
         "commit a6c036b), on which `opd plan` asked for about 250 to 350 BoolQ questions per cell for the median "
         "comparison to detect 0.1 in alignment, and over a thousand for every comparison: more than a day of 2 "
         "CPU cores for the grid. This build runs the questions in What ran (as many as one session's compute "
@@ -551,8 +874,9 @@ def summary(numbers: Mapping[str, pd.DataFrame]) -> list[str]:
     claims = found[found["direction"] != "(context)"]
     for finding, group in claims.groupby("finding", sort=True):
         verdicts = group["verdict"].value_counts()
-        counted = ", ".join(f"{verdicts[v]} {v}" for v in ("reproduced", "opposite", "inconclusive",
-                                                            "too few questions", "not testable") if v in verdicts)
+        counted = ", ".join(f"{verdicts[v]} {_verdict(v, f'<{stats.MIN_QUESTIONS}')}"
+                            for v in ("reproduced", "opposite", "inconclusive", "too few questions", "not testable")
+                            if v in verdicts)
         where = "".join(
             f"; {verdict}: " + ", ".join(f"{r.task} · {r.student} ({r.test}, {_num(r.estimate)}, Holm p "
                                          f"{_p(r.p_holm, r.p_at_floor)}, {r.questions} questions)"
@@ -734,23 +1058,250 @@ def _median_to_run(plan_rows: pd.DataFrame, task: str, student: str) -> float:
     return float(np.ceil(rows.median())) if len(rows) else math.nan
 
 
-def render(numbers: Mapping[str, pd.DataFrame], figures: Sequence[str] = ()) -> str:
-    """STUDY.md from :func:`compute`'s tables."""
-    board, cost_table = numbers["board"], numbers["cost"]
-    lines = ["# Study: the paper's findings on SmolLM2-135M and its compressed variants", "",
-             "Generated by `bash results/study/regenerate.sh` (runs, then `python results/study/build.py write`); "
-             "every number below is recomputed from `results/study/` by `tests/test_study.py`.", ""]
+def _only(numbers: Mapping[str, Any], cells: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """The tables of :func:`compute` restricted to ``cells`` (accuracy reports: to the cells' tasks)."""
+    tasks = {task for task, _ in cells}
+    out = dict(numbers)
+    out["all_findings"] = numbers["findings"]
+    for name in ("findings", "board", "pairs", "gold", "leaders", "routing", "plan", "plan_rows", "cost", "where",
+                 "own_accuracy", "shared_mass", "per_question", "before", "agreement"):
+        table = numbers[name]
+        if isinstance(table, pd.DataFrame) and len(table) and {"task", "student"} <= set(table.columns):
+            out[name] = table[_in_cells(table, cells)]
+    for name in ("accuracy", "answer_mix"):
+        table = numbers[name]
+        out[name] = table[table.task.isin(tasks)] if len(table) else table
+    contexts = numbers["contexts"]
+    out["contexts"] = {"cells": contexts["cells"][_in_cells(contexts["cells"], cells)],
+                       "changes": contexts["changes"][contexts["changes"].task.isin(tasks)]}
+    return out
+
+
+def contrast_note(where: pd.DataFrame) -> str:
+    """What the direct-answer cells' nodes are, read off Where the nodes are: the pooled share at the first
+    response token, the range over cells and the cells where it is half or less."""
+    part = where[where.setting == CONTRAST]
+    if not len(part):
+        return ""
+    off = part[~part.mostly_first_token.astype(bool)]
+    return (f"Direct-answer contrast: {_share(part.first_token.sum() / part.informative.sum())} of these cells' "
+            f"informative nodes are first-token nodes (per cell {_share(part.first_token_share.min())} to "
+            f"{_share(part.first_token_share.max())}; Where the nodes are), where every rollout shares the prefix: "
+            "they measure the answer prior more than a chain, and findings 1 and 5 and per-token routing are not "
+            "really tested there"
+            + (". Not mostly first-token: " + ", ".join(f"{r.task} · {r.student} ({_share(r.first_token_share)}, "
+                                                        f"median depth_norm {_num(r.median, 2)})"
+                                                        for r in off.itertuples()) + "." if len(off) else "."))
+
+
+def _verdict(verdict: Any, questions: Any) -> str:
+    """A finding's verdict; below the 10-question floor no verdict: inconclusive at its n."""
+    if verdict == "too few questions":
+        return f"inconclusive at n{questions}" if isinstance(questions, str) else \
+            f"inconclusive at n={_count(questions)}"
+    return _text(verdict)
+
+
+def render_findings(table: pd.DataFrame) -> str:
+    rows = [[r.finding, r.test, r.task, _text(r.student), r.direction, _num(r.estimate), _interval(r.lo, r.hi),
+             _p(r.p, r.p_at_floor), _p(r.p_holm, r.p_at_floor), r.questions, _num(r.mde),
+             _verdict(r.verdict, r.questions)]
+            for r in table.itertuples()]
+    return _md(rows, ["finding", "test", "task", "student", "paper", "estimate", "95% CI", "p", "p (Holm)",
+                      "n (questions)", "MDE", "verdict"])
+
+
+def render_where(where: pd.DataFrame) -> str:
+    return _md([[r.task, r.student, r.setting, _count(r.selected), r.informative, r.first_token,
+                 _share(r.first_token_share), "yes" if r.mostly_first_token else "no",
+                 f"{_num(r.q1, 2)} / {_num(r.median, 2)} / {_num(r.q3, 2)}"]
+                for r in where.itertuples()],
+               ["task", "student", "setting (the task's pooled nodes)", "nodes", "informative", "at the first token",
+                "share", "mostly first-token", "depth_norm quartiles (informative)"])
+
+
+def _share(value: Any) -> str:
+    return "—" if _num(value) == "—" else f"{float(value):.0%}"
+
+
+def render_own_accuracy(table: pd.DataFrame) -> str:
+    return _md([[r.task, r.student, r.source, r.questions, _count(r.answers),
+                 _with_interval(r.accuracy, r.lo, r.hi), _num(r.unparsed), _share(r.solved), _share(r.length_share),
+                 _num(r.tokens_per_rollout, 0)] for r in table.itertuples()],
+               ["task", "student", "from", "n (questions)", "answers", "accuracy [95% CI]", "unparsed",
+                "questions with a correct rollout", "cut at the token cap", "response tokens per rollout"])
+
+
+def render_shared_mass(table: pd.DataFrame) -> str:
+    rows = []
+    for r in table.itertuples():
+        if r.teacher == "self":
+            relation = "(the student's own top-10 mass: the floor)"
+        elif _num(r.rho) == "—":
+            relation = "—"
+        elif r.rho_questions < stats.MIN_QUESTIONS:
+            relation = f"{_num(r.rho)} (inconclusive at n={_count(r.rho_questions)})"
+        else:
+            relation = f"{_with_interval(r.rho, r.rho_lo, r.rho_hi)}, p {_p(r.p)}, q {_p(r.q)}"
+        rows.append([r.task, r.student, r.teacher, r.nodes, r.questions, _num(r.mean), _num(r.median), _num(r.p10),
+                     "—" if r.teacher == "self" else _signed(r.excess), relation, _count(r.rho_questions)])
+    return _md(rows, ["task", "student", "teacher", "nodes", "questions", "mean", "median", "10th percentile",
+                      "excess over the student's own", "Spearman with alignment [95% CI]",
+                      "n (questions, with alignment)"])
+
+
+def render_contexts(contexts: Mapping[str, pd.DataFrame]) -> str:
+    cells = contexts["cells"]
+    return _md([[r.task, r.student, r.setting, _text(r.leader), _text(r.best_context),
+                 f"`{r.highest_walign}` {_num(r.highest_value)}" if pd.notna(r.highest_walign) else "—",
+                 r.questions]
+                for r in cells.itertuples()],
+               ["task", "student", "setting", "leader (paired evidence)", "best context (paired evidence)",
+                "highest walign among contexts (description)", "n (questions, most of any teacher)"])
+
+
+def render_per_question(table: pd.DataFrame) -> str:
+    return _md([[r.task, r.student, r.questions, _num(r.minutes, 2), _num(r.generated, 0), _num(r.response, 0),
+                 _num(r.informative, 2), _num(r.tokens_per_informative, 0), r.device] for r in table.itertuples()],
+               ["task", "student", "questions", "minutes per question", "generated tokens per question",
+                "rollout response tokens per question", "informative nodes per question",
+                "generated tokens per informative node", "where"])
+
+
+def _few(questions: Any) -> bool:
+    return not (pd.notna(questions) and questions >= stats.MIN_QUESTIONS)
+
+
+def reasoning_summary(numbers: Mapping[str, Any]) -> list[str]:
+    """The In short bullets of the reasoning setting, each read off a table; below the 10-question floor a number
+    is stated with its n and no verdict."""
+    lines = []
+    where, own, per_question = numbers["where"], numbers["own_accuracy"], numbers["per_question"]
+    for r in where.itertuples():
+        cost = per_question[(per_question.task == r.task) & (per_question.student == r.student)]
+        diagnosed = f" of {cost.iloc[0].questions} questions diagnosed" if len(cost) else ""
+        lines.append(f"- Where the nodes are, {r.task} · {r.student}: {r.informative} informative nodes{diagnosed}, "
+                     f"{_share(r.first_token_share)} at the first response token, depth_norm quartiles "
+                     f"{_num(r.q1, 2)} / {_num(r.median, 2)} / {_num(r.q3, 2)}: the nodes sit along the chain.")
+    for r in own.itertuples():
+        lines.append(f"- The student's own accuracy, {r.task} · {r.student} (its {_count(r.answers)} diagnostic "
+                     f"rollouts on {r.questions} questions): {_with_interval(r.accuracy, r.lo, r.hi)}, unparsed "
+                     f"{_num(r.unparsed)}, {_share(r.solved)} of questions with a correct rollout (the self-demo "
+                     "and correct-wrong contexts need one).")
+    found = numbers["findings"]
+    claims = found[found["direction"] != "(context)"]
+    decided = claims[claims.verdict.isin(["reproduced", "opposite"])]
+    for finding, group in claims.groupby("finding", sort=True):
+        parts = "; ".join(f"{r.task} · {r.student}: {r.test} {_num(r.estimate)}, "
+                          + (_verdict(r.verdict, r.questions) if r.verdict != "too few questions" else
+                             f"inconclusive at n={r.questions} (MDE {_num(r.mde)})" if _num(r.mde) != "—" else
+                             f"inconclusive at n={r.questions}") for r in group.itertuples())
+        lines.append(f"- Finding {finding}: {parts}.")
+    every = numbers["all_findings"]
+    students = where.groupby("task").student.nunique()
+    for finding in sorted(set(every.finding) - set(found.finding)):
+        lines.append(f"- Finding {finding}: no test in this setting yet (at most {students.max()} student(s) per "
+                     "task so far" + ("; it compares the students of one task)" if finding.startswith("2") else ")")
+                     + ".")
+    if len(claims) and not len(decided):
+        lines.append(f"- Nothing reproduced and nothing contradicted in the reasoning setting yet: every claim rests "
+                     f"on at most {_count(claims.questions.max())} questions, and a verdict needs "
+                     f"{stats.MIN_QUESTIONS} (the MDEs above say how large an effect these few questions could see).")
+    cells = numbers["contexts"]["cells"]
+    for r in cells.itertuples():
+        if pd.notna(r.leader):
+            lines.append(f"- {r.task} · {r.student}: `{r.leader}` leads on paired evidence (Leaderboards).")
+        else:
+            lines.append(f"- {r.task} · {r.student}: no teacher leads on paired evidence, inconclusive at "
+                         f"n={r.questions} (pairs are tested from {stats.MIN_QUESTIONS} shared questions); the highest "
+                         f"walign among contexts is `{r.highest_walign}` ({_num(r.highest_value)}), a description, "
+                         "not a ranking.")
+    changes = numbers["contexts"]["changes"]
+    if not len(changes):
+        for task, group in cells.groupby("task", sort=False):
+            lines.append(f"- Does the best context change with student size or compression? Not testable yet: "
+                         f"{task} has one student ({', '.join(group.student)}) in the committed chunks.")
+    for r in changes.itertuples():
+        lines.append(f"- Best context, {r.task}, {r.student} vs {r.other} ({r.axis}): {r.outcome} ({r.detail}).")
+    mass = numbers["shared_mass"]
+    for (task, student), group in mass.groupby(["task", "student"], sort=False):
+        teachers = group[group.teacher != "self"]
+        floor = group[group.teacher == "self"]
+        if not len(teachers):
+            continue
+        lines.append(f"- Shared top-k mass, {task} · {student}: mean {_num(teachers['mean'].min())} to "
+                     f"{_num(teachers['mean'].max())} across the {len(teachers)} teachers (medians "
+                     f"{_num(teachers['median'].min())} to {_num(teachers['median'].max())}), against "
+                     f"{_num(floor['mean'].iloc[0]) if len(floor) else '—'} for the student's own top 10 alone "
+                     f"(excess {_signed(teachers.excess.min())} to {_signed(teachers.excess.max())}): the student's "
+                     "mass sits on a small shared set, as the Rethinking-OPD paper reports, but most of it is the "
+                     "student's own top 10; its rank correlation with alignment is "
+                     + ("inconclusive at n=" + _count(teachers.rho_questions.max())
+                        if _few(teachers.rho_questions.max()) else "in the table (Shared top-k mass)") + ".")
+    for r in numbers["routing"].itertuples():
+        if _few(r.cv_questions):
+            lines.append(f"- Per-node routing, {r.task} · {r.student}: in-sample oracle {_num(r.oracle_walign)} "
+                         f"against the best single teacher `{_text(r.best_single)}` {_num(r.best_single_walign)}, "
+                         f"switch rate {_num(r.switch_rate)} (both inflated by noise); the cross-fitted gain "
+                         f"{_num(r.cv_gain)} is inconclusive at n={_count(r.cv_questions)} (MDE "
+                         f"{_num(r.mde_cv_gain)}).")
+        else:
+            lines.append(f"- Per-node routing, {r.task} · {r.student}: cross-fitted gain over `{r.best_single}` "
+                         f"{_with_interval(r.cv_gain, r.cv_gain_lo, r.cv_gain_hi)}, p {_p(r.p_cv_gain)}, BH q "
+                         f"{_p(r.q_cv_gain)} ({_count(r.cv_questions)} questions).")
+    for r in per_question.itertuples():
+        to_run = _median_to_run(numbers["plan_rows"], r.task, r.student)
+        sized = numbers["plan"][(numbers["plan"].task == r.task) & (numbers["plan"].student == r.student)]
+        lines.append(f"- Cost, {r.task} · {r.student}: {_num(r.minutes, 2)} minutes, {_num(r.generated, 0)} "
+                     f"generated tokens and {_num(r.informative, 2)} informative nodes per question ({r.device}); "
+                     f"the median comparison needs about {_count(to_run)} questions to detect {EFFECT}"
+                     + (f", every sized comparison {_count(sized.iloc[0].questions_for_all)} (about "
+                        f"{_num(sized.iloc[0].hours, 0)} hours at this rate)" if len(sized) else "")
+                     + " (What more compute would settle).")
+    return lines
+
+
+def render(numbers: Mapping[str, Any], figures: Sequence[str] = ()) -> str:
+    """STUDY.md from :func:`compute`'s tables: the reasoning setting first, the direct-answer cells as a contrast."""
+    from harness.api.model_specs import split_compression
+
+    where = numbers["where"]
+    reasoning, contrast = cells_of(where, REASONING), cells_of(where, CONTRAST)
+    first, second = _only(numbers, reasoning), _only(numbers, contrast)
+
+    def family(cells: Sequence[tuple[str, str]]) -> str:
+        tasks = ", ".join(dict.fromkeys(task for task, _ in cells))
+        models = ", ".join(dict.fromkeys(split_compression(student)[0] for _, student in cells))
+        return f"{tasks}; {models}"
+
+    title = "# Study: the paper's findings on reasoning chains" + (f" ({family(reasoning)})" if reasoning else "")
+    if contrast:
+        title += f", with a direct-answer contrast ({family(contrast)})"
+    lines = [title, "",
+             "Generated by `bash results/study/regenerate.sh` (runs, then `python results/study/build.py merge` and "
+             "`write`); every number below is recomputed from `results/study/` by `tests/test_study.py`.", ""]
+    lines += ["## In short", ""]
+    lines += [f"The study is the reasoning setting: {len(reasoning)} cell(s) "
+              f"({', '.join(f'{t} · {s}' for t, s in reasoning) or 'none yet'}) whose informative nodes lie along "
+              "the chain of thought. "
+              + (f"The {len(contrast)} direct-answer cells ({family(contrast)}) are a labelled contrast. "
+                 + contrast_note(where) if contrast else ""), ""]
+    if reasoning:
+        lines += [f"### {SETTING_TITLES[REASONING]}", "", *reasoning_summary(first), ""]
+    if contrast:
+        lines += [f"### {SETTING_TITLES[CONTRAST]}", "", *summary(second), ""]
     lines += ["## Design", "", *design(numbers["settings"]), ""]
-    lines += ["## In short", "", *summary(numbers), ""]
+    cost_table = numbers["cost"]
     lines += ["## What ran", "",
               _md([[r.task, r.student, f"{r.questions} of {_count(r.limit)}", r.with_nodes, r.teachers, r.nodes,
                     r.informative, _count(r.generated_tokens), _num(r.hours, 2), r.sessions, r.device, r.code]
                    for r in cost_table.itertuples()],
                   ["task", "student", "questions", "with nodes", "teachers", "nodes", "informative",
                    "generated tokens", "hours", "sessions", "where", "code"]), "",
-              "`generated tokens` and `hours`: every session of the cell together (a larger limit grows a cell in "
-              "a later session).", "",
-              "`code`: the hash of the harness, tasks and teachers sources that ran the cell's latest session "
+              "`questions ... of —`: a cell grown by chunks has no limit (its questions are the chunks' ranges). "
+              "`generated tokens` and `hours`: every session of the cell together (a larger limit, or each chunk, "
+              "is a session).", "",
+              "`code`: the hash of the harness, tasks and teachers sources that ran the cell's first session "
               "(`run.json`; — where the run predates this record).", "",
               "A question has no node when screening found no position whose outcome depends on the token (e.g. "
               "every rollout wrong and no continuation right): it enters no alignment estimate.", ""]
@@ -758,13 +1309,57 @@ def render(numbers: Mapping[str, pd.DataFrame], figures: Sequence[str] = ()) -> 
     if len(stopped):
         lines += [f"{len(stopped)} run(s) hold fewer questions than their limit: they were stopped when the "
                   "compute of the session that built this study ran out. Their records hold every question they "
-                  "finished (no tokens or hours stated); `opd suite suites/study.toml` resumes them, and cells of "
-                  "the grid missing from this table have not started.", ""]
+                  "finished (no tokens or hours stated).", ""]
+    lines += ["### Cost per question", "",
+              "Per question diagnosed: wall minutes and generated tokens of every session (rollouts, screening "
+              "candidates and continuations), the rollouts' own response tokens (from the per-rollout file, chunked "
+              "cells only) and informative nodes.", "", render_per_question(numbers["per_question"]), ""]
+    sessions = numbers["sessions"]
+    if len(sessions):
+        lines += ["Per chunk of the chunked cells (each chunk one session; a chunk that shared the machine with "
+                  "other work runs slower):", "",
+                  _md([[r.task, r.student, r.chunk, r.questions, _num(r.minutes, 2), _num(r.generated, 0),
+                        _text(r.finished_at), r.code or "—"] for r in sessions.itertuples()],
+                      ["task", "student", "chunk", "questions", "minutes per question",
+                       "generated tokens per question", "finished", "code"]), ""]
+    lines += ["## Where the nodes are", "",
+              "Each node once (whatever the teacher), from harness.reports.depth: the share of informative nodes at the "
+              "first response token and the quartiles of their depth_norm (position / rollout length). A cell "
+              "whose informative nodes are mostly (more than half) at the first token is a direct-answer cell: "
+              "there every rollout shares the prefix and g* only says which first token leads to success.", "",
+              render_where(where), ""]
+    lines += ["## The student's own accuracy", "",
+              "The share of the student's answers that are correct, per question then averaged (Wilson interval with "
+              "the question as the unit, as `opd accuracy`): from the diagnostic's own rollouts where the cell's "
+              "per-rollout file is committed (the chunked cells), else from the cell's `opd accuracy` report "
+              "(its own sampled answers).", "", render_own_accuracy(numbers["own_accuracy"]), ""]
+    missing = [task for task in dict.fromkeys(t for t, _ in reasoning)
+               if not len(numbers["accuracy"]) or task not in set(numbers["accuracy"].task)]
+    if missing:
+        lines += [f"No `opd accuracy` report for {', '.join(missing)} is committed (results/study/accuracy/): the "
+                  "in-context accuracy of every context per student is not measured yet for the reasoning "
+                  "setting.", ""]
     lines += ["## The paper's findings", "",
               f"Headline loss `{HEADLINE_LOSS}`; Holm over every claim in the table that rests on 10 questions or "
-              "more; a verdict needs p (Holm) < 0.05; below 10 questions no interval, no Holm p and no verdict; "
-              "`not testable`: no question has nodes past the divergence of its correct and incorrect rollouts.", "",
-              render_findings(numbers["findings"]), ""]
+              "more; a verdict needs p (Holm) < 0.05; below 10 questions no interval, no Holm p and no verdict "
+              "(`inconclusive at n=...`, the MDE says what those questions could detect); `not testable`: no "
+              "question has nodes past the divergence of its correct and incorrect rollouts.", ""]
+    for name, part in ((REASONING, first), (CONTRAST, second)):
+        if len(part["findings"]):
+            note = contrast_note(where) if name == CONTRAST else ""
+            lines += [f"### {SETTING_TITLES[name]}", ""] + ([note.strip(), ""] if note else []) + [
+                render_findings(part["findings"]), ""]
+    lines += ["## Which teacher leads, and does the best context change?", "",
+              "Per cell, the leader on paired evidence (rank 1 of the leaderboard: no paired test puts it behind "
+              "another teacher) and the best-ranked context (every teacher but `model:`); where no pair rests on "
+              "10 shared questions there is no ranking, and the highest walign is a description only. Whether the "
+              "best context changes with student size or compression (the paper: it depends jointly on the "
+              "student's capacity and the task) is read from two cells' paired tests: `changes` only where each "
+              "cell's best context is ahead of the other's there.", "", render_contexts(numbers["contexts"]), ""]
+    changes = numbers["contexts"]["changes"]
+    if len(changes):
+        lines += [_md([[r.task, r.student, r.other, r.axis, r.outcome, r.detail] for r in changes.itertuples()],
+                      ["task", "student", "other", "axis", "best context", "evidence"]), ""]
     lines += ["## Leaderboards (`rkl`)", "",
               "`rank` and `group` come from paired tests of every teacher pair (Holm over the pairs with 10 or more "
               "shared questions): rank 1 is the teacher no paired test puts behind another, teachers in one tier "
@@ -776,21 +1371,46 @@ def render(numbers: Mapping[str, pd.DataFrame], figures: Sequence[str] = ()) -> 
               "has. "
               "`ok − bad` uses only nodes past the divergence of the question's correct and incorrect rollouts "
               "(not testable: no such question).", ""]
+    board = numbers["board"]
     for (task, student), _ in board.groupby(["task", "student"], sort=False):
-        lines += [f"### {task} · {student}", "", render_board(board, task, student), ""]
+        label = " (direct-answer contrast)" if (task, student) in contrast else ""
+        cell = where[(where.task == task) & (where.student == student)]
+        note = ([f"Direct-answer contrast: {_share(cell.first_token_share.iloc[0])} of this cell's informative "
+                 "nodes are at the first response token.", ""] if label and len(cell) else [])
+        lines += [f"### {task} · {student}{label}", "", *note, render_board(board, task, student), ""]
+    lines += ["## Shared top-k mass", "",
+              "`topk_shared_mass` (METHOD): the student's probability mass on the union of its own and the "
+              "teacher's top-10 tokens, over every node (each teacher's row). The union always holds the student's "
+              "own top 10, so the `self` row (the student's own top-10 mass) is the floor and `excess` (the mean "
+              "paired difference from it at the same nodes) is what the teacher's tokens add. Its relation to "
+              "alignment: Spearman between the node's shared mass and the teacher's alignment over the nodes with "
+              "one (harness.reports.analysis: cluster-bootstrap t interval and test over questions; q: Benjamini-Hochberg "
+              "over this table's tests on 10 questions or more).", "", render_shared_mass(numbers["shared_mass"]), ""]
     gold = numbers["gold"]
     if len(gold):
         lines += ["## walign by gold label", "",
-                  "Both tasks have a categorical gold answer (yes/no, a letter): a teacher can align with the ideal "
+                  "Tasks with a categorical gold answer (yes/no, a letter): a teacher can align with the ideal "
                   "direction because of the answer it favours rather than the question. Each label's walign over "
                   "the questions with that gold, beside the pooled walign.", ""]
         for (task, student), _ in gold.groupby(["task", "student"], sort=False):
             lines += [f"### {task} · {student} (by gold)", "", render_gold(gold, board, task, student), ""]
-    lines += ["## What the records give", "", *records_lines(numbers["records"]), ""]
-    lines += ["## What changed with issue 30", "",
-              "Statements of the previous write-up that the rules of issue 30 (METHOD, Alignment and Statistics) "
-              "change, recomputed from the same records under both rules:", "",
-              *changes_lines(numbers["before"], numbers["findings"], numbers["pairs"]), ""]
+    lines += ["## What the records give", ""]
+    if REASONING in numbers["records_by_setting"]:
+        status = numbers["records_by_setting"][REASONING]
+        lines += [f"- Reasoning setting: `prefix_shared` is known for {status['prefix_known']:.0%} of its "
+                  f"{status['nodes']} nodes, the unparsed outcome for {status['unparsed_known']:.0%}, the gold "
+                  f"answer for {status['gold_known']:.0%}; "
+                  + ("every column that recomputes S_hat, g* and the alignments is there." if not status["recompute"]
+                     else "missing: " + ", ".join(f"`{c}`" for c in status["recompute"]) + ".")]
+    if CONTRAST in numbers["records_by_setting"]:
+        lines += ["- Direct-answer contrast:", *("  " + line for line in records_lines(
+            numbers["records_by_setting"][CONTRAST]))]
+    lines += [""]
+    if len(second["before"]):
+        lines += ["## What changed with issue 30 (direct-answer contrast)", "",
+                  "Statements of the previous write-up that the rules of issue 30 (METHOD, Alignment and Statistics) "
+                  "change, recomputed from the same records under both rules:", "",
+                  *changes_lines(second["before"], second["findings"], second["pairs"]), ""]
     lines += ["## Does the ranking change with compression?", "",
               "Kendall's tau between two students' walign orderings of the teachers both have (`self` has no "
               "alignment).", "",
@@ -806,7 +1426,7 @@ def render(numbers: Mapping[str, pd.DataFrame], figures: Sequence[str] = ()) -> 
               "scores both on the other half: its expectation is 0 or less when no per-node choice is real, and "
               "its sign-flip test over questions says whether routing beats the best single teacher. It is what "
               "a router that knew each node's best teacher from independent evidence would gain, an upper bound "
-              "for one that must predict it.", "",
+              "for one that must predict it. Below 10 questions: no interval, inconclusive at that n.", "",
               _md([[r.task, r.student, _text(r.best_single), _num(r.best_single_walign), _num(r.oracle_walign),
                     _num(r.switch_rate), _with_interval(r.cv_gain, r.cv_gain_lo, r.cv_gain_hi),
                     _p(r.p_cv_gain), _p(r.q_cv_gain), _count(r.cv_questions), _num(r.mde_cv_gain)]
@@ -830,8 +1450,9 @@ def render(numbers: Mapping[str, pd.DataFrame], figures: Sequence[str] = ()) -> 
               f"questions to run so that the median comparison, and every comparison, detects {EFFECT} in "
               "alignment, and the hours the slower of the two takes at the cell's own rate measured in What ran (its "
               "threads). Questions count as run whether or not screening kept a node in them. A comparison with no "
-              "spread to extrapolate from is not sized (here every ok − bad: not testable from these records), so "
-              "`every comparison` covers the sized ones.", "",
+              "spread to extrapolate from is not sized, so `every comparison` covers the sized ones; below 10 "
+              "questions the spread itself rests on few questions, so those sizes are rough.", "",
+              *minimum_detectable_effects(numbers["plan_rows"]), "",
               _md([[r.task, r.student, r.pilot_questions, r.comparisons, r.undetermined,
                     _count(_median_to_run(numbers["plan_rows"], r.task, r.student)), _count(r.questions_for_all),
                     _num(r.hours, 1)] for r in numbers["plan"].itertuples()],
@@ -858,8 +1479,8 @@ def write(study_dir: Path = STUDY_DIR, write_up: Path = WRITE_UP) -> str:
     from harness.render.plots import plot_run
     from harness.workflows.suite import slug
 
-    nodes, runs, accuracy = load(study_dir)
-    numbers = compute(nodes, runs, accuracy)
+    nodes, runs, accuracy, rollouts = load(study_dir)
+    numbers = compute(nodes, runs, accuracy, rollouts)
     for old in Path(study_dir).glob("*.png"):
         old.unlink()
     for (task, student), group in nodes.groupby(["task", "student"], sort=False):
@@ -878,7 +1499,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     gather = sub.add_parser("collect", help="compact files from the suite's runs and the accuracy reports")
     gather.add_argument("suite_dir", type=Path)
     gather.add_argument("accuracy_dir", type=Path, nargs="?")
-    commit = sub.add_parser("chunk", help="commit finished chunk runs' compact records under chunks/ (never replaced)")
+    commit = sub.add_parser("chunk", help="commit finished chunk runs' compact records and per-rollout files under "
+                                          "chunks/ (never replaced; a missing per-rollout file is added)")
     commit.add_argument("run_dirs", type=Path, nargs="+")
     sub.add_parser("merge", help="nodes.parquet and runs.json from the committed chunks (other cells kept)")
     sub.add_parser("write", help="results/STUDY.md and its figures from the compact files")
@@ -895,8 +1517,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             for path in commit_chunks(args.run_dirs) if args.step == "chunk" else merge_chunks() or ():
                 print(path)
-        except ConfigError as error:  # chunks that overlap or differ: one paragraph, nothing written
-            print(f"error: {error}", file=sys.stderr)
+        except (ConfigError, FileNotFoundError) as error:  # chunks that overlap or differ, a run missing: one
+            print(f"error: {error}", file=sys.stderr)  # paragraph, nothing written
             return 2
     elif args.step == "backfill":
         backfill(args.data_dir)
