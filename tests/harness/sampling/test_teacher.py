@@ -9,6 +9,7 @@ import torch
 from harness.api.registry import RegistryError
 from harness.api.task import Question, resolve_task
 from harness.sampling.models import load_model
+from harness.sampling.prompting import chat_prompt_ids
 from harness.sampling.teacher import (
     ContextInputs,
     RolloutView,
@@ -94,25 +95,17 @@ def test_tail_log_likelihood_is_the_mean_over_the_tails_tokens_of_one_full_forwa
     tail = "the part that is scored"
     user_text = f"Some context first. {tail} and then the end."
     got = mean_logprob_of_tail(lm, user_text, tail)
-    # by hand: render the turn as the teacher sees it, run the whole sequence once, and average log p(token | before)
-    # over the tokens whose characters lie inside the tail's last occurrence
-    tokenizer = lm.tokenizer
-    if getattr(tokenizer, "chat_template", None):
-        rendered = tokenizer.apply_chat_template([{"role": "user", "content": user_text}], tokenize=False,
-                                                 add_generation_prompt=True)
-        encoded = tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True)
-    else:
-        rendered = user_text.rstrip() + "\n\n"
-        encoded = tokenizer(rendered, return_offsets_mapping=True)
-    begin = rendered.rfind(tail)
-    ids = encoded["input_ids"]
+    # by hand: the tiny model's tokenizer is byte-level (one token per character), so the tail's tokens are its
+    # own byte tokens, found as the last run of them in the ids the teacher is shown; one full forward pass scores
+    # each by the row before it
+    ids = chat_prompt_ids(lm.tokenizer, user_text)
+    tail_ids = lm.tokenizer(tail, add_special_tokens=False)["input_ids"]
+    assert len(tail_ids) == len(tail)
+    start = max(i for i in range(len(ids) - len(tail_ids) + 1) if ids[i:i + len(tail_ids)] == tail_ids)
     with torch.no_grad():
         logits = lm.model(input_ids=torch.tensor([ids])).logits[0].double()
     logp = torch.log_softmax(logits[:, : lm.vocab_size], dim=-1)
-    inside = [i for i, (a, b) in enumerate(encoded["offset_mapping"])
-              if i > 0 and b > a and a < begin + len(tail) and b > begin]
-    assert len(inside) >= 3
-    expected = sum(float(logp[i - 1, ids[i]]) for i in inside) / len(inside)
+    expected = sum(float(logp[i - 1, ids[i]]) for i in range(start, start + len(tail_ids))) / len(tail_ids)
     assert got == pytest.approx(expected, abs=1e-6)
     with pytest.raises(ValueError, match="not part of the user turn"):
         mean_logprob_of_tail(lm, user_text, "absent text")
