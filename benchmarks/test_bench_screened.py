@@ -44,6 +44,7 @@ from harness.diagnostic.alignment import is_informative, success_rates
 from harness.diagnostic.question import (
     Participants,
     QuestionResult,
+    QuestionWork,
     Settings,
     plan_question,
     rollouts_of,
@@ -120,8 +121,9 @@ def _design(who: Participants, ledger: LedgerBackend, sampled, settings: Setting
         rollouts = rollouts_of(rows)
         views = [RolloutView(row["rollout_id"], row["response"], row["correct"]) for row in rows]
         ledger.ledger = []
-        plans, _ = plan_question(question, rollouts, [dict(row) for row in rows], prompt_ids, views, who, settings,
-                                 who.task.max_new_tokens, NoProgress(), QuestionResult())
+        work = QuestionWork(question, prompt_ids, views, who, settings, who.task.max_new_tokens, NoProgress(),
+                            QuestionResult())
+        plans, _ = plan_question(work, rollouts, [dict(row) for row in rows])
         # branch_jobs' sources are, job after job, the question's rollouts with tokens, in order
         with_tokens = [rollout.rollout_id for rollout in rollouts if rollout.tokens]
         at_position: dict[tuple[int, int], int] = defaultdict(int)

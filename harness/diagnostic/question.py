@@ -165,6 +165,22 @@ class NodePlan:
     screen: tuple[tuple[int, ...], ...] = ((), ())  # screen_correct, screen_trials
 
 
+@dataclass(frozen=True)
+class QuestionWork:
+    """One question while its nodes are planned and scored: what every step reads (the question, its prompt ids,
+    what a context builder may see of its rollouts, the participants, the settings and the new-token budget) and
+    where each reports (the progress, and the result whose token, pass and screening counters it adds to)."""
+
+    question: Question
+    prompt_ids: list[int]
+    views: Sequence[RolloutView]
+    who: Participants
+    settings: Settings
+    max_new: int
+    progress: Progress
+    result: QuestionResult
+
+
 _SAME_AS_STUDENT = object()  # marker: teacher distribution is the student's own, bit for bit
 
 
@@ -210,9 +226,9 @@ def diagnose_question(question: Question, who: Participants, settings: Settings,
     new_plans: list[NodePlan] = []
     kept_logits: dict[int, RolloutLogits] = {}
     contexts: dict[int, tuple[str, Any]] = {}  # per teacher, its last context and the pass over it
+    work = QuestionWork(question, prompt_ids, views, who, settings, max_new, progress, result)
     if plans is None:  # every rollout's nodes are planned, and branched in shared batches, before any scoring
-        new_plans, kept_logits = plan_question(question, rollouts, result.question_rows, prompt_ids, views, who,
-                                                settings, max_new, progress, result, contexts, prompt_pass)
+        new_plans, kept_logits = plan_question(work, rollouts, result.question_rows, contexts, prompt_pass)
         plans = new_plans
     for rollout in rollouts:
         if rollout.tokens and todo:
@@ -222,8 +238,7 @@ def diagnose_question(question: Question, who: Participants, settings: Settings,
                 prompt_pass = prompt_pass or prefill(student, prompt_ids)
                 _, logits = extend(student, prompt_pass, rollout.tokens)
                 kept = RolloutLogits(dict(enumerate(logits)), {}, {})
-            rows = _score_rollout(question, rollout, views, who, todo, settings, result, rollout_plans, kept,
-                                  contexts, rollouts)
+            rows = _score_rollout(work, rollout, todo, rollout_plans, kept, contexts, rollouts)
             for index, teacher_rows in zip(todo, rows):
                 rows_by_teacher[index].extend(teacher_rows)
         progress.advance("teacher passes", len(who.teachers))
@@ -303,14 +318,14 @@ class RolloutLogits:
     texts: dict[int, str | None]  # per teacher in ``teachers``, its context text (record column ``context_text``)
 
 
-def _score_rollout(question: Question, rollout: Rollout, views, who: Participants, todo: Sequence[int],
-                   settings: Settings, result: QuestionResult, plans: list[NodePlan], kept: RolloutLogits,
-                   contexts: dict[int, tuple[str, Any]], siblings: Sequence[Rollout]) -> list[list[dict]]:
+def _score_rollout(work: QuestionWork, rollout: Rollout, todo: Sequence[int], plans: list[NodePlan],
+                   kept: RolloutLogits, contexts: dict[int, tuple[str, Any]], siblings: Sequence[Rollout]
+                   ) -> list[list[dict]]:
     """The node rows of one rollout for every teacher at ``todo``: q_t by one forward pass per (teacher, rollout)
     unless planning already ran it, then each node's divergences, loss directions and alignments. ``siblings``:
     every rollout of the question (``prefix_shared``)."""
+    question, views, who, settings, result = work.question, work.views, work.who, work.settings, work.result
     student, y = who.student, list(rollout.tokens)
-    n = len(y)
     inputs = ContextInputs(who.task, question, rollout.rollout_id, views, student=student, seed=who.seed,
                            state=who.state)
     teacher_logits, context_texts = dict(kept.teachers), dict(kept.texts)
@@ -331,7 +346,7 @@ def _score_rollout(question: Question, rollout: Rollout, views, who: Participant
         logp_sampling = logp if settings.temperature == 1.0 else torch.log_softmax(z / settings.temperature, -1).cpu()
         support = list(plan.support_token_ids)
         ideals = IdealGradients.of(plan, logp_sampling[support].exp().numpy())
-        base = _node_columns(question, rollout, plan, logp, ideals, who, grpo_loss, n, settings.selection)
+        base = _node_columns(work, rollout, plan, logp, ideals, grpo_loss)
         base["prefix_shared"] = prefix_shared([r.tokens for r in siblings], [r.outcome for r in siblings],
                                               [r.rollout_id for r in siblings].index(rollout.rollout_id), position)
         for slot, index in enumerate(todo):
@@ -364,32 +379,33 @@ class _Candidates:
     logits: RolloutLogits
 
 
-def plan_question(question: Question, rollouts: Sequence[Rollout], question_rows: Sequence[dict],
-                  prompt_ids: list[int], views, who: Participants, settings: Settings, max_new: int,
-                  progress: Progress, result: QuestionResult, contexts: dict[int, tuple[str, Any]] | None = None,
-                  prompt_pass=None) -> tuple[list[NodePlan], dict[int, RolloutLogits]]:
+def plan_question(work: QuestionWork, rollouts: Sequence[Rollout], question_rows: Sequence[dict],
+                  contexts: dict[int, tuple[str, Any]] | None = None, prompt_pass=None
+                  ) -> tuple[list[NodePlan], dict[int, RolloutLogits]]:
     """Node selection (``settings.selection``) and the forced continuations behind ``S_hat`` for every rollout of
     the question, the continuations of all rollouts generated in shared batches. Returns the plans, in rollout
-    and position order, and per rollout the logits its scoring needs."""
+    and position order, and per rollout the logits its scoring needs. ``question_rows``: the rollouts'
+    ``questions.parquet`` rows (planning records their ``nonfinite_positions``)."""
+    question, prompt_ids, who, settings = work.question, work.prompt_ids, work.who, work.settings
     rows_by_id = {row["rollout_id"]: row for row in question_rows}
     if prompt_pass is None:  # one pass over the prompt, which every rollout extends
         prompt_pass = prefill(who.student, prompt_ids)
     contexts = {} if contexts is None else contexts
-    prepared = [_candidates(question, rollout, rows_by_id[rollout.rollout_id], prompt_pass, views, who, settings,
-                            result, contexts) for rollout in rollouts if rollout.tokens]
+    prepared = [_candidates(work, rollout, rows_by_id[rollout.rollout_id], prompt_pass, contexts)
+                for rollout in rollouts if rollout.tokens]
     screened = settings.selection == "screened"
     if screened:
-        chosen, screens, fresh = _screen(question, prompt_ids, prepared, who, settings, max_new, progress, result)
+        chosen, screens, fresh = _screen(work, prepared)
     else:  # METHOD: the top B candidates of every window
         chosen = [sorted((position, window) for window, positions in item.by_window.items()
                          for position in positions) for item in prepared]
         screens, fresh = {}, {}
     todo = [[(position, window) for position, window in nodes if (item.rollout.rollout_id, position) not in fresh]
             for item, nodes in zip(prepared, chosen)]
-    work = [(item.rollout, item.cache, [(position, item.supports[position]) for position, _ in nodes])
-            for item, nodes in zip(prepared, todo)]
-    counts = branch_nodes(who, question, prompt_ids, work, settings.continuations, "branches", settings.temperature,
-                          max_new, progress, result)
+    branches = [(item.rollout, item.cache, [(position, item.supports[position]) for position, _ in nodes])
+                for item, nodes in zip(prepared, todo)]
+    counts = branch_nodes(who, question, prompt_ids, branches, settings.continuations, "branches",
+                          settings.temperature, work.max_new, work.progress, work.result)
     for item, nodes, node_counts in zip(prepared, todo, counts):
         fresh.update(((item.rollout.rollout_id, position), node) for (position, _), node in zip(nodes, node_counts))
     plans = []
@@ -408,11 +424,12 @@ def plan_question(question: Question, rollouts: Sequence[Rollout], question_rows
     return plans, kept
 
 
-def _candidates(question: Question, rollout: Rollout, question_row: dict, prompt_pass, views, who: Participants,
-                settings: Settings, result: QuestionResult, contexts: dict[int, tuple[str, Any]]) -> _Candidates:
+def _candidates(work: QuestionWork, rollout: Rollout, question_row: dict, prompt_pass,
+                contexts: dict[int, tuple[str, Any]]) -> _Candidates:
     """One student pass over the rollout on top of the prompt's (p at every position, and the KV cache every
     branch starts from), the priority of every position, and the candidate nodes of each depth window with their
     supports C(u)."""
+    question, views, who, settings, result = work.question, work.views, work.who, work.settings, work.result
     student, y = who.student, list(rollout.tokens)
     n = len(y)
     cache, logits = extend(student, prompt_pass, y)  # row i is the distribution y_i was sampled from
@@ -461,8 +478,7 @@ def answer_fixed_positions(task: Task, tokenizer, tokens: Sequence[int]) -> list
             if task.answer_is_final(tokenizer.decode(list(tokens[:i]), skip_special_tokens=True))]
 
 
-def _screen(question: Question, prompt_ids: list[int], prepared: Sequence[_Candidates], who: Participants,
-            settings: Settings, max_new: int, progress: Progress, result: QuestionResult
+def _screen(work: QuestionWork, prepared: Sequence[_Candidates]
             ) -> tuple[list[list[tuple[int, int]]], dict[tuple[int, int], tuple[tuple[int, ...], ...]],
                        dict[tuple[int, int], np.ndarray]]:
     """The screened selection's first stage (``harness.diagnostic.selection``): screen candidates of every window, best
@@ -471,6 +487,7 @@ def _screen(question: Question, prompt_ids: list[int], prepared: Sequence[_Candi
     window)`` nodes, sorted; per kept node its screening evidence ``(correct, trials)`` per support token
     (sibling rollouts and screening continuations; the node's own rollout is in neither); and the estimation
     counts of the nodes kept on free evidence, whose fresh continuations ran in the screening call."""
+    question, prompt_ids, who, settings, result = work.question, work.prompt_ids, work.who, work.settings, work.result
     budget = settings.nodes_per_window
     kept: list[dict[int, list[int]]] = [{window: [] for window in item.by_window} for item in prepared]
     tried = [{window: 0 for window in item.by_window} for item in prepared]
@@ -506,7 +523,7 @@ def _screen(question: Question, prompt_ids: list[int], prepared: Sequence[_Candi
             [([(item.rollout, item.cache, nodes) for item, nodes in zip(prepared, undecided)], 1, "screen"),
              ([(item.rollout, item.cache, nodes) for item, nodes in zip(prepared, kept_free)],
               settings.continuations, "branches")],
-            settings.temperature, max_new, progress, result)
+            settings.temperature, work.max_new, work.progress, result)
         result.screening.tokens += screen_spent
         for item, nodes, node_counts in zip(prepared, kept_free, fresh_counts):
             for (position, _), node in zip(nodes, node_counts):
@@ -634,9 +651,10 @@ class IdealGradients:
                 f"align_{name}_b": cosine(self.halves[1], d)}
 
 
-def _node_columns(question: Question, rollout: Rollout, plan: NodePlan, logp: torch.Tensor, ideals: IdealGradients,
-                  who: Participants, grpo_loss: Loss, n: int, selection: str) -> dict[str, Any]:
+def _node_columns(work: QuestionWork, rollout: Rollout, plan: NodePlan, logp: torch.Tensor, ideals: IdealGradients,
+                  grpo_loss: Loss) -> dict[str, Any]:
     """The columns every teacher's row of a node shares: position, support, S_hat, g* and the GRPO alignment."""
+    question, who, selection, n = work.question, work.who, work.settings.selection, len(rollout.tokens)
     support, sampled = list(plan.support_token_ids), rollout.tokens[plan.position]
     grpo_d = project_to_support(
         grpo_loss.full_direction(NodeDistributions(logp, None, sampled, rollout.advantage)), support)

@@ -2,7 +2,7 @@
 
 The protocol needs the loss trained to be the loss whose alignment the diagnostic compared, so each trainable name of
 :data:`harness.diagnostic.losses.LOSSES` maps to the per-token objective whose logit gradient, negated, is exactly that loss's
-descent direction ``d`` (``tests/harness/test_validate_gradients.py`` checks it against ``harness.diagnostic.losses`` with
+descent direction ``d`` (``tests/harness/diagnostic/test_training_losses.py`` checks it against ``harness.diagnostic.losses`` with
 autograd, over the full vocabulary and on the support + tail bucket the records store):
 
 * ``rkl``, ``fkl``, ``jsd``: TRL's full-vocabulary self-distillation divergence

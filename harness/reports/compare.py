@@ -38,11 +38,12 @@ from harness.reports import stats
 from harness.reports.leaderboard import NODE_KEY, REFERENCE_LOSS, Leaderboard, build
 from harness.storage import chunks
 from harness.storage.records import load_run
+from harness.storage.run_meta import RunMeta
 
 ROW_KEY = [*NODE_KEY, "teacher"]
-# what two runs must share to be one configuration (teachers, --limit, --data-dir, threads may differ)
+# what two runs must share to be one configuration (teachers, --limit, --data-dir, threads may differ), besides the
+# device and dtype they ran on (RunMeta.configuration adds those)
 SAME_CONFIGURATION = ("task", "student", "seed", "settings", "backend")
-SAME_MACHINE = ("device", "dtype")
 
 
 @dataclass
@@ -54,11 +55,7 @@ class Runs:
 
 
 def _configuration(run_json: dict[str, Any]) -> dict[str, Any] | None:
-    config = run_json.get("config")
-    if not isinstance(config, dict):
-        return None
-    return {**{name: config.get(name) for name in SAME_CONFIGURATION},
-            **{name: run_json.get(name) for name in SAME_MACHINE}}
+    return RunMeta.of(run_json).configuration(SAME_CONFIGURATION)
 
 
 def _label(run_dir: Path, run_dirs: Sequence[Path]) -> str:

@@ -13,7 +13,7 @@ per-question sums, ``theta = sum_q num_q / sum_q den_q`` (a node-pooled, possibl
   ``p = (1 + #{|T*| >= |T|}) / (1 + permutations)``); ``pvalue`` is the test of ``theta = 0``;
 - the interval is every ``delta`` that test does not reject at ``1 - level`` (test inversion). It covers the truth at
   the nominal rate under symmetric question contributions and stays close to it otherwise: in the simulations of
-  ``tests/harness/test_stats.py`` it covers >= 93% from 10 questions on, where the percentile bootstrap covers 91%
+  ``tests/harness/reports/test_stats.py`` it covers >= 93% from 10 questions on, where the percentile bootstrap covers 91%
   (84% at 5). Below :data:`MIN_QUESTIONS` questions no interval is given (NaN): the n is too small;
 - ``se`` is the cluster-robust (linearised) standard error, used for power (:func:`minimum_detectable_effect`,
   :func:`questions_needed`).

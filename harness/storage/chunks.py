@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from harness.api.errors import ConfigError
+from harness.storage.run_meta import RunMeta
 
 _RANGE = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
 # config fields a chunk may differ in: which questions, where the data and the output live, how threads were asked
 _FREE_CONFIG = ("questions", "limit", "data_dir", "device", "threads")
-# run.json fields outside the config that the records depend on
-_SAME_RUN = ("device", "dtype", "questions_in_flight")
 
 
 def parse_range(text: str, flag: str = "--questions") -> tuple[int, int]:
@@ -73,20 +72,12 @@ def chunk_meta(questions: Sequence[int], in_flight: int, total: int) -> dict[str
 
 
 def is_chunk(run_json: Mapping[str, Any]) -> bool:
-    return bool((run_json.get("config") or {}).get("questions"))
+    return RunMeta.of(run_json).questions is not None
 
 
 def _identity(run_json: Mapping[str, Any]) -> dict[str, Any]:
     """Everything a chunk's records depend on besides its range."""
-    config = dict(run_json.get("config") or {})
-    for name in _FREE_CONFIG:
-        config.pop(name, None)
-    identity = {f"config.{name}": value for name, value in config.items()}
-    identity.update({name: run_json.get(name) for name in _SAME_RUN})
-    if str(run_json.get("device", "")).startswith("cpu"):  # on CPU the thread count changes the sampled tokens
-        identity["threads"] = run_json.get("threads")
-    identity["code"] = sorted({run_json.get("code"), *run_json.get("code_earlier", [])} - {None})
-    return identity
+    return RunMeta.of(run_json).configuration_apart_from(_FREE_CONFIG)
 
 
 def check(parts: Sequence[tuple[Path, Mapping[str, Any]]]) -> None:
@@ -111,7 +102,7 @@ def check(parts: Sequence[tuple[Path, Mapping[str, Any]]]) -> None:
                               f"{', '.join(differing)} ({detail}), so their nodes are not rows of one run. Rerun "
                               f"the chunk with the others' configuration and code, or compare the runs as separate "
                               f"columns (leave out --combine).")
-    ranges = sorted((tuple(run_json["config"]["questions"]), str(path)) for path, run_json in parts)
+    ranges = sorted((RunMeta.of(run_json).questions, str(path)) for path, run_json in parts)
     for (earlier, earlier_path), (later, later_path) in zip(ranges, ranges[1:]):
         if later[0] < earlier[1]:
             raise ConfigError(f"Cannot combine the chunks {names}: {earlier_path} holds questions "
@@ -125,23 +116,23 @@ def combine(student: str, parts: Sequence[tuple[Path, Any, Mapping[str, Any]]]):
     import pandas as pd
 
     check([(path, run_json) for path, _, run_json in parts])
-    ordered = sorted(parts, key=lambda part: part[2]["config"]["questions"][0])
+    ordered = sorted(parts, key=lambda part: RunMeta.of(part[2]).questions)
     nodes = pd.concat([frame for _, frame, _ in ordered], ignore_index=True)
-    spans = ", ".join(f"{range_text(run_json['config']['questions'])} ({path})" for path, _, run_json in ordered)
+    spans = ", ".join(f"{range_text(RunMeta.of(run_json).questions)} ({path})" for path, _, run_json in ordered)
     return nodes, f"{student}: combined the chunks {spans} into one column; their ranges are disjoint, so every node counts once."
 
 
 def merge_meta(metas: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """One cell's run.json from its chunks' (for the study's cost table): the first chunk's configuration with every
     range, summed counts, every session, complete when every chunk is."""
-    ordered = sorted(metas, key=lambda meta: meta["config"]["questions"][0])
+    ordered = sorted(metas, key=lambda meta: RunMeta.of(meta).questions[0])
+    typed = [RunMeta.of(meta) for meta in ordered]
     merged = dict(ordered[0])
-    merged["config"] = {**ordered[0]["config"], "questions": [list(m["config"]["questions"]) for m in ordered]}
-    merged["status"] = "complete" if all(m.get("status") == "complete" for m in ordered) else "stopped"
-    counts = [m.get("counts") or {} for m in ordered]
-    merged["counts"] = {name: sum(c.get(name) or 0 for c in counts)
+    merged["config"] = {**typed[0].provenance.config, "questions": [list(m.questions) for m in typed]}
+    merged["status"] = "complete" if all(m.complete for m in typed) else "stopped"
+    merged["counts"] = {name: sum(m.counts.get(name) or 0 for m in typed)
                         for name in ("questions", "rollouts", "nodes", "informative_nodes")}
-    merged["resumed_questions"] = sum(int(m.get("resumed_questions") or 0) for m in ordered)
-    merged["sessions"] = [session for m in ordered for session in m.get("sessions") or []]
+    merged["resumed_questions"] = sum(m.reused_questions[0] for m in typed)
+    merged["sessions"] = [dict(session) for m in typed for session in m.sessions]
     merged.pop("timings", None)  # per chunk; the sessions hold every chunk's cost
     return merged

@@ -7,7 +7,6 @@ opens one without an identity to merge the parts again.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import re
 import shutil
@@ -31,6 +30,7 @@ from harness.storage.records import (
     rows_to_table,
     write_table,
 )
+from harness.storage.run_meta import RunMeta
 
 DAMAGED_DIR = "damaged"  # RUN/parts/damaged/: part files that could not be read, kept for inspection
 
@@ -208,11 +208,7 @@ def _move_aside(path: Path, folder: Path) -> Path:
 
 
 def _read_identity(path: Path) -> RunIdentity | None:
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, ValueError):
+    meta = RunMeta.read(path)
+    if meta is None or meta.provenance.fingerprint is None:
         return None
-    if not isinstance(meta, dict) or "fingerprint" not in meta:
-        return None
-    return RunIdentity(meta["fingerprint"], meta.get("sampling_fingerprint", ""),
-                       tuple(meta.get("config", {}).get("teachers", ())))
+    return RunIdentity(meta.provenance.fingerprint, meta.provenance.sampling_fingerprint, meta.teachers)

@@ -19,7 +19,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -61,6 +61,7 @@ from harness.storage.records import (
     write_json,
 )
 from harness.storage.run_directory import RunDirectory, RunIdentity
+from harness.storage.run_meta import RunMeta
 
 
 class RunStoppedError(OpdError, RuntimeError):
@@ -263,11 +264,9 @@ def _fewer_questions(out: Path, config: RunConfig, teachers: Sequence[Teacher], 
                      ) -> tuple[int, str] | None:
     """``(limit, fingerprint)`` of this configuration at the smaller ``--limit`` of the run in ``out``, if its
     run.json has one: a run there with that fingerprint is this run on its first questions, and grows in place."""
-    try:
-        earlier = json.loads((out / "run.json").read_text())["config"]["limit"]
-    except (OSError, ValueError, TypeError, KeyError):
-        return None
-    if not isinstance(earlier, int) or (config.limit is not None and earlier >= config.limit) or config.questions:
+    meta = RunMeta.read(out / "run.json")
+    earlier = meta.limit if meta is not None else None
+    if earlier is None or (config.limit is not None and earlier >= config.limit) or config.questions:
         return None
     return earlier, config_fingerprint(replace(config, limit=earlier), teachers, threads)
 
@@ -279,11 +278,9 @@ def _smaller_range(out: Path, config: RunConfig, teachers: Sequence[Teacher], th
     grows in place (its saved questions are kept: a chunk's waves are the whole task's, whatever its ends)."""
     if config.questions is None:
         return None
-    try:
-        earlier = tuple(json.loads((out / "run.json").read_text())["config"]["questions"])
-    except (OSError, ValueError, TypeError, KeyError):
-        return None
-    if (len(earlier) != 2 or earlier == tuple(config.questions)
+    meta = RunMeta.read(out / "run.json")
+    earlier = meta.questions if meta is not None else None
+    if (earlier is None or earlier == tuple(config.questions)
             or not config.questions[0] <= earlier[0] < earlier[1] <= config.questions[1]):
         return None
     return earlier, config_fingerprint(replace(config, questions=earlier), teachers, threads)
@@ -446,11 +443,12 @@ def _run_questions(config: RunConfig, questions, who: Participants, run_dir: Run
         run_dir.forget_from(run_dir.grown_from - run_dir.grown_from % in_flight)
     todo = [(index, q) for index, q in selected if run_dir.part_key(index, q.id) not in run_dir.done]
     earlier = _earlier_meta(run_dir)
-    if (not todo and earlier.get("status") == "complete" and earlier.get("fingerprint") == run_dir.identity.fingerprint
-            and not run_dir.set_aside):
-        # nothing to do: keep the record of the session that did the work (its cost and timings)
+    if (not todo and earlier is not None and earlier.complete
+            and earlier.provenance.fingerprint == run_dir.identity.fingerprint and not run_dir.set_aside):
+        # nothing to do: keep the record of the session that did the work (its cost and timings), returned as the
+        # file holds it
         run_dir.merge()
-        return earlier
+        return json.loads((run_dir.path / "run.json").read_text())
     code = code_fingerprint()
     meta = {
         "config": asdict(config),
@@ -465,8 +463,8 @@ def _run_questions(config: RunConfig, questions, who: Participants, run_dir: Run
         "omp_wait_policy": threads.wait_policy or "unset (OpenMP default: spinning)",
         "versions": package_versions(),
         "code": code,  # this session's harness/tasks/teachers sources; earlier sessions' when the run resumed or grew
-        "code_earlier": [c for c in dict.fromkeys([*earlier.get("code_earlier", []),
-                                                   earlier.get("code", "not recorded") if earlier else None])
+        "code_earlier": [c for c in dict.fromkeys([*earlier.provenance.code_earlier,
+                                                   earlier.provenance.code or "not recorded"] if earlier else [])
                          if c and c != code],
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "resumed_questions": len(questions) - len(todo),
@@ -477,7 +475,8 @@ def _run_questions(config: RunConfig, questions, who: Participants, run_dir: Run
         "cache": str(cache.root) if cache is not None else None,
         "set_aside_parts": [str(p.relative_to(run_dir.path)) for p in run_dir.set_aside],
         "status": "running",
-        "sessions": _earlier_sessions(earlier),  # kept through a session that is killed before it finishes
+        # kept through a session that is killed before it finishes
+        "sessions": [dict(session) for session in earlier.sessions] if earlier is not None else [],
     }
     write_json(meta, run_dir.path / "run.json")
     progress.add_total("questions", len(todo))
@@ -556,29 +555,12 @@ def _run_questions(config: RunConfig, questions, who: Participants, run_dir: Run
     return meta
 
 
-def _earlier_sessions(earlier: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The sessions an earlier run.json lists; one written before run.json listed them stands for its last
-    session (the only one it recorded), and an unfinished one (killed: no counts) for none."""
-    if "sessions" in earlier:
-        return list(earlier["sessions"])
-    counts, timings = earlier.get("counts") or {}, earlier.get("timings") or {}
-    if earlier.get("status") != "complete" or "total_s" not in timings:
-        return []
-    return [{"finished_at": earlier.get("finished_at"),
-             "questions_sampled": int(counts.get("questions", 0)) - int(earlier.get("resumed_questions") or 0),
-             "generated_tokens": counts.get("generated_tokens_this_session"), "total_s": timings["total_s"],
-             "device": earlier.get("device"), "threads": earlier.get("threads"), "code": earlier.get("code")}]
-
-
-def _earlier_meta(run_dir: RunDirectory) -> dict[str, Any]:
-    """The run.json of the run whose committed questions this one resumes or grows from, else {}."""
-    try:
-        meta = json.loads((run_dir.path / "run.json").read_text())
-    except (OSError, ValueError):
-        return {}
+def _earlier_meta(run_dir: RunDirectory) -> RunMeta | None:
+    """The run.json of the run whose committed questions this one resumes or grows from, else None."""
+    meta = RunMeta.read(run_dir.path / "run.json")
     accepted = {run_dir.identity.fingerprint}
     if run_dir.grown_from is not None:
         accepted.add(run_dir.identity.fewer_questions[1])
     if run_dir.grown_range is not None:
         accepted.add(run_dir.identity.smaller_range[1])
-    return meta if isinstance(meta, dict) and meta.get("fingerprint") in accepted else {}
+    return meta if meta is not None and meta.provenance.fingerprint in accepted else None

@@ -128,6 +128,7 @@ def run_cell(cell: Cell, include: tuple[str, ...] = (), cache_dir: str | None = 
     from harness.reports.leaderboard import build, select_losses
     from harness.storage.cache import WorkCache
     from harness.storage.records import load_run
+    from harness.storage.run_meta import RunMeta
     from harness.workflows.plugins import load_all
     from harness.workflows.runner import run
 
@@ -139,7 +140,7 @@ def run_cell(cell: Cell, include: tuple[str, ...] = (), cache_dir: str | None = 
         table = select_losses(table, cell.losses)
         (cell.out / f"{name}.md").write_text(format_table(table, "md") + "\n")
         (cell.out / f"{name}.json").write_text(format_table(table, "json") + "\n")
-    return {"task": cell.task, "student": cell.student, "out": str(cell.out), "counts": meta["counts"]}
+    return {"task": cell.task, "student": cell.student, "out": str(cell.out), "counts": dict(RunMeta.of(meta).counts)}
 
 
 def run_suite(suite: Suite, ray_address: str | None = None, use_ray: bool = False, console=None,
