@@ -41,22 +41,19 @@ trained again. Step questions and rollout streams depend only on (seed, step), s
 from __future__ import annotations
 
 import json
-import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness.api.errors import ConfigError
-from harness.api.method import JSD_BETA
 from harness.api.progress import NoProgress, Progress
 from harness.diagnostic.training_losses import require_trl, training_loss
 from harness.reports.validation_report import CONTROL, GRPO
-from harness.workflows.validate_config import RESERVED, Ranges, Training, ValidateConfig, ValidateError
+from harness.workflows.validate_config import Training, ValidateConfig, ValidateError
 
 PROTOCOL_FILE = "protocol.json"
 BEFORE_FILE = "before.json"

@@ -70,7 +70,7 @@ def register(commands) -> None:
 
 
 def config_from(args: argparse.Namespace):
-    from harness.workflows.validate import Ranges, Training, ValidateConfig, ValidateError
+    from harness.workflows.validate_config import Ranges, Training, ValidateConfig, ValidateError
 
     if args.seed is not None and args.seeds is not None:
         raise ValidateError("Give either --seed or --seeds, not both.")
@@ -96,7 +96,7 @@ def cmd_validate(args: argparse.Namespace, console) -> int:
     apply_threads(args.threads)  # a bad --threads stops here, before any model loads
     config = config_from(args)
     if args.max_runs is not None and args.max_runs < 1:
-        from harness.workflows.validate import ValidateError
+        from harness.workflows.validate_config import ValidateError
 
         raise ValidateError(f"--max-runs must be at least 1 (got {args.max_runs}).")
     quiet_libraries()

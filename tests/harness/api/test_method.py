@@ -43,7 +43,7 @@ def test_statistics_read_the_owner():
 
 
 def test_other_commands_read_the_owner():
-    from harness.workflows.validate import Training
+    from harness.workflows.validate_config import Training
 
     assert Training().jsd_beta == method.JSD_BETA
     validate = build_parser()._subparsers._group_actions[0].choices["validate"]

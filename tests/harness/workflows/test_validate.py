@@ -7,16 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from harness.workflows.validate import (
-    CHECKPOINT_FILE,
-    RESULT_FILE,
-    Ranges,
-    Training,
-    ValidateConfig,
-    ValidateError,
-    run_dir,
-    run_validation,
-)
+from harness.workflows.validate import CHECKPOINT_FILE, RESULT_FILE, run_dir, run_validation
+from harness.workflows.validate_config import Ranges, Training, ValidateConfig, ValidateError
 
 needs_trl = pytest.mark.skipif(importlib.util.find_spec("trl") is None, reason="needs the train extra (TRL)")
 TASK = "test-validate-parity"  # registered in tests/fakes.py
