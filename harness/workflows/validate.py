@@ -570,7 +570,10 @@ def run_validation(config: ValidateConfig, out: Path, progress: Progress | None 
             trainer = Trainer(StudentCopies(student, initial, base), task, train_questions, config.training, target,
                               seed, state)
             log = trainer.run(directory, progress)
-        after = evaluate_model(student, task, eval_questions, config.samples, eval_seed)
+        if condition == CONTROL:  # the initial weights and the same seed answer exactly as before (common random
+            after = read_json(out / BEFORE_FILE)  # numbers): a second pass would repeat the first, at the cost of one
+        else:  # whole evaluation (most of a run on CPU); tests/harness/workflows/test_validate.py checks the identity
+            after = evaluate_model(student, task, eval_questions, config.samples, eval_seed)
         progress.advance("evaluations")
         step_seconds = [entry["seconds"] for entry in log]  # over every session of a resumed run
         write_json({"condition": condition, "seed": seed, "steps": len(log), "log": log,

@@ -37,6 +37,22 @@ def diagnostic(tmp_path_factory):
     return out
 
 
+def test_unchanged_weights_answer_exactly_alike_under_one_seed():
+    """What lets the control reuse the before pass instead of evaluating again: two evaluations of the same weights
+    with the same seed give the same answers, greedy and sampled; another seed samples other answers."""
+    from harness.sampling.models import load_model
+    from harness.workflows.validate import _questions_loader, evaluate_model
+
+    task, questions_of, _ = _questions_loader(_config())
+    questions = list(questions_of(None))[:6]
+    lm = load_model("tiny-random", "cpu")
+    first, again = (evaluate_model(lm, task, questions, 3, seed=0) for _ in range(2))
+    assert first == again
+    other = evaluate_model(lm, task, questions, 3, seed=1)
+    assert other["greedy_response"] == first["greedy_response"]  # greedy does not depend on the seed
+    assert other != first  # the sampled answers follow the seed
+
+
 @needs_trl
 def test_two_step_run_end_to_end(tmp_path, diagnostic):
     out = tmp_path / "validation"
@@ -46,8 +62,10 @@ def test_two_step_run_end_to_end(tmp_path, diagnostic):
     assert protocol["train_range"] == [10, 16]
     rows = {r["condition"]: r for r in report["rows"]}
     assert list(rows) == ["control", "grpo", *TEACHERS]
-    # the control is re-evaluated without training under the same random streams: exactly no gain
+    # the control's after is the before pass (unchanged weights, same streams: see the test below): exactly no gain
     assert rows["control"]["gain_sampled"]["estimate"] == 0 and rows["control"]["gain_greedy"]["estimate"] == 0
+    control = json.loads((run_dir(out, "control", 0) / RESULT_FILE).read_text())
+    assert control["after"] == json.loads((out / "before.json").read_text()) and control["steps"] == 0
     for condition in ("grpo", *TEACHERS):
         result = json.loads((run_dir(out, condition, 0) / RESULT_FILE).read_text())
         assert result["steps"] == 2 and len(result["log"]) == 2
