@@ -1472,6 +1472,18 @@ def figure_names(study_dir: Path = STUDY_DIR) -> list[str]:
 FIGURES = ("depth", "correctness")  # per (task, student): alignment by depth, and on correct vs incorrect paths
 
 
+FIGURE_COLOURS = 64  # line and scatter plots on a white ground: a palette this size looks the same at a third the bytes
+
+
+def _compact_png(source: Path, target: Path) -> None:
+    """``source`` saved as ``target`` with a palette of FIGURE_COLOURS colours: every chunk adds cells and figures,
+    and results/study must stay small enough to commit (tests/test_study.py)."""
+    from PIL import Image
+
+    with Image.open(source) as image:
+        image.convert("RGB").quantize(colors=FIGURE_COLOURS).save(target, optimize=True)
+
+
 def write(study_dir: Path = STUDY_DIR, write_up: Path = WRITE_UP) -> str:
     """The figures (per task and student) and STUDY.md from the compact files."""
     import tempfile
@@ -1487,7 +1499,7 @@ def write(study_dir: Path = STUDY_DIR, write_up: Path = WRITE_UP) -> str:
         with tempfile.TemporaryDirectory() as scratch:
             for path in plot_run(group, scratch, loss=HEADLINE_LOSS):
                 if path.suffix == ".png" and path.stem in FIGURES:
-                    path.replace(Path(study_dir) / f"{task}-{slug(student)}-{path.name}")  # no ':' in names
+                    _compact_png(path, Path(study_dir) / f"{task}-{slug(student)}-{path.name}")  # no ':' in names
     text = render(numbers, figure_names(study_dir))
     write_up.write_text(text)
     return text

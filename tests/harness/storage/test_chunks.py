@@ -237,7 +237,10 @@ def test_study_commits_chunks_once_and_merges_them_beside_other_cells(tmp_path, 
     build_module._write_nodes(legacy, study)
     (study / "runs.json").write_text(json.dumps([{"config": {"task": "boolq", "student": "other"}}]))
     written = build_module.commit_chunks([runs[0, 2], runs[2, 5]], out=study)
-    assert len(written) == 4
+    # per chunk: its nodes, its run.json keys and its per-rollout file
+    assert sorted(path.name for path in written) == sorted(
+        f"questions-{a:06d}-{b:06d}{suffix}" for a, b in ((0, 2), (2, 5))
+        for suffix in (".parquet", ".json", ".questions.parquet"))
     assert build_module.commit_chunks([runs[0, 2]], out=study) == []  # committed once, never replaced
     with pytest.raises(ConfigError, match="not a finished chunk run"):
         build_module.commit_chunks([whole], out=study)
