@@ -510,8 +510,7 @@ def _run_questions(config: RunConfig, questions, who: Participants, run_dir: Run
                 run_dir.merge(durable=False)
                 generated += result.generated_tokens
                 teacher_passes += result.teacher_passes
-                for name in ("candidates", "kept", "tokens"):
-                    setattr(screening, name, getattr(screening, name) + getattr(result.screening, name))
+                screening += result.screening
                 # throughput counts nodes sampled in this session, not those read back from the cache
                 diagnosed += len(result.node_rows) // len(config.teachers) if result.sampled_now else 0
                 progress.advance("questions")
