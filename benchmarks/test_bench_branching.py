@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from harness.sampling.generation import Branch, forward_logits, generate_branches, make_generator, prefill
+from harness.sampling.generation import Branch, Decoding, forward_logits, generate_branches, make_generator, prefill
 from harness.sampling.models import LoadedModel, tiny_tokenizer
 
 PREFIX, BRANCHES, NEW_TOKENS = 512, 16, 32
@@ -44,7 +44,7 @@ def test_shared_prefix_branching_vs_generate_per_continuation(benchmark, lm):
     def shared():  # prefill once, 16 rows decode together over copies of the prefix KV
         cache, _ = prefill(lm, ids)
         generate_branches(lm, cache, [Branch(PREFIX, 65 + b % 20, NEW_TOKENS) for b in range(BRANCHES)],
-                          temperature=1.0, generator=make_generator(lm.device, 0))
+                          Decoding(1.0, make_generator(lm.device, 0)))
 
     def naive():  # what a harness without branching does: one generate() call per continuation
         for b in range(BRANCHES):
@@ -91,8 +91,8 @@ def test_rollout_throughput_vs_matmul_roofline(benchmark, lm):
 
     def rollouts():
         cache, logits = prefill(lm, ids)
-        generate_branches(lm, cache, [Branch(len(ids), None, 64)] * 32, temperature=1.0,
-                          first_logits=logits[-1], generator=make_generator(lm.device, 1))
+        generate_branches(lm, cache, [Branch(len(ids), None, 64)] * 32, Decoding(1.0, make_generator(lm.device, 1)),
+                          first_logits=logits[-1])
 
     benchmark.pedantic(rollouts, rounds=2, iterations=1)
     tokens_per_s = 32 * 64 / benchmark.stats.stats.min

@@ -43,7 +43,6 @@ from harness.api.task import resolve_task
 from harness.diagnostic.alignment import is_informative, success_rates
 from harness.diagnostic.question import (
     Participants,
-    QuestionResult,
     QuestionWork,
     Settings,
     plan_question,
@@ -110,7 +109,7 @@ def shared():
     sampled = []
     for question in task.load(data_dir, QUESTIONS):
         prompt_ids = chat_prompt_ids(student.tokenizer, question.prompt)
-        rows = sample_rollouts(question, who, Settings(**KNOBS), task.max_new_tokens, prompt_ids, QuestionResult())
+        rows = sample_rollouts(question, who, Settings(**KNOBS), task.max_new_tokens, prompt_ids)
         sampled.append((question, prompt_ids, rows))
     return who, ledger, sampled
 
@@ -121,9 +120,8 @@ def _design(who: Participants, ledger: LedgerBackend, sampled, settings: Setting
         rollouts = rollouts_of(rows)
         views = [RolloutView(row["rollout_id"], row["response"], row["correct"]) for row in rows]
         ledger.ledger = []
-        work = QuestionWork(question, prompt_ids, views, who, settings, who.task.max_new_tokens, NoProgress(),
-                            QuestionResult())
-        plans, _ = plan_question(work, rollouts, [dict(row) for row in rows])
+        work = QuestionWork(question, prompt_ids, views, who, settings, who.task.max_new_tokens, NoProgress())
+        plans = plan_question(work, rollouts, [dict(row) for row in rows]).plans
         # branch_jobs' sources are, job after job, the question's rollouts with tokens, in order
         with_tokens = [rollout.rollout_id for rollout in rollouts if rollout.tokens]
         at_position: dict[tuple[int, int], int] = defaultdict(int)

@@ -38,7 +38,7 @@ from harness.diagnostic.alignment import is_informative, success_rates, support_
 from harness.diagnostic.question import (
     MIN_SUPPORT_PROB,
     Participants,
-    QuestionResult,
+    QuestionWork,
     Rollout,
     Settings,
     SuccessCounts,
@@ -97,9 +97,8 @@ def _sample(who: Participants, questions, max_new: int) -> tuple[list[SampledRol
     shared, rollout_tokens = [], 0
     for question in questions:
         prompt_ids = chat_prompt_ids(student.tokenizer, question.prompt)
-        sampled = QuestionResult()
-        rows = sample_rollouts(question, who, SETTINGS, max_new, prompt_ids, sampled)  # the diagnostic's own
-        rollout_tokens += sampled.generated_tokens
+        rows = sample_rollouts(question, who, SETTINGS, max_new, prompt_ids)  # the diagnostic's own
+        rollout_tokens += sum(row["response_tokens"] for row in rows)
         for rollout in rollouts_of(rows):
             if not rollout.tokens:
                 continue
@@ -141,11 +140,10 @@ def _branch(who: Participants, item: SampledRollout, positions: Sequence[int], m
         logp = torch.log_softmax(item.logits[position].double(), dim=-1).cpu()
         nodes.append((position, support_tokens(logp, y[position], SETTINGS.top_k, [], MIN_SUPPORT_PROB)))
     counter = CountingBackend(who.sampler)
-    counted = QuestionResult()
-    (counts,) = branch_nodes(dataclasses.replace(who, seed=seed, backend=counter), item.question, item.prompt_ids,
-                             [(item.rollout, item.cache, nodes)], SETTINGS.continuations, "branches",
-                             SETTINGS.temperature, max_new, result=counted)
-    assert sum(counter.lengths) == counted.generated_tokens
+    work = QuestionWork(item.question, item.prompt_ids, (), dataclasses.replace(who, seed=seed, backend=counter),
+                        SETTINGS, max_new)
+    (counts,), generated = branch_nodes(work, [(item.rollout, item.cache, nodes)])
+    assert sum(counter.lengths) == generated
     per_node, start = [], 0
     for (position, support), node in zip(nodes, counts):
         outcome = SuccessCounts.of(node, item.rollout.correct)  # METHOD: the rollout is one more trial

@@ -21,14 +21,13 @@ def previous_sampler(lm, prompts, rollouts, max_new, seed_parts, is_final):
     """The training loop's sampler before it used the backend: per-prompt prefill, then generate_branches."""
     import torch
 
-    from harness.sampling.generation import Branch, derive_seed, generate_branches, prefill
+    from harness.sampling.generation import Branch, Decoding, derive_seed, generate_branches, prefill
 
     prefilled = [prefill(lm, ids) for ids in prompts]
     branches = [Branch(len(ids), None, max_new, source=j, seed=derive_seed(*seed_parts[j], g))
                 for j, ids in enumerate(prompts) for g in range(rollouts)]
-    generated = generate_branches(lm, [c for c, _ in prefilled], branches, temperature=1.0,
-                                  first_logits=torch.stack([logits[-1] for _, logits in prefilled]),
-                                  is_final=is_final)
+    generated = generate_branches(lm, [c for c, _ in prefilled], branches, Decoding(1.0, is_final=is_final),
+                                  first_logits=torch.stack([logits[-1] for _, logits in prefilled]))
     return [generated[j * rollouts:(j + 1) * rollouts] for j in range(len(prompts))]
 
 

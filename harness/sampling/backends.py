@@ -18,6 +18,7 @@ from harness.api.registry import Registry, imported_when_called, resolve_spec
 from harness.sampling.generation import (
     STOP_CHECK_TAIL_TOKENS,
     Branch,
+    Decoding,
     Generated,
     derive_seed,
     generate_branches,
@@ -224,8 +225,8 @@ class TransformersBackend:
         batch = rows_per_batch(student.device, max(b.prefix_len + b.max_new_tokens for b in branches))
         while True:
             try:
-                generated = generate_branches(student, caches, branches, temperature=temperature, first_logits=logits,
-                                              is_final=is_final, max_rows=batch, on_finish=finished)
+                generated = generate_branches(student, caches, branches, Decoding(temperature, is_final=is_final),
+                                              first_logits=logits, max_rows=batch, on_finish=finished)
                 break
             except torch.OutOfMemoryError:
                 if batch == 1:

@@ -262,32 +262,43 @@ class Branch:
     seed: int | None = None
 
 
+@dataclass(frozen=True)
+class Decoding:
+    """How every row of a :func:`generate_branches` call is sampled and when it stops: softmax(logits / T) with
+    ``temperature``; ``generator`` is the shared random stream of rows without a ``seed`` (its state advances as
+    they draw; None when every row has a seed); ``is_final`` ends a row whose decoded tail already fixes the
+    answer (the task's own test; None: only EOS and the token budget end rows)."""
+
+    temperature: float
+    generator: torch.Generator | None = None
+    is_final: Callable[[str], bool] | None = None
+
+
 @torch.inference_mode()
 def generate_branches(
     lm: LoadedModel,
     sources: DynamicCache | Sequence[DynamicCache],
     branches: Sequence[Branch],
+    decoding: Decoding,
     *,
-    temperature: float,
-    generator: torch.Generator | None = None,
     first_logits: torch.Tensor | None = None,
-    is_final: Callable[[str], bool] | None = None,
     max_rows: int | None = None,
     on_finish: Callable[[int], None] | None = None,
 ) -> list[Generated]:
-    """Generate every branch in one batch over batch-1 source caches (left unchanged).
+    """Generate every branch in one batch over batch-1 source caches (left unchanged), sampled as ``decoding`` says.
 
     ``first_logits`` holds each source's next-token logits ([V] for one source, [n_sources, V] for several); only
     rows without a forced first token use them. Rows may continue prefixes of different lengths and of different
     sources (nodes at different depths, different rollouts or questions): each row's
     prefix is copied right-aligned into one buffer, the gap on its left is masked out, and positions are given
     explicitly, as for left-padded batch generation. Forced tokens count toward ``max_new_tokens``.
-    Either every branch has a ``seed`` or ``generator`` is given.
+    Either every branch has a ``seed`` or ``decoding.generator`` is given.
 
     ``max_rows`` caps the rows decoding at once (memory): the others wait in order and each takes the slot of a
     row that finished (continuous batching), so a long row never leaves the batch running nearly empty while
     rows still wait. ``on_finish(index)`` is called as each branch finishes.
     """
+    temperature, generator, is_final = decoding.temperature, decoding.generator, decoding.is_final
     n_rows = len(branches)
     rows: list[list[int]] = [[] for _ in range(n_rows)]
     finish: list[str | None] = [None] * n_rows

@@ -205,14 +205,14 @@ def resolve_context_teacher(spec: str) -> Teacher:
 def generate_texts(lm: LoadedModel, user_text: str, n: int, max_new_tokens: int, temperature: float,
                    seed_parts: Sequence[object], is_final: Callable[[str], bool] | None = None) -> list[str]:
     """``n`` seeded samples of ``lm`` answering ``user_text`` (one batch over one prefilled prompt)."""
-    from harness.sampling.generation import Branch, generate_branches, make_generator, prefill
+    from harness.sampling.generation import Branch, Decoding, generate_branches, make_generator, prefill
     from harness.sampling.prompting import chat_prompt_ids
 
     ids = chat_prompt_ids(lm.tokenizer, user_text)
     cache, logits = prefill(lm, ids)
-    generated = generate_branches(lm, cache, [Branch(len(ids), None, max_new_tokens)] * n, temperature=temperature,
-                                  first_logits=logits[-1], generator=make_generator(lm.device, *seed_parts),
-                                  is_final=is_final)
+    decoding = Decoding(temperature, make_generator(lm.device, *seed_parts), is_final)
+    generated = generate_branches(lm, cache, [Branch(len(ids), None, max_new_tokens)] * n, decoding,
+                                  first_logits=logits[-1])
     return [lm.tokenizer.decode(list(g.tokens), skip_special_tokens=True).strip() for g in generated]
 
 

@@ -48,7 +48,7 @@ from harness.api.method import ALPHA as METHOD_ALPHA
 from harness.api.progress import NoProgress, Progress
 from harness.api.task import Question, Task, resolve_task
 from harness.reports.accuracy_report import STUDENT_CONDITION, AccuracyReport, unparsed_share
-from harness.sampling.generation import Branch, generate_branches, make_generator, prefill, rows_per_batch
+from harness.sampling.generation import Branch, Decoding, generate_branches, make_generator, prefill, rows_per_batch
 from harness.sampling.models import LoadedModel, device_problem
 from harness.sampling.prompting import chat_prompt_ids
 from harness.sampling.teacher import (
@@ -177,11 +177,10 @@ def answer_all(lm: LoadedModel, task: Task, items: Sequence[tuple[Question, str,
         prefilled = [prefill(lm, prompts[i]) for i in chunk]
         branches = [Branch(len(prompts[i]), None, max_new, source=j) for j, i in enumerate(chunk)
                     for _ in range(items[i][2])]
-        generated = iter(generate_branches(
-            lm, [cache for cache, _ in prefilled], branches, temperature=temperature,
-            first_logits=torch.stack([logits[-1] for _, logits in prefilled]), is_final=task.answer_is_final,
-            generator=make_generator(lm.device, seed, items[chunk[0]][0].id, "accuracy"),
-        ))
+        decoding = Decoding(temperature, make_generator(lm.device, seed, items[chunk[0]][0].id, "accuracy"),
+                            task.answer_is_final)
+        generated = iter(generate_branches(lm, [cache for cache, _ in prefilled], branches, decoding,
+                                           first_logits=torch.stack([logits[-1] for _, logits in prefilled])))
         for i in chunk:
             question, answers = items[i][0], []
             for _ in range(items[i][2]):

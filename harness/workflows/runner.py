@@ -33,13 +33,13 @@ from harness.api.data import resolve_data_dir
 from harness.api.errors import ConfigError, OpdError
 from harness.api.method import DEFAULT_DEPTH_WINDOWS, DEFAULT_SELECTION
 from harness.api.progress import NoProgress, Progress
-from harness.api.task import Task, resolve_task
+from harness.api.task import Question, Task, resolve_task
 from harness.diagnostic.losses import resolve_loss
 from harness.diagnostic.question import (
     SAMPLING_SCHEME,
+    Cost,
     Participants,
     QuestionResult,
-    ScreenTally,
     Settings,
     cpu_threads,
     diagnose_question,
@@ -86,6 +86,21 @@ class RunConfig:
     threads: int | None = None  # torch CPU threads (None: the CPUs this process may use; harness.sampling.threads)
     include_paths: tuple[str, ...] = ()  # lm-eval task YAML directories for lm_eval:<name> (--include-path)
     questions: tuple[int, int] | None = None  # --questions A:B: a chunk of the task's order (harness.storage.chunks)
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """What :func:`run` resolves before it touches the output directory, and every question of the run then
+    reads: the configuration, the task's selected questions (all of them up to ``--limit``, a chunk included),
+    the participants with their models loaded, the data root (None: the hub), the thread plan, and when the run
+    began (``time.perf_counter()``, so that setup time is counted)."""
+
+    config: RunConfig
+    questions: Sequence[Question]
+    who: Participants
+    data_dir: Path | None
+    threads: ThreadPlan
+    started: float
 
 
 def validate(config: RunConfig) -> None:
@@ -254,7 +269,8 @@ def run(config: RunConfig, out: Path, progress: Progress | None = None, overwrit
                            _smaller_range(Path(out), config, teachers, used))
     try:
         with RunDirectory(Path(out), identity, overwrite) as run_dir:
-            return _run_questions(config, questions, who, run_dir, data_dir, progress, started, cache, threads)
+            prepared = PreparedRun(config, questions, who, data_dir, threads, started)
+            return _run_questions(prepared, run_dir, progress, cache)
     except RecordWriteError as error:
         total = len(questions) if config.questions is None else config.questions[1] - config.questions[0]
         raise RunStoppedError(write_failure_message(error, Path(out), total, cache)) from error
@@ -414,16 +430,19 @@ def rebuild_records(path: Path) -> tuple[int, list[Path]]:
                               f"cause and rebuild again.") from error
 
 
-def _run_questions(config: RunConfig, questions, who: Participants, run_dir: RunDirectory, data_dir, progress,
-                   started: float, cache: WorkCache | None, threads: ThreadPlan) -> dict[str, Any]:
-    """Diagnose the questions of ``run_dir`` not yet committed there and return run.json's content, as written.
+def _run_questions(prepared: PreparedRun, run_dir: RunDirectory, progress: Progress,
+                   cache: WorkCache | None) -> dict[str, Any]:
+    """Diagnose the questions of ``prepared`` not yet committed in ``run_dir`` and return run.json's content, as
+    written.
 
     Questions run in waves of :func:`questions_in_flight` (their generation merged, ``harness.sampling.lockstep``); each
     finished question is committed as its own part and the merged parquet files are rewritten, so an interrupted
     run loses at most the wave in flight (run.json then says ``interrupted``). A chunk (``config.questions``)
     runs its questions in the waves of the whole task; a run grown to a larger ``--limit`` redoes its last wave.
     When nothing is left to do and the earlier session completed with the same fingerprint, the earlier run.json
-    is returned unchanged. ``started``: ``time.perf_counter()`` when the run began (setup time is counted)."""
+    is returned unchanged. Each question's :class:`QuestionResult` brings its cost; the session's is their sum."""
+    config, questions, who, started = prepared.config, list(prepared.questions), prepared.who, prepared.started
+    data_dir, threads = prepared.data_dir, prepared.threads
     setup_s = time.perf_counter() - started
     in_flight = questions_in_flight(who, config.settings)
     numbered = list(enumerate(questions))
@@ -482,8 +501,8 @@ def _run_questions(config: RunConfig, questions, who: Participants, run_dir: Run
     progress.add_total("questions", len(todo))
     progress.add_total("rollouts", len(todo) * config.settings.rollouts)
     progress.add_total("teacher passes", len(todo) * config.settings.rollouts * len(config.teachers))
-    generated = diagnosed = teacher_passes = 0
-    screening = ScreenTally()
+    diagnosed = 0
+    spent = Cost()  # this session's, summed over the questions it diagnosed
     meta["questions_in_flight"] = in_flight
     pending = {index for index, _ in todo}
     try:
@@ -508,10 +527,7 @@ def _run_questions(config: RunConfig, questions, who: Participants, run_dir: Run
                 # and resuming or `opd rebuild` rewrites these from them (fsyncing a growing file per question
                 # would not stay negligible on a long run)
                 run_dir.merge(durable=False)
-                generated += result.generated_tokens
-                teacher_passes += result.teacher_passes
-                for name in ("candidates", "kept", "tokens"):
-                    setattr(screening, name, getattr(screening, name) + getattr(result.screening, name))
+                spent += result.cost
                 # throughput counts nodes sampled in this session, not those read back from the cache
                 diagnosed += len(result.node_rows) // len(config.teachers) if result.sampled_now else 0
                 progress.advance("questions")
@@ -534,9 +550,10 @@ def _run_questions(config: RunConfig, questions, who: Participants, run_dir: Run
         counts={"questions": len(questions), "rollouts": len(questions) * config.settings.rollouts,
                 "nodes": nodes.num_rows // teachers,
                 "informative_nodes": int(sum(nodes.column("informative").to_pylist())) // teachers,
-                "generated_tokens_this_session": generated, "teacher_passes_this_session": teacher_passes,
+                "generated_tokens_this_session": spent.generated_tokens,
+                "teacher_passes_this_session": spent.teacher_passes,
                 # screened selection, this session: candidates screened and kept, tokens the screening generated
-                "screening_this_session": asdict(screening),
+                "screening_this_session": asdict(spent.screening),
                 "nonfinite_teacher_rows": int(nodes.column("logits_finite").to_pandas().eq(False).sum())},
         # where the informative nodes are (METHOD): share at the first response token, quartiles of depth_norm
         depth=depth_summary(nodes.to_pandas()).as_json(),
@@ -545,7 +562,7 @@ def _run_questions(config: RunConfig, questions, who: Participants, run_dir: Run
     )
     # every finished session's cost, so that a run grown or resumed over several sessions states what it all took
     meta["sessions"] = [*meta["sessions"], {
-        "finished_at": meta["finished_at"], "questions_sampled": len(todo), "generated_tokens": generated,
+        "finished_at": meta["finished_at"], "questions_sampled": len(todo), "generated_tokens": spent.generated_tokens,
         "total_s": round(elapsed, 2), "device": meta["device"], "threads": meta["threads"], "code": code}]
     if cache is not None:
         meta["cache_hits"] = asdict(cache.counts)

@@ -10,7 +10,7 @@ from harness.api.model_specs import Compression, bits_per_weight, split_compress
 from harness.api.task import resolve_task
 from harness.diagnostic.question import _teacher_logits
 from harness.sampling.compression import layers_to_drop, prune_layers, quantise_dequantise
-from harness.sampling.generation import Branch, generate_branches, make_generator, prefill
+from harness.sampling.generation import Branch, Decoding, generate_branches, make_generator, prefill
 from harness.sampling.models import (
     LoadedModel,
     _load_tiny,
@@ -132,8 +132,8 @@ def test_pruned_model_keeps_the_right_layers_and_still_generates():
     model.config.layer_types = ["full_attention"] * 6  # real layer names, so the KV cache can be built from them
     lm = LoadedModel("pruned", model.eval(), tokenizer, torch.device("cpu"), torch.float32)
     cache, logits = prefill(lm, [1, 2, 3, 4])
-    out = generate_branches(lm, cache, [Branch(4, None, 5)] * 2, temperature=1.0, first_logits=logits[-1],
-                            generator=make_generator(lm.device, 0))
+    out = generate_branches(lm, cache, [Branch(4, None, 5)] * 2, Decoding(1.0, make_generator(lm.device, 0)),
+                            first_logits=logits[-1])
     assert all(len(g.tokens) >= 1 for g in out) and len(cache.layers) == 6
 
 

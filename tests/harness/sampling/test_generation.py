@@ -7,6 +7,7 @@ import torch
 
 from harness.sampling.generation import (
     Branch,
+    Decoding,
     Generated,
     derive_seed,
     extend,
@@ -32,7 +33,7 @@ def test_ragged_branches_match_independent_greedy_decoding():
     lengths = [20, 20, 33, 41, 50]
     branches = [Branch(length, ids[length] if length < len(ids) else 7, 6) for length in lengths]
     # temperature -> 0 makes sampling greedy, so each row must equal an independent greedy decode of its prefix
-    generated = generate_branches(lm, cache, branches, temperature=1e-6, generator=make_generator(lm.device, 0))
+    generated = generate_branches(lm, cache, branches, Decoding(1e-6, make_generator(lm.device, 0)))
     for length, branch, row in zip(lengths, branches, generated):
         prefix = ids[:length] + [branch.first_token]
         assert list(row.tokens) == [branch.first_token] + _greedy_reference(lm, prefix, 5)
@@ -45,8 +46,8 @@ def test_source_cache_is_left_unchanged_and_rows_stop_at_eos():
     cache, _ = prefill(lm, ids)
     before = [layer.keys.clone() for layer in cache.layers]
     eos = next(iter(lm.eos_token_ids))
-    rows = generate_branches(lm, cache, [Branch(len(ids), eos, 5), Branch(len(ids), 65, 5)], temperature=1.0,
-                             generator=make_generator(lm.device, 1))
+    rows = generate_branches(lm, cache, [Branch(len(ids), eos, 5), Branch(len(ids), 65, 5)],
+                             Decoding(1.0, make_generator(lm.device, 1)))
     assert rows[0].tokens == (eos,) and rows[0].finish_reason == "eos"
     assert len(rows[1].tokens) >= 1
     for old, layer in zip(before, cache.layers):
@@ -57,8 +58,9 @@ def test_answer_fixed_stops_generation():
     lm = load_model("tiny-random", "cpu")
     ids = list(range(30, 50))
     cache, logits = prefill(lm, ids)
-    rows = generate_branches(lm, cache, [Branch(len(ids), None, 30)] * 3, temperature=1.0, first_logits=logits[-1],
-                             generator=make_generator(lm.device, 2), is_final=lambda text: len(text) >= 3)
+    rows = generate_branches(lm, cache, [Branch(len(ids), None, 30)] * 3,
+                             Decoding(1.0, make_generator(lm.device, 2), lambda text: len(text) >= 3),
+                             first_logits=logits[-1])
     assert all(r.finish_reason in ("answer", "eos") and len(r.tokens) <= 3 for r in rows)
 
 
@@ -101,7 +103,7 @@ def test_seeded_rows_sample_the_same_whatever_batch_they_run_in():
     rows = [Branch(len(ids) - cut, token, length, seed=derive_seed("row", i))
             for i, (cut, token, length) in enumerate([(0, None, 9), (3, 65, 6), (0, None, 2), (7, eos, 5),
                                                       (1, 70, 8), (0, None, 4)])]
-    kwargs = dict(temperature=1.0, first_logits=logits[-1])
+    kwargs = dict(decoding=Decoding(1.0), first_logits=logits[-1])
     # rows with a forced token continue shorter prefixes of the same source; unforced rows sample their first
     # token from the prompt's logits, so they all continue the full prompt
     together = generate_branches(lm, cache, rows, **kwargs)
@@ -182,7 +184,7 @@ def test_continuous_batching_rows_equal_independent_greedy_decoding():
     finished = []
     for max_rows in (1, 2, 3, 100):
         finished.clear()
-        generated = generate_branches(lm, cache, branches, temperature=1e-6, max_rows=max_rows,
+        generated = generate_branches(lm, cache, branches, Decoding(1e-6), max_rows=max_rows,
                                       on_finish=finished.append)
         assert sorted(finished) == list(range(len(branches)))  # every row reported once
         for branch, row in zip(branches, generated):
@@ -200,7 +202,7 @@ def test_continuous_batching_draws_each_seeded_row_from_its_own_stream():
     rows = [Branch(len(ids) - cut, token, length, seed=derive_seed("stream", i))
             for i, (cut, token, length) in enumerate([(0, None, 9), (3, 65, 6), (0, None, 2), (9, 71, 12),
                                                       (1, 70, 8), (0, None, 4), (20, 40, 7)])]
-    kwargs = dict(temperature=1.0, first_logits=logits[-1])
+    kwargs = dict(decoding=Decoding(1.0), first_logits=logits[-1])
     together = generate_branches(lm, cache, rows, **kwargs)
     for max_rows in (1, 2, 4):
         assert generate_branches(lm, cache, rows, max_rows=max_rows, **kwargs) == together
@@ -213,4 +215,4 @@ def test_max_rows_must_be_positive():
     lm = load_model("tiny-random", "cpu")
     cache, logits = prefill(lm, [5, 6, 7])
     with pytest.raises(ValueError, match="max_rows"):
-        generate_branches(lm, cache, [Branch(3, 9, 2, seed=1)], temperature=1.0, max_rows=0)
+        generate_branches(lm, cache, [Branch(3, 9, 2, seed=1)], Decoding(1.0), max_rows=0)

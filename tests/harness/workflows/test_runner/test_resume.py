@@ -117,9 +117,9 @@ def _recording_batches(monkeypatch) -> list[tuple[int, ...]]:
     batches: list[tuple[int, ...]] = []
     original = backends.generate_branches
 
-    def recording(lm, sources, branches, **kwargs):
+    def recording(lm, sources, branches, *args, **kwargs):
         batches.append(tuple(sorted(b.seed for b in branches)))
-        return original(lm, sources, branches, **kwargs)
+        return original(lm, sources, branches, *args, **kwargs)
 
     monkeypatch.setattr(backends, "generate_branches", recording)
     return batches
