@@ -351,8 +351,9 @@ def notes(report: Mapping[str, Any]) -> list[str]:
         "gain: per evaluation question, after - before (greedy: 0/1; sampled: pass rate of "
         f"{config.get('samples')} answers at T=1), averaged over the finished seeds; interval: 95% sign-flip "
         "test inversion (none below 10 questions); p: two-sided sign-flip test; n = evaluation questions.",
-        "Evaluation before and after uses the same random streams (common random numbers): the control, "
-        "re-evaluated without training, gains exactly 0 when evaluation is reproducible.",
+        "Evaluation before and after uses the same random streams (common random numbers): unchanged weights "
+        "answer exactly alike, so the control (no training) takes the before pass as its after and gains 0 by "
+        "construction; every other condition is evaluated again after its steps.",
         "Correlations are across teachers (control and grpo excluded) of the sampled gain with each predictor; "
         "intervals: 2.5-97.5% percentiles of a bootstrap resampling evaluation and diagnostic questions "
         "independently; Spearman p: exact permutation test; Kendall p: scipy's exact test.",
