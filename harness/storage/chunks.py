@@ -134,5 +134,10 @@ def merge_meta(metas: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                         for name in ("questions", "rollouts", "nodes", "informative_nodes")}
     merged["resumed_questions"] = sum(m.reused_questions[0] for m in typed)
     merged["sessions"] = [dict(session) for m in typed for session in m.sessions]
-    merged.pop("timings", None)  # per chunk; the sessions hold every chunk's cost
+    # the cell's cost is every chunk's: wall seconds and generated tokens summed over the chunks' sessions (what
+    # harness.reports.plan's Rate reads), unknown when a session did not record them
+    seconds = [session.get("total_s") for session in merged["sessions"]]
+    tokens = [session.get("generated_tokens") for session in merged["sessions"]]
+    merged["timings"] = {} if None in seconds or not seconds else {"total_s": sum(seconds)}
+    merged["counts"]["generated_tokens_this_session"] = None if None in tokens or not tokens else sum(tokens)
     return merged

@@ -403,7 +403,7 @@ def compute(nodes: pd.DataFrame, runs: Sequence[Mapping[str, Any]], accuracy: Ma
     # questions it diagnosed (a question where screening kept no node cost as much as one that kept some)
     cells = [(run, nodes[(nodes.task == run["config"]["task"]) & (nodes.student == run["config"]["student"])])
              for run in runs]
-    sizes = [plan(cell, RunMeta.of(rate_meta(run)), effect=EFFECT, options=options) for run, cell in cells
+    sizes = [plan(cell, RunMeta.of(run), effect=EFFECT, options=options) for run, cell in cells
              if len(cell)]
     configs = [run["config"] for run in runs]
     settings = {"tasks": list(dict.fromkeys(c["task"] for c in configs)),
@@ -475,19 +475,6 @@ def _in_cells(table: pd.DataFrame, cells: Sequence[tuple[str, str]]) -> pd.Serie
     keys = set(cells)
     return pd.Series([(t, s) in keys or (isinstance(s, str) and " vs " in s and t in tasks)
                       for t, s in zip(table.task, table.student)], index=table.index, dtype=bool)
-
-
-def rate_meta(run: Mapping[str, Any]) -> dict[str, Any]:
-    """A run's json as harness.reports.plan's rate reads it: a cell merged from chunks keeps its cost in its sessions only
-    (chunks.merge_meta drops the per-chunk timings), so its total seconds and generated tokens are summed there."""
-    if run.get("timings") or not run.get("sessions"):
-        return dict(run)
-    sessions = run["sessions"]
-    seconds = [s.get("total_s") for s in sessions]
-    tokens = [s.get("generated_tokens") for s in sessions]
-    return {**run, "timings": {} if None in seconds else {"total_s": sum(seconds)},
-            "counts": {**(run.get("counts") or {}),
-                       "generated_tokens_this_session": None if None in tokens else sum(tokens)}}
 
 
 def own_accuracy(rollouts: pd.DataFrame, accuracy: pd.DataFrame, where: pd.DataFrame) -> pd.DataFrame:

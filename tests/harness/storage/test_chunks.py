@@ -270,3 +270,30 @@ def test_a_suite_chunk_runs_into_its_own_directory_with_the_whole_runs_rows(tmp_
     for kind in ("nodes", "questions"):
         got, reference = pq.read_table(out / f"{kind}.parquet"), _rows(whole, kind, range(1, 3))
         assert all(_bytes(got, name) == _bytes(reference, name) for name in reference.column_names)
+
+
+def test_a_cell_merged_from_chunks_costs_what_its_chunks_cost_together():
+    """merge_meta sums the chunks' sessions into the cell's timings and generated tokens (what harness.reports.plan's
+    Rate reads); a session that did not record its cost makes the sum unknown rather than short."""
+    from harness.reports.plan import Rate
+    from harness.storage.chunks import merge_meta
+    from harness.storage.run_meta import RunMeta
+
+    def chunk(start, end, sessions):
+        return {"config": {"task": "t", "student": "s", "questions": [start, end], "teachers": ["self"]},
+                "status": "complete", "counts": {"questions": end - start, "rollouts": 4 * (end - start),
+                                                 "nodes": 3, "informative_nodes": 2,
+                                                 "generated_tokens_this_session": 999},
+                "timings": {"total_s": 1.0}, "sessions": sessions}
+
+    metas = [chunk(4, 8, [{"total_s": 600.0, "generated_tokens": 40_000}]),
+             chunk(0, 4, [{"total_s": 1000.0, "generated_tokens": 50_000},
+                          {"total_s": 20.0, "generated_tokens": 1_000}])]  # a resumed chunk: two sessions
+    merged = merge_meta(metas)
+    assert merged["config"]["questions"] == [[0, 4], [4, 8]]
+    assert merged["timings"] == {"total_s": 1620.0} and merged["counts"]["generated_tokens_this_session"] == 91_000
+    rate = Rate.of(RunMeta.of(merged))
+    assert rate.seconds_per_question == pytest.approx(1620.0 / 8) and rate.tokens_per_question == 91_000 / 8
+    metas[0]["sessions"][0].pop("total_s")
+    unknown = merge_meta(metas)
+    assert unknown["timings"] == {} and unknown["counts"]["generated_tokens_this_session"] == 91_000
