@@ -170,3 +170,15 @@ def exact_success(who, temperature: float):
 def rollout_prefix(who, result, row) -> tuple[int, ...]:
     tokens = {r["rollout_id"]: r["response_token_ids"] for r in result.question_rows}
     return tuple(tokens[row["rollout_id"]][: row["position"]])
+
+
+def parts_installed(parts: PartPackages) -> bool:
+    """Whether a model's GGUF part packages are installed (the real-model tests skip without them)."""
+    from harness.api.errors import ModelError
+    from harness.sampling.gguf_parts import part_paths
+
+    try:
+        part_paths(parts)
+    except ModelError:
+        return False
+    return True

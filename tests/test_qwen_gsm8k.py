@@ -10,20 +10,12 @@ import pytest
 
 from harness.sampling import gguf_parts
 from harness.cli.main import main
-from harness.api.errors import ModelError
-
-
-def _installed(parts) -> bool:
-    try:
-        gguf_parts.part_paths(parts)
-    except ModelError:
-        return False
-    return True
+from tests.helpers import parts_installed
 
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not _installed(gguf_parts.QWEN_CODER_05B),
+    pytest.mark.skipif(not parts_installed(gguf_parts.QWEN_CODER_05B),
                        reason="needs " + gguf_parts.QWEN_CODER_05B.install_command()),
 ]
 

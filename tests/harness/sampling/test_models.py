@@ -25,7 +25,7 @@ from harness.sampling.models import (
     load_model,
     resolve_model,
 )
-from tests.helpers import part_file, write_part_packages
+from tests.helpers import parts_installed, part_file, write_part_packages
 
 HUB_ID = "Org/Tiny-Qwen2-Instruct"
 CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -250,17 +250,9 @@ def test_a_larger_model_with_the_same_tokenizer_passes_the_teacher_check(site, t
 # ---------------------------------------------------------------------------------------------- the real models
 
 
-def _installed(parts) -> bool:
-    try:
-        gguf_parts.part_paths(parts)
-    except ModelError:
-        return False
-    return True
-
-
-needs_05b = pytest.mark.skipif(not _installed(gguf_parts.QWEN_CODER_05B),
+needs_05b = pytest.mark.skipif(not parts_installed(gguf_parts.QWEN_CODER_05B),
                                reason="needs " + gguf_parts.QWEN_CODER_05B.install_command())
-needs_15b = pytest.mark.skipif(not _installed(gguf_parts.QWEN_CODER_15B),
+needs_15b = pytest.mark.skipif(not parts_installed(gguf_parts.QWEN_CODER_15B),
                                reason="needs " + gguf_parts.QWEN_CODER_15B.install_command())
 
 
