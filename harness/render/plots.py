@@ -95,6 +95,19 @@ def _why_empty(cell) -> str:
     return "no alignment: no informative node (every S_hat equal)"
 
 
+def _scored_cells(nodes: pd.DataFrame, loss: str, empty: dict[str, str], drawn: set[str]):
+    """The cells of one loss that have a scored node, each with its mask of scored nodes; a teacher's cell without
+    one is skipped, with why, in ``empty`` (the first reason kept), and each yielded teacher goes into ``drawn``, so
+    every figure's legend can say which teachers are missing and why."""
+    for cell in _cells(nodes, loss):
+        scored = _scored(cell)
+        if not scored.any():
+            empty.setdefault(cell.teacher, _why_empty(cell))
+            continue
+        drawn.add(cell.teacher)
+        yield cell, scored
+
+
 def _legend(fig, colours: dict[str, str], empty: dict[str, str], extra: list) -> None:
     """The figure's one legend, below the panels: every teacher (with why it is missing, when it is), then the
     meaning of error bars, dots and hollow markers."""
@@ -179,16 +192,11 @@ def depth_figure(nodes: pd.DataFrame, *, losses=TEACHER_LOSSES, permutations: in
     empty: dict[str, str] = {}
     marks: set[str] = set()
     for ax, loss in zip(axes[0], losses):
-        for cell in _cells(nodes, loss):
-            scored = _scored(cell)
-            if not scored.any():
-                empty.setdefault(cell.teacher, _why_empty(cell))
-                continue
+        for cell, scored in _scored_cells(nodes, loss, empty, drawn):
             depth = cell.rows["depth_norm"].to_numpy(dtype=float, na_value=np.nan)[cell.mask][scored]
             table = binned_means(depth, cell.align[scored], cell.question_ids[scored], edges, permutations=permutations,
                                  seed=seed)
             marks |= _binned_series(ax, table, colours[cell.teacher])
-            drawn.add(cell.teacher)
         ax.set(title=loss, xlabel="normalised depth i / len(y)", xlim=(0, 1), ylim=YLIM)
         ax.axhline(0, color="grey", linewidth=0.5)
     axes[0][0].set_ylabel("mean alignment per depth bin")
@@ -232,12 +240,7 @@ def correctness_figure(nodes: pd.DataFrame, *, losses=TEACHER_LOSSES) -> Figure:
     drawn: set[str] = set()
     for ax, loss in zip(axes.flat, losses):
         data, labels, styles = [], [], []
-        for cell in _cells(nodes, loss):
-            scored = _scored(cell)
-            if not scored.any():
-                empty.setdefault(cell.teacher, _why_empty(cell))
-                continue
-            drawn.add(cell.teacher)
+        for cell, scored in _scored_cells(nodes, loss, empty, drawn):
             members = {"correct": cell.correct, "wrong": cell.incorrect, "unparsed": cell.unparsed}
             for name in groups:
                 mask = members[name] & scored
@@ -300,12 +303,7 @@ def divergence_figure(nodes: pd.DataFrame, *, loss: str = "rkl", permutations: i
     drawn: set[str] = set()
     marks: set[str] = set()
     for ax, variable in zip(axes.flat, DIVERGENCES):
-        for cell in _cells(nodes, loss):
-            scored = _scored(cell)
-            if not scored.any():
-                empty.setdefault(cell.teacher, _why_empty(cell))
-                continue
-            drawn.add(cell.teacher)
+        for cell, scored in _scored_cells(nodes, loss, empty, drawn):
             colour = colours[cell.teacher]
             x = cell.rows[variable].to_numpy(dtype=float, na_value=np.nan)[cell.mask][scored]
             align, questions = cell.align[scored], cell.question_ids[scored]
