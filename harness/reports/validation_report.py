@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -65,6 +66,21 @@ def condition_gains(before: Mapping[str, Any], afters: Sequence[Mapping[str, Any
             raise ValueError("an evaluation was made on other questions than the one before training")
     rates = [_pass_rates(a) for a in afters]
     return {key: np.mean([r[key] for r in rates], axis=0) - base[key] for key in base}
+
+
+def commonest_answer(evaluations: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The most frequent greedy answer over the given evaluations (pooled over seeds) and its share of all
+    greedy answers, unparsed ones included; None where an evaluation predates ``greedy_answer`` or nothing parsed.
+    A share near 1 means the model gives one answer to every question: a label prior learned, not the task (GRPO
+    on BoolQ can collapse to "Yes" and still gain by the share of yes-questions)."""
+    if not evaluations or any("greedy_answer" not in e for e in evaluations):
+        return None
+    answers = [a for e in evaluations for a in e["greedy_answer"]]
+    counts = Counter(a for a in answers if a is not None)
+    if not counts:
+        return None
+    answer, count = max(counts.items(), key=lambda item: (item[1], item[0]))  # ties: the larger string, stably
+    return {"answer": answer, "share": count / len(answers)}
 
 
 def _estimate(values: np.ndarray) -> dict[str, Any]:
@@ -220,7 +236,8 @@ def build_report(protocol: Mapping[str, Any], before: Mapping[str, Any], results
                                "greedy_before": float(base["greedy"].mean()),
                                "sampled_before": float(base["sampled"].mean()),
                                "parsed_greedy_before": float(base["greedy_parsed"].mean()),
-                               "parsed_sampled_before": float(base["sampled_parsed"].mean())}
+                               "parsed_sampled_before": float(base["sampled_parsed"].mean()),
+                               "commonest_before": commonest_answer([before])}
         if runs:
             gains = condition_gains(before, [r["after"] for r in runs])
             row.update(greedy_after=row["greedy_before"] + float(gains["greedy"].mean()),
@@ -229,6 +246,7 @@ def build_report(protocol: Mapping[str, Any], before: Mapping[str, Any], results
                        parsed_sampled_after=row["parsed_sampled_before"] + float(gains["sampled_parsed"].mean()),
                        gain_greedy=_estimate(gains["greedy"]), gain_sampled=_estimate(gains["sampled"]),
                        parse_change=_estimate(gains["sampled_parsed"]),
+                       commonest_after=commonest_answer([r["after"] for r in runs]),
                        seconds_per_step=_mean_or_none([r.get("seconds_per_step") for r in runs]))
             if condition not in (CONTROL, GRPO):
                 gains_by_teacher[condition] = gains["sampled"]
@@ -351,6 +369,9 @@ def notes(report: Mapping[str, Any]) -> list[str]:
         "gain: per evaluation question, after - before (greedy: 0/1; sampled: pass rate of "
         f"{config.get('samples')} answers at T=1), averaged over the finished seeds; interval: 95% sign-flip "
         "test inversion (none below 10 questions); p: two-sided sign-flip test; n = evaluation questions.",
+        "commonest greedy answer: the most frequent answer the grader read from the greedy responses and its "
+        "share of all evaluation questions (pooled over seeds); a share near 1 after training is one answer to "
+        "every question, so that condition's gain is the share of questions with that gold answer, not skill.",
         "Evaluation before and after uses the same random streams (common random numbers): unchanged weights "
         "answer exactly alike, so the control (no training) takes the before pass as its after and gains 0 by "
         "construction; every other condition is evaluated again after its steps.",
@@ -382,6 +403,12 @@ def _interval(entry: Mapping[str, Any] | None) -> str:
     return f"{entry['estimate']:+.3f} [{entry['lo']:+.3f}, {entry['hi']:+.3f}]"
 
 
+def _commonest(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> str:
+    def one(entry):
+        return f"{entry['answer']} {entry['share']:.2f}" if entry else "-"
+    return f"{one(before)} -> {one(after)}" if before or after else "-"
+
+
 def render_markdown(report: Mapping[str, Any]) -> str:
     """The report as markdown tables (tabulate)."""
     from tabulate import tabulate
@@ -396,11 +423,12 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             f"{_fmt(row['sampled_before'])} -> {_fmt(row.get('sampled_after'))}", _interval(row.get("gain_sampled")),
             _fmt((row.get("gain_sampled") or {}).get("p")),
             f"{_fmt(row['parsed_sampled_before'])} -> {_fmt(row.get('parsed_sampled_after'))}",
+            _commonest(row.get("commonest_before"), row.get("commonest_after")),
             _fmt(walign["estimate"]) + (f" (q {walign['questions']})" if walign else "") if walign else "-",
             _fmt(row.get("gap")), _fmt(row.get("teacher_accuracy")), _fmt(row.get("seconds_per_step"), 1),
         ])
     headers = ["condition", "seeds", "greedy acc", "greedy gain [95% CI]", "p greedy", "sampled pass",
-               "sampled gain [95% CI]", "p sampled", "parse rate (sampled)", "walign", "gap", "teacher acc",
+               "sampled gain [95% CI]", "p sampled", "parse rate (sampled)", "commonest greedy answer", "walign", "gap", "teacher acc",
                "s/step"]
     lines = [f"# opd validate ({report['loss']})", "", tabulate(table, headers, tablefmt="github"), ""]
     if report["correlations"]:

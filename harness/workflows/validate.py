@@ -275,6 +275,7 @@ def evaluate_model(lm, task, questions: Sequence[Any], samples: int, seed: int) 
         "greedy_correct": [bool(a[0].correct) for a in greedy],
         "greedy_parsed": [a[0].extracted is not None for a in greedy],
         "greedy_response": [a[0].response for a in greedy],
+        "greedy_answer": [a[0].extracted for a in greedy],  # what the grader read (None: nothing parsed)
         "sampled_correct": [[bool(x.correct) for x in a] for a in sampled],
         "sampled_parsed": [[x.extracted is not None for x in a] for a in sampled],
     }

@@ -151,3 +151,27 @@ def test_verdict_against_hand_made_comparisons():
     assert "inconclusive against in-context accuracy gap" in covers and "has not shown" in covers
     assert "worse than in-context" in verdict([walign], [{**gap, "lo": -0.9, "hi": -0.1}], 6, 0.886)
     assert verdict([walign], [gap], 2, math.nan).startswith("not testable")
+
+
+def test_commonest_greedy_answer_shows_a_collapse_to_one_label():
+    """Before: 3 of 6 say no, 2 yes, 1 unparsed; after (two seeds): every answer yes. Counted by hand."""
+    before = _evaluation([1, 0, 1, 0, 1, 0], [[1, 0]] * 6)
+    before["greedy_answer"] = ["no", "yes", "no", None, "yes", "no"]
+    afters = []
+    for seed in (0, 1):
+        after = _evaluation([0, 1, 0, 1, 0, 1], [[1, 1]] * 6)
+        after["greedy_answer"] = ["yes"] * 6
+        afters.append(after)
+    results = {("control", 0): {"seed": 0, "after": before, "seconds_per_step": None},
+               **{("grpo", s): {"seed": s, "after": a, "seconds_per_step": 1.0} for s, a in enumerate(afters)}}
+    protocol = {"config": {"training": {}, "samples": 2}, "eval_range": [0, 6], "train_range": [6, 12],
+                "diagnostic_ids": []}
+    report = build_report(protocol, before, results, [], {}, None, "rkl", resamples=50)
+    grpo = next(r for r in report["rows"] if r["condition"] == "grpo")
+    assert grpo["commonest_before"] == {"answer": "no", "share": 0.5}
+    assert grpo["commonest_after"] == {"answer": "yes", "share": 1.0}
+    assert "no 0.50 -> yes 1.00" in render_markdown(report)
+    # an evaluation written before greedy_answer existed has no commonest answer, and the table says so
+    del before["greedy_answer"]
+    old = build_report(protocol, before, results, [], {}, None, "rkl", resamples=50)
+    assert next(r for r in old["rows"] if r["condition"] == "grpo")["commonest_before"] is None
