@@ -4,7 +4,10 @@
     python benchmarks/report.py .benchmarks/latest.json > docs/benchmarks.md
 
 Several files may be given (e.g. a full run, then a re-run of some benchmarks): a benchmark measured in a later
-file replaces its row from an earlier one, and each row states when it was measured.
+file replaces its row from an earlier one, and each row states when it was measured. To re-measure a few benchmarks
+without the JSON files of the others:
+
+    python benchmarks/report.py --update docs/benchmarks.md .benchmarks/new.json docs/measurements/gsm8k-cost.json
 """
 from __future__ import annotations
 
@@ -33,9 +36,41 @@ GOALS = {
 NOT_MEASURED = "not measured yet"
 
 
+def _load(path: str) -> dict:
+    """A pytest-benchmark JSON file, or a compact measurement file (``docs/measurements/*.json``: ``datetime`` and
+    ``benchmarks`` as a mapping of benchmark name to its ``extra_info``), in pytest-benchmark's shape."""
+    data = json.loads(open(path).read())
+    if isinstance(data["benchmarks"], dict):
+        data = {**data, "benchmarks": [{"name": name, "extra_info": info} for name, info in data["benchmarks"].items()]}
+    return data
+
+
+def row(bench: dict) -> list:
+    """One table row: name, the goal's value, the goal, when measured, every extra figure."""
+    key, goal = GOALS.get(bench["name"], ("", ""))
+    info = bench.get("extra_info", {})
+    details = ", ".join(f"{k}={v}" for k, v in info.items())
+    return [bench["name"].removeprefix("test_"), info.get(key, ""), goal, bench["measured"], details]
+
+
+def update(document: str, paths: list[str]) -> str:
+    """``document`` (a docs/benchmarks.md) with the rows of the benchmarks measured in ``paths`` replaced by their
+    new measurement; every other row and all prose stay as they are (their JSON files need not exist any more)."""
+    fresh = {bench["name"].removeprefix("test_"): row(bench) for bench in merged(paths)["benchmarks"]}
+    lines = []
+    for line in document.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")] if line.startswith("|") else []
+        name = cells[0] if cells else None
+        lines.append("| " + " | ".join(str(c) for c in fresh.pop(name)) + " |" if name in fresh else line)
+    if fresh:
+        raise SystemExit(f"{', '.join(fresh)}: no row in the document to replace (add the benchmark to GOALS and "
+                         "regenerate the table, or give the file to the full report)")
+    return "\n".join(lines) + "\n"
+
+
 def merged(paths: list[str]) -> dict:
     """The first file's machine and date, with every benchmark's latest measurement (its date in ``measured``)."""
-    files = [json.loads(open(path).read()) for path in paths]
+    files = [_load(path) for path in paths]
     benchmarks: dict[str, dict] = {}
     for data in files:
         for bench in data["benchmarks"]:
@@ -46,12 +81,7 @@ def merged(paths: list[str]) -> dict:
 def main(paths: list[str]) -> None:
     data = merged(paths)
     machine, cpu = data["machine_info"], data["machine_info"].get("cpu", {})
-    rows = []
-    for bench in data["benchmarks"]:
-        key, goal = GOALS.get(bench["name"], ("", ""))
-        info = bench.get("extra_info", {})
-        details = ", ".join(f"{k}={v}" for k, v in info.items())
-        rows.append([bench["name"].removeprefix("test_"), info.get(key, ""), goal, bench["measured"], details])
+    rows = [row(bench) for bench in data["benchmarks"]]
     measured = {bench["name"] for bench in data["benchmarks"]}
     rows += [[name.removeprefix("test_"), NOT_MEASURED, goal, "", ""]  # a row for every aim, filled once measured
              for name, (_, goal) in GOALS.items() if name not in measured]
@@ -120,12 +150,19 @@ def main(paths: list[str]) -> None:
           "without an answer or EOS (such a row is graded on the last number it wrote), and `repeated_state_nodes`: "
           "nodes at a state (question and response prefix) a node of an earlier rollout already branches from "
           "(position 0 of every rollout is one state), whose continuations re-estimate S where it is already being "
-          "estimated.")
+          "estimated. Measured alone at the file's default sizes (2 questions, G=2; 21.8 minutes): "
+          "`docs/measurements/gsm8k-cost.md` reads the figures per selection and layout.")
     print("\nNot benchmarked here: GPU runs (no GPU was lent to this session).")
     print("\nRegenerate: `python -m pytest benchmarks --benchmark-only --benchmark-json=.benchmarks/latest.json && "
           "python benchmarks/report.py .benchmarks/latest.json > docs/benchmarks.md` (later JSON files given after "
-          "it replace the rows they hold, each row keeping its own date).")
+          "it replace the rows they hold, each row keeping its own date); `python benchmarks/report.py --update "
+          "docs/benchmarks.md NEW.json` replaces only the rows NEW.json measured and keeps the rest of this file.")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    if sys.argv[1:2] == ["--update"]:  # report.py --update docs/benchmarks.md NEW.json ...: rewrite those rows only
+        target = sys.argv[2]
+        text = update(open(target).read(), sys.argv[3:])
+        open(target, "w").write(text)
+    else:
+        main(sys.argv[1:])
