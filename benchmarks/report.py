@@ -32,6 +32,8 @@ GOALS = {
     "test_qwen_teacher_beside_student_peak_memory": ("peak_rss_gib", "fits 24 GiB"),
     "test_gsm8k_generation_vs_plain_batched_generate": ("engine_fraction", ">= 0.9"),
     "test_gsm8k_informative_nodes_per_cpu_minute": ("windows_exponential_informative_per_cpu_minute", "(report)"),
+    "test_training_step_against_plain_forward_backward": ("step_over_plain", "(report)"),
+    "test_training_sampler_by_wait_policy": ("spinning_slowdown", "(report)"),
 }
 NOT_MEASURED = "not measured yet"
 
