@@ -110,12 +110,17 @@ def walign_parts(nodes, teacher: str, loss: str) -> tuple[dict[str, tuple[float,
 
 
 def accuracy_parts(predictors: Mapping[str, Any], teacher: str) -> tuple[dict[str, float], dict[str, float]]:
-    """Per diagnostic question: the gap (teacher with context - student) and the teacher model's own pass rate."""
+    """Per diagnostic question: the gap (teacher with context - student, over the answers k both have, as `opd
+    accuracy`'s delta; predictors written before ``paired_gap`` existed: over all answers of each) and the teacher
+    model's own pass rate."""
     per_question = predictors.get("per_question", {})
     student = per_question.get("student", {})
     own = per_question.get(predictors.get("plain_condition", {}).get(teacher, "student"), {})
     context = per_question.get(teacher, {})
-    gap = {q: context[q] - student[q] for q in context if context[q] is not None and student.get(q) is not None}
+    if "paired_gap" in predictors:
+        gap = dict(predictors["paired_gap"].get(teacher, {}))
+    else:
+        gap = {q: context[q] - student[q] for q in context if context[q] is not None and student.get(q) is not None}
     accuracy = {q: v for q, v in own.items() if v is not None}
     return gap, accuracy
 

@@ -490,7 +490,8 @@ def compute_predictors(config: ValidateConfig, plan_: Plan) -> dict[str, Any]:
     """In-context accuracy of the student, of each teacher with its context, and of each teacher's model on the
     plain prompt, on the diagnostic's questions (``opd accuracy``'s machinery, ``samples`` answers each)."""
     from harness.sampling.teacher import resolve_teacher
-    from harness.workflows.accuracy import AccuracyConfig, evaluate
+    from harness.reports.accuracy_report import STUDENT_CONDITION
+    from harness.workflows.accuracy import AccuracyConfig, evaluate, paired_difference
 
     if not plan_.diagnostic_ids or plan_.diagnostic_range != (0, len(plan_.diagnostic_ids)):
         return {"note": "no diagnostic questions at the front of the task's order: accuracy predictors not computed"}
@@ -500,11 +501,19 @@ def compute_predictors(config: ValidateConfig, plan_: Plan) -> dict[str, Any]:
                                      limit=len(plan_.diagnostic_ids), samples=config.samples,
                                      data_dir=config.data_dir, seed=min(config.seeds), device=config.device))
     per_question: dict[str, dict[str, float | None]] = {}
+    correct: dict[str, dict[str, list[bool | None]]] = {}
     for entry in report.questions:
         answers = [a for a in entry["answers"] if a is not None]
         per_question.setdefault(entry["condition"], {})[entry["question_id"]] = (
             sum(a["correct"] for a in answers) / len(answers) if answers else None)
-    return {"rows": report.rows, "per_question": per_question,
+        correct.setdefault(entry["condition"], {})[entry["question_id"]] = [
+            None if a is None else bool(a["correct"]) for a in entry["answers"]]
+    # the gap as `opd accuracy` defines delta: per question over the answers k both conditions have (a context that
+    # needs the student's other answers is missing for some k; comparing with all K answers would mix in which k)
+    paired_gap = {teacher: {q: float(d[0]) for q, answers in correct.get(teacher, {}).items()
+                            if (d := paired_difference(correct[STUDENT_CONDITION][q], answers)) is not None}
+                  for teacher in config.teachers}
+    return {"rows": report.rows, "per_question": per_question, "paired_gap": paired_gap,
             "plain_condition": {t: (f"model:{resolve_teacher(t).model}" if resolve_teacher(t).model else "student")
                                 for t in config.teachers}}
 

@@ -9,13 +9,13 @@ import itertools
 import json
 import os
 from dataclasses import dataclass, replace
+from fractions import Fraction
 
 import numpy as np
 import pytest
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.proportion import proportion_confint
 
-import teachers.summary as summary
 from harness.api.task import TASKS, register_task, resolve_task
 from harness.cli.main import main
 from harness.render.tables import format_accuracy, print_accuracy
@@ -28,10 +28,12 @@ from harness.workflows.accuracy import (
     Answer,
     Condition,
     evaluate,
+    paired_difference,
     paired_differences,
     summarise,
     year_range,
 )
+from teachers import summary
 
 ODD_ONLY_TEACHER = "test-odd-only-context"
 RECORDER_TEACHER = "test-recording-context"
@@ -486,3 +488,10 @@ def test_cli_rich_default_and_errors(capsys):
     assert "Unknown teacher" in capsys.readouterr().out
     assert main(["accuracy", "--task", "test-parity", "--student", "tiny-random", "--teacher", "self:self-demo"]) == 2
     assert "--samples K with K >= 2" in capsys.readouterr().out
+
+
+def test_paired_difference_of_one_question_counts_only_answers_both_have():
+    # answers 0 and 1 are in both: student right once, condition never -> (-1/2, 1/2); 2 and 3 are unpaired
+    assert paired_difference([True, False, None, True], [False, False, True, None]) == (Fraction(-1, 2),
+                                                                                           Fraction(1, 2))
+    assert paired_difference([True, None], [None, False]) is None

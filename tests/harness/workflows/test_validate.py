@@ -75,6 +75,17 @@ def test_two_step_run_end_to_end(tmp_path, diagnostic):
         log = json.loads((run_dir(out, teacher, 0) / RESULT_FILE).read_text())["log"]
         assert all(step["loss"] > 0 and step["grad_norm"] > 0 for step in log)
         assert rows[teacher]["walign"]["questions"] >= 1 and "gap" in rows[teacher]
+    # the gap is paired by answer k (opd accuracy's delta); where a context has every answer it is the plain
+    # difference of the two pass rates, and it exists exactly for the questions with at least one pair
+    predictors = json.loads((out / "predictors.json").read_text())
+    rates = predictors["per_question"]
+    for teacher in TEACHERS:
+        gap = predictors["paired_gap"][teacher]
+        assert set(gap) == {q for q, r in rates[teacher].items() if r is not None}
+        for q, value in gap.items():
+            row = next(r for r in predictors["rows"] if r["condition"] == teacher)
+            if row["unavailable"] == 0 and row["answers"] == row["questions"] * 2:  # every answer present
+                assert value == pytest.approx(rates[teacher][q] - rates["student"][q])
     # three teachers: the rank correlations exist for every predictor that is defined
     assert {c["predictor"] for c in report["correlations"]} >= {"walign", "gap"}
     assert (out / "validation.md").read_text().count("self:correct-demo") >= 1
