@@ -328,8 +328,10 @@ def verdict(correlations: Sequence[Mapping[str, Any]], comparisons: Sequence[Map
     if not math.isfinite(walign["spearman"]):
         return ("not testable: fewer than 3 teachers have a walign (a teacher without informative nodes, such as "
                 "`self`, has none), or walign or the gain is constant across them")
+    detectable = (f"detectable from |rho| >= {mdrc:.2f}" if math.isfinite(mdrc) else
+                  f"no correlation can reach p < {ALPHA} with {teachers} teachers")
     head = (f"Spearman(walign, gain) = {walign['spearman']:+.2f} (exact p {walign['spearman_p']:.3g}, "
-            f"{teachers} teachers; detectable from |rho| >= {mdrc:.2f})")
+            f"{teachers} teachers; {detectable})")
     significant = walign["spearman_p"] < ALPHA
     constant = [c["versus"] for c in comparisons if c.get("baseline_constant")]
     better = [c["versus"] for c in comparisons if c["lo"] > 0 or (c["versus"] in constant and significant)]

@@ -151,6 +151,9 @@ def test_verdict_against_hand_made_comparisons():
     assert "inconclusive against in-context accuracy gap" in covers and "has not shown" in covers
     assert "worse than in-context" in verdict([walign], [{**gap, "lo": -0.9, "hi": -0.1}], 6, 0.886)
     assert verdict([walign], [gap], 2, math.nan).startswith("not testable")
+    # three teachers: no rank correlation can be significant; the sentence says so instead of "|rho| >= nan"
+    three = verdict([{**walign, "spearman": 0.5, "spearman_p": 1.0}], [gap], 3, math.nan)
+    assert "no correlation can reach p < 0.05 with 3 teachers" in three and "nan" not in three
 
 
 def test_commonest_greedy_answer_shows_a_collapse_to_one_label():
