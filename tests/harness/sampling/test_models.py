@@ -292,8 +292,10 @@ def test_opd_run_with_a_part_package_missing_is_one_paragraph_and_exit_2(tmp_pat
     from harness.cli.main import main
 
     monkeypatch.setenv("OPD_CACHE_DIR", str(tmp_path / "empty-cache"))
-    real = gguf_parts.part_path
-    monkeypatch.setattr(gguf_parts, "part_path", lambda parts, number: None if number == 4 else real(parts, number))
+    # every other part present (a stand-in file), whatever this machine has installed: only part 4 is missing
+    present = tmp_path / "part.bin"
+    present.write_bytes(b"")
+    monkeypatch.setattr(gguf_parts, "part_path", lambda parts, number: None if number == 4 else present)
     code = main(["run", "--task", "test-parity", "--student", "qwen2.5-coder-0.5b", "--teacher", "self", "--limit",
                  "1", "--device", "cpu", "--quiet", "--out", str(tmp_path / "run")])
     captured = capsys.readouterr()
