@@ -435,8 +435,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             _fmt(row.get("gap")), _fmt(row.get("teacher_accuracy")), _fmt(row.get("seconds_per_step"), 1),
         ])
     headers = ["condition", "seeds", "greedy acc", "greedy gain [95% CI]", "p greedy", "sampled pass",
-               "sampled gain [95% CI]", "p sampled", "parse rate (sampled)", "commonest greedy answer", "walign", "gap", "teacher acc",
-               "s/step"]
+               "sampled gain [95% CI]", "p sampled", "parse rate (sampled)", "commonest greedy answer", "walign", "gap",
+               "teacher acc", "s/step"]
     lines = [f"# opd validate ({report['loss']})", "", tabulate(table, headers, tablefmt="github"), ""]
     if report["correlations"]:
         corr = [[PREDICTOR_LABELS[c["predictor"]], c["teachers"],

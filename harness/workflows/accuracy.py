@@ -312,23 +312,23 @@ def paired_differences(base: Mapping[str, Sequence[Answer | None]], other: Mappi
     the answers ``k`` that exist in both conditions (answer ``k`` is paired with answer ``k``)."""
     differences, base_rates = [], []
     for question_id in question_ids:
-        paired = paired_difference([None if a is None else a.correct for a in base[question_id]],
-                                   [None if b is None else b.correct for b in other[question_id]])
+        paired = paired_difference(base[question_id], other[question_id])
         if paired is not None:
             differences.append(paired[0])
             base_rates.append(paired[1])
     return differences, base_rates
 
 
-def paired_difference(base: Sequence[bool | None], other: Sequence[bool | None]) -> tuple[Fraction, Fraction] | None:
+def paired_difference(base: Sequence[Answer | None],
+                      other: Sequence[Answer | None]) -> tuple[Fraction, Fraction] | None:
     """One question: ``(other's pass rate - base's, base's pass rate)`` over the answers ``k`` present in both
     (None: no such answer). The one definition of ``delta`` (and of ``opd validate``'s in-context accuracy gap)."""
     pairs = [(a, b) for a, b in zip(base, other) if a is not None and b is not None]
     if not pairs:
         return None
     # exact fractions: equal pass rates give a difference of exactly 0 (never -0.000 from round-off)
-    base_right = sum(bool(a) for a, _ in pairs)
-    return Fraction(sum(bool(b) for _, b in pairs) - base_right, len(pairs)), Fraction(base_right, len(pairs))
+    base_right = sum(a.correct for a, _ in pairs)
+    return Fraction(sum(b.correct for _, b in pairs) - base_right, len(pairs)), Fraction(base_right, len(pairs))
 
 
 def paired_test(differences: Sequence[float]) -> float | None:

@@ -491,7 +491,7 @@ def compute_predictors(config: ValidateConfig, plan_: Plan) -> dict[str, Any]:
     plain prompt, on the diagnostic's questions (``opd accuracy``'s machinery, ``samples`` answers each)."""
     from harness.sampling.teacher import resolve_teacher
     from harness.reports.accuracy_report import STUDENT_CONDITION
-    from harness.workflows.accuracy import AccuracyConfig, evaluate, paired_difference
+    from harness.workflows.accuracy import Answer, AccuracyConfig, evaluate, paired_difference, pass_rate
 
     if not plan_.diagnostic_ids or plan_.diagnostic_range != (0, len(plan_.diagnostic_ids)):
         return {"note": "no diagnostic questions at the front of the task's order: accuracy predictors not computed"}
@@ -500,18 +500,17 @@ def compute_predictors(config: ValidateConfig, plan_: Plan) -> dict[str, Any]:
     report = evaluate(AccuracyConfig(task=config.task, student=config.student, teachers=conditions,
                                      limit=len(plan_.diagnostic_ids), samples=config.samples,
                                      data_dir=config.data_dir, seed=min(config.seeds), device=config.device))
-    per_question: dict[str, dict[str, float | None]] = {}
-    correct: dict[str, dict[str, list[bool | None]]] = {}
+    # condition -> question -> answer k (None where the context could not be built), as opd accuracy graded them
+    answers: dict[str, dict[str, list[Answer | None]]] = {}
     for entry in report.questions:
-        answers = [a for a in entry["answers"] if a is not None]
-        per_question.setdefault(entry["condition"], {})[entry["question_id"]] = (
-            sum(a["correct"] for a in answers) / len(answers) if answers else None)
-        correct.setdefault(entry["condition"], {})[entry["question_id"]] = [
-            None if a is None else bool(a["correct"]) for a in entry["answers"]]
+        answers.setdefault(entry["condition"], {})[entry["question_id"]] = [
+            None if a is None else Answer(**a) for a in entry["answers"]]
+    per_question = {condition: {q: pass_rate(k) for q, k in by_question.items()}
+                    for condition, by_question in answers.items()}
     # the gap as `opd accuracy` defines delta: per question over the answers k both conditions have (a context that
     # needs the student's other answers is missing for some k; comparing with all K answers would mix in which k)
-    paired_gap = {teacher: {q: float(d[0]) for q, answers in correct.get(teacher, {}).items()
-                            if (d := paired_difference(correct[STUDENT_CONDITION][q], answers)) is not None}
+    paired_gap = {teacher: {q: float(d[0]) for q, k in answers.get(teacher, {}).items()
+                            if (d := paired_difference(answers[STUDENT_CONDITION][q], k)) is not None}
                   for teacher in config.teachers}
     return {"rows": report.rows, "per_question": per_question, "paired_gap": paired_gap,
             "plain_condition": {t: (f"model:{resolve_teacher(t).model}" if resolve_teacher(t).model else "student")

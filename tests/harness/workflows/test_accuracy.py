@@ -491,7 +491,10 @@ def test_cli_rich_default_and_errors(capsys):
 
 
 def test_paired_difference_of_one_question_counts_only_answers_both_have():
+    def graded(*correct):
+        return [None if c is None else Answer("", None, c, "stop") for c in correct]
+
     # answers 0 and 1 are in both: student right once, condition never -> (-1/2, 1/2); 2 and 3 are unpaired
-    assert paired_difference([True, False, None, True], [False, False, True, None]) == (Fraction(-1, 2),
-                                                                                           Fraction(1, 2))
-    assert paired_difference([True, None], [None, False]) is None
+    assert paired_difference(graded(True, False, None, True), graded(False, False, True, None)) == (Fraction(-1, 2),
+                                                                                                   Fraction(1, 2))
+    assert paired_difference(graded(True, None), graded(None, False)) is None

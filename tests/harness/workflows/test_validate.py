@@ -82,8 +82,8 @@ def test_two_step_run_end_to_end(tmp_path, diagnostic):
     for teacher in TEACHERS:
         gap = predictors["paired_gap"][teacher]
         assert set(gap) == {q for q, r in rates[teacher].items() if r is not None}
+        row = next(r for r in predictors["rows"] if r["condition"] == teacher)
         for q, value in gap.items():
-            row = next(r for r in predictors["rows"] if r["condition"] == teacher)
             if row["unavailable"] == 0 and row["answers"] == row["questions"] * 2:  # every answer present
                 assert value == pytest.approx(rates[teacher][q] - rates["student"][q])
     # three teachers: the rank correlations exist for every predictor that is defined
