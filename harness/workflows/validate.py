@@ -213,6 +213,18 @@ def protocol_record(config: ValidateConfig, plan_: Plan) -> dict[str, Any]:
             "diagnostic_ids": list(plan_.diagnostic_ids)}
 
 
+def _changed_settings(earlier: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
+    """The settings that differ, nested ones dotted (``training.lr``), so the refusal names the flag to fix."""
+    changed = []
+    for key in sorted(set(earlier) | set(now)):
+        old, new = earlier.get(key), now.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            changed += _changed_settings(old, new, f"{prefix}{key}.")
+        elif old != new:
+            changed.append(f"{prefix}{key}")
+    return changed
+
+
 def fix_protocol(out: Path, record: dict[str, Any]) -> None:
     """Write the protocol, or refuse a directory holding a validation with a different one."""
     from harness.storage.records import make_directory, write_json
@@ -221,8 +233,7 @@ def fix_protocol(out: Path, record: dict[str, Any]) -> None:
     if path.is_file():
         earlier = json.loads(path.read_text())
         if earlier != json.loads(json.dumps(record)):
-            changed = sorted(k for k in set(earlier["config"]) | set(record["config"])
-                             if earlier["config"].get(k) != json.loads(json.dumps(record["config"])).get(k))
+            changed = _changed_settings(earlier["config"], json.loads(json.dumps(record["config"])))
             what = ", ".join(changed) or "the question ranges"
             raise ValidateError(f"{out} holds a validation with another protocol (differs in {what}): its results "
                                 f"would not be comparable. Use a new --out, or the same settings to resume it "
@@ -600,6 +611,23 @@ def run_validation(config: ValidateConfig, out: Path, progress: Progress | None 
 def _predictors_cover(out: Path, config: ValidateConfig) -> bool:
     path = out / PREDICTORS_FILE
     return path.is_file() and set(config.teachers) <= set(read_json(path).get("teachers", ()))
+
+
+def report_finished(config: ValidateConfig, out: Path) -> dict[str, Any]:
+    """``opd validate --report-only``: the report of the runs already finished in ``out``, nothing trained or loaded.
+
+    For a validation grown on several machines (copy the finished ``result.json`` files together, then report), or
+    re-rendered by a newer harness. The settings are checked against ``protocol.json`` as a resume would check them,
+    so a report never mixes protocols; TRL is not needed."""
+    out = Path(out)
+    missing = [name for name in (PROTOCOL_FILE, BEFORE_FILE) if not (out / name).is_file()]
+    if missing:
+        raise ValidateError(f"{out} holds no validation to report on (no {' or '.join(missing)}): run the same "
+                            f"`opd validate` command without --report-only first, or point --out at the directory "
+                            f"that holds it.")
+    _, questions_of, train_of = _questions_loader(config)
+    fix_protocol(out, protocol_record(config, plan(config, questions_of, train_of)))
+    return write_report(config, out)
 
 
 def write_report(config: ValidateConfig, out: Path) -> dict[str, Any]:

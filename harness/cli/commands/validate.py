@@ -6,7 +6,8 @@
 
 Needs the train extra (``pip install 'opd-harness[train]'``). See :mod:`harness.workflows.validate` for the protocol and
 :mod:`harness.reports.validation_report` for the statistics. Running the same command again resumes: finished (condition,
-seed) runs are kept, an interrupted one continues from its last checkpoint.
+seed) runs are kept, an interrupted one continues from its last checkpoint; ``--report-only`` rewrites the report from
+the finished runs without training.
 """
 from __future__ import annotations
 
@@ -62,6 +63,9 @@ def register(commands) -> None:
     parser.add_argument("--max-runs", type=int, default=None, metavar="N",
                         help="stop after N (condition, seed) runs finish, reporting what is done (grow a long "
                              "validation one committed run at a time)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="write the report from the runs already finished in --out (same settings); train and "
+                             "load nothing (a validation grown on several machines, or re-rendered by newer code)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     from harness.cli.options import add_threads_argument
 
@@ -91,7 +95,7 @@ def cmd_validate(args: argparse.Namespace, console) -> int:
     from harness.render.progress import RichProgress
     from harness.reports.validation_report import render_markdown
     from harness.sampling.threads import apply_threads
-    from harness.workflows.validate import PROGRESS_KINDS, run_validation
+    from harness.workflows.validate import PROGRESS_KINDS, report_finished, run_validation
 
     apply_threads(args.threads)  # a bad --threads stops here, before any model loads
     config = config_from(args)
@@ -100,7 +104,9 @@ def cmd_validate(args: argparse.Namespace, console) -> int:
 
         raise ValidateError(f"--max-runs must be at least 1 (got {args.max_runs}).")
     quiet_libraries()
-    if args.quiet:
+    if args.report_only:
+        report = report_finished(config, args.out)
+    elif args.quiet:
         report = run_validation(config, args.out, max_runs=args.max_runs)
     else:
         with RichProgress(PROGRESS_KINDS) as progress:

@@ -192,10 +192,14 @@ def test_the_diagnostic_must_hold_every_teacher(tmp_path, diagnostic, no_model_l
 def test_a_validation_directory_keeps_its_protocol(tmp_path):
     from harness.workflows.validate import fix_protocol
 
-    fix_protocol(tmp_path, {"config": {"lr": 1}, "eval_range": [0, 1]})
-    fix_protocol(tmp_path, {"config": {"lr": 1}, "eval_range": [0, 1]})  # the same: fine
-    with pytest.raises(ValidateError, match="differs in lr"):
-        fix_protocol(tmp_path, {"config": {"lr": 2}, "eval_range": [0, 1]})
+    fix_protocol(tmp_path, {"config": {"lr": 1, "ranges": {"a": 1, "b": 2}}, "eval_range": [0, 1]})
+    fix_protocol(tmp_path, {"config": {"lr": 1, "ranges": {"a": 1, "b": 2}}, "eval_range": [0, 1]})  # the same: fine
+    with pytest.raises(ValidateError, match=r"differs in lr\)"):
+        fix_protocol(tmp_path, {"config": {"lr": 2, "ranges": {"a": 1, "b": 2}}, "eval_range": [0, 1]})
+    with pytest.raises(ValidateError, match=r"differs in ranges\.b, sample\)"):  # nested settings named dotted
+        fix_protocol(tmp_path, {"config": {"lr": 1, "ranges": {"a": 1, "b": 3}, "sample": 1}, "eval_range": [0, 1]})
+    with pytest.raises(ValidateError, match="differs in the question ranges"):
+        fix_protocol(tmp_path, {"config": {"lr": 1, "ranges": {"a": 1, "b": 2}}, "eval_range": [0, 2]})
 
 
 def test_response_logits_of_a_padded_batch_are_each_sequence_alone():
@@ -222,6 +226,36 @@ def test_a_validation_grows_a_given_number_of_runs_at_a_time(tmp_path):
     assert "(not run)" in (out / "validation.md").read_text()
     run_validation(config, out, max_runs=2, on_step=lambda c, s, n: finished.append(c))
     assert finished == ["control", "grpo", "self:correct-demo"]  # nothing retrained, the last one added
+
+
+@needs_trl
+def test_report_only_rewrites_the_report_of_finished_runs_without_loading_or_training(tmp_path, monkeypatch):
+    import importlib.util
+
+    from harness.workflows.validate import report_finished
+
+    config = _config(teachers=("self:correct-demo",))
+    out = tmp_path / "v"
+    run_validation(config, out, max_runs=2)  # control and grpo finished, the teacher not
+    written = (out / "validation.json").read_text()  # as text: the report holds NaN (no correlation at 1 teacher)
+    (out / "validation.json").unlink()
+    (out / "validation.md").unlink()
+    monkeypatch.setattr("harness.sampling.models.load_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    real = importlib.util.find_spec  # and TRL is not needed to report
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "trl" else real(name, *a))
+    report_finished(config, out)
+    assert (out / "validation.json").read_text() == written
+    assert "(not run)" in (out / "validation.md").read_text()
+    assert not run_dir(out, "self:correct-demo", 0).exists()  # nothing trained
+    with pytest.raises(ValidateError, match=r"differs in training\.lr\)"):  # the settings must be the validation's
+        report_finished(replace(config, training=replace(config.training, lr=0.5)), out)
+
+
+def test_report_only_without_a_validation_says_what_to_run(tmp_path, capsys, no_model_loads):
+    assert _main(tmp_path, "--teacher", "self:correct-demo", "--report-only") == 2
+    printed = capsys.readouterr().out
+    assert "holds no validation to report on" in printed and "without --report-only" in printed
+    assert "Traceback" not in printed and not (tmp_path / "v").exists()
 
 
 @needs_trl
