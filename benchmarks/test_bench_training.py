@@ -16,7 +16,9 @@ on the shared 2 cores (load average 6.4-7.7, two other heavy processes; 101 toke
 spinning 4.4 and 2.3 tokens/s, passive 24.6 (7.3x); backend over previous sampler 0.63 / 0.91 / 1.41 (noise, no
 direction), the same tokens in every run. One whole step (a separate probe, same load): 333 s spinning (sampling
 132 s, teacher passes 39 s) against 62 s passive (10 s, 8 s); the step benchmark above, passive: 56 s against 32 s
-for the plain forward + backward (1.74x). The wait policy, not the sampler, was the cost.
+for the plain forward + backward (1.74x). The wait policy, not the sampler, was the cost. Alone (2026-12-03, nothing
+else running; docs/benchmarks.md): the step 24.7 s against 11.3 s (2.18x), and spinning threads sample 1.27x faster
+than passive ones: PASSIVE costs a fifth of the sampling speed on an idle machine and saves 7x beside other work.
 """
 from __future__ import annotations
 
