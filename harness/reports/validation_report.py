@@ -250,6 +250,9 @@ def build_report(protocol: Mapping[str, Any], before: Mapping[str, Any], results
                        parsed_greedy_after=row["parsed_greedy_before"] + float(gains["greedy_parsed"].mean()),
                        parsed_sampled_after=row["parsed_sampled_before"] + float(gains["sampled_parsed"].mean()),
                        gain_greedy=_estimate(gains["greedy"]), gain_sampled=_estimate(gains["sampled"]),
+                       # training noise: the interval resamples questions at fixed trained weights, not seeds
+                       sampled_gain_by_seed={str(r["seed"]): float(condition_gains(before, [r["after"]])["sampled"]
+                                                                   .mean()) for r in runs},
                        parse_change=_estimate(gains["sampled_parsed"]),
                        commonest_after=commonest_answer([r["after"] for r in runs]),
                        seconds_per_step=_mean_or_none([r.get("seconds_per_step") for r in runs]))
@@ -375,7 +378,10 @@ def notes(report: Mapping[str, Any]) -> list[str]:
            if protocol.get("diagnostic_range") else "") + " of the task's question order; " + _training_where(protocol),
         "gain: per evaluation question, after - before (greedy: 0/1; sampled: pass rate of "
         f"{config.get('samples')} answers at T=1), averaged over the finished seeds; interval: 95% sign-flip "
-        "test inversion (none below 10 questions); p: two-sided sign-flip test; n = evaluation questions.",
+        "test inversion (none below 10 questions); p: two-sided sign-flip test; n = evaluation questions. The "
+        "interval and p resample questions for the trained weights in hand; they do not contain training noise "
+        "(another seed trains other weights): `sampled gain by seed` shows it, and gains whose seeds differ by "
+        "more than the teachers do are not ranked by this validation.",
         "commonest greedy answer: the most frequent answer the grader read from the greedy responses and its "
         "share of all evaluation questions (pooled over seeds); a share near 1 after training is one answer to "
         "every question, so that condition's gain is the share of questions with that gold answer, not skill.",
@@ -429,13 +435,14 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             _fmt((row.get("gain_greedy") or {}).get("p")),
             f"{_fmt(row['sampled_before'])} -> {_fmt(row.get('sampled_after'))}", _interval(row.get("gain_sampled")),
             _fmt((row.get("gain_sampled") or {}).get("p")),
+            " / ".join(f"{g:+.3f}" for g in (row.get("sampled_gain_by_seed") or {}).values()) or "-",
             f"{_fmt(row['parsed_sampled_before'])} -> {_fmt(row.get('parsed_sampled_after'))}",
             _commonest(row.get("commonest_before"), row.get("commonest_after")),
             _fmt(walign["estimate"]) + (f" (q {walign['questions']})" if walign else "") if walign else "-",
             _fmt(row.get("gap")), _fmt(row.get("teacher_accuracy")), _fmt(row.get("seconds_per_step"), 1),
         ])
     headers = ["condition", "seeds", "greedy acc", "greedy gain [95% CI]", "p greedy", "sampled pass",
-               "sampled gain [95% CI]", "p sampled", "parse rate (sampled)", "commonest greedy answer", "walign", "gap",
+               "sampled gain [95% CI]", "p sampled", "sampled gain by seed", "parse rate (sampled)", "commonest greedy answer", "walign", "gap",
                "teacher acc", "s/step"]
     lines = [f"# opd validate ({report['loss']})", "", tabulate(table, headers, tablefmt="github"), ""]
     if report["correlations"]:

@@ -156,6 +156,18 @@ def test_verdict_against_hand_made_comparisons():
     assert "no correlation can reach p < 0.05 with 3 teachers" in three and "nan" not in three
 
 
+def test_sampled_gain_by_seed_is_each_seed_alone():
+    protocol, before, results, afters, nodes, predictors = _fixture()
+    report = build_report(protocol, before, results, TEACHERS, predictors, nodes, "rkl", resamples=50)
+    base = np.mean([np.mean(k) for k in before["sampled_correct"]])
+    row = next(r for r in report["rows"] if r["condition"] == "t-b")
+    expected = {str(s): np.mean([np.mean(k) for k in afters[("t-b", s)]["sampled_correct"]]) - base for s in (0, 1)}
+    assert row["sampled_gain_by_seed"] == pytest.approx(expected)
+    assert row["gain_sampled"]["estimate"] == pytest.approx(np.mean(list(expected.values())))
+    markdown = render_markdown(report)
+    assert f"{expected['0']:+.3f} / {expected['1']:+.3f}" in markdown and "training noise" in markdown
+
+
 def test_commonest_greedy_answer_shows_a_collapse_to_one_label():
     """Before: 3 of 6 say no, 2 yes, 1 unparsed; after (two seeds): every answer yes. Counted by hand."""
     before = _evaluation([1, 0, 1, 0, 1, 0], [[1, 0]] * 6)
