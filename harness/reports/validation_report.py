@@ -233,7 +233,7 @@ def build_report(protocol: Mapping[str, Any], before: Mapping[str, Any], results
                  resamples: int = RESAMPLES) -> dict[str, Any]:
     """Everything ``validation.json`` holds, from the finished runs (any subset of (condition, seed))."""
     base = _pass_rates(before)
-    rows, gains_by_teacher = [], {}
+    rows, runs_by_teacher = [], {}
     for condition in (CONTROL, GRPO, *teachers):
         runs = [results[k] for k in sorted(results) if k[0] == condition]
         row: dict[str, Any] = {"condition": condition, "seeds": [r["seed"] for r in runs],
@@ -257,8 +257,14 @@ def build_report(protocol: Mapping[str, Any], before: Mapping[str, Any], results
                        commonest_after=commonest_answer([r["after"] for r in runs]),
                        seconds_per_step=_mean_or_none([r.get("seconds_per_step") for r in runs]))
             if condition not in (CONTROL, GRPO):
-                gains_by_teacher[condition] = gains["sampled"]
+                runs_by_teacher[condition] = runs
         rows.append(row)
+    # like with like: the correlations rank gains over the same seeds for every teacher (the seeds all have
+    # finished), while the rows show each condition over all of its own; a growing validation mixes them otherwise
+    common_seeds = (sorted(set.intersection(*({r["seed"] for r in runs} for runs in runs_by_teacher.values())))
+                    if runs_by_teacher else [])
+    gains_by_teacher = {t: condition_gains(before, [r["after"] for r in runs if r["seed"] in common_seeds])["sampled"]
+                        for t, runs in runs_by_teacher.items()} if common_seeds else {}
 
     parts: dict[str, dict[str, Any]] = {name: {} for name in PREDICTORS}
     for teacher in teachers:
@@ -308,8 +314,11 @@ def build_report(protocol: Mapping[str, Any], before: Mapping[str, Any], results
                                 "baseline_constant": not math.isfinite(ro)})
     mdrc = minimum_detectable_rank_correlation(len(scored))
     report = {"protocol": dict(protocol), "loss": loss, "rows": rows, "correlations": correlations,
-              "comparisons": comparisons, "teachers_scored": scored, "minimum_detectable_spearman": mdrc,
-              "verdict": verdict(correlations, comparisons, len(scored), mdrc)}
+              "comparisons": comparisons, "teachers_scored": scored, "correlation_seeds": common_seeds,
+              "minimum_detectable_spearman": mdrc,
+              "verdict": (verdict(correlations, comparisons, len(scored), mdrc) if common_seeds or not runs_by_teacher
+                          else "not testable yet: the trained teachers share no finished seed, so their gains "
+                               "would compare different training runs")}
     report["notes"] = notes(report)
     return report
 
@@ -397,8 +406,11 @@ def notes(report: Mapping[str, Any]) -> list[str]:
     ]
     seed_counts = {len(r["seeds"]) for r in report["rows"] if r["condition"] in report["teachers_scored"]}
     if len(seed_counts) > 1:
+        common = report.get("correlation_seeds") or []
         lines.append("Teachers rest on different numbers of finished seeds (see `seeds`): the validation is still "
-                     "growing, and its correlations compare unequally averaged gains.")
+                     "growing. The correlations use only the seed(s) every scored teacher has finished ("
+                     + (", ".join(map(str, common)) or "none") + "), so each teacher's gain there is over the same "
+                     "seeds; the rows show each condition over all of its own.")
     return lines
 
 

@@ -168,6 +168,25 @@ def test_sampled_gain_by_seed_is_each_seed_alone():
     assert f"{expected['0']:+.3f} / {expected['1']:+.3f}" in markdown and "training noise" in markdown
 
 
+def test_a_growing_validation_correlates_only_the_seeds_every_teacher_has():
+    protocol, before, results, afters, nodes, predictors = _fixture()
+    partial = {k: v for k, v in results.items() if k[1] == 0 or k[0] == "t-a"}  # t-a alone has seed 1 too
+    report = build_report(protocol, before, partial, TEACHERS, predictors, nodes, "rkl", resamples=50)
+    assert report["correlation_seeds"] == [0]
+    base = np.mean([np.mean(k) for k in before["sampled_correct"]])
+    seed0 = [np.mean([np.mean(k) for k in afters[(t, 0)]["sampled_correct"]]) - base for t in TEACHERS]
+    walign = [next(r for r in report["rows"] if r["condition"] == t)["walign"]["estimate"] for t in TEACHERS]
+    rho = next(c for c in report["correlations"] if c["predictor"] == "walign")["spearman"]
+    assert rho == pytest.approx(scipy.stats.spearmanr(walign, seed0).statistic)
+    row_a = next(r for r in report["rows"] if r["condition"] == "t-a")
+    assert row_a["seeds"] == [0, 1]  # the row itself keeps both seeds
+    assert "The correlations use only the seed(s) every scored teacher has finished (0)" in render_markdown(report)
+    disjoint = {k: v for k, v in results.items() if k[0] != "t-a" and k[1] == 0 or k == ("t-a", 1)}
+    report = build_report(protocol, before, disjoint, TEACHERS, predictors, nodes, "rkl", resamples=50)
+    assert report["correlations"] == [] or all(not math.isfinite(c["spearman"]) for c in report["correlations"])
+    assert report["verdict"].startswith("not testable yet: the trained teachers share no finished seed")
+
+
 def test_commonest_greedy_answer_shows_a_collapse_to_one_label():
     """Before: 3 of 6 say no, 2 yes, 1 unparsed; after (two seeds): every answer yes. Counted by hand."""
     before = _evaluation([1, 0, 1, 0, 1, 0], [[1, 0]] * 6)
