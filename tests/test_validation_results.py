@@ -104,6 +104,10 @@ def test_walign_correlation_recomputed(directory: Path):
     assert correlation["spearman"] == pytest.approx(stats.spearmanr(walign, gain).statistic)
     assert correlation["kendall"] == pytest.approx(stats.kendalltau(walign, gain).statistic)
     assert correlation["spearman_p"] == pytest.approx(exact_spearman_p(walign, gain))
+    for seed in common:  # the same correlation on each training seed alone
+        alone = [np.mean(pass_rates(read(directory / "runs" / slug(t) / f"seed-{seed}" / "result.json")["after"])[1]
+                         - before) for t in scored]
+        assert correlation["spearman_by_seed"][str(seed)] == pytest.approx(stats.spearmanr(walign, alone).statistic)
 
 
 @pytest.mark.parametrize("directory", VALIDATIONS, ids=lambda p: f"{p.parent.name}/{p.name}")

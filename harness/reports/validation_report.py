@@ -285,6 +285,8 @@ def build_report(protocol: Mapping[str, Any], before: Mapping[str, Any], results
         draws = two_way_bootstrap(gains, {name: [parts[name][t] for t in scored] for name in available}, diag_ids,
                                   resamples=resamples)
     mean_gains = [float(gains_by_teacher[t].mean()) for t in scored]
+    seed_gains = {t: {r["seed"]: float(condition_gains(before, [r["after"]])["sampled"].mean())
+                      for r in runs_by_teacher[t] if r["seed"] in common_seeds} for t in scored}
     for name in available:
         values = [_mean_of(parts[name][t]) for t in scored]
         ok = [i for i, v in enumerate(values) if math.isfinite(v)]
@@ -295,7 +297,12 @@ def build_report(protocol: Mapping[str, Any], before: Mapping[str, Any], results
         else:  # two points always rank-correlate at +-1: not a correlation
             rho = tau = tau_p = math.nan
         entry = {"predictor": name, "teachers": len(ok), "spearman": rho, "spearman_p": spearman_exact_p(x, y),
-                 "kendall": tau, "kendall_p": tau_p}
+                 "kendall": tau, "kendall_p": tau_p,
+                 # the same correlation on each training seed alone: how far the ranking moves with training noise
+                 "spearman_by_seed": {str(seed): (stats.correlation(x, [seed_gains[t][seed] for t in
+                                                                        (scored[i] for i in ok)], "spearman")
+                                                  if len(ok) >= MIN_TEACHERS else math.nan)
+                                      for seed in common_seeds}}
         for method in ("spearman", "kendall"):
             lo, hi, used = _percentile(draws.get(f"{name}:{method}", np.array([])))
             entry.update({f"{method}_lo": lo, f"{method}_hi": hi})
@@ -460,11 +467,14 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     if report["correlations"]:
         corr = [[PREDICTOR_LABELS[c["predictor"]], c["teachers"],
                  f"{_fmt(c['spearman'], 2)} [{_fmt(c['spearman_lo'], 2)}, {_fmt(c['spearman_hi'], 2)}]",
-                 _fmt(c["spearman_p"]), f"{_fmt(c['kendall'], 2)} [{_fmt(c['kendall_lo'], 2)}, "
+                 _fmt(c["spearman_p"]),
+                 " / ".join(_fmt(v, 2) for v in (c.get("spearman_by_seed") or {}).values()) or "-",
+                 f"{_fmt(c['kendall'], 2)} [{_fmt(c['kendall_lo'], 2)}, "
                  f"{_fmt(c['kendall_hi'], 2)}]", _fmt(c["kendall_p"])] for c in report["correlations"]]
-        lines += ["## Rank correlation of the sampled gain with each predictor", "",
-                  tabulate(corr, ["predictor", "teachers", "Spearman [95%]", "p (exact)", "Kendall [95%]", "p"],
-                           tablefmt="github"), ""]
+        seeds = ", ".join(map(str, report.get("correlation_seeds") or []))
+        lines += [f"## Rank correlation of the sampled gain with each predictor (seeds {seeds})", "",
+                  tabulate(corr, ["predictor", "teachers", "Spearman [95%]", "p (exact)", "Spearman by seed",
+                                  "Kendall [95%]", "p"], tablefmt="github"), ""]
     for c in report["comparisons"]:
         lines.append(f"- walign vs {PREDICTOR_LABELS[c['versus']]}: Spearman difference {_fmt(c['difference'], 2)} "
                      f"[{_fmt(c['lo'], 2)}, {_fmt(c['hi'], 2)}]")

@@ -187,6 +187,18 @@ def test_a_growing_validation_correlates_only_the_seeds_every_teacher_has():
     assert report["verdict"].startswith("not testable yet: the trained teachers share no finished seed")
 
 
+def test_spearman_by_seed_is_the_correlation_on_each_seed_alone():
+    protocol, before, results, afters, nodes, predictors = _fixture()
+    report = build_report(protocol, before, results, TEACHERS, predictors, nodes, "rkl", resamples=50)
+    base = np.mean([np.mean(k) for k in before["sampled_correct"]])
+    walign = [next(r for r in report["rows"] if r["condition"] == t)["walign"]["estimate"] for t in TEACHERS]
+    entry = next(c for c in report["correlations"] if c["predictor"] == "walign")
+    for seed in (0, 1):
+        gains = [np.mean([np.mean(k) for k in afters[(t, seed)]["sampled_correct"]]) - base for t in TEACHERS]
+        assert entry["spearman_by_seed"][str(seed)] == pytest.approx(scipy.stats.spearmanr(walign, gains).statistic)
+    assert "(seeds 0, 1)" in render_markdown(report)
+
+
 def test_commonest_greedy_answer_shows_a_collapse_to_one_label():
     """Before: 3 of 6 say no, 2 yes, 1 unparsed; after (two seeds): every answer yes. Counted by hand."""
     before = _evaluation([1, 0, 1, 0, 1, 0], [[1, 0]] * 6)
