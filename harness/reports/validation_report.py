@@ -266,9 +266,10 @@ def build_report(protocol: Mapping[str, Any], before: Mapping[str, Any], results
     gains_by_teacher = {t: condition_gains(before, [r["after"] for r in runs if r["seed"] in common_seeds])["sampled"]
                         for t, runs in runs_by_teacher.items()} if common_seeds else {}
 
+    row_of = {row["condition"]: row for row in rows}
     parts: dict[str, dict[str, Any]] = {name: {} for name in PREDICTORS}
     for teacher in teachers:
-        row = next(r for r in rows if r["condition"] == teacher)
+        row = row_of[teacher]
         if nodes is not None:
             parts["walign"][teacher], row["walign"] = walign_parts(nodes, teacher, loss)
         if predictors.get("per_question"):
@@ -285,8 +286,6 @@ def build_report(protocol: Mapping[str, Any], before: Mapping[str, Any], results
         draws = two_way_bootstrap(gains, {name: [parts[name][t] for t in scored] for name in available}, diag_ids,
                                   resamples=resamples)
     mean_gains = [float(gains_by_teacher[t].mean()) for t in scored]
-    seed_gains = {t: {r["seed"]: float(condition_gains(before, [r["after"]])["sampled"].mean())
-                      for r in runs_by_teacher[t] if r["seed"] in common_seeds} for t in scored}
     for name in available:
         values = [_mean_of(parts[name][t]) for t in scored]
         ok = [i for i, v in enumerate(values) if math.isfinite(v)]
@@ -299,10 +298,10 @@ def build_report(protocol: Mapping[str, Any], before: Mapping[str, Any], results
         entry = {"predictor": name, "teachers": len(ok), "spearman": rho, "spearman_p": spearman_exact_p(x, y),
                  "kendall": tau, "kendall_p": tau_p,
                  # the same correlation on each training seed alone: how far the ranking moves with training noise
-                 "spearman_by_seed": {str(seed): (stats.correlation(x, [seed_gains[t][seed] for t in
-                                                                        (scored[i] for i in ok)], "spearman")
-                                                  if len(ok) >= MIN_TEACHERS else math.nan)
-                                      for seed in common_seeds}}
+                 "spearman_by_seed": {
+                     str(seed): (stats.correlation(x, [row_of[scored[i]]["sampled_gain_by_seed"][str(seed)]
+                                                       for i in ok], "spearman")
+                                 if len(ok) >= MIN_TEACHERS else math.nan) for seed in common_seeds}}
         for method in ("spearman", "kendall"):
             lo, hi, used = _percentile(draws.get(f"{name}:{method}", np.array([])))
             entry.update({f"{method}_lo": lo, f"{method}_hi": hi})
@@ -320,12 +319,14 @@ def build_report(protocol: Mapping[str, Any], before: Mapping[str, Any], results
                                 # student) ranks nothing: there is no correlation to beat
                                 "baseline_constant": not math.isfinite(ro)})
     mdrc = minimum_detectable_rank_correlation(len(scored))
+    if runs_by_teacher and not common_seeds:  # trained teachers, none scored: say why, not "0 teachers"
+        sentence = ("not testable yet: the trained teachers share no finished seed, so their gains would compare "
+                    "different training runs")
+    else:
+        sentence = verdict(correlations, comparisons, len(scored), mdrc)
     report = {"protocol": dict(protocol), "loss": loss, "rows": rows, "correlations": correlations,
               "comparisons": comparisons, "teachers_scored": scored, "correlation_seeds": common_seeds,
-              "minimum_detectable_spearman": mdrc,
-              "verdict": (verdict(correlations, comparisons, len(scored), mdrc) if common_seeds or not runs_by_teacher
-                          else "not testable yet: the trained teachers share no finished seed, so their gains "
-                               "would compare different training runs")}
+              "minimum_detectable_spearman": mdrc, "verdict": sentence}
     report["notes"] = notes(report)
     return report
 

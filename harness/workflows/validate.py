@@ -231,9 +231,9 @@ def fix_protocol(out: Path, record: dict[str, Any]) -> None:
 
     path = out / PROTOCOL_FILE
     if path.is_file():
-        earlier = json.loads(path.read_text())
-        if earlier != json.loads(json.dumps(record)):
-            changed = _changed_settings(earlier["config"], json.loads(json.dumps(record["config"])))
+        earlier, now = json.loads(path.read_text()), json.loads(json.dumps(record))  # compared as JSON holds them
+        if earlier != now:
+            changed = _changed_settings(earlier["config"], now["config"])
             what = ", ".join(changed) or "the question ranges"
             raise ValidateError(f"{out} holds a validation with another protocol (differs in {what}): its results "
                                 f"would not be comparable. Use a new --out, or the same settings to resume it "
