@@ -16,16 +16,24 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from harness.workflows.validate import RESULT_FILE, run_dir
+
 ROOT = Path(__file__).resolve().parents[1] / "results" / "validation"
 VALIDATIONS = sorted(p.parent for p in ROOT.glob("*/*/validation.json"))
 
 
-def slug(condition: str) -> str:
-    return condition.replace(":", "_").replace("/", "_")
-
-
 def read(path: Path):
     return json.loads(path.read_text())
+
+
+def result_path(directory: Path, condition: str, seed: int) -> Path:
+    """Where the harness keeps one (condition, seed) run's result (its layout; the numbers are recomputed here)."""
+    return run_dir(directory, condition, seed) / RESULT_FILE
+
+
+def sampled_gain(directory: Path, condition: str, seed: int, sampled_before: np.ndarray) -> float:
+    """One run's mean sampled pass-rate gain over the evaluation questions."""
+    return float(np.mean(pass_rates(read(result_path(directory, condition, seed))["after"])[1] - sampled_before))
 
 
 def pass_rates(evaluation: dict) -> tuple[np.ndarray, np.ndarray, float, float]:
@@ -62,7 +70,7 @@ def test_rows_recomputed_from_the_per_run_files(directory: Path):
         assert row["parsed_greedy_before"] == pytest.approx(parsed_greedy_before)
         greedy_gains, sampled_gains, parsed_after = [], [], []
         for seed in row["seeds"]:
-            path = directory / "runs" / slug(row["condition"]) / f"seed-{seed}" / "result.json"
+            path = result_path(directory, row["condition"], seed)
             assert path.is_file(), f"{path} is not committed: the row {row['condition']} seed {seed} rests on it"
             result = read(path)
             assert result["after"]["question_ids"] == before["question_ids"]
@@ -99,14 +107,12 @@ def test_walign_correlation_recomputed(directory: Path):
     common = sorted(set.intersection(*(set(rows[t]["seeds"]) for t in scored)))
     assert report["correlation_seeds"] == common
     before = pass_rates(read(directory / "before.json"))[1]
-    gain = [np.mean([pass_rates(read(directory / "runs" / slug(t) / f"seed-{s}" / "result.json")["after"])[1]
-                     - before for s in common]) for t in scored]
+    gain = [np.mean([sampled_gain(directory, t, s, before) for s in common]) for t in scored]
     assert correlation["spearman"] == pytest.approx(stats.spearmanr(walign, gain).statistic)
     assert correlation["kendall"] == pytest.approx(stats.kendalltau(walign, gain).statistic)
     assert correlation["spearman_p"] == pytest.approx(exact_spearman_p(walign, gain))
     for seed in common:  # the same correlation on each training seed alone
-        alone = [np.mean(pass_rates(read(directory / "runs" / slug(t) / f"seed-{seed}" / "result.json")["after"])[1]
-                         - before) for t in scored]
+        alone = [sampled_gain(directory, t, seed, before) for t in scored]
         assert correlation["spearman_by_seed"][str(seed)] == pytest.approx(stats.spearmanr(walign, alone).statistic)
 
 
